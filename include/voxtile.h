@@ -1,0 +1,511 @@
+/**
+ * @file voxtile.h
+ * @brief voxtile: out-of-core tiled storage for 3-D/4-D medical images.
+ *
+ * A store (`.vxt`) is one file holding named N-d arrays (N <= 5) cut into
+ * tiles, each tile LZ4-compressed on its own and checksummed (xxh3-64), with an
+ * index and a metadata block. The reader maps the file read-only and serves
+ * any box of voxels -- partly or wholly outside the array, padded, converted to
+ * another dtype (float16 included) -- decoding only the tiles the box touches,
+ * straight into the caller's buffer.
+ *
+ * Conventions
+ * - Every function that can fail returns `int`: 0 on success, a negative
+ *   `VT_E*` code on failure. vt_strerror() names a code; vt_errmsg() and
+ *   vt_writer_errmsg() give the detail of the last failure, which names the
+ *   file and what is wrong.
+ * - Output handles come back through a trailing `**out` and stay NULL on
+ *   failure. Destructors accept NULL.
+ * - Arrays are C order. Images are `(c, z, y, x)`; tiles are per channel.
+ * - Pointers "borrowed" from a store point into its read-only mapping or its
+ *   handle; they stay valid until vt_close() of that store and must not be
+ *   written or freed.
+ * - The library supports little-endian hosts only (the file format is
+ *   little-endian and is mapped in place).
+ */
+#ifndef VOXTILE_H
+#define VOXTILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(VT_BUILDING_LIBRARY) && defined(__GNUC__)
+#define VT_API __attribute__((visibility("default")))
+#else
+#define VT_API
+#endif
+
+/** @name Versions
+ *  The library version (of this header; vt_version_number() gives the one
+ *  linked at run time) and the on-disk format version it reads and writes. */
+/**@{*/
+#define VT_VERSION_MAJOR 0
+#define VT_VERSION_MINOR 1
+#define VT_VERSION_PATCH 0
+#define VT_VERSION_NUMBER (VT_VERSION_MAJOR * 10000 + VT_VERSION_MINOR * 100 + VT_VERSION_PATCH)
+#define VT_FORMAT_VERSION 1
+/**@}*/
+
+/** Largest number of dimensions of an array. */
+#define VT_MAX_DIMS 5
+/** Longest array name in bytes, not counting the terminating NUL. */
+#define VT_NAME_MAX 63
+/** Longest metadata key in bytes, not counting the terminating NUL. */
+#define VT_KEY_MAX 255
+
+/** @name Error codes (all negative; 0 is success) */
+/**@{*/
+#define VT_OK 0
+#define VT_EIO (-1)          /**< a system call failed (open, read, write, fsync, rename, mmap ...) */
+#define VT_ECORRUPT (-2)     /**< the file is damaged: a checksum does not match, a tile does not decode */
+#define VT_EFORMAT (-3)      /**< the file is not a store, or its structure is inconsistent */
+#define VT_EVERSION (-4)     /**< the file's format version is not one this library reads */
+#define VT_ERANGE (-5)       /**< a value or box is out of range, or a size overflows */
+#define VT_ENOMEM (-6)       /**< memory allocation failed */
+#define VT_EINVAL (-7)       /**< an argument is invalid */
+#define VT_ENOTFOUND (-8)    /**< no array or metadata key of that name */
+#define VT_ENOSPC (-9)       /**< no space left on the device */
+#define VT_EUNSUPPORTED (-10)/**< the input uses a feature voxtile does not support */
+#define VT_ESTATE (-11)      /**< the call is not allowed in the handle's state (e.g. a failed writer) */
+/**@}*/
+
+/** Element types. The numeric values are the on-disk codes. */
+typedef enum vt_dtype {
+    VT_DTYPE_SAME = 0, /**< only in vt_read_opts: keep the stored dtype */
+    VT_U8 = 1,
+    VT_I8 = 2,
+    VT_U16 = 3,
+    VT_I16 = 4,
+    VT_U32 = 5,
+    VT_I32 = 6,
+    VT_F16 = 7,  /**< IEEE 754 binary16 */
+    VT_BF16 = 8, /**< bfloat16 (the upper half of a binary32) */
+    VT_F32 = 9,
+    VT_F64 = 10
+} vt_dtype;
+
+/** Tile codecs. The numeric values are the on-disk codes. */
+typedef enum vt_codec {
+    VT_CODEC_NONE = 0,  /**< tiles stored uncompressed */
+    VT_CODEC_LZ4 = 1,   /**< LZ4 (fast); level is LZ4's acceleration (1 = default) */
+    VT_CODEC_LZ4HC = 2  /**< LZ4HC; level 1..12 */
+} vt_codec;
+
+/** Byte-shuffle filter applied before compression. */
+typedef enum vt_filter {
+    VT_FILTER_NONE = 0,    /**< bytes stored as they are */
+    VT_FILTER_SHUFFLE = 1, /**< bytes regrouped by significance (byte k of every element together) */
+    VT_FILTER_AUTO = 2     /**< try both on the first tiles, keep what compresses smaller */
+} vt_filter;
+
+/** How vt_read() produces voxels outside the array. */
+typedef enum vt_pad {
+    VT_PAD_CONSTANT = 0, /**< vt_read_opts::pad_value */
+    VT_PAD_EDGE = 1,     /**< replicate the nearest border voxel (numpy "edge") */
+    VT_PAD_REFLECT = 2   /**< mirror without repeating the border voxel (numpy "reflect") */
+} vt_pad;
+
+/** Types of metadata values. The numeric values are the on-disk codes. */
+typedef enum vt_meta_type {
+    VT_META_BYTES = 0,  /**< opaque bytes; count = number of bytes */
+    VT_META_STRING = 1, /**< UTF-8 text, NUL-terminated in the file; count = strlen */
+    VT_META_F64 = 2,    /**< array of double; count = number of doubles */
+    VT_META_I64 = 3     /**< array of int64_t; count = number of integers */
+} vt_meta_type;
+
+/** Flags of a tile in the index (vt_tile_info::flags). */
+#define VT_TILE_RAW 0x1u      /**< stored bytes are the raw elements (no codec, no filter) */
+#define VT_TILE_CONSTANT 0x2u /**< every element equal; no bytes stored, the value is in the index */
+#define VT_TILE_SHUFFLED 0x4u /**< byte-shuffled before compression */
+
+/* ------------------------------------------------------------------------- */
+/** @name Library */
+/**@{*/
+
+/** Library version linked at run time, as VT_VERSION_NUMBER. */
+VT_API int vt_version_number(void);
+/** Library version as a static string such as "0.1.0". */
+VT_API const char *vt_version_string(void);
+/** Static text for an error code ("checksum or data corrupt" ...); never NULL. */
+VT_API const char *vt_strerror(int code);
+/** Size in bytes of one element of @p dtype, or 0 for an invalid dtype. */
+VT_API size_t vt_dtype_size(vt_dtype dtype);
+/** Short name of @p dtype as numpy spells it ("uint8", "float16", "bfloat16" ...); "?" when invalid. */
+VT_API const char *vt_dtype_name(vt_dtype dtype);
+/**
+ * Parse a dtype name: numpy names ("float32", "int16", "uint8", "float16",
+ * "bfloat16", "float64") and short forms ("f4", "i2", "u1", "f2", "bf16", "f8",
+ * "f32", "i16", "u8" ...).
+ * @param name  the name.
+ * @param out   receives the dtype.
+ * @return 0, or VT_EINVAL for an unknown name.
+ */
+VT_API int vt_dtype_parse(const char *name, vt_dtype *out);
+/** Name of a codec ("none", "lz4", "lz4hc"); "?" when invalid. */
+VT_API const char *vt_codec_name(vt_codec codec);
+/**@}*/
+
+/* ------------------------------------------------------------------------- */
+/** @name Reading a store */
+/**@{*/
+
+typedef struct vt_store vt_store;
+typedef struct vt_array vt_array;
+
+/**
+ * Open a store read-only. The file is mapped and validated before this returns:
+ * header, directory, every tile index and the metadata -- every offset and size
+ * inside the file, shapes and tile counts consistent, checksums matching.
+ * Tiles themselves are checked when read (vt_read_opts::verify) or by
+ * vt_verify().
+ *
+ * The handle may be used by many threads at once. A process that forks after
+ * vt_open() may keep using the handle in the child. If another process
+ * truncates the file in place while it is mapped, reads may raise SIGBUS;
+ * stores are replaced by rename, which open handles never notice.
+ *
+ * @param path   file name.
+ * @param flags  0 (reserved).
+ * @param out    receives the handle; NULL on failure. Close with vt_close().
+ * @return 0; VT_EIO (cannot open, stat or map); VT_EFORMAT (not a store, bad
+ *         structure, incomplete file); VT_EVERSION (unknown format version);
+ *         VT_ECORRUPT (a checksum of header, directory, index or metadata does
+ *         not match); VT_ENOMEM; VT_EINVAL (NULL argument, flags not 0).
+ *         vt_errmsg(NULL) in the calling thread gives the detail.
+ */
+VT_API int vt_open(const char *path, unsigned flags, vt_store **out);
+
+/** Close a store and unmap it. Every pointer borrowed from it becomes invalid. NULL is ignored. */
+VT_API void vt_close(vt_store *store);
+
+/**
+ * Detail of the last failure of a call on @p store made by the calling thread
+ * (each thread sees its own last failure, so concurrent readers do not
+ * overwrite each other's messages). With @p store NULL: the calling thread's
+ * last failure of any call (use it after a vt_open() or vt_convert() failure).
+ * @return a NUL-terminated message, "" if there was none; valid until the next
+ *         failing call in this thread.
+ */
+VT_API const char *vt_errmsg(const vt_store *store);
+
+/** Path the store was opened with (borrowed; valid until vt_close()). */
+VT_API const char *vt_store_path(const vt_store *store);
+/** File size in bytes. */
+VT_API uint64_t vt_store_file_size(const vt_store *store);
+/** Format version of the file (VT_FORMAT_VERSION for every file vt_open() accepts). */
+VT_API uint32_t vt_store_format_version(const vt_store *store);
+/** VT_VERSION_NUMBER of the library that wrote the file. */
+VT_API uint32_t vt_store_writer_version(const vt_store *store);
+/** Number of arrays in the store. */
+VT_API size_t vt_store_narrays(const vt_store *store);
+
+/**
+ * The array at position @p index in the directory.
+ * @param store  the store.
+ * @param index  0 .. vt_store_narrays()-1.
+ * @param out    receives a handle borrowed from the store (valid until vt_close(); never freed).
+ * @return 0, VT_ERANGE (no such index) or VT_EINVAL (NULL argument).
+ */
+VT_API int vt_store_array_at(const vt_store *store, size_t index, const vt_array **out);
+
+/**
+ * The array called @p name.
+ * @param store  the store.
+ * @param name   array name, e.g. "image" or "seg".
+ * @param out    receives a handle borrowed from the store (valid until vt_close()).
+ * @return 0, VT_ENOTFOUND or VT_EINVAL.
+ */
+VT_API int vt_store_array(const vt_store *store, const char *name, const vt_array **out);
+
+/** Description of an array (vt_array_info()). */
+typedef struct vt_array_info {
+    const char *name;             /**< borrowed from the store */
+    vt_dtype dtype;
+    int ndim;
+    uint64_t shape[VT_MAX_DIMS];  /**< entries past ndim are 1 */
+    uint32_t tile[VT_MAX_DIMS];   /**< tile shape (clipped to the shape); entries past ndim are 1 */
+    uint64_t grid[VT_MAX_DIMS];   /**< tiles along each axis */
+    uint64_t ntiles;
+    vt_codec codec;
+    int level;
+    vt_filter filter;             /**< as requested at write time (AUTO stays AUTO; see VT_TILE_SHUFFLED) */
+    double fill;                  /**< fill value of the array (vt_array_spec::fill) */
+    uint64_t raw_bytes;           /**< number of elements x element size */
+    uint64_t stored_bytes;        /**< bytes of tile data in the file */
+    uint64_t constant_tiles;      /**< tiles stored as one value */
+    uint64_t raw_tiles;           /**< tiles stored uncompressed */
+    uint64_t shuffled_tiles;      /**< tiles stored byte-shuffled */
+    double min, max;              /**< value range over all tiles, NaN ignored (NaN if all NaN) */
+} vt_array_info;
+
+/**
+ * Describe an array.
+ * @param array  the array.
+ * @param out    filled in; its name pointer is borrowed from the store.
+ * @return 0 or VT_EINVAL.
+ */
+VT_API int vt_array_info_get(const vt_array *array, vt_array_info *out);
+
+/** One tile's entry in the index (vt_tile_get()). */
+typedef struct vt_tile_info {
+    uint64_t coord[VT_MAX_DIMS]; /**< tile coordinates in the tile grid */
+    uint64_t start[VT_MAX_DIMS]; /**< first voxel of the tile */
+    uint64_t extent[VT_MAX_DIMS];/**< voxels of the tile along each axis (smaller at the far border) */
+    uint64_t offset;             /**< file offset of the stored bytes (0 for a constant tile) */
+    uint32_t stored_size;        /**< stored bytes (0 for a constant tile) */
+    uint32_t flags;              /**< VT_TILE_* */
+    uint64_t raw_size;           /**< decoded bytes */
+    uint64_t checksum;           /**< xxh3-64 of the stored bytes (of the 8 value bytes for a constant tile) */
+    double min, max;             /**< value range of the tile, NaN ignored */
+} vt_tile_info;
+
+/**
+ * Index entry of tile number @p tile (C order over the tile grid).
+ * @return 0, VT_ERANGE (no such tile) or VT_EINVAL.
+ */
+VT_API int vt_tile_get(const vt_array *array, uint64_t tile, vt_tile_info *out);
+
+/** Options of vt_read(); initialise with vt_read_opts_init(). */
+typedef struct vt_read_opts {
+    vt_dtype dtype;       /**< output dtype; VT_DTYPE_SAME (default) keeps the stored one */
+    vt_pad pad;           /**< how voxels outside the array are produced (default constant) */
+    double pad_value;     /**< output value of constant padding (default 0), converted to the output dtype */
+    int transform;        /**< nonzero: apply clip, then x*scale + offset, to every voxel read (not to pad_value) */
+    double clip_lo;       /**< lower clip bound (default -INFINITY) */
+    double clip_hi;       /**< upper clip bound (default +INFINITY) */
+    double scale;         /**< default 1 */
+    double offset;        /**< default 0 */
+    const int64_t *strides; /**< output strides in elements, one per dimension; NULL = C-contiguous box */
+    int threads;          /**< threads to decode one read with (default 1); 0 or 1 = the calling thread only */
+    int verify;           /**< nonzero (default): check each tile's checksum before decoding it */
+} vt_read_opts;
+
+/** Fill @p opts with the defaults documented on each field. */
+VT_API void vt_read_opts_init(vt_read_opts *opts);
+
+/**
+ * Read a box of voxels into @p out.
+ *
+ * The box is `[start[d], start[d] + size[d])` on each axis; @p start may be
+ * negative and the box may pass the far border or lie wholly outside the
+ * array: those voxels come from the pad mode. Only the tiles the box needs are
+ * decoded, tile by tile, straight into @p out (no box- or volume-sized
+ * temporary). Conversion: values are read as double, clipped and scaled when
+ * opts->transform is set (in double, no fused multiply-add), then converted to
+ * the output dtype: to floating types with round-to-nearest-even (float16 as
+ * numpy's astype, NaN, infinities, subnormals and overflow included), to integer
+ * types by truncation toward zero, saturating at the type's limits, NaN -> 0.
+ * Copies without conversion are bit-exact.
+ *
+ * Thread-safe: many threads may read from the same array at once.
+ *
+ * @param array  the array.
+ * @param start  ndim first-voxel coordinates (may be negative).
+ * @param size   ndim box extents, each >= 1.
+ * @param opts   options, or NULL for the defaults.
+ * @param out    output buffer: C-contiguous box of the output dtype, or laid out
+ *               by opts->strides (element strides, may be negative); it must be
+ *               suitably aligned for the output dtype.
+ * @return 0; VT_EINVAL (NULL pointer, bad dtype, pad mode or strides);
+ *         VT_ERANGE (an extent of 0, or a box whose coordinates or byte size
+ *         overflow); VT_ECORRUPT (a tile's checksum does not match or it does
+ *         not decode; the message names array and tile coordinates);
+ *         VT_ENOMEM; VT_EIO (a decode thread cannot be started).
+ *         On failure @p out may be partly written.
+ */
+VT_API int vt_read(const vt_array *array, const int64_t *start, const uint64_t *size,
+                   const vt_read_opts *opts, void *out);
+
+/**
+ * Check every tile of one array: checksum of the stored bytes, decode to the
+ * exact size, constant-tile values, and min/max against the decoded values.
+ * @param array     the array.
+ * @param bad_tile  if not NULL, receives the number of the first bad tile (unchanged on success).
+ * @return 0 when every tile holds; VT_ECORRUPT naming the first bad tile; VT_ENOMEM.
+ */
+VT_API int vt_verify_array(const vt_array *array, uint64_t *bad_tile);
+
+/** Number of metadata entries. */
+VT_API size_t vt_meta_count(const vt_store *store);
+
+/**
+ * Metadata entry number @p index (in file order).
+ * @param store  the store.
+ * @param index  0 .. vt_meta_count()-1.
+ * @param key    receives the key (borrowed, NUL-terminated); may be NULL.
+ * @param type   receives the value type; may be NULL.
+ * @param data   receives the value (borrowed, 8-byte aligned: a `const double *`
+ *               for F64, `const int64_t *` for I64, a NUL-terminated
+ *               `const char *` for STRING); may be NULL.
+ * @param count  receives the number of values (bytes, characters without the
+ *               NUL, doubles or integers); may be NULL.
+ * @return 0, VT_ERANGE or VT_EINVAL.
+ */
+VT_API int vt_meta_at(const vt_store *store, size_t index, const char **key,
+                      vt_meta_type *type, const void **data, size_t *count);
+
+/**
+ * Metadata entry called @p key; as vt_meta_at().
+ * Keys the library writes and reads: "spacing", "origin" (F64, one per spatial
+ * axis, in array axis order z, y, x), "direction" (F64[9], row-major 3x3),
+ * "source" (STRING, the file converted from).
+ * @return 0, VT_ENOTFOUND or VT_EINVAL.
+ */
+VT_API int vt_meta_get(const vt_store *store, const char *key, vt_meta_type *type,
+                       const void **data, size_t *count);
+/**@}*/
+
+/* ------------------------------------------------------------------------- */
+/** @name Writing a store */
+/**@{*/
+
+typedef struct vt_writer vt_writer;
+
+/** Options of vt_writer_open(); initialise with vt_writer_opts_init(). */
+typedef struct vt_writer_opts {
+    int threads; /**< compression threads (default 1: compress in the calling thread) */
+} vt_writer_opts;
+
+/** Fill @p opts with the defaults. */
+VT_API void vt_writer_opts_init(vt_writer_opts *opts);
+
+/**
+ * Start writing a store at @p path. Data goes to an unnamed temporary file in
+ * the same directory (O_TMPFILE; where the file system lacks it, a hidden
+ * `.NAME.tmp.XXXXXX` that is deleted on failure); nothing appears at @p path
+ * until vt_writer_finalize() succeeds, which then replaces any file there
+ * atomically. A process killed while writing leaves no file behind (with
+ * O_TMPFILE) and never a partial store at @p path.
+ * @param path  final file name.
+ * @param opts  options or NULL for defaults.
+ * @param out   receives the writer; NULL on failure. Free with vt_writer_free().
+ * @return 0; VT_EIO (cannot create the temporary file); VT_ENOMEM; VT_EINVAL.
+ *         vt_errmsg(NULL) gives the detail.
+ */
+VT_API int vt_writer_open(const char *path, const vt_writer_opts *opts, vt_writer **out);
+
+/** Description of an array to write; initialise with vt_array_spec_init(). */
+typedef struct vt_array_spec {
+    const char *name;                /**< 1..VT_NAME_MAX bytes, unique in the store (copied) */
+    vt_dtype dtype;
+    int ndim;                        /**< 1..VT_MAX_DIMS */
+    uint64_t shape[VT_MAX_DIMS];     /**< every extent >= 1 */
+    uint32_t tile[VT_MAX_DIMS];      /**< tile shape, clipped to the shape; all 0 (default) = 32 on the last three
+                                          axes and 1 before them (1-d: 32768; 2-d: 256 x 256) */
+    vt_codec codec;                  /**< default VT_CODEC_LZ4HC */
+    int level;                       /**< LZ4HC level 1..12 / LZ4 acceleration >= 1; 0 = codec default */
+    vt_filter filter;                /**< default VT_FILTER_AUTO */
+    double fill;                     /**< fill value (default 0): must be representable in dtype */
+    int sparse;                      /**< nonzero: voxels never written take the fill value at finalize */
+} vt_array_spec;
+
+/** Fill @p spec with the defaults documented on each field (ndim 0, name NULL: set them). */
+VT_API void vt_array_spec_init(vt_array_spec *spec);
+
+/**
+ * Declare an array. Arrays may be written in any order, interleaved.
+ * @param w      the writer.
+ * @param spec   the array's description (copied).
+ * @param id     receives the array's id for vt_writer_write().
+ * @return 0; VT_EINVAL (bad name, dtype, ndim, shape, codec, level, filter, a
+ *         fill value the dtype cannot hold, a duplicate name); VT_ERANGE (sizes
+ *         overflow, a tile over 1 GiB); VT_ENOMEM; VT_ESTATE (writer failed or finalized).
+ */
+VT_API int vt_writer_add_array(vt_writer *w, const vt_array_spec *spec, int *id);
+
+/**
+ * Write a box of voxels: C-contiguous @p data of the array's dtype covering
+ * `[start[d], start[d] + size[d])`. Each voxel must be written exactly once
+ * (a voxel written twice is an error). The writer keeps only tiles that are
+ * partly written; a tile is compressed (on the thread pool) as soon as its
+ * last voxel arrives, so writing slabs along the slowest axis, or single
+ * tiles, needs memory of about one slab of tiles.
+ * @param w      the writer.
+ * @param id     array id from vt_writer_add_array().
+ * @param start  ndim first-voxel coordinates.
+ * @param size   ndim extents.
+ * @param data   the voxels (read before the call returns).
+ * @return 0; VT_EINVAL (bad id, NULL, a voxel written twice -- the writer
+ *         then fails); VT_ERANGE (box outside the array); VT_EIO / VT_ENOSPC
+ *         (a tile could not be written); VT_ENOMEM; VT_ESTATE (writer failed or
+ *         finalized). Any failure other than VT_EINVAL/VT_ERANGE for the
+ *         arguments leaves the writer failed: free it.
+ */
+VT_API int vt_writer_write(vt_writer *w, int id, const uint64_t *start, const uint64_t *size,
+                           const void *data);
+
+/**
+ * Set a metadata entry (a later call with the same key replaces it).
+ * @param w      the writer.
+ * @param key    1..VT_KEY_MAX bytes (copied).
+ * @param type   value type.
+ * @param data   @p count values (bytes, chars without NUL, doubles or int64); copied.
+ * @param count  number of values.
+ * @return 0; VT_EINVAL; VT_ENOMEM; VT_ESTATE.
+ */
+VT_API int vt_writer_set_meta(vt_writer *w, const char *key, vt_meta_type type,
+                              const void *data, size_t count);
+
+/**
+ * Finish the store: wait for every tile, check that every tile of every array
+ * was written (or is sparse), write the tile indexes, directory, metadata and
+ * header, fsync the file, rename it to the final path and fsync the directory.
+ * @return 0; VT_EINVAL (an array not completely written: the message names
+ *         it and the first missing tile); VT_EIO / VT_ENOSPC; VT_ENOMEM;
+ *         VT_ESTATE. On failure nothing is published; free the writer.
+ */
+VT_API int vt_writer_finalize(vt_writer *w);
+
+/**
+ * Free a writer. If it was not finalized, stop its threads and delete its
+ * temporary file: nothing is left behind. NULL is ignored.
+ */
+VT_API void vt_writer_free(vt_writer *w);
+
+/**
+ * Detail of the last failure of a call on @p w made by the calling thread;
+ * as vt_errmsg(). @return a message, "" if none.
+ */
+VT_API const char *vt_writer_errmsg(const vt_writer *w);
+/**@}*/
+
+/* ------------------------------------------------------------------------- */
+/** @name Converting files */
+/**@{*/
+
+/** Options of vt_convert(); initialise with vt_convert_opts_init(). */
+typedef struct vt_convert_opts {
+    uint32_t tile[3];  /**< tile shape (z, y, x); 0 = default */
+    vt_codec codec;    /**< default VT_CODEC_LZ4HC */
+    int level;         /**< 0 = codec default */
+    vt_filter filter;  /**< default VT_FILTER_AUTO */
+    int threads;       /**< compression threads (default 1) */
+    const char *array; /**< name of the array written (default "image") */
+} vt_convert_opts;
+
+/** Fill @p opts with the defaults. */
+VT_API void vt_convert_opts_init(vt_convert_opts *opts);
+
+/**
+ * Convert an image file to a store, streaming slab by slab in bounded memory.
+ * Supported input: `.npy` (format 1.0, 2.0, 3.0; C or Fortran order; either
+ * byte order; dtypes u1 i1 u2 i2 u4 i4 f2 f4 f8 and bool). A 3-d array
+ * `(z, y, x)` becomes a `(1, z, y, x)` image; other ranks are kept.
+ * @param in    input file.
+ * @param out   store to write (replaced atomically; nothing is left on failure).
+ * @param opts  options or NULL.
+ * @return 0; VT_EIO; VT_EFORMAT (malformed input); VT_EUNSUPPORTED (an
+ *         input type voxtile cannot store); VT_ENOSPC; VT_ENOMEM; VT_EINVAL.
+ *         vt_errmsg(NULL) names the file and what is wrong.
+ */
+VT_API int vt_convert(const char *in, const char *out, const vt_convert_opts *opts);
+/**@}*/
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VOXTILE_H */

@@ -1,0 +1,226 @@
+/* float16 and bfloat16 conversions: a portable bit-exact implementation and an
+ * F16C fast path chosen at run time. Both give numpy's astype(float16) result
+ * for every input; NaN lanes of the F16C path are redone by the portable code
+ * because F16C quiets signalling NaNs and numpy does not. */
+#include "half.h"
+
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define VT_HAVE_X86 1
+#endif
+
+uint16_t vt__f32_to_f16_bits(uint32_t f)
+{
+    uint16_t sign = (uint16_t)((f >> 16) & 0x8000u);
+    uint32_t exp = (f >> 23) & 0xffu;
+    uint32_t mant = f & 0x7fffffu;
+
+    if (exp == 0xffu) { /* inf or NaN */
+        if (mant == 0)
+            return sign | 0x7c00u;
+        uint32_t m = mant >> 13;
+        return (uint16_t)(sign | 0x7c00u | (m ? m : 1u));
+    }
+    if (exp < 113) { /* below 2^-14: a float16 subnormal or zero */
+        int shift = 126 - (int)exp; /* value * 2^24 = full >> shift */
+        if (shift > 24)
+            return sign;
+        uint32_t full = mant | 0x800000u;
+        uint32_t q = full >> shift;
+        uint32_t rem = full & ((1u << shift) - 1u);
+        uint32_t half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (q & 1u)))
+            q++;
+        return (uint16_t)(sign | q);
+    }
+    uint32_t q = ((exp - 112u) << 10) | (mant >> 13);
+    uint32_t rem = mant & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (q & 1u)))
+        q++;
+    if (q >= 0x7c00u)
+        return sign | 0x7c00u;
+    return (uint16_t)(sign | q);
+}
+
+uint32_t vt__f16_to_f32_bits(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu;
+    uint32_t mant = h & 0x3ffu;
+    if (exp == 0) {
+        if (mant == 0)
+            return sign;
+        /* subnormal: normalise */
+        int e = -1;
+        do {
+            e++;
+            mant <<= 1;
+        } while ((mant & 0x400u) == 0);
+        return sign | ((uint32_t)(112 - e) << 23) | ((mant & 0x3ffu) << 13);
+    }
+    if (exp == 31)
+        return sign | 0x7f800000u | (mant << 13);
+    return sign | ((exp + 112u) << 23) | (mant << 13);
+}
+
+/* double -> a binary format with @p E exponent and @p M mantissa bits, round to
+ * nearest even; returns the magnitude bits (sign added by the caller). NaN is
+ * left to the caller. */
+static uint32_t f64_to_small(uint64_t d, int E, int M)
+{
+    uint32_t maxexp = (1u << E) - 1u;
+    int bias = (int)(maxexp >> 1);
+    uint32_t exp = (uint32_t)(d >> 52) & 0x7ffu;
+    uint64_t mant = d & ((UINT64_C(1) << 52) - 1u);
+
+    if (exp == 0x7ffu) /* infinity (NaN handled by the caller) */
+        return maxexp << M;
+    if (exp == 0) /* double zero or subnormal: far below any small subnormal */
+        return 0;
+    int e = (int)exp - 1023;
+    int he = e + bias;
+    uint64_t q, rem, half;
+    if (he >= 1) {
+        if (he >= (int)maxexp)
+            return maxexp << M;
+        int sh = 52 - M;
+        q = ((uint64_t)he << M) | (mant >> sh);
+        rem = mant & ((UINT64_C(1) << sh) - 1u);
+        half = UINT64_C(1) << (sh - 1);
+    } else {
+        int sh = 53 - bias - M - e;
+        if (sh > 53)
+            return 0;
+        uint64_t full = mant | (UINT64_C(1) << 52);
+        q = full >> sh;
+        rem = full & ((UINT64_C(1) << sh) - 1u);
+        half = UINT64_C(1) << (sh - 1);
+    }
+    if (rem > half || (rem == half && (q & 1u)))
+        q++;
+    if (q >= ((uint64_t)maxexp << M))
+        return maxexp << M;
+    return (uint32_t)q;
+}
+
+uint16_t vt__f64_to_f16_bits(uint64_t d)
+{
+    uint16_t sign = (uint16_t)((d >> 48) & 0x8000u);
+    if ((d & UINT64_C(0x7fffffffffffffff)) > UINT64_C(0x7ff0000000000000)) {
+        uint32_t m = (uint32_t)((d & ((UINT64_C(1) << 52) - 1u)) >> 42);
+        return (uint16_t)(sign | 0x7c00u | (m ? m : 1u));
+    }
+    return (uint16_t)(sign | f64_to_small(d, 5, 10));
+}
+
+uint16_t vt__f32_to_bf16_bits(uint32_t f)
+{
+    if ((f & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)(((f >> 16) & 0x8000u) | 0x7fc0u);
+    uint32_t r = 0x7fffu + ((f >> 16) & 1u);
+    return (uint16_t)((f + r) >> 16);
+}
+
+uint16_t vt__f64_to_bf16_bits(uint64_t d)
+{
+    uint16_t sign = (uint16_t)((d >> 48) & 0x8000u);
+    if ((d & UINT64_C(0x7fffffffffffffff)) > UINT64_C(0x7ff0000000000000))
+        return sign | 0x7fc0u;
+    return (uint16_t)(sign | f64_to_small(d, 8, 7));
+}
+
+/* ---- array conversions -------------------------------------------------- */
+
+static void f32_to_f16_portable(const void *src, uint16_t *dst, size_t n)
+{
+    const unsigned char *s = src;
+    for (size_t i = 0; i < n; i++)
+        dst[i] = vt__f32_to_f16_bits(vt__ld32(s + 4 * i));
+}
+
+static void f16_to_f32_portable(const void *src, float *dst, size_t n)
+{
+    const unsigned char *s = src;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t b = vt__f16_to_f32_bits(vt__ld16(s + 2 * i));
+        memcpy(&dst[i], &b, 4);
+    }
+}
+
+#ifdef VT_HAVE_X86
+__attribute__((target("avx,f16c"))) static void f32_to_f16_f16c(const void *src, uint16_t *dst,
+                                                                size_t n)
+{
+    const unsigned char *s = src;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps((const float *)(const void *)(s + 4 * i));
+        __m128i h = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm_storeu_si128((__m128i *)(void *)(dst + i), h);
+        int nan = _mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        while (nan) {
+            int k = __builtin_ctz((unsigned)nan);
+            dst[i + (size_t)k] = vt__f32_to_f16_bits(vt__ld32(s + 4 * (i + (size_t)k)));
+            nan &= nan - 1;
+        }
+    }
+    f32_to_f16_portable(s + 4 * i, dst + i, n - i);
+}
+
+__attribute__((target("avx,f16c"))) static void f16_to_f32_f16c(const void *src, float *dst,
+                                                                size_t n)
+{
+    const unsigned char *s = src;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i h = _mm_loadu_si128((const __m128i *)(const void *)(s + 2 * i));
+        __m256 v = _mm256_cvtph_ps(h);
+        _mm256_storeu_ps(dst + i, v);
+        int nan = _mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        while (nan) {
+            int k = __builtin_ctz((unsigned)nan);
+            uint32_t b = vt__f16_to_f32_bits(vt__ld16(s + 2 * (i + (size_t)k)));
+            memcpy(&dst[i + (size_t)k], &b, 4);
+            nan &= nan - 1;
+        }
+    }
+    f16_to_f32_portable(s + 2 * i, dst + i, n - i);
+}
+#endif
+
+static void (*f32_to_f16_impl)(const void *, uint16_t *, size_t) = f32_to_f16_portable;
+static void (*f16_to_f32_impl)(const void *, float *, size_t) = f16_to_f32_portable;
+
+static int cpu_has_f16c(void)
+{
+#ifdef VT_HAVE_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+#else
+    return 0;
+#endif
+}
+
+void vt__half_force_portable(int on)
+{
+#ifdef VT_HAVE_X86
+    if (!on && cpu_has_f16c()) {
+        f32_to_f16_impl = f32_to_f16_f16c;
+        f16_to_f32_impl = f16_to_f32_f16c;
+        return;
+    }
+#endif
+    (void)on;
+    f32_to_f16_impl = f32_to_f16_portable;
+    f16_to_f32_impl = f16_to_f32_portable;
+}
+
+__attribute__((constructor)) static void half_init(void) { vt__half_force_portable(0); }
+
+int vt__half_uses_f16c(void) { return f32_to_f16_impl != f32_to_f16_portable; }
+
+void vt__f32_to_f16(const void *src, uint16_t *dst, size_t n) { f32_to_f16_impl(src, dst, n); }
+
+void vt__f16_to_f32(const void *src, float *dst, size_t n) { f16_to_f32_impl(src, dst, n); }

@@ -1,0 +1,79 @@
+/* Internal declarations shared by the library's modules. Not installed. */
+#ifndef VT_INTERNAL_H
+#define VT_INTERNAL_H
+
+#include "voxtile.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "voxtile supports little-endian hosts only"
+#endif
+
+#define VT_INTERNAL __attribute__((visibility("hidden")))
+
+/* ---- errors (error.c) --------------------------------------------------- */
+
+/* Record a failure for the calling thread, attributed to @p handle (any
+ * store or writer pointer, or NULL), and return @p code. */
+VT_INTERNAL int vt__fail(const void *handle, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+VT_INTERNAL int vt__vfail(const void *handle, int code, const char *fmt, va_list ap);
+/* Message recorded for @p handle in this thread ("" if the last failure was
+ * for another handle); handle NULL: the last failure of any handle. */
+VT_INTERNAL const char *vt__errmsg(const void *handle);
+/* Map an errno value to a VT_E* code. */
+VT_INTERNAL int vt__errno_code(int err);
+
+/* ---- checked arithmetic ------------------------------------------------- */
+
+static inline bool vt__mul_ok(uint64_t a, uint64_t b, uint64_t *r)
+{
+    return !__builtin_mul_overflow(a, b, r);
+}
+static inline bool vt__add_ok(uint64_t a, uint64_t b, uint64_t *r)
+{
+    return !__builtin_add_overflow(a, b, r);
+}
+static inline uint64_t vt__ceil_div(uint64_t a, uint64_t b)
+{
+    return a / b + (a % b != 0);
+}
+
+/* ---- little-endian field access ----------------------------------------- */
+
+static inline uint16_t vt__ld16(const void *p) { uint16_t v; __builtin_memcpy(&v, p, 2); return v; }
+static inline uint32_t vt__ld32(const void *p) { uint32_t v; __builtin_memcpy(&v, p, 4); return v; }
+static inline uint64_t vt__ld64(const void *p) { uint64_t v; __builtin_memcpy(&v, p, 8); return v; }
+static inline double vt__ldf64(const void *p) { double v; __builtin_memcpy(&v, p, 8); return v; }
+static inline void vt__st16(void *p, uint16_t v) { __builtin_memcpy(p, &v, 2); }
+static inline void vt__st32(void *p, uint32_t v) { __builtin_memcpy(p, &v, 4); }
+static inline void vt__st64(void *p, uint64_t v) { __builtin_memcpy(p, &v, 8); }
+static inline void vt__stf64(void *p, double v) { __builtin_memcpy(p, &v, 8); }
+
+/* ---- dtypes (dtype.c) --------------------------------------------------- */
+
+VT_INTERNAL bool vt__dtype_valid(int dtype);
+VT_INTERNAL bool vt__dtype_is_float(vt_dtype dtype);
+/* Element at @p p (any alignment) as double (exact for every dtype). */
+VT_INTERNAL double vt__load_f64(vt_dtype dtype, const void *p);
+/* Store double @p v into one element at @p p with the library's conversion
+ * rules (round-to-nearest-even for floats, truncate + saturate for integers,
+ * NaN -> 0). */
+VT_INTERNAL void vt__store_f64(vt_dtype dtype, void *p, double v);
+/* min and max of @p n elements at @p p, NaN ignored; both NaN when all are NaN. */
+VT_INTERNAL void vt__minmax(vt_dtype dtype, const void *p, size_t n, double *min, double *max);
+/* True when @p v converts to @p dtype and back unchanged (NaN counts as exact for floats). */
+VT_INTERNAL bool vt__representable(vt_dtype dtype, double v);
+
+/* ---- system calls (sysio.c) --------------------------------------------- */
+
+/* Write all of @p len bytes at @p off (retrying short writes and EINTR). 0 or -errno. */
+VT_INTERNAL int vt__pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
+/* Read all of @p len bytes at @p off. 0, -errno, or -EIO at end of file. */
+VT_INTERNAL int vt__pread_all(int fd, void *buf, size_t len, uint64_t off);
+
+#endif /* VT_INTERNAL_H */

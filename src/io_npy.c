@@ -1,0 +1,257 @@
+/* .npy reader: header parsing (a Python dict literal, parsed strictly) and
+ * positioned reads of the data in host byte order. */
+#include "io_npy.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_HEADER (1u << 20)
+
+typedef struct lex {
+    const char *p, *end;
+} lex;
+
+static void skip_ws(lex *l)
+{
+    while (l->p < l->end && (*l->p == ' ' || *l->p == '\t' || *l->p == '\n' || *l->p == '\r'))
+        l->p++;
+}
+
+static bool eat(lex *l, char c)
+{
+    skip_ws(l);
+    if (l->p < l->end && *l->p == c) {
+        l->p++;
+        return true;
+    }
+    return false;
+}
+
+/* A quoted string into @p out (at most cap-1 bytes). */
+static bool string(lex *l, char *out, size_t cap)
+{
+    skip_ws(l);
+    if (l->p >= l->end || (*l->p != '\'' && *l->p != '"'))
+        return false;
+    char q = *l->p++;
+    size_t n = 0;
+    while (l->p < l->end && *l->p != q) {
+        if (n + 1 >= cap)
+            return false;
+        out[n++] = *l->p++;
+    }
+    if (l->p >= l->end)
+        return false;
+    l->p++;
+    out[n] = 0;
+    return true;
+}
+
+static bool word(lex *l, const char *w)
+{
+    skip_ws(l);
+    size_t n = strlen(w);
+    if ((size_t)(l->end - l->p) >= n && memcmp(l->p, w, n) == 0) {
+        l->p += n;
+        return true;
+    }
+    return false;
+}
+
+static bool integer(lex *l, uint64_t *v)
+{
+    skip_ws(l);
+    if (l->p >= l->end || *l->p < '0' || *l->p > '9')
+        return false;
+    uint64_t x = 0;
+    while (l->p < l->end && *l->p >= '0' && *l->p <= '9') {
+        if (x > (UINT64_MAX - 9) / 10)
+            return false;
+        x = x * 10 + (uint64_t)(*l->p++ - '0');
+    }
+    if (l->p < l->end && *l->p == 'L') /* Python 2 long */
+        l->p++;
+    *v = x;
+    return true;
+}
+
+static int descr_dtype(const char *d, vt_npy *n)
+{
+    char order = d[0];
+    if (order != '<' && order != '>' && order != '|' && order != '=')
+        return -1;
+    const char *t = d + 1;
+    static const struct {
+        const char *code;
+        vt_dtype dt;
+    } map[] = {{"u1", VT_U8}, {"b1", VT_U8}, {"i1", VT_I8},  {"u2", VT_U16}, {"i2", VT_I16},
+               {"u4", VT_U32}, {"i4", VT_I32}, {"f2", VT_F16}, {"f4", VT_F32}, {"f8", VT_F64}};
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (strcmp(t, map[i].code) == 0) {
+            n->dtype = map[i].dt;
+            n->es = vt_dtype_size(map[i].dt);
+            n->swap = order == '>' && n->es > 1;
+            return 0;
+        }
+    return -1;
+}
+
+int vt__npy_parse(const char *path, const unsigned char *buf, size_t len, uint64_t file_size,
+                  vt_npy *n)
+{
+    if (len < 10 || memcmp(buf, "\x93NUMPY", 6) != 0)
+        return vt__fail(NULL, VT_EFORMAT, "%s: not a .npy file (bad magic)", path);
+    unsigned major = buf[6];
+    uint64_t hlen, hstart;
+    if (major == 1) {
+        hlen = vt__ld16(buf + 8);
+        hstart = 10;
+    } else if (major == 2 || major == 3) {
+        if (len < 12)
+            return vt__fail(NULL, VT_EFORMAT, "%s: .npy header truncated", path);
+        hlen = vt__ld32(buf + 8);
+        hstart = 12;
+    } else
+        return vt__fail(NULL, VT_EUNSUPPORTED, "%s: .npy format version %u.%u is not supported",
+                        path, major, buf[7]);
+    if (hlen > MAX_HEADER || hstart + hlen > len)
+        return vt__fail(NULL, VT_EFORMAT, "%s: .npy header of %llu bytes runs past the file", path,
+                        (unsigned long long)hlen);
+    lex l = {(const char *)buf + hstart, (const char *)buf + hstart + hlen};
+    char key[64], descr[64] = "";
+    bool have_descr = false, have_order = false, have_shape = false;
+    n->ndim = 0;
+    n->fortran = false;
+    if (!eat(&l, '{'))
+        goto bad;
+    while (!eat(&l, '}')) {
+        if (!string(&l, key, sizeof key) || !eat(&l, ':'))
+            goto bad;
+        if (strcmp(key, "descr") == 0) {
+            if (!string(&l, descr, sizeof descr)) {
+                skip_ws(&l);
+                if (l.p < l.end && (*l.p == '[' || *l.p == '('))
+                    return vt__fail(NULL, VT_EUNSUPPORTED,
+                                    "%s: structured .npy dtypes are not supported", path);
+                goto bad;
+            }
+            have_descr = true;
+        } else if (strcmp(key, "fortran_order") == 0) {
+            if (word(&l, "True"))
+                n->fortran = true;
+            else if (word(&l, "False"))
+                n->fortran = false;
+            else
+                goto bad;
+            have_order = true;
+        } else if (strcmp(key, "shape") == 0) {
+            if (!eat(&l, '('))
+                goto bad;
+            while (!eat(&l, ')')) {
+                uint64_t v;
+                if (n->ndim >= VT_NPY_MAX_DIMS || !integer(&l, &v))
+                    goto bad;
+                n->shape[n->ndim++] = v;
+                if (!eat(&l, ',')) {
+                    if (!eat(&l, ')'))
+                        goto bad;
+                    break;
+                }
+            }
+            have_shape = true;
+        } else
+            goto bad;
+        if (!eat(&l, ',')) {
+            if (!eat(&l, '}'))
+                goto bad;
+            break;
+        }
+    }
+    if (!have_descr || !have_order || !have_shape)
+        goto bad;
+    if (descr_dtype(descr, n) != 0)
+        return vt__fail(NULL, VT_EUNSUPPORTED,
+                        "%s: .npy dtype '%s' is not supported (u1 i1 u2 i2 u4 i4 f2 f4 f8 b1)", path,
+                        descr);
+    n->data_offset = hstart + hlen;
+    uint64_t count = 1;
+    for (int d = 0; d < n->ndim; d++) {
+        if (n->shape[d] == 0)
+            return vt__fail(NULL, VT_EFORMAT, "%s: .npy array has an empty axis %d", path, d);
+        if (!vt__mul_ok(count, n->shape[d], &count))
+            return vt__fail(NULL, VT_EFORMAT, "%s: .npy shape overflows", path);
+    }
+    if (!vt__mul_ok(count, n->es, &n->data_bytes))
+        return vt__fail(NULL, VT_EFORMAT, "%s: .npy shape overflows", path);
+    uint64_t need;
+    if (!vt__add_ok(n->data_offset, n->data_bytes, &need) || need != file_size)
+        return vt__fail(NULL, VT_EFORMAT,
+                        "%s: .npy header describes %llu data bytes but the file holds %lld",
+                        path, (unsigned long long)n->data_bytes,
+                        (long long)file_size - (long long)n->data_offset);
+    return 0;
+bad:
+    return vt__fail(NULL, VT_EFORMAT, "%s: malformed .npy header", path);
+}
+
+int vt__npy_open(const char *path, vt_npy *n)
+{
+    memset(n, 0, sizeof *n);
+    n->fd = -1;
+    n->path = path;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return vt__fail(NULL, VT_EIO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return vt__fail(NULL, VT_EIO, "%s: not a regular file", path);
+    }
+    size_t want = (uint64_t)st.st_size < MAX_HEADER + 12 ? (size_t)st.st_size : MAX_HEADER + 12;
+    unsigned char *buf = malloc(want ? want : 1);
+    if (buf == NULL) {
+        close(fd);
+        return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", path);
+    }
+    int r = vt__pread_all(fd, buf, want, 0);
+    int rc = r < 0 ? vt__fail(NULL, VT_EIO, "%s: cannot read: %s", path, strerror(-r))
+                   : vt__npy_parse(path, buf, want, (uint64_t)st.st_size, n);
+    free(buf);
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    n->fd = fd;
+    return 0;
+}
+
+void vt__npy_close(vt_npy *n)
+{
+    if (n && n->fd >= 0) {
+        close(n->fd);
+        n->fd = -1;
+    }
+}
+
+int vt__npy_read(vt_npy *n, uint64_t off, void *buf, size_t len)
+{
+    int r = vt__pread_all(n->fd, buf, len, n->data_offset + off);
+    if (r < 0)
+        return vt__fail(NULL, vt__errno_code(-r), "%s: cannot read: %s", n->path,
+                        r == -EIO ? "unexpected end of file" : strerror(-r));
+    if (n->swap) {
+        unsigned char *p = buf;
+        for (size_t i = 0; i + n->es <= len; i += n->es)
+            for (size_t a = 0, b = n->es - 1; a < b; a++, b--) {
+                unsigned char t = p[i + a];
+                p[i + a] = p[i + b];
+                p[i + b] = t;
+            }
+    }
+    return 0;
+}

@@ -1,0 +1,32 @@
+/* .npy input (NumPy format 1.0, 2.0, 3.0). */
+#ifndef VT_IO_NPY_H
+#define VT_IO_NPY_H
+
+#include "internal.h"
+
+#define VT_NPY_MAX_DIMS 32
+
+typedef struct vt_npy {
+    const char *path;
+    int fd;
+    vt_dtype dtype;
+    size_t es;
+    bool swap;     /* big-endian data */
+    bool fortran;  /* Fortran (column-major) order */
+    int ndim;
+    uint64_t shape[VT_NPY_MAX_DIMS];
+    uint64_t data_offset;
+    uint64_t data_bytes;
+} vt_npy;
+
+/* Open and parse the header; checks that the file holds exactly the data the
+ * header describes. Errors name the file. */
+VT_INTERNAL int vt__npy_open(const char *path, vt_npy *n);
+VT_INTERNAL void vt__npy_close(vt_npy *n);
+/* Parse a header from memory (the first @p len bytes of a file of @p file_size bytes). */
+VT_INTERNAL int vt__npy_parse(const char *path, const unsigned char *buf, size_t len,
+                              uint64_t file_size, vt_npy *n);
+/* Read @p len bytes of data starting @p off bytes into the data, in host byte order. */
+VT_INTERNAL int vt__npy_read(vt_npy *n, uint64_t off, void *buf, size_t len);
+
+#endif

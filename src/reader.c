@@ -1,0 +1,515 @@
+/* Opening a store: map it read-only and validate every structure before any
+ * tile is touched; then tile lookup, metadata and verification. */
+
+#include "codec.h"
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- per-thread scratch ------------------------------------------------- */
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_destroy(void *p)
+{
+    vt_tscratch *s = p;
+    if (s) {
+        free(s->dec);
+        free(s->row);
+        free(s);
+    }
+}
+
+static void scratch_make_key(void) { pthread_key_create(&scratch_key, scratch_destroy); }
+
+vt_tscratch *vt__tscratch(void)
+{
+    pthread_once(&scratch_once, scratch_make_key);
+    vt_tscratch *s = pthread_getspecific(scratch_key);
+    if (s == NULL) {
+        s = calloc(1, sizeof *s);
+        if (s && pthread_setspecific(scratch_key, s) != 0) {
+            free(s);
+            s = NULL;
+        }
+    }
+    return s;
+}
+
+int vt__grow(unsigned char **p, size_t *cap, size_t need)
+{
+    if (*cap >= need)
+        return 0;
+    size_t n = need < 4096 ? 4096 : need;
+    unsigned char *q = malloc(n);
+    if (q == NULL)
+        return VT_ENOMEM;
+    free(*p);
+    *p = q;
+    *cap = n;
+    return 0;
+}
+
+/* ---- open --------------------------------------------------------------- */
+
+static int bad(vt_store *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int bad(vt_store *s, int code, const char *fmt, ...)
+{
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return vt__fail(NULL, code, "%s: %s", s->path, msg);
+}
+
+void vt__tile_coords(const vt_array *a, uint64_t t, uint64_t *c)
+{
+    for (int d = VT_MAX_DIMS - 1; d >= 0; d--) {
+        c[d] = t % a->grid[d];
+        t /= a->grid[d];
+    }
+}
+
+static uint64_t tile_raw_bytes(const vt_array *a, const uint64_t *c)
+{
+    uint64_t n = a->es;
+    for (int d = 0; d < a->ent.ndim; d++) {
+        uint64_t s = c[d] * a->ent.tile[d], e = a->ent.shape[d] - s;
+        n *= e < a->ent.tile[d] ? e : a->ent.tile[d];
+    }
+    return n;
+}
+
+/* Check one array's directory entry against the file and its tile index. */
+static int validate_array(vt_store *s, vt_array *a)
+{
+    const vt_dirent *e = &a->ent;
+    uint64_t end;
+    if (e->index_offset < VT_HEADER_SIZE || e->index_offset % 8 ||
+        !vt__add_ok(e->index_offset, e->index_size, &end) || end > s->size)
+        return bad(s, VT_EFORMAT, "array '%s': tile index [%llu, +%llu) lies outside the file",
+                   e->name, (unsigned long long)e->index_offset, (unsigned long long)e->index_size);
+    if (e->labels_size && (e->labels_offset < VT_HEADER_SIZE ||
+                           !vt__add_ok(e->labels_offset, e->labels_size, &end) || end > s->size))
+        return bad(s, VT_EFORMAT, "array '%s': label index lies outside the file", e->name);
+    a->index = s->map + e->index_offset;
+    if (vt__hash(a->index, (size_t)e->index_size) != e->index_checksum)
+        return bad(s, VT_ECORRUPT, "array '%s': tile index checksum mismatch (index damaged)", e->name);
+    if (e->labels_size &&
+        vt__hash(s->map + e->labels_offset, (size_t)e->labels_size) != e->labels_checksum)
+        return bad(s, VT_ECORRUPT, "array '%s': label index checksum mismatch", e->name);
+
+    a->es = vt_dtype_size((vt_dtype)e->dtype);
+    a->max_tile_bytes = a->es;
+    for (int d = 0; d < VT_MAX_DIMS; d++) {
+        a->grid[d] = vt__ceil_div(e->shape[d], e->tile[d]);
+        a->max_tile_bytes *= e->tile[d];
+    }
+    a->min = INFINITY;
+    a->max = -INFINITY;
+    uint64_t c[VT_MAX_DIMS] = {0};
+    for (uint64_t t = 0; t < e->ntiles; t++) {
+        vt_tile_entry te;
+        vt__tile_decode(a->index + t * VT_TILE_ENTRY_SIZE, &te);
+        uint64_t raw = tile_raw_bytes(a, c);
+        const char *why = NULL;
+        if (te.flags & ~VT_TILE_FLAGS_KNOWN)
+            why = "unknown flags";
+        else if (te.flags & VT_TILE_CONSTANT) {
+            unsigned char v[8];
+            vt__st64(v, te.offset);
+            if (te.flags != VT_TILE_CONSTANT || te.size != 0)
+                why = "constant tile with stored bytes";
+            for (size_t i = a->es; i < 8 && !why; i++)
+                if (v[i])
+                    why = "constant tile value padding not zero";
+        } else {
+            if (te.offset < VT_HEADER_SIZE || !vt__add_ok(te.offset, te.size, &end) || end > s->size)
+                why = "stored bytes lie outside the file";
+            else if (te.flags & VT_TILE_RAW) {
+                if (te.flags != VT_TILE_RAW || te.size != raw)
+                    why = "raw tile size does not match its shape";
+            } else if (e->codec == VT_CODEC_NONE)
+                why = "compressed tile in an array without codec";
+            else if (te.size == 0 || te.size > vt__compress_bound((size_t)raw))
+                why = "compressed size impossible for the tile size";
+            else if ((te.flags & VT_TILE_SHUFFLED) && a->es == 1)
+                why = "shuffled tile of 1-byte elements";
+        }
+        if (why) {
+            char cs[160];
+            size_t o = 0;
+            for (int d = 0; d < e->ndim; d++)
+                o += (size_t)snprintf(cs + o, sizeof cs - o, "%s%llu", d ? "," : "",
+                                      (unsigned long long)c[d]);
+            return bad(s, VT_EFORMAT, "array '%s' tile (%s): %s", e->name, cs, why);
+        }
+        a->stored_bytes += te.size;
+        a->constant_tiles += (te.flags & VT_TILE_CONSTANT) != 0;
+        a->raw_tiles += (te.flags & VT_TILE_RAW) != 0;
+        a->shuffled_tiles += (te.flags & VT_TILE_SHUFFLED) != 0;
+        if (te.min < a->min)
+            a->min = te.min;
+        if (te.max > a->max)
+            a->max = te.max;
+        for (int d = VT_MAX_DIMS - 1; d >= 0; d--) {
+            if (++c[d] < a->grid[d])
+                break;
+            c[d] = 0;
+        }
+    }
+    if (a->min > a->max)
+        a->min = a->max = NAN;
+    return 0;
+}
+
+static int validate(vt_store *s)
+{
+    char why[512];
+    int rc = vt__hdr_decode(s->map, s->size, &s->hdr, why, sizeof why);
+    if (rc)
+        return bad(s, rc, "%s", why);
+    const vt_hdr *h = &s->hdr;
+    const unsigned char *dir = s->map + h->dir_offset;
+    if (vt__hash(dir, (size_t)h->dir_size) != h->dir_checksum)
+        return bad(s, VT_ECORRUPT, "directory checksum mismatch (directory damaged)");
+    const unsigned char *meta = s->map + h->meta_offset;
+    if (vt__hash(meta, (size_t)h->meta_size) != h->meta_checksum)
+        return bad(s, VT_ECORRUPT, "metadata checksum mismatch (metadata damaged)");
+
+    s->arrays = calloc(h->narrays, sizeof *s->arrays);
+    if (s->arrays == NULL)
+        return bad(s, VT_ENOMEM, "out of memory");
+    s->narrays = h->narrays;
+    for (size_t i = 0; i < s->narrays; i++) {
+        vt_array *a = &s->arrays[i];
+        a->store = s;
+        rc = vt__dirent_decode(dir + i * VT_DIRENT_SIZE, &a->ent, why, sizeof why);
+        if (rc)
+            return bad(s, rc, "directory entry %zu: %s", i, why);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(s->arrays[j].ent.name, a->ent.name) == 0)
+                return bad(s, VT_EFORMAT, "array name '%s' appears twice", a->ent.name);
+        rc = validate_array(s, a);
+        if (rc)
+            return rc;
+    }
+    size_t n;
+    rc = vt__meta_decode(meta, h->meta_size, NULL, 0, &n, why, sizeof why);
+    if (rc)
+        return bad(s, rc, "%s", why);
+    if (n) {
+        s->meta = calloc(n, sizeof *s->meta);
+        if (s->meta == NULL)
+            return bad(s, VT_ENOMEM, "out of memory");
+        rc = vt__meta_decode(meta, h->meta_size, s->meta, n, &s->nmeta, why, sizeof why);
+        if (rc)
+            return bad(s, rc, "%s", why);
+    }
+    return 0;
+}
+
+int vt_open(const char *path, unsigned flags, vt_store **out)
+{
+    if (out)
+        *out = NULL;
+    if (path == NULL || out == NULL)
+        return vt__fail(NULL, VT_EINVAL, "vt_open: path and out must be given");
+    if (flags != 0)
+        return vt__fail(NULL, VT_EINVAL, "%s: unknown open flags 0x%x", path, flags);
+    vt_store *s = calloc(1, sizeof *s);
+    if (s == NULL || (s->path = strdup(path)) == NULL) {
+        free(s);
+        return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", path);
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int err = errno;
+        vt_close(s);
+        return vt__fail(NULL, err == ENOMEM ? VT_ENOMEM : VT_EIO, "%s: cannot open: %s", path,
+                        strerror(err));
+    }
+    struct stat st;
+    int rc = 0;
+    if (fstat(fd, &st) != 0)
+        rc = vt__fail(NULL, VT_EIO, "%s: cannot stat: %s", path, strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        rc = vt__fail(NULL, VT_EFORMAT, "%s: not a regular file", path);
+    else if ((uint64_t)st.st_size < VT_HEADER_SIZE)
+        rc = vt__fail(NULL, VT_EFORMAT, "%s: file is %lld bytes, shorter than a store header (%u bytes)",
+                      path, (long long)st.st_size, VT_HEADER_SIZE);
+    else if ((uint64_t)st.st_size > SIZE_MAX)
+        rc = vt__fail(NULL, VT_ERANGE, "%s: file too large to map", path);
+    if (rc == 0) {
+        s->size = (uint64_t)st.st_size;
+        void *m = mmap(NULL, (size_t)s->size, PROT_READ, MAP_SHARED, fd, 0);
+        if (m == MAP_FAILED)
+            rc = vt__fail(NULL, errno == ENOMEM ? VT_ENOMEM : VT_EIO, "%s: cannot map: %s", path,
+                          strerror(errno));
+        else
+            s->map = m;
+    }
+    close(fd); /* the mapping keeps the file */
+    if (rc == 0)
+        rc = validate(s);
+    if (rc) {
+        vt_close(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+void vt_close(vt_store *s)
+{
+    if (s == NULL)
+        return;
+    if (s->map)
+        munmap((void *)s->map, (size_t)s->size);
+    free(s->arrays);
+    free(s->meta);
+    free(s->path);
+    free(s);
+}
+
+const char *vt_errmsg(const vt_store *store) { return vt__errmsg(store); }
+
+const char *vt_store_path(const vt_store *s) { return s ? s->path : NULL; }
+
+uint64_t vt_store_file_size(const vt_store *s) { return s ? s->size : 0; }
+
+uint32_t vt_store_format_version(const vt_store *s) { return s ? s->hdr.version : 0; }
+
+uint32_t vt_store_writer_version(const vt_store *s) { return s ? s->hdr.writer_version : 0; }
+
+size_t vt_store_narrays(const vt_store *s) { return s ? s->narrays : 0; }
+
+int vt_store_array_at(const vt_store *s, size_t index, const vt_array **out)
+{
+    if (s == NULL || out == NULL)
+        return vt__fail(s, VT_EINVAL, "vt_store_array_at: NULL argument");
+    if (index >= s->narrays)
+        return vt__fail(s, VT_ERANGE, "%s: no array number %zu (%zu arrays)", s->path, index,
+                        s->narrays);
+    *out = &s->arrays[index];
+    return 0;
+}
+
+int vt_store_array(const vt_store *s, const char *name, const vt_array **out)
+{
+    if (s == NULL || name == NULL || out == NULL)
+        return vt__fail(s, VT_EINVAL, "vt_store_array: NULL argument");
+    for (size_t i = 0; i < s->narrays; i++)
+        if (strcmp(s->arrays[i].ent.name, name) == 0) {
+            *out = &s->arrays[i];
+            return 0;
+        }
+    return vt__fail(s, VT_ENOTFOUND, "%s: no array named '%s'", s->path, name);
+}
+
+int vt_array_info_get(const vt_array *a, vt_array_info *o)
+{
+    if (a == NULL || o == NULL)
+        return vt__fail(NULL, VT_EINVAL, "vt_array_info_get: NULL argument");
+    memset(o, 0, sizeof *o);
+    o->name = a->ent.name;
+    o->dtype = (vt_dtype)a->ent.dtype;
+    o->ndim = a->ent.ndim;
+    uint64_t vox = 1;
+    for (int d = 0; d < VT_MAX_DIMS; d++) {
+        o->shape[d] = a->ent.shape[d];
+        o->tile[d] = a->ent.tile[d];
+        o->grid[d] = a->grid[d];
+        vox *= a->ent.shape[d];
+    }
+    o->ntiles = a->ent.ntiles;
+    o->codec = (vt_codec)a->ent.codec;
+    o->level = (int)a->ent.level;
+    o->filter = (vt_filter)a->ent.filter;
+    o->fill = vt__load_f64((vt_dtype)a->ent.dtype, a->ent.fill);
+    o->raw_bytes = vox * a->es;
+    o->stored_bytes = a->stored_bytes;
+    o->constant_tiles = a->constant_tiles;
+    o->raw_tiles = a->raw_tiles;
+    o->shuffled_tiles = a->shuffled_tiles;
+    o->min = a->min;
+    o->max = a->max;
+    return 0;
+}
+
+int vt_tile_get(const vt_array *a, uint64_t t, vt_tile_info *o)
+{
+    if (a == NULL || o == NULL)
+        return vt__fail(NULL, VT_EINVAL, "vt_tile_get: NULL argument");
+    if (t >= a->ent.ntiles)
+        return vt__fail(a->store, VT_ERANGE, "%s: array '%s' has no tile %llu (%llu tiles)",
+                        a->store->path, a->ent.name, (unsigned long long)t,
+                        (unsigned long long)a->ent.ntiles);
+    memset(o, 0, sizeof *o);
+    vt_tile_entry te;
+    vt__tile_decode(a->index + t * VT_TILE_ENTRY_SIZE, &te);
+    vt__tile_coords(a, t, o->coord);
+    for (int d = 0; d < VT_MAX_DIMS; d++) {
+        o->start[d] = o->coord[d] * a->ent.tile[d];
+        uint64_t e = a->ent.shape[d] - o->start[d];
+        o->extent[d] = e < a->ent.tile[d] ? e : a->ent.tile[d];
+    }
+    o->offset = (te.flags & VT_TILE_CONSTANT) ? 0 : te.offset;
+    o->stored_size = te.size;
+    o->flags = te.flags;
+    o->raw_size = tile_raw_bytes(a, o->coord);
+    o->checksum = te.checksum;
+    o->min = te.min;
+    o->max = te.max;
+    return 0;
+}
+
+/* ---- tiles -------------------------------------------------------------- */
+
+int vt__tile_fail(const vt_array *a, uint64_t t, int code, const char *what)
+{
+    uint64_t c[VT_MAX_DIMS];
+    char cs[160];
+    size_t o = 0;
+    vt__tile_coords(a, t, c);
+    for (int d = 0; d < a->ent.ndim; d++)
+        o += (size_t)snprintf(cs + o, sizeof cs - o, "%s%llu", d ? "," : "", (unsigned long long)c[d]);
+    return vt__fail(a->store, code, "%s: array '%s' tile %llu (%s): %s", a->store->path,
+                    a->ent.name, (unsigned long long)t, cs, what);
+}
+
+int vt__tile_load(const vt_array *a, uint64_t t, int verify, vt_tscratch *s, vt_tile_view *v)
+{
+    const unsigned char *ent = a->index + t * VT_TILE_ENTRY_SIZE;
+    vt_tile_entry te;
+    vt__tile_decode(ent, &te);
+    uint64_t c[VT_MAX_DIMS];
+    vt__tile_coords(a, t, c);
+    uint64_t n = 1;
+    for (int d = 0; d < VT_MAX_DIMS; d++) {
+        v->start[d] = c[d] * a->ent.tile[d];
+        uint64_t e = a->ent.shape[d] - v->start[d];
+        v->ext[d] = e < a->ent.tile[d] ? e : a->ent.tile[d];
+        n *= v->ext[d];
+    }
+    v->nelem = n;
+    if (te.flags & VT_TILE_CONSTANT) {
+        if (verify && vt__hash(ent, 8) != te.checksum)
+            return vt__tile_fail(a, t, VT_ECORRUPT, "constant value checksum mismatch");
+        v->data = ent; /* the value's bytes lead the index entry */
+        v->layout = VT_LAYOUT_CONST;
+        return 0;
+    }
+    const unsigned char *bytes = a->store->map + te.offset;
+    if (verify && vt__hash(bytes, te.size) != te.checksum)
+        return vt__tile_fail(a, t, VT_ECORRUPT, "checksum mismatch (tile data damaged)");
+    if (te.flags & VT_TILE_RAW) {
+        v->data = bytes;
+        v->layout = VT_LAYOUT_CONTIG;
+        return 0;
+    }
+    size_t raw = (size_t)(n * a->es);
+    if (vt__grow(&s->dec, &s->dec_cap, raw))
+        return vt__tile_fail(a, t, VT_ENOMEM, "out of memory for the decode buffer");
+    if (vt__decompress((vt_codec)a->ent.codec, bytes, te.size, s->dec, raw) != 0)
+        return vt__tile_fail(a, t, VT_ECORRUPT, "does not decode to its size (tile data damaged)");
+    v->data = s->dec;
+    v->layout = (te.flags & VT_TILE_SHUFFLED) ? VT_LAYOUT_PLANES : VT_LAYOUT_CONTIG;
+    return 0;
+}
+
+/* ---- verification ------------------------------------------------------- */
+
+static bool same(double a, double b) { return a == b || (a != a && b != b); }
+
+int vt_verify_array(const vt_array *a, uint64_t *bad_tile)
+{
+    if (a == NULL)
+        return vt__fail(NULL, VT_EINVAL, "vt_verify_array: NULL array");
+    vt_tscratch *s = vt__tscratch();
+    if (s == NULL)
+        return vt__fail(a->store, VT_ENOMEM, "out of memory");
+    unsigned char *plain = NULL;
+    size_t plain_cap = 0;
+    int rc = 0;
+    for (uint64_t t = 0; t < a->ent.ntiles && rc == 0; t++) {
+        vt_tile_view v;
+        rc = vt__tile_load(a, t, 1, s, &v);
+        if (rc == 0) {
+            vt_tile_entry te;
+            vt__tile_decode(a->index + t * VT_TILE_ENTRY_SIZE, &te);
+            const unsigned char *p = v.data;
+            size_t n = (size_t)(v.layout == VT_LAYOUT_CONST ? 1 : v.nelem);
+            if (v.layout == VT_LAYOUT_PLANES) {
+                if (vt__grow(&plain, &plain_cap, n * a->es)) {
+                    rc = vt__fail(a->store, VT_ENOMEM, "out of memory");
+                    break;
+                }
+                vt__unshuffle(v.data, plain, n, a->es);
+                p = plain;
+            }
+            double mn, mx;
+            vt__minmax((vt_dtype)a->ent.dtype, p, n, &mn, &mx);
+            if (!same(mn, te.min) || !same(mx, te.max))
+                rc = vt__tile_fail(a, t, VT_ECORRUPT, "min/max in the index differ from the data");
+        }
+        if (rc && bad_tile && rc != VT_ENOMEM)
+            *bad_tile = t;
+    }
+    free(plain);
+    return rc;
+}
+
+/* ---- metadata ----------------------------------------------------------- */
+
+size_t vt_meta_count(const vt_store *s) { return s ? s->nmeta : 0; }
+
+static void meta_out(const vt_meta *m, const char **key, vt_meta_type *type, const void **data,
+                     size_t *count)
+{
+    if (key)
+        *key = m->key;
+    if (type)
+        *type = m->type;
+    if (data)
+        *data = m->data;
+    if (count)
+        *count = (size_t)(m->type == VT_META_STRING ? m->nbytes - 1
+                                                    : m->nbytes / vt__meta_type_size(m->type));
+}
+
+int vt_meta_at(const vt_store *s, size_t index, const char **key, vt_meta_type *type,
+               const void **data, size_t *count)
+{
+    if (s == NULL)
+        return vt__fail(NULL, VT_EINVAL, "vt_meta_at: NULL store");
+    if (index >= s->nmeta)
+        return vt__fail(s, VT_ERANGE, "%s: no metadata entry %zu (%zu entries)", s->path, index,
+                        s->nmeta);
+    meta_out(&s->meta[index], key, type, data, count);
+    return 0;
+}
+
+int vt_meta_get(const vt_store *s, const char *key, vt_meta_type *type, const void **data,
+                size_t *count)
+{
+    if (s == NULL || key == NULL)
+        return vt__fail(s, VT_EINVAL, "vt_meta_get: NULL argument");
+    for (size_t i = 0; i < s->nmeta; i++)
+        if (strcmp(s->meta[i].key, key) == 0) {
+            meta_out(&s->meta[i], NULL, type, data, count);
+            return 0;
+        }
+    return vt__fail(s, VT_ENOTFOUND, "%s: no metadata key '%s'", s->path, key);
+}

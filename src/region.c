@@ -1,0 +1,621 @@
+/* vt_read: a box of voxels -> the tiles it needs -> the caller's buffer.
+ *
+ * Each axis of the box is described by "runs": stretches of output indices
+ * that either come from the pad value (fill runs) or map to array indices
+ * src, src+step, src+2*step ... with step +1 (inside, or a mirrored stretch
+ * going outward), -1 (a mirrored stretch coming back) or 0 (edge replicate).
+ * Every pad mode is then the same operation: for each tile that some run
+ * reaches on every axis, decode the tile once and copy each combination of
+ * runs that meets it, converting row by row straight into the output. */
+#include "codec.h"
+#include "half.h"
+#include "store.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- element conversion ------------------------------------------------- */
+
+enum { K_COPY, K_F32_F16, K_F16_F32, K_GENERIC };
+
+typedef struct cvt {
+    vt_dtype sd, dd;
+    size_t ses, des;
+    int kind;
+    int xf;
+    double lo, hi, scale, offset;
+} cvt;
+
+static void cvt_init(cvt *c, vt_dtype sd, vt_dtype dd, const vt_read_opts *o)
+{
+    c->sd = sd;
+    c->dd = dd;
+    c->ses = vt_dtype_size(sd);
+    c->des = vt_dtype_size(dd);
+    c->xf = o->transform != 0;
+    c->lo = o->clip_lo;
+    c->hi = o->clip_hi;
+    c->scale = o->scale;
+    c->offset = o->offset;
+    if (c->xf)
+        c->kind = K_GENERIC;
+    else if (sd == dd)
+        c->kind = K_COPY;
+    else if (sd == VT_F32 && dd == VT_F16)
+        c->kind = K_F32_F16;
+    else if (sd == VT_F16 && dd == VT_F32)
+        c->kind = K_F16_F32;
+    else
+        c->kind = K_GENERIC;
+}
+
+static inline double xform(const cvt *c, double x)
+{
+    if (x < c->lo)
+        x = c->lo;
+    if (x > c->hi)
+        x = c->hi;
+    return x * c->scale + c->offset;
+}
+
+/* Convert @p n contiguous source elements to the output, @p ds bytes apart. */
+static void cvt_row(const cvt *c, const unsigned char *src, size_t n, unsigned char *dst, int64_t ds)
+{
+    size_t des = c->des;
+    switch (c->kind) {
+    case K_COPY:
+        if (ds == (int64_t)des)
+            memcpy(dst, src, n * des);
+        else
+            for (size_t k = 0; k < n; k++)
+                memcpy(dst + (int64_t)k * ds, src + k * des, des);
+        return;
+    case K_F32_F16:
+        if (ds == 2) {
+            uint16_t *d = (uint16_t *)(void *)dst;
+            if (((uintptr_t)dst & 1u) == 0) {
+                vt__f32_to_f16(src, d, n);
+                return;
+            }
+        }
+        for (size_t k = 0; k < n;) { /* through a small buffer */
+            uint16_t tmp[256];
+            size_t m = n - k < 256 ? n - k : 256;
+            vt__f32_to_f16(src + 4 * k, tmp, m);
+            for (size_t j = 0; j < m; j++)
+                memcpy(dst + (int64_t)(k + j) * ds, &tmp[j], 2);
+            k += m;
+        }
+        return;
+    case K_F16_F32:
+        for (size_t k = 0; k < n;) {
+            float tmp[256];
+            size_t m = n - k < 256 ? n - k : 256;
+            vt__f16_to_f32(src + 2 * k, tmp, m);
+            if (ds == 4)
+                memcpy(dst + (int64_t)k * 4, tmp, m * 4);
+            else
+                for (size_t j = 0; j < m; j++)
+                    memcpy(dst + (int64_t)(k + j) * ds, &tmp[j], 4);
+            k += m;
+        }
+        return;
+    default:
+        for (size_t k = 0; k < n; k++) {
+            double x = vt__load_f64(c->sd, src + k * c->ses);
+            if (c->xf)
+                x = xform(c, x);
+            vt__store_f64(c->dd, dst + (int64_t)k * ds, x);
+        }
+        return;
+    }
+}
+
+/* ---- per-axis runs ------------------------------------------------------ */
+
+typedef struct run {
+    uint64_t out; /* first output index along the axis */
+    uint64_t len;
+    int fill;     /* from the pad value */
+    int step;     /* -1, 0, +1 */
+    int64_t src;  /* array index of the first element */
+} run;
+
+/* A run's part inside one tile. */
+typedef struct piece {
+    uint64_t out, len;
+    int64_t src; /* index inside the tile */
+    int step;
+} piece;
+
+#define INLINE_RUNS 8
+
+typedef struct axis {
+    run *runs;
+    size_t nruns, cap;
+    run inline_runs[INLINE_RUNS];
+    piece *pieces; /* scratch: up to nruns pieces for the current tile */
+    piece inline_pieces[INLINE_RUNS];
+    int64_t slo, shi; /* array indices the mapped runs need: [slo, shi) */
+} axis;
+
+static int64_t map_index(int64_t i, int64_t n, vt_pad pad)
+{
+    if (i >= 0 && i < n)
+        return i;
+    switch (pad) {
+    case VT_PAD_EDGE: return i < 0 ? 0 : n - 1;
+    case VT_PAD_REFLECT: {
+        if (n == 1)
+            return 0;
+        int64_t p = 2 * (n - 1);
+        int64_t j = i % p;
+        if (j < 0)
+            j += p;
+        return j >= n ? p - j : j;
+    }
+    default: return -1;
+    }
+}
+
+static int axis_plan(axis *ax, int64_t start, uint64_t size, uint64_t n, vt_pad pad)
+{
+    ax->runs = ax->inline_runs;
+    ax->pieces = ax->inline_pieces;
+    ax->cap = INLINE_RUNS;
+    ax->nruns = 0;
+    ax->slo = INT64_MAX;
+    ax->shi = INT64_MIN;
+    for (uint64_t k = 0; k < size; k++) {
+        int64_t m = map_index(start + (int64_t)k, (int64_t)n, pad);
+        if (ax->nruns > 0) {
+            run *r = &ax->runs[ax->nruns - 1];
+            if (m < 0 && r->fill) {
+                r->len++;
+                continue;
+            }
+            if (m >= 0 && !r->fill) {
+                if (r->len == 1 && m - r->src >= -1 && m - r->src <= 1) {
+                    r->step = (int)(m - r->src);
+                    r->len = 2;
+                    continue;
+                }
+                if (r->len > 1 && m == r->src + r->step * (int64_t)r->len) {
+                    r->len++;
+                    continue;
+                }
+            }
+        }
+        if (ax->nruns == ax->cap) {
+            size_t cap = ax->cap * 4;
+            run *nr = malloc(cap * sizeof *nr);
+            piece *np = malloc(cap * sizeof *np);
+            if (nr == NULL || np == NULL) {
+                free(nr);
+                free(np);
+                return VT_ENOMEM;
+            }
+            memcpy(nr, ax->runs, ax->nruns * sizeof *nr);
+            if (ax->runs != ax->inline_runs) {
+                free(ax->runs);
+                free(ax->pieces);
+            }
+            ax->runs = nr;
+            ax->pieces = np;
+            ax->cap = cap;
+        }
+        ax->runs[ax->nruns++] = (run){k, 1, m < 0, 1, m};
+    }
+    for (size_t i = 0; i < ax->nruns; i++) {
+        const run *r = &ax->runs[i];
+        if (r->fill)
+            continue;
+        int64_t last = r->src + r->step * (int64_t)(r->len - 1);
+        int64_t lo = r->src < last ? r->src : last, hi = (r->src > last ? r->src : last) + 1;
+        if (lo < ax->slo)
+            ax->slo = lo;
+        if (hi > ax->shi)
+            ax->shi = hi;
+    }
+    return 0;
+}
+
+static void axis_free(axis *ax)
+{
+    if (ax->runs != ax->inline_runs) {
+        free(ax->runs);
+        free(ax->pieces);
+    }
+}
+
+/* Pieces of the axis's mapped runs inside the tile span [ts, ts+te). */
+static size_t axis_pieces(axis *ax, int64_t ts, int64_t te)
+{
+    size_t np = 0;
+    for (size_t i = 0; i < ax->nruns; i++) {
+        const run *r = &ax->runs[i];
+        if (r->fill)
+            continue;
+        int64_t len = (int64_t)r->len, k0, k1;
+        if (r->step > 0) {
+            k0 = ts - r->src;
+            k1 = ts + te - r->src;
+        } else if (r->step < 0) {
+            k0 = r->src - (ts + te) + 1;
+            k1 = r->src - ts + 1;
+        } else {
+            k0 = 0;
+            k1 = (r->src >= ts && r->src < ts + te) ? len : 0;
+        }
+        if (k0 < 0)
+            k0 = 0;
+        if (k1 > len)
+            k1 = len;
+        if (k0 >= k1)
+            continue;
+        ax->pieces[np++] = (piece){r->out + (uint64_t)k0, (uint64_t)(k1 - k0),
+                                   r->src + r->step * k0 - ts, r->step};
+    }
+    return np;
+}
+
+/* ---- the read ----------------------------------------------------------- */
+
+typedef struct read_ctx {
+    const vt_array *a;
+    int nd;
+    axis ax[VT_MAX_DIMS];
+    int64_t ostr[VT_MAX_DIMS]; /* output strides in bytes */
+    unsigned char *out;
+    cvt c;
+    int verify;
+    uint64_t tlo[VT_MAX_DIMS], thi[VT_MAX_DIMS]; /* tile range */
+} read_ctx;
+
+/* Copy one row of a tile: n elements from element @p ei, stepping @p step. */
+static int copy_row(const read_ctx *r, const vt_tile_view *v, uint64_t ei, int step, size_t n,
+                    unsigned char *dst, int64_t ds, vt_tscratch *s)
+{
+    const cvt *c = &r->c;
+    size_t es = c->ses;
+    if (v->layout == VT_LAYOUT_CONST || step == 0) {
+        unsigned char one[8], conv[8];
+        if (v->layout == VT_LAYOUT_CONST)
+            memcpy(one, v->data, es);
+        else if (v->layout == VT_LAYOUT_CONTIG)
+            memcpy(one, v->data + ei * es, es);
+        else
+            for (size_t b = 0; b < es; b++)
+                one[b] = v->data[b * v->nelem + ei];
+        cvt_row(c, one, 1, conv, (int64_t)c->des);
+        for (size_t k = 0; k < n; k++)
+            memcpy(dst + (int64_t)k * ds, conv, c->des);
+        return 0;
+    }
+    if (v->layout == VT_LAYOUT_CONTIG && step == 1) {
+        cvt_row(c, v->data + ei * es, n, dst, ds);
+        return 0;
+    }
+    if (vt__grow(&s->row, &s->row_cap, n * es))
+        return VT_ENOMEM;
+    unsigned char *row = s->row;
+    if (v->layout == VT_LAYOUT_CONTIG) { /* step -1 */
+        for (size_t k = 0; k < n; k++)
+            memcpy(row + k * es, v->data + (ei - k) * es, es);
+    } else {
+        for (size_t b = 0; b < es; b++) {
+            const unsigned char *plane = v->data + b * v->nelem;
+            if (step == 1)
+                for (size_t k = 0; k < n; k++)
+                    row[k * es + b] = plane[ei + k];
+            else
+                for (size_t k = 0; k < n; k++)
+                    row[k * es + b] = plane[ei - k];
+        }
+    }
+    cvt_row(c, row, n, dst, ds);
+    return 0;
+}
+
+/* Copy every combination of pieces (np[d] of pcs[d] on axis d) from tile @p v. */
+static int copy_tile(const read_ctx *r, const vt_tile_view *v, const size_t *np,
+                     piece *const *pcs, vt_tscratch *s)
+{
+    int nd = r->nd;
+    uint64_t tstr[VT_MAX_DIMS];
+    tstr[nd - 1] = 1;
+    for (int d = nd - 2; d >= 0; d--)
+        tstr[d] = tstr[d + 1] * v->ext[d + 1];
+    size_t pi[VT_MAX_DIMS] = {0};
+    for (;;) { /* over combinations of pieces */
+        const piece *p[VT_MAX_DIMS];
+        for (int d = 0; d < nd; d++)
+            p[d] = &pcs[d][pi[d]];
+        uint64_t k[VT_MAX_DIMS] = {0};
+        for (;;) { /* over rows of the combination */
+            uint64_t ei = 0;
+            int64_t oo = 0;
+            for (int d = 0; d < nd; d++) {
+                int64_t kk = d < nd - 1 ? (int64_t)k[d] : 0;
+                ei += (uint64_t)(p[d]->src + p[d]->step * kk) * tstr[d];
+                oo += (int64_t)(p[d]->out + (uint64_t)kk) * r->ostr[d];
+            }
+            int rc = copy_row(r, v, ei, p[nd - 1]->step, (size_t)p[nd - 1]->len, r->out + oo,
+                              r->ostr[nd - 1], s);
+            if (rc)
+                return rc;
+            int d = nd - 2;
+            for (; d >= 0; d--) {
+                if (++k[d] < p[d]->len)
+                    break;
+                k[d] = 0;
+            }
+            if (d < 0)
+                break;
+        }
+        int d = nd - 1;
+        for (; d >= 0; d--) {
+            if (++pi[d] < np[d])
+                break;
+            pi[d] = 0;
+        }
+        if (d < 0)
+            return 0;
+    }
+}
+
+/* Decode and copy the tiles whose running number is congruent to @p part mod @p parts. */
+static int read_tiles(read_ctx *r, int part, int parts, axis *ax)
+{
+    const vt_array *a = r->a;
+    int nd = r->nd;
+    vt_tscratch *s = vt__tscratch();
+    if (s == NULL)
+        return vt__fail(a->store, VT_ENOMEM, "out of memory");
+    uint64_t tc[VT_MAX_DIMS];
+    memcpy(tc, r->tlo, sizeof tc);
+    uint64_t counter = 0;
+    for (;;) {
+        if ((int)(counter++ % (uint64_t)parts) == part) {
+            size_t np[VT_MAX_DIMS];
+            bool any = true;
+            uint64_t t = 0;
+            for (int d = 0; d < nd && any; d++) {
+                int64_t ts = (int64_t)(tc[d] * a->ent.tile[d]);
+                int64_t te = (int64_t)a->ent.tile[d];
+                if ((uint64_t)(ts + te) > a->ent.shape[d])
+                    te = (int64_t)a->ent.shape[d] - ts;
+                np[d] = axis_pieces(&ax[d], ts, te);
+                any = np[d] > 0;
+                t = t * a->grid[d] + tc[d];
+            }
+            if (any) {
+                for (int d = nd; d < VT_MAX_DIMS; d++)
+                    t = t * a->grid[d];
+                vt_tile_view v;
+                int rc = vt__tile_load(a, t, r->verify, s, &v);
+                if (rc)
+                    return rc;
+                piece *pcs[VT_MAX_DIMS];
+                for (int d = 0; d < nd; d++)
+                    pcs[d] = ax[d].pieces;
+                rc = copy_tile(r, &v, np, pcs, s);
+                if (rc)
+                    return vt__fail(a->store, rc, "%s: out of memory", a->store->path);
+            }
+        }
+        int d = nd - 1;
+        for (; d >= 0; d--) {
+            if (++tc[d] <= r->thi[d])
+                break;
+            tc[d] = r->tlo[d];
+        }
+        if (d < 0)
+            return 0;
+    }
+}
+
+/* Fill every combination of runs in which some axis pads with a constant. */
+static void fill_pads(const read_ctx *r, const unsigned char *val)
+{
+    int nd = r->nd;
+    size_t des = r->c.des;
+    size_t ri[VT_MAX_DIMS] = {0};
+    for (;;) {
+        bool fill = false;
+        for (int d = 0; d < nd; d++)
+            fill |= r->ax[d].runs[ri[d]].fill != 0;
+        if (fill) {
+            uint64_t k[VT_MAX_DIMS] = {0};
+            const run *last = &r->ax[nd - 1].runs[ri[nd - 1]];
+            for (;;) {
+                int64_t oo = 0;
+                for (int d = 0; d < nd - 1; d++)
+                    oo += (int64_t)(r->ax[d].runs[ri[d]].out + k[d]) * r->ostr[d];
+                oo += (int64_t)last->out * r->ostr[nd - 1];
+                for (uint64_t j = 0; j < last->len; j++)
+                    memcpy(r->out + oo + (int64_t)j * r->ostr[nd - 1], val, des);
+                int d = nd - 2;
+                for (; d >= 0; d--) {
+                    if (++k[d] < r->ax[d].runs[ri[d]].len)
+                        break;
+                    k[d] = 0;
+                }
+                if (d < 0)
+                    break;
+            }
+        }
+        int d = nd - 1;
+        for (; d >= 0; d--) {
+            if (++ri[d] < r->ax[d].nruns)
+                break;
+            ri[d] = 0;
+        }
+        if (d < 0)
+            return;
+    }
+}
+
+typedef struct worker {
+    read_ctx *r;
+    int part, parts;
+    axis ax[VT_MAX_DIMS];
+    int rc;
+    char msg[1024];
+    pthread_t th;
+} worker;
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    w->rc = read_tiles(w->r, w->part, w->parts, w->ax);
+    if (w->rc)
+        snprintf(w->msg, sizeof w->msg, "%s", vt__errmsg(NULL));
+    return NULL;
+}
+
+void vt_read_opts_init(vt_read_opts *o)
+{
+    if (o == NULL)
+        return;
+    memset(o, 0, sizeof *o);
+    o->dtype = VT_DTYPE_SAME;
+    o->pad = VT_PAD_CONSTANT;
+    o->clip_lo = -__builtin_inf();
+    o->clip_hi = __builtin_inf();
+    o->scale = 1;
+    o->offset = 0;
+    o->threads = 1;
+    o->verify = 1;
+}
+
+int vt_read(const vt_array *a, const int64_t *start, const uint64_t *size, const vt_read_opts *opts,
+            void *out)
+{
+    if (a == NULL || start == NULL || size == NULL || out == NULL)
+        return vt__fail(a ? a->store : NULL, VT_EINVAL, "vt_read: NULL argument");
+    const vt_store *st = a->store;
+    vt_read_opts def;
+    if (opts == NULL) {
+        vt_read_opts_init(&def);
+        opts = &def;
+    }
+    vt_dtype sd = (vt_dtype)a->ent.dtype;
+    vt_dtype dd = opts->dtype == VT_DTYPE_SAME ? sd : opts->dtype;
+    if (!vt__dtype_valid(dd))
+        return vt__fail(st, VT_EINVAL, "%s: vt_read: invalid output dtype %d", st->path, (int)opts->dtype);
+    if (opts->pad < VT_PAD_CONSTANT || opts->pad > VT_PAD_REFLECT)
+        return vt__fail(st, VT_EINVAL, "%s: vt_read: invalid pad mode %d", st->path, (int)opts->pad);
+    if (opts->threads < 0 || opts->threads > 256)
+        return vt__fail(st, VT_EINVAL, "%s: vt_read: threads %d out of range 0..256", st->path,
+                        opts->threads);
+
+    read_ctx r;
+    memset(&r, 0, sizeof r);
+    r.a = a;
+    r.nd = a->ent.ndim;
+    r.out = out;
+    r.verify = opts->verify;
+    cvt_init(&r.c, sd, dd, opts);
+    int nd = r.nd;
+
+    /* sizes and output strides, overflow-checked */
+    uint64_t total = 1;
+    for (int d = 0; d < nd; d++) {
+        int64_t end;
+        if (size[d] == 0 || size[d] > (uint64_t)INT64_MAX ||
+            __builtin_add_overflow(start[d], (int64_t)size[d], &end) ||
+            !vt__mul_ok(total, size[d], &total))
+            return vt__fail(st, VT_ERANGE, "%s: array '%s': box [%lld, +%llu) on axis %d is empty or overflows",
+                            st->path, a->ent.name, (long long)start[d], (unsigned long long)size[d], d);
+    }
+    uint64_t bytes;
+    if (!vt__mul_ok(total, r.c.des, &bytes) || bytes > (uint64_t)INT64_MAX)
+        return vt__fail(st, VT_ERANGE, "%s: array '%s': box too large", st->path, a->ent.name);
+    int64_t es = (int64_t)r.c.des;
+    if (opts->strides) {
+        for (int d = 0; d < nd; d++)
+            if (__builtin_mul_overflow(opts->strides[d], es, &r.ostr[d]))
+                return vt__fail(st, VT_ERANGE, "%s: vt_read: stride %lld overflows", st->path,
+                                (long long)opts->strides[d]);
+    } else {
+        r.ostr[nd - 1] = es;
+        for (int d = nd - 2; d >= 0; d--)
+            r.ostr[d] = r.ostr[d + 1] * (int64_t)size[d + 1];
+    }
+
+    int rc = 0;
+    int d;
+    for (d = 0; d < nd && rc == 0; d++)
+        rc = axis_plan(&r.ax[d], start[d], size[d], a->ent.shape[d], opts->pad);
+    if (rc) {
+        for (int e = 0; e < d; e++)
+            axis_free(&r.ax[e]);
+        return vt__fail(st, VT_ENOMEM, "%s: out of memory", st->path);
+    }
+
+    if (opts->pad == VT_PAD_CONSTANT) {
+        unsigned char val[8];
+        vt__store_f64(dd, val, opts->pad_value);
+        fill_pads(&r, val);
+    }
+
+    bool mapped = true;
+    for (d = 0; d < nd; d++)
+        mapped &= r.ax[d].slo < r.ax[d].shi;
+    if (mapped) {
+        for (d = 0; d < nd; d++) {
+            r.tlo[d] = (uint64_t)r.ax[d].slo / a->ent.tile[d];
+            r.thi[d] = (uint64_t)(r.ax[d].shi - 1) / a->ent.tile[d];
+        }
+        uint64_t ntiles = 1;
+        for (d = 0; d < nd; d++)
+            ntiles *= r.thi[d] - r.tlo[d] + 1;
+        int threads = opts->threads < 1 ? 1 : opts->threads;
+        if ((uint64_t)threads > ntiles)
+            threads = (int)ntiles;
+        worker *ws = NULL;
+        int started = 0;
+        if (threads > 1 && (ws = calloc((size_t)threads - 1, sizeof *ws)) != NULL) {
+            for (int i = 0; i < threads - 1; i++) {
+                worker *w = &ws[i];
+                w->r = &r;
+                w->part = i + 1;
+                w->parts = threads;
+                for (d = 0; d < nd; d++) { /* each thread its own pieces scratch */
+                    w->ax[d] = r.ax[d];
+                    w->ax[d].pieces = malloc(r.ax[d].nruns * sizeof(piece));
+                    if (w->ax[d].pieces == NULL)
+                        rc = VT_ENOMEM;
+                }
+                if (rc == 0 && pthread_create(&w->th, NULL, worker_main, w) != 0)
+                    rc = VT_EIO;
+                if (rc) {
+                    for (d = 0; d < nd; d++)
+                        free(w->ax[d].pieces);
+                    break;
+                }
+                started++;
+            }
+        }
+        int parts = started + 1;
+        if (rc == 0)
+            rc = read_tiles(&r, 0, parts, r.ax);
+        else
+            rc = vt__fail(st, rc, "%s: cannot start decode threads", st->path);
+        for (int i = 0; i < started; i++) {
+            pthread_join(ws[i].th, NULL);
+            if (ws[i].rc && rc == 0)
+                rc = vt__fail(st, ws[i].rc, "%s", ws[i].msg);
+            for (d = 0; d < nd; d++)
+                free(ws[i].ax[d].pieces);
+        }
+        free(ws);
+    }
+    for (d = 0; d < nd; d++)
+        axis_free(&r.ax[d]);
+    return rc;
+}

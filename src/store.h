@@ -1,0 +1,62 @@
+/* The read side's handles, shared by reader.c (open, validate, tiles) and
+ * region.c (box reads). */
+#ifndef VT_STORE_H
+#define VT_STORE_H
+
+#include "format.h"
+#include "internal.h"
+
+struct vt_array {
+    const vt_store *store;
+    vt_dirent ent;
+    size_t es;
+    uint64_t grid[VT_MAX_DIMS];
+    const unsigned char *index; /* tile index inside the mapping */
+    uint64_t max_tile_bytes;    /* decoded size of a full tile */
+    /* statistics gathered while validating the index */
+    uint64_t stored_bytes, constant_tiles, raw_tiles, shuffled_tiles;
+    double min, max;
+};
+
+struct vt_store {
+    char *path;
+    const unsigned char *map;
+    uint64_t size;
+    vt_hdr hdr;
+    struct vt_array *arrays;
+    size_t narrays;
+    vt_meta *meta;
+    size_t nmeta;
+};
+
+/* Per-thread buffers for decoding (freed when the thread exits). */
+typedef struct vt_tscratch {
+    unsigned char *dec;
+    size_t dec_cap;
+    unsigned char *row;
+    size_t row_cap;
+} vt_tscratch;
+
+VT_INTERNAL vt_tscratch *vt__tscratch(void);
+VT_INTERNAL int vt__grow(unsigned char **p, size_t *cap, size_t need);
+
+enum { VT_LAYOUT_CONTIG, VT_LAYOUT_PLANES, VT_LAYOUT_CONST };
+
+/* A tile ready to copy from. */
+typedef struct vt_tile_view {
+    const unsigned char *data; /* elements, planes, or the one constant element */
+    int layout;                /* VT_LAYOUT_* */
+    uint64_t nelem;            /* elements in the tile (plane length) */
+    uint64_t start[VT_MAX_DIMS], ext[VT_MAX_DIMS];
+} vt_tile_view;
+
+VT_INTERNAL void vt__tile_coords(const vt_array *a, uint64_t t, uint64_t *c);
+/* Tile number @p t: check its checksum when @p verify, decode into the
+ * thread's scratch when compressed. The view stays valid until the next call
+ * in the same thread. */
+VT_INTERNAL int vt__tile_load(const vt_array *a, uint64_t t, int verify, vt_tscratch *s,
+                              vt_tile_view *v);
+/* Record a failure naming the store file, array and tile. */
+VT_INTERNAL int vt__tile_fail(const vt_array *a, uint64_t t, int code, const char *what);
+
+#endif

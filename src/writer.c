@@ -1,0 +1,1123 @@
+/* Streaming writer.
+ *
+ * The caller writes boxes of voxels; the writer copies them into the tiles
+ * they touch and keeps only tiles that are partly written (with a bitmap of
+ * the voxels they hold, so a voxel written twice is caught). A tile whose last
+ * voxel arrives is encoded -- constant check, min/max, shuffle, LZ4/LZ4HC, raw
+ * fallback, checksum -- in the calling thread or on a pool of threads, and
+ * appended to the file. finalize() writes the tile indexes, directory,
+ * metadata and header, fsyncs, and publishes the file by rename. */
+
+#include "codec.h"
+#include "format.h"
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define AUTO_SAMPLE_TILES 8
+
+enum { TILE_UNTOUCHED = 0, TILE_PENDING = 1, TILE_DONE = 2 };
+
+typedef struct pending {
+    unsigned char *buf;
+    uint64_t *bits; /* one bit per voxel of the tile: written */
+    uint64_t filled;
+} pending;
+
+typedef struct warray {
+    vt_dirent ent;
+    size_t es;
+    uint64_t grid[VT_MAX_DIMS];
+    vt_tile_entry *tiles;
+    unsigned char *state; /* TILE_* per tile */
+    pending **pend;       /* per tile, while TILE_PENDING */
+    uint64_t done;
+    /* VT_FILTER_AUTO: -1 undecided, else 0/1 (shuffle); guarded by w->mtx */
+    int auto_shuffle;
+    int auto_samples;
+    uint64_t auto_plain, auto_shuf;
+} warray;
+
+typedef struct job {
+    warray *a;
+    uint64_t tile;
+    unsigned char *buf;
+} job;
+
+/* Buffers of one encoding thread. */
+typedef struct scratch {
+    vt_codec_ctx ctx;
+    unsigned char *shuf, *out1, *out2;
+    size_t shuf_cap, out_cap;
+} scratch;
+
+struct vt_writer {
+    char *path;     /* final name */
+    char *tmp;      /* named temporary, or NULL with O_TMPFILE */
+    char *dir;      /* directory of path */
+    int fd;
+    int state;      /* 0 open, 1 failed, 2 finalized */
+    uint64_t end;   /* next append offset; guarded by mtx */
+    warray **arrays;
+    int narrays;
+    vt_meta *meta;
+    size_t nmeta;
+    /* thread pool */
+    int nworkers;
+    pthread_t *workers;
+    pthread_mutex_t mtx;
+    pthread_cond_t cv_job, cv_space, cv_idle;
+    job *queue;
+    size_t qcap, qhead, qlen;
+    int busy;
+    int stop;
+    int err;             /* first worker error, guarded by mtx */
+    char errmsg[512];
+    scratch inline_scratch;
+};
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static int fail(vt_writer *w, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(vt_writer *w, int code, const char *fmt, ...)
+{
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return vt__fail(w, code, "%s: %s", w ? w->path : "?", msg);
+}
+
+/* Put the writer in the failed state. */
+static int fail_hard(vt_writer *w, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail_hard(vt_writer *w, int code, const char *fmt, ...)
+{
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    w->state = 1;
+    return vt__fail(w, code, "%s: %s", w->path, msg);
+}
+
+static void tile_coords(const warray *a, uint64_t t, uint64_t *c)
+{
+    for (int d = a->ent.ndim - 1; d >= 0; d--) {
+        c[d] = t % a->grid[d];
+        t /= a->grid[d];
+    }
+}
+
+/* Voxel extents of tile @p c (clipped at the far border); returns the voxel count. */
+static uint64_t tile_extent(const warray *a, const uint64_t *c, uint64_t *ext)
+{
+    uint64_t n = 1;
+    for (int d = 0; d < a->ent.ndim; d++) {
+        uint64_t s = c[d] * a->ent.tile[d];
+        uint64_t e = a->ent.shape[d] - s;
+        ext[d] = e < a->ent.tile[d] ? e : a->ent.tile[d];
+        n *= ext[d];
+    }
+    return n;
+}
+
+static void format_coords(char *buf, size_t len, const uint64_t *c, int ndim)
+{
+    size_t o = 0;
+    o += (size_t)snprintf(buf + o, len - o, "(");
+    for (int d = 0; d < ndim && o < len; d++)
+        o += (size_t)snprintf(buf + o, len - o, "%s%llu", d ? "," : "", (unsigned long long)c[d]);
+    if (o < len)
+        snprintf(buf + o, len - o, ")");
+}
+
+/* ---- tile encoding ------------------------------------------------------ */
+
+static int grow(unsigned char **p, size_t *cap, size_t need)
+{
+    if (*cap >= need)
+        return 0;
+    unsigned char *n = malloc(need);
+    if (n == NULL)
+        return VT_ENOMEM;
+    free(*p);
+    *p = n;
+    *cap = need;
+    return 0;
+}
+
+static void scratch_free(scratch *s)
+{
+    vt__codec_ctx_free(&s->ctx);
+    free(s->shuf);
+    free(s->out1);
+    free(s->out2);
+    memset(s, 0, sizeof *s);
+}
+
+/* Encode one tile into @p e; returns a pointer to the bytes to store (in @p raw
+ * or in the scratch) and their length. */
+static int encode_tile(vt_writer *w, scratch *s, warray *a, unsigned char *raw, size_t rawsize,
+                       vt_tile_entry *e, const unsigned char **bytes, size_t *len)
+{
+    size_t es = a->es;
+    size_t n = rawsize / es;
+    memset(e, 0, sizeof *e);
+    vt__minmax((vt_dtype)a->ent.dtype, raw, n, &e->min, &e->max);
+
+    if (n == 1 || memcmp(raw, raw + es, rawsize - es) == 0) { /* every element equal */
+        unsigned char v[8] = {0};
+        memcpy(v, raw, es);
+        e->flags = VT_TILE_CONSTANT;
+        e->offset = vt__ld64(v);
+        e->size = 0;
+        e->checksum = vt__hash(v, 8);
+        *bytes = NULL;
+        *len = 0;
+        return 0;
+    }
+    if (a->ent.codec == VT_CODEC_NONE) {
+        e->flags = VT_TILE_RAW;
+        *bytes = raw;
+        *len = rawsize;
+        e->size = (uint32_t)rawsize;
+        e->checksum = vt__hash(raw, rawsize);
+        return 0;
+    }
+
+    int want_shuf; /* 1 shuffle, 0 plain, -1 try both */
+    if (es == 1 || a->ent.filter == VT_FILTER_NONE)
+        want_shuf = 0;
+    else if (a->ent.filter == VT_FILTER_SHUFFLE)
+        want_shuf = 1;
+    else {
+        pthread_mutex_lock(&w->mtx);
+        want_shuf = a->auto_shuffle;
+        pthread_mutex_unlock(&w->mtx);
+    }
+
+    size_t bound = vt__compress_bound(rawsize);
+    if (s->out_cap < bound) {
+        free(s->out1);
+        free(s->out2);
+        s->out1 = malloc(bound);
+        s->out2 = malloc(bound);
+        s->out_cap = s->out1 && s->out2 ? bound : 0;
+        if (s->out_cap == 0)
+            return VT_ENOMEM;
+    }
+    if (want_shuf && grow(&s->shuf, &s->shuf_cap, rawsize))
+        return VT_ENOMEM;
+
+    long plain = 0, shuf = 0;
+    int lvl = (int)a->ent.level;
+    vt_codec codec = (vt_codec)a->ent.codec;
+    if (want_shuf != 1) {
+        plain = vt__compress(&s->ctx, codec, lvl, raw, rawsize, s->out1, s->out_cap);
+        if (plain < 0)
+            return (int)plain;
+    }
+    if (want_shuf != 0) {
+        vt__shuffle(raw, s->shuf, n, es);
+        unsigned char *dst = want_shuf < 0 ? s->out2 : s->out1;
+        shuf = vt__compress(&s->ctx, codec, lvl, s->shuf, rawsize, dst, s->out_cap);
+        if (shuf < 0)
+            return (int)shuf;
+    }
+    if (want_shuf < 0) {
+        uint64_t p = plain > 0 ? (uint64_t)plain : rawsize;
+        uint64_t q = shuf > 0 ? (uint64_t)shuf : rawsize;
+        pthread_mutex_lock(&w->mtx);
+        a->auto_plain += p;
+        a->auto_shuf += q;
+        if (++a->auto_samples >= AUTO_SAMPLE_TILES && a->auto_shuffle < 0)
+            a->auto_shuffle = a->auto_shuf < a->auto_plain;
+        pthread_mutex_unlock(&w->mtx);
+        if (q < p) { /* keep the shuffled one: swap buffers so out1 holds it */
+            unsigned char *t = s->out1;
+            s->out1 = s->out2;
+            s->out2 = t;
+            plain = 0;
+        } else {
+            shuf = 0;
+        }
+    }
+    long got = want_shuf == 1 || shuf > 0 ? shuf : plain;
+    if (got <= 0 || (size_t)got >= rawsize) { /* does not shrink: store raw */
+        e->flags = VT_TILE_RAW;
+        *bytes = raw;
+        *len = rawsize;
+    } else {
+        e->flags = shuf > 0 ? VT_TILE_SHUFFLED : 0;
+        *bytes = s->out1;
+        *len = (size_t)got;
+    }
+    e->size = (uint32_t)*len;
+    e->checksum = vt__hash(*bytes, *len);
+    return 0;
+}
+
+/* Encode tile @p t of @p a held in @p raw and append it to the file. */
+static int store_tile(vt_writer *w, scratch *s, warray *a, uint64_t t, unsigned char *raw)
+{
+    uint64_t c[VT_MAX_DIMS], ext[VT_MAX_DIMS];
+    tile_coords(a, t, c);
+    size_t rawsize = (size_t)(tile_extent(a, c, ext) * a->es);
+    vt_tile_entry e;
+    const unsigned char *bytes = NULL;
+    size_t len = 0;
+    int rc = encode_tile(w, s, a, raw, rawsize, &e, &bytes, &len);
+    if (rc) {
+        char cs[128];
+        format_coords(cs, sizeof cs, c, a->ent.ndim);
+        return vt__fail(w, rc, "%s: array '%s' tile %s: cannot encode (%s)", w->path, a->ent.name,
+                        cs, vt_strerror(rc));
+    }
+    if (len > 0) {
+        pthread_mutex_lock(&w->mtx);
+        uint64_t off = w->end;
+        w->end += len;
+        pthread_mutex_unlock(&w->mtx);
+        int r = vt__pwrite_all(w->fd, bytes, len, off);
+        if (r < 0)
+            return vt__fail(w, vt__errno_code(-r), "%s: cannot write tile data: %s", w->path,
+                            strerror(-r));
+        e.offset = off;
+    }
+    a->tiles[t] = e;
+    return 0;
+}
+
+/* ---- thread pool -------------------------------------------------------- */
+
+static void *worker_main(void *arg)
+{
+    vt_writer *w = arg;
+    scratch s;
+    memset(&s, 0, sizeof s);
+    pthread_mutex_lock(&w->mtx);
+    for (;;) {
+        while (w->qlen == 0 && !w->stop)
+            pthread_cond_wait(&w->cv_job, &w->mtx);
+        if (w->qlen == 0 && w->stop)
+            break;
+        job j = w->queue[w->qhead];
+        w->qhead = (w->qhead + 1) % w->qcap;
+        w->qlen--;
+        w->busy++;
+        int skip = w->err != 0;
+        pthread_cond_signal(&w->cv_space);
+        pthread_mutex_unlock(&w->mtx);
+
+        int rc = skip ? 0 : store_tile(w, &s, j.a, j.tile, j.buf);
+        free(j.buf);
+
+        pthread_mutex_lock(&w->mtx);
+        if (rc && !w->err) {
+            w->err = rc;
+            snprintf(w->errmsg, sizeof w->errmsg, "%s", vt__errmsg(w));
+        }
+        w->busy--;
+        if (w->qlen == 0 && w->busy == 0)
+            pthread_cond_broadcast(&w->cv_idle);
+    }
+    pthread_mutex_unlock(&w->mtx);
+    scratch_free(&s);
+    return NULL;
+}
+
+/* Report a worker failure in the calling thread and fail the writer. */
+static int check_worker_error(vt_writer *w)
+{
+    if (w->nworkers == 0)
+        return 0;
+    pthread_mutex_lock(&w->mtx);
+    int err = w->err;
+    char msg[512];
+    memcpy(msg, w->errmsg, sizeof msg);
+    pthread_mutex_unlock(&w->mtx);
+    if (err) {
+        w->state = 1;
+        return vt__fail(w, err, "%s", msg);
+    }
+    return 0;
+}
+
+/* Hand a complete tile to the pool (or encode it here); takes ownership of buf. */
+static int submit(vt_writer *w, warray *a, uint64_t t, unsigned char *buf)
+{
+    a->state[t] = TILE_DONE;
+    a->done++;
+    if (w->nworkers == 0) {
+        int rc = store_tile(w, &w->inline_scratch, a, t, buf);
+        free(buf);
+        if (rc)
+            w->state = 1;
+        return rc;
+    }
+    pthread_mutex_lock(&w->mtx);
+    while (w->qlen == w->qcap && !w->err)
+        pthread_cond_wait(&w->cv_space, &w->mtx);
+    if (w->err) {
+        pthread_mutex_unlock(&w->mtx);
+        free(buf);
+        return check_worker_error(w);
+    }
+    w->queue[(w->qhead + w->qlen) % w->qcap] = (job){a, t, buf};
+    w->qlen++;
+    pthread_cond_signal(&w->cv_job);
+    pthread_mutex_unlock(&w->mtx);
+    return 0;
+}
+
+static void wait_idle(vt_writer *w)
+{
+    if (w->nworkers == 0)
+        return;
+    pthread_mutex_lock(&w->mtx);
+    while (w->qlen > 0 || w->busy > 0)
+        pthread_cond_wait(&w->cv_idle, &w->mtx);
+    pthread_mutex_unlock(&w->mtx);
+}
+
+static void stop_workers(vt_writer *w)
+{
+    if (w->nworkers == 0)
+        return;
+    pthread_mutex_lock(&w->mtx);
+    w->stop = 1;
+    pthread_cond_broadcast(&w->cv_job);
+    pthread_mutex_unlock(&w->mtx);
+    for (int i = 0; i < w->nworkers; i++)
+        pthread_join(w->workers[i], NULL);
+    w->nworkers = 0;
+}
+
+/* ---- open --------------------------------------------------------------- */
+
+void vt_writer_opts_init(vt_writer_opts *opts)
+{
+    if (opts)
+        opts->threads = 1;
+}
+
+static int open_temp(vt_writer *w)
+{
+#ifdef O_TMPFILE
+    w->fd = open(w->dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
+    if (w->fd >= 0)
+        return 0;
+    if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL && errno != ENOENT)
+        return fail(w, vt__errno_code(errno), "cannot create a file in %s: %s", w->dir,
+                    strerror(errno));
+#endif
+    const char *base = strrchr(w->path, '/');
+    base = base ? base + 1 : w->path;
+    size_t len = strlen(w->dir) + strlen(base) + 32;
+    w->tmp = malloc(len);
+    if (w->tmp == NULL)
+        return fail(w, VT_ENOMEM, "out of memory");
+    static unsigned counter;
+    for (int attempt = 0; attempt < 100; attempt++) {
+        unsigned r = (unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL) ^
+                     __atomic_add_fetch(&counter, 7919u, __ATOMIC_RELAXED) * 40503u;
+        snprintf(w->tmp, len, "%s/.%s.tmp.%06x", w->dir, base, r & 0xffffffu);
+        w->fd = open(w->tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0666);
+        if (w->fd >= 0)
+            return 0;
+        if (errno != EEXIST)
+            break;
+    }
+    int err = errno;
+    free(w->tmp);
+    w->tmp = NULL;
+    return fail(w, vt__errno_code(err), "cannot create a temporary file in %s: %s", w->dir,
+                strerror(err));
+}
+
+int vt_writer_open(const char *path, const vt_writer_opts *opts, vt_writer **out)
+{
+    if (out)
+        *out = NULL;
+    if (path == NULL || out == NULL || path[0] == 0)
+        return vt__fail(NULL, VT_EINVAL, "vt_writer_open: path and out must be given");
+    vt_writer_opts def;
+    if (opts == NULL) {
+        vt_writer_opts_init(&def);
+        opts = &def;
+    }
+    if (opts->threads < 0 || opts->threads > 1024)
+        return vt__fail(NULL, VT_EINVAL, "%s: threads %d out of range", path, opts->threads);
+
+    vt_writer *w = calloc(1, sizeof *w);
+    if (w == NULL)
+        return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", path);
+    w->fd = -1;
+    pthread_mutex_init(&w->mtx, NULL);
+    pthread_cond_init(&w->cv_job, NULL);
+    pthread_cond_init(&w->cv_space, NULL);
+    pthread_cond_init(&w->cv_idle, NULL);
+    w->path = strdup(path);
+    const char *slash = strrchr(path, '/');
+    w->dir = slash == NULL ? strdup(".") : slash == path ? strdup("/") : strndup(path, (size_t)(slash - path));
+    if (w->path == NULL || w->dir == NULL) {
+        vt_writer_free(w);
+        return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", path);
+    }
+    int rc = open_temp(w);
+    if (rc) {
+        vt_writer_free(w); /* the thread's message from open_temp stays */
+        return rc;
+    }
+    w->end = VT_HEADER_SIZE;
+    /* an all-zero header (not complete) until finalize */
+    unsigned char zero[VT_HEADER_SIZE] = {0};
+    int r = vt__pwrite_all(w->fd, zero, sizeof zero, 0);
+    if (r < 0) {
+        rc = vt__fail(NULL, vt__errno_code(-r), "%s: cannot write: %s", path, strerror(-r));
+        vt_writer_free(w);
+        return rc;
+    }
+    if (opts->threads > 1) {
+        w->qcap = (size_t)opts->threads * 4;
+        w->queue = calloc(w->qcap, sizeof *w->queue);
+        w->workers = calloc((size_t)opts->threads, sizeof *w->workers);
+        if (w->queue == NULL || w->workers == NULL) {
+            vt_writer_free(w);
+            return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", path);
+        }
+        for (int i = 0; i < opts->threads; i++) {
+            if (pthread_create(&w->workers[i], NULL, worker_main, w) != 0) {
+                vt_writer_free(w);
+                return vt__fail(NULL, VT_EIO, "%s: cannot start compression threads", path);
+            }
+            w->nworkers++;
+        }
+    }
+    *out = w;
+    return 0;
+}
+
+/* ---- arrays ------------------------------------------------------------- */
+
+void vt_array_spec_init(vt_array_spec *spec)
+{
+    if (spec == NULL)
+        return;
+    memset(spec, 0, sizeof *spec);
+    spec->codec = VT_CODEC_LZ4HC;
+    spec->filter = VT_FILTER_AUTO;
+    for (int d = 0; d < VT_MAX_DIMS; d++)
+        spec->shape[d] = 1;
+}
+
+static void default_tile(int ndim, uint32_t *tile)
+{
+    for (int d = 0; d < ndim; d++)
+        tile[d] = 1;
+    if (ndim == 1)
+        tile[0] = 32768;
+    else if (ndim == 2)
+        tile[0] = tile[1] = 256;
+    else
+        for (int d = ndim - 3; d < ndim; d++)
+            tile[d] = 32;
+}
+
+int vt_writer_add_array(vt_writer *w, const vt_array_spec *spec, int *id)
+{
+    if (w == NULL || spec == NULL || id == NULL)
+        return vt__fail(w, VT_EINVAL, "vt_writer_add_array: NULL argument");
+    if (w->state)
+        return fail(w, VT_ESTATE, "writer is %s", w->state == 1 ? "failed" : "finalized");
+    const char *name = spec->name;
+    if (name == NULL || name[0] == 0 || strlen(name) > VT_NAME_MAX)
+        return fail(w, VT_EINVAL, "array name must be 1..%d bytes", VT_NAME_MAX);
+    for (int i = 0; i < w->narrays; i++)
+        if (strcmp(w->arrays[i]->ent.name, name) == 0)
+            return fail(w, VT_EINVAL, "array '%s' declared twice", name);
+    if (!vt__dtype_valid(spec->dtype))
+        return fail(w, VT_EINVAL, "array '%s': invalid dtype %d", name, (int)spec->dtype);
+    if (spec->ndim < 1 || spec->ndim > VT_MAX_DIMS)
+        return fail(w, VT_EINVAL, "array '%s': ndim %d outside 1..%d", name, spec->ndim, VT_MAX_DIMS);
+    if (spec->codec < VT_CODEC_NONE || spec->codec > VT_CODEC_LZ4HC)
+        return fail(w, VT_EINVAL, "array '%s': invalid codec %d", name, (int)spec->codec);
+    if (spec->filter < VT_FILTER_NONE || spec->filter > VT_FILTER_AUTO)
+        return fail(w, VT_EINVAL, "array '%s': invalid filter %d", name, (int)spec->filter);
+    int level = spec->codec == VT_CODEC_NONE ? 0
+                : spec->level == 0             ? vt__codec_default_level(spec->codec)
+                                               : spec->level;
+    if (!vt__codec_level_ok(spec->codec, level))
+        return fail(w, VT_EINVAL, "array '%s': level %d invalid for codec %s", name, spec->level,
+                    vt_codec_name(spec->codec));
+    if (!vt__representable(spec->dtype, spec->fill))
+        return fail(w, VT_EINVAL, "array '%s': fill value %g does not fit %s", name, spec->fill,
+                    vt_dtype_name(spec->dtype));
+
+    warray *a = calloc(1, sizeof *a);
+    if (a == NULL)
+        return fail(w, VT_ENOMEM, "out of memory");
+    vt_dirent *e = &a->ent;
+    memcpy(e->name, name, strlen(name) + 1);
+    e->dtype = (uint8_t)spec->dtype;
+    e->ndim = (uint8_t)spec->ndim;
+    e->codec = (uint8_t)spec->codec;
+    e->filter = (uint8_t)(spec->codec == VT_CODEC_NONE ? VT_FILTER_NONE : spec->filter);
+    e->level = (uint32_t)level;
+    e->flags = spec->sparse ? VT_ARRAY_FLAG_SPARSE : 0;
+    a->es = vt_dtype_size(spec->dtype);
+    a->auto_shuffle = -1;
+    vt__store_f64(spec->dtype, e->fill, spec->fill);
+
+    uint32_t tile[VT_MAX_DIMS];
+    bool all_zero = true;
+    for (int d = 0; d < spec->ndim; d++)
+        all_zero &= spec->tile[d] == 0;
+    if (all_zero)
+        default_tile(spec->ndim, tile);
+    else
+        memcpy(tile, spec->tile, sizeof tile);
+    uint64_t ntiles = 1, tvox = 1, vox = 1, tbytes, bytes;
+    int rc = 0;
+    for (int d = 0; d < VT_MAX_DIMS; d++) {
+        if (d >= spec->ndim) {
+            e->shape[d] = 1;
+            e->tile[d] = 1;
+            a->grid[d] = 1;
+            continue;
+        }
+        if (spec->shape[d] == 0 || tile[d] == 0) {
+            rc = fail(w, VT_EINVAL, "array '%s': axis %d has shape %llu and tile %u (both must be >= 1)",
+                      name, d, (unsigned long long)spec->shape[d], tile[d]);
+            break;
+        }
+        e->shape[d] = spec->shape[d];
+        e->tile[d] = (uint64_t)tile[d] > spec->shape[d] ? (uint32_t)spec->shape[d] : tile[d];
+        a->grid[d] = vt__ceil_div(e->shape[d], e->tile[d]);
+        if (!vt__mul_ok(ntiles, a->grid[d], &ntiles) || !vt__mul_ok(tvox, e->tile[d], &tvox) ||
+            !vt__mul_ok(vox, e->shape[d], &vox)) {
+            rc = fail(w, VT_ERANGE, "array '%s': shape too large", name);
+            break;
+        }
+    }
+    if (rc == 0 && (!vt__mul_ok(tvox, a->es, &tbytes) || tbytes > VT_MAX_TILE_BYTES ||
+                    !vt__mul_ok(vox, a->es, &bytes) || ntiles > SIZE_MAX / sizeof(vt_tile_entry)))
+        rc = fail(w, VT_ERANGE, "array '%s': tiles of more than 1 GiB or an array too large", name);
+    if (rc) {
+        free(a);
+        return rc;
+    }
+    e->ntiles = ntiles;
+    e->index_size = ntiles * VT_TILE_ENTRY_SIZE;
+    a->tiles = calloc(ntiles, sizeof *a->tiles);
+    a->state = calloc(ntiles, 1);
+    a->pend = calloc(ntiles, sizeof *a->pend);
+    warray **arr = realloc(w->arrays, (size_t)(w->narrays + 1) * sizeof *arr);
+    if (a->tiles == NULL || a->state == NULL || a->pend == NULL || arr == NULL) {
+        free(a->tiles);
+        free(a->state);
+        free(a->pend);
+        free(a);
+        if (arr)
+            w->arrays = arr;
+        return fail(w, VT_ENOMEM, "array '%s': out of memory for the tile index", name);
+    }
+    w->arrays = arr;
+    w->arrays[w->narrays] = a;
+    *id = w->narrays++;
+    return 0;
+}
+
+/* ---- writing voxels ----------------------------------------------------- */
+
+static bool bits_any(const uint64_t *bits, uint64_t from, uint64_t n)
+{
+    while (n > 0) {
+        uint64_t wi = from >> 6, b = from & 63;
+        uint64_t take = 64 - b < n ? 64 - b : n;
+        uint64_t mask = (take == 64 ? ~UINT64_C(0) : ((UINT64_C(1) << take) - 1)) << b;
+        if (bits[wi] & mask)
+            return true;
+        from += take;
+        n -= take;
+    }
+    return false;
+}
+
+static void bits_set(uint64_t *bits, uint64_t from, uint64_t n)
+{
+    while (n > 0) {
+        uint64_t wi = from >> 6, b = from & 63;
+        uint64_t take = 64 - b < n ? 64 - b : n;
+        uint64_t mask = (take == 64 ? ~UINT64_C(0) : ((UINT64_C(1) << take) - 1)) << b;
+        bits[wi] |= mask;
+        from += take;
+        n -= take;
+    }
+}
+
+static void pending_free(pending *p)
+{
+    if (p == NULL)
+        return;
+    free(p->buf);
+    free(p->bits);
+    free(p);
+}
+
+static pending *pending_new(const warray *a, uint64_t voxels)
+{
+    pending *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return NULL;
+    p->buf = malloc((size_t)(voxels * a->es));
+    p->bits = calloc((size_t)((voxels + 63) / 64), 8);
+    if (p->buf == NULL || p->bits == NULL) {
+        pending_free(p);
+        return NULL;
+    }
+    if (a->ent.flags & VT_ARRAY_FLAG_SPARSE) /* unwritten voxels keep the fill value */
+        for (uint64_t i = 0; i < voxels; i++)
+            memcpy(p->buf + i * a->es, a->ent.fill, a->es);
+    return p;
+}
+
+/* Copy the part of box (start, size, data) inside tile @p t. */
+static int write_into_tile(vt_writer *w, warray *a, uint64_t t, const uint64_t *start,
+                           const uint64_t *size, const unsigned char *data)
+{
+    int nd = a->ent.ndim;
+    uint64_t c[VT_MAX_DIMS], ext[VT_MAX_DIMS], lo[VT_MAX_DIMS], hi[VT_MAX_DIMS];
+    tile_coords(a, t, c);
+    uint64_t voxels = tile_extent(a, c, ext);
+    if (a->state[t] == TILE_DONE) {
+        char cs[128];
+        format_coords(cs, sizeof cs, c, nd);
+        return fail_hard(w, VT_EINVAL, "array '%s': tile %s written again after it was complete",
+                         a->ent.name, cs);
+    }
+    pending *p = a->pend[t];
+    if (p == NULL) {
+        p = pending_new(a, voxels);
+        if (p == NULL)
+            return fail_hard(w, VT_ENOMEM, "out of memory for a tile buffer");
+        a->pend[t] = p;
+        a->state[t] = TILE_PENDING;
+    }
+    uint64_t count = 1;
+    for (int d = 0; d < nd; d++) {
+        uint64_t ts = c[d] * a->ent.tile[d];
+        lo[d] = start[d] > ts ? start[d] : ts;
+        uint64_t be = start[d] + size[d], te = ts + ext[d];
+        hi[d] = be < te ? be : te;
+        count *= hi[d] - lo[d];
+    }
+    uint64_t row = hi[nd - 1] - lo[nd - 1];
+    size_t es = a->es;
+    /* two passes over the rows: check that none was written, then copy */
+    for (int pass = 0; pass < 2; pass++) {
+        uint64_t idx[VT_MAX_DIMS];
+        memcpy(idx, lo, sizeof idx);
+        for (;;) {
+            uint64_t toff = 0, boff = 0;
+            for (int d = 0; d < nd; d++) {
+                toff = toff * ext[d] + (idx[d] - c[d] * a->ent.tile[d]);
+                boff = boff * size[d] + (idx[d] - start[d]);
+            }
+            if (pass == 0) {
+                if (bits_any(p->bits, toff, row)) {
+                    char cs[128];
+                    format_coords(cs, sizeof cs, idx, nd);
+                    return fail_hard(w, VT_EINVAL, "array '%s': voxels at %s written twice",
+                                     a->ent.name, cs);
+                }
+            } else {
+                memcpy(p->buf + toff * es, data + boff * es, (size_t)(row * es));
+                bits_set(p->bits, toff, row);
+            }
+            int d = nd - 2;
+            for (; d >= 0; d--) {
+                if (++idx[d] < hi[d])
+                    break;
+                idx[d] = lo[d];
+            }
+            if (d < 0)
+                break;
+        }
+    }
+    p->filled += count;
+    if (p->filled == voxels) {
+        unsigned char *buf = p->buf;
+        p->buf = NULL;
+        pending_free(p);
+        a->pend[t] = NULL;
+        return submit(w, a, t, buf);
+    }
+    return 0;
+}
+
+int vt_writer_write(vt_writer *w, int id, const uint64_t *start, const uint64_t *size,
+                    const void *data)
+{
+    if (w == NULL || start == NULL || size == NULL || data == NULL)
+        return vt__fail(w, VT_EINVAL, "vt_writer_write: NULL argument");
+    if (w->state)
+        return fail(w, VT_ESTATE, "writer is %s", w->state == 1 ? "failed" : "finalized");
+    if (id < 0 || id >= w->narrays)
+        return fail(w, VT_EINVAL, "no array with id %d", id);
+    int rc = check_worker_error(w);
+    if (rc)
+        return rc;
+    warray *a = w->arrays[id];
+    int nd = a->ent.ndim;
+    uint64_t tlo[VT_MAX_DIMS], thi[VT_MAX_DIMS];
+    for (int d = 0; d < nd; d++) {
+        uint64_t end;
+        if (size[d] == 0 || !vt__add_ok(start[d], size[d], &end) || end > a->ent.shape[d])
+            return fail(w, VT_ERANGE,
+                        "array '%s': box [%llu, +%llu) on axis %d is empty or outside the shape %llu",
+                        a->ent.name, (unsigned long long)start[d], (unsigned long long)size[d], d,
+                        (unsigned long long)a->ent.shape[d]);
+        tlo[d] = start[d] / a->ent.tile[d];
+        thi[d] = (end - 1) / a->ent.tile[d];
+    }
+    uint64_t tc[VT_MAX_DIMS];
+    memcpy(tc, tlo, sizeof tc);
+    for (;;) {
+        uint64_t t = 0;
+        for (int d = 0; d < nd; d++)
+            t = t * a->grid[d] + tc[d];
+        rc = write_into_tile(w, a, t, start, size, data);
+        if (rc) {
+            w->state = 1;
+            return rc;
+        }
+        int d = nd - 1;
+        for (; d >= 0; d--) {
+            if (++tc[d] <= thi[d])
+                break;
+            tc[d] = tlo[d];
+        }
+        if (d < 0)
+            break;
+    }
+    return 0;
+}
+
+/* ---- metadata ----------------------------------------------------------- */
+
+int vt_writer_set_meta(vt_writer *w, const char *key, vt_meta_type type, const void *data,
+                       size_t count)
+{
+    if (w == NULL || key == NULL || (data == NULL && count > 0))
+        return vt__fail(w, VT_EINVAL, "vt_writer_set_meta: NULL argument");
+    if (w->state)
+        return fail(w, VT_ESTATE, "writer is %s", w->state == 1 ? "failed" : "finalized");
+    size_t klen = strlen(key);
+    if (klen == 0 || klen > VT_KEY_MAX)
+        return fail(w, VT_EINVAL, "metadata key must be 1..%d bytes", VT_KEY_MAX);
+    if (type < VT_META_BYTES || type > VT_META_I64)
+        return fail(w, VT_EINVAL, "metadata '%s': invalid type %d", key, (int)type);
+    if (type == VT_META_STRING && memchr(data, 0, count) != NULL)
+        return fail(w, VT_EINVAL, "metadata '%s': string contains a NUL byte", key);
+    size_t es = vt__meta_type_size(type);
+    if (count > (SIZE_MAX - 8) / es)
+        return fail(w, VT_ERANGE, "metadata '%s': value too large", key);
+    size_t nbytes = count * es + (type == VT_META_STRING);
+    char *k = strdup(key);
+    unsigned char *v = malloc(nbytes ? nbytes : 1);
+    if (k == NULL || v == NULL) {
+        free(k);
+        free(v);
+        return fail(w, VT_ENOMEM, "out of memory");
+    }
+    if (count)
+        memcpy(v, data, count * es);
+    if (type == VT_META_STRING)
+        v[count] = 0;
+    vt_meta m = {k, type, v, nbytes};
+    for (size_t i = 0; i < w->nmeta; i++)
+        if (strcmp(w->meta[i].key, key) == 0) {
+            free((void *)w->meta[i].key);
+            free((void *)w->meta[i].data);
+            w->meta[i] = m;
+            return 0;
+        }
+    if (w->nmeta >= VT_META_MAX_ENTRIES) {
+        free(k);
+        free(v);
+        return fail(w, VT_ERANGE, "more than %u metadata entries", VT_META_MAX_ENTRIES);
+    }
+    vt_meta *nm = realloc(w->meta, (w->nmeta + 1) * sizeof *nm);
+    if (nm == NULL) {
+        free(k);
+        free(v);
+        return fail(w, VT_ENOMEM, "out of memory");
+    }
+    w->meta = nm;
+    w->meta[w->nmeta++] = m;
+    return 0;
+}
+
+/* ---- finalize ----------------------------------------------------------- */
+
+/* Complete sparse arrays and check that every tile of every array is stored. */
+static int complete_arrays(vt_writer *w)
+{
+    for (int i = 0; i < w->narrays; i++) {
+        warray *a = w->arrays[i];
+        if (!(a->ent.flags & VT_ARRAY_FLAG_SPARSE))
+            continue;
+        for (uint64_t t = 0; t < a->ent.ntiles; t++) {
+            if (a->state[t] == TILE_PENDING) {
+                unsigned char *buf = a->pend[t]->buf;
+                a->pend[t]->buf = NULL;
+                pending_free(a->pend[t]);
+                a->pend[t] = NULL;
+                int rc = submit(w, a, t, buf);
+                if (rc)
+                    return rc;
+            } else if (a->state[t] == TILE_UNTOUCHED) {
+                vt_tile_entry *e = &a->tiles[t];
+                unsigned char v[8] = {0};
+                memcpy(v, a->ent.fill, a->es);
+                e->flags = VT_TILE_CONSTANT;
+                e->offset = vt__ld64(v);
+                e->checksum = vt__hash(v, 8);
+                e->min = e->max = vt__load_f64((vt_dtype)a->ent.dtype, v);
+                a->state[t] = TILE_DONE;
+                a->done++;
+            }
+        }
+    }
+    wait_idle(w);
+    int rc = check_worker_error(w);
+    if (rc)
+        return rc;
+    for (int i = 0; i < w->narrays; i++) {
+        warray *a = w->arrays[i];
+        if (a->done == a->ent.ntiles)
+            continue;
+        uint64_t t = 0;
+        while (a->state[t] == TILE_DONE)
+            t++;
+        uint64_t c[VT_MAX_DIMS];
+        char cs[128];
+        tile_coords(a, t, c);
+        format_coords(cs, sizeof cs, c, a->ent.ndim);
+        return fail(w, VT_EINVAL, "array '%s': %llu of %llu tiles not completely written (first: tile %s)",
+                    a->ent.name, (unsigned long long)(a->ent.ntiles - a->done),
+                    (unsigned long long)a->ent.ntiles, cs);
+    }
+    return 0;
+}
+
+static int write_block(vt_writer *w, const void *buf, size_t len, uint64_t off)
+{
+    int r = vt__pwrite_all(w->fd, buf, len, off);
+    if (r < 0)
+        return fail(w, vt__errno_code(-r), "cannot write: %s", strerror(-r));
+    return 0;
+}
+
+/* Give the finished file its final name and make the name durable. */
+static int publish(vt_writer *w)
+{
+    if (w->tmp == NULL) { /* O_TMPFILE: link under a temporary name, then rename over */
+        const char *base = strrchr(w->path, '/');
+        base = base ? base + 1 : w->path;
+        size_t len = strlen(w->dir) + strlen(base) + 32;
+        w->tmp = malloc(len);
+        if (w->tmp == NULL)
+            return fail(w, VT_ENOMEM, "out of memory");
+        char proc[64];
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", w->fd);
+        static unsigned counter;
+        int ok = 0;
+        for (int attempt = 0; attempt < 100 && !ok; attempt++) {
+            unsigned r = (unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL) ^
+                         __atomic_add_fetch(&counter, 7919u, __ATOMIC_RELAXED) * 40503u;
+            snprintf(w->tmp, len, "%s/.%s.tmp.%06x", w->dir, base, r & 0xffffffu);
+            if (linkat(AT_FDCWD, proc, AT_FDCWD, w->tmp, AT_SYMLINK_FOLLOW) == 0)
+                ok = 1;
+            else if (errno != EEXIST)
+                break;
+        }
+        if (!ok) {
+            int err = errno;
+            free(w->tmp);
+            w->tmp = NULL;
+            return fail(w, vt__errno_code(err), "cannot link the finished store into %s: %s",
+                        w->dir, strerror(err));
+        }
+    }
+    if (rename(w->tmp, w->path) != 0)
+        return fail(w, vt__errno_code(errno), "cannot rename %s to %s: %s", w->tmp, w->path,
+                    strerror(errno));
+    free(w->tmp);
+    w->tmp = NULL;
+    int dfd = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || fsync(dfd) != 0) {
+        int err = errno;
+        if (dfd >= 0)
+            close(dfd);
+        return fail(w, vt__errno_code(err), "store published but syncing directory %s failed: %s",
+                    w->dir, strerror(err));
+    }
+    close(dfd);
+    return 0;
+}
+
+int vt_writer_finalize(vt_writer *w)
+{
+    if (w == NULL)
+        return vt__fail(NULL, VT_EINVAL, "vt_writer_finalize: NULL writer");
+    if (w->state)
+        return fail(w, VT_ESTATE, "writer is %s", w->state == 1 ? "failed" : "finalized");
+    if (w->narrays == 0)
+        return fail_hard(w, VT_EINVAL, "store has no arrays");
+    int rc = complete_arrays(w);
+    if (rc) {
+        w->state = 1;
+        return rc;
+    }
+    stop_workers(w);
+
+    uint64_t off = (w->end + 7u) & ~UINT64_C(7);
+    unsigned char *buf = NULL;
+    for (int i = 0; i < w->narrays && rc == 0; i++) {
+        warray *a = w->arrays[i];
+        size_t n = (size_t)a->ent.index_size;
+        buf = malloc(n);
+        if (buf == NULL) {
+            rc = fail(w, VT_ENOMEM, "out of memory for the tile index");
+            break;
+        }
+        for (uint64_t t = 0; t < a->ent.ntiles; t++)
+            vt__tile_encode(&a->tiles[t], buf + t * VT_TILE_ENTRY_SIZE);
+        a->ent.index_offset = off;
+        a->ent.index_checksum = vt__hash(buf, n);
+        rc = write_block(w, buf, n, off);
+        off += (n + 7u) & ~(size_t)7;
+        free(buf);
+        buf = NULL;
+    }
+    vt_hdr h;
+    memset(&h, 0, sizeof h);
+    if (rc == 0) {
+        size_t n = (size_t)w->narrays * VT_DIRENT_SIZE;
+        buf = malloc(n);
+        if (buf == NULL)
+            rc = fail(w, VT_ENOMEM, "out of memory");
+        else {
+            for (int i = 0; i < w->narrays; i++)
+                vt__dirent_encode(&w->arrays[i]->ent, buf + (size_t)i * VT_DIRENT_SIZE);
+            h.dir_offset = off;
+            h.dir_size = n;
+            h.dir_checksum = vt__hash(buf, n);
+            rc = write_block(w, buf, n, off);
+            off += n;
+            free(buf);
+            buf = NULL;
+        }
+    }
+    if (rc == 0) {
+        size_t n = (size_t)vt__meta_encoded_size(w->meta, w->nmeta);
+        buf = malloc(n);
+        if (buf == NULL)
+            rc = fail(w, VT_ENOMEM, "out of memory");
+        else {
+            vt__meta_encode(w->meta, w->nmeta, buf);
+            h.meta_offset = off;
+            h.meta_size = n;
+            h.meta_checksum = vt__hash(buf, n);
+            rc = write_block(w, buf, n, off);
+            off += n;
+            free(buf);
+            buf = NULL;
+        }
+    }
+    if (rc == 0) {
+        unsigned char hb[VT_HEADER_SIZE];
+        h.version = VT_FORMAT_VERSION;
+        h.flags = VT_HDR_FLAG_COMPLETE;
+        h.file_size = off;
+        h.narrays = (uint32_t)w->narrays;
+        h.writer_version = VT_VERSION_NUMBER;
+        vt__hdr_encode(&h, hb);
+        rc = write_block(w, hb, sizeof hb, 0);
+    }
+    if (rc == 0 && fsync(w->fd) != 0)
+        rc = fail(w, vt__errno_code(errno), "fsync failed: %s", strerror(errno));
+    if (rc == 0)
+        rc = publish(w);
+    if (rc) {
+        w->state = 1;
+        return rc;
+    }
+    if (close(w->fd) != 0) {
+        w->fd = -1;
+        w->state = 2;
+        return fail(w, vt__errno_code(errno), "store published but close failed: %s", strerror(errno));
+    }
+    w->fd = -1;
+    w->state = 2;
+    return 0;
+}
+
+void vt_writer_free(vt_writer *w)
+{
+    if (w == NULL)
+        return;
+    stop_workers(w);
+    /* jobs never taken by a worker still own their buffers */
+    while (w->qlen > 0) {
+        free(w->queue[w->qhead].buf);
+        w->qhead = (w->qhead + 1) % w->qcap;
+        w->qlen--;
+    }
+    if (w->fd >= 0)
+        close(w->fd);
+    if (w->tmp)
+        unlink(w->tmp);
+    for (int i = 0; i < w->narrays; i++) {
+        warray *a = w->arrays[i];
+        for (uint64_t t = 0; t < a->ent.ntiles; t++)
+            pending_free(a->pend[t]);
+        free(a->pend);
+        free(a->state);
+        free(a->tiles);
+        free(a);
+    }
+    for (size_t i = 0; i < w->nmeta; i++) {
+        free((void *)w->meta[i].key);
+        free((void *)w->meta[i].data);
+    }
+    free(w->meta);
+    free(w->arrays);
+    free(w->queue);
+    free(w->workers);
+    scratch_free(&w->inline_scratch);
+    pthread_mutex_destroy(&w->mtx);
+    pthread_cond_destroy(&w->cv_job);
+    pthread_cond_destroy(&w->cv_space);
+    pthread_cond_destroy(&w->cv_idle);
+    free(w->tmp);
+    free(w->dir);
+    free(w->path);
+    free(w);
+}
+
+const char *vt_writer_errmsg(const vt_writer *w) { return vt__errmsg(w); }

@@ -1,0 +1,672 @@
+/* voxtile: command-line tool over the public API (include/voxtile.h).
+ *
+ *   voxtile convert IN.npy -o OUT.vxt [--tile Z,Y,X] [--codec C] [--level N] [--shuffle M] [-j N]
+ *   voxtile info STORE [--json]
+ *   voxtile verify STORE...
+ *   voxtile extract STORE [--array NAME] --start ... --size ... [--dtype T] [--pad M] [--pad-value V] -o OUT.npy
+ *
+ * Errors: "voxtile: FILE: what is wrong" on stderr. Exit status: 0 success,
+ * 1 failure (bad file, failed check), 2 usage error. */
+
+#include "voxtile.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXIT_USAGE 2
+
+static void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die_usage(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("voxtile: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs("\nTry 'voxtile --help'.\n", stderr);
+    va_end(ap);
+    exit(EXIT_USAGE);
+}
+
+/* A library failure: its message names the file. */
+static int lib_error(const char *msg, int rc)
+{
+    fprintf(stderr, "voxtile: %s\n", msg && msg[0] ? msg : vt_strerror(rc));
+    return 1;
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static const char *human(double bytes, char *buf, size_t len)
+{
+    const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (bytes >= 1024 && u < 4) {
+        bytes /= 1024;
+        u++;
+    }
+    snprintf(buf, len, u ? "%.2f %s" : "%.0f %s", bytes, units[u]);
+    return buf;
+}
+
+/* Parse "a,b,c" into up to max integers; returns the count or -1. */
+static int parse_list(const char *s, int64_t *v, int max)
+{
+    int n = 0;
+    const char *p = s;
+    while (*p) {
+        if (n == max)
+            return -1;
+        char *end;
+        errno = 0;
+        long long x = strtoll(p, &end, 10);
+        if (end == p || errno)
+            return -1;
+        v[n++] = x;
+        if (*end == ',')
+            p = end + 1;
+        else if (*end == 0)
+            p = end;
+        else
+            return -1;
+    }
+    return n;
+}
+
+static long parse_int(const char *opt, const char *s, long lo, long hi)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || errno || v < lo || v > hi)
+        die_usage("%s: '%s' is not an integer in %ld..%ld", opt, s, lo, hi);
+    return v;
+}
+
+/* ---- convert ------------------------------------------------------------ */
+
+static const char convert_help[] =
+    "usage: voxtile convert IN.npy -o OUT.vxt [options]\n"
+    "\n"
+    "Convert an image to a store, streaming in bounded memory. A 3-d .npy (z, y, x)\n"
+    "becomes a (1, z, y, x) image; other ranks are kept.\n"
+    "\n"
+    "  -o, --output FILE       store to write (replaced atomically)\n"
+    "      --tile Z,Y,X        tile shape (default 32,32,32)\n"
+    "      --codec C           lz4hc (default), lz4 or none\n"
+    "      --level N           LZ4HC level 1..12 (default 4) / LZ4 acceleration (default 1)\n"
+    "      --shuffle M         byte shuffle: auto (default), on or off\n"
+    "      --array NAME        array name (default image)\n"
+    "  -j, --threads N         compression threads (default: all cores)\n"
+    "\n"
+    "example: voxtile convert ct.npy -o ct.vxt --codec lz4hc --level 4 -j 2\n";
+
+static int cmd_convert(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"output", required_argument, 0, 'o'}, {"tile", required_argument, 0, 't'},
+        {"codec", required_argument, 0, 'c'},  {"level", required_argument, 0, 'l'},
+        {"shuffle", required_argument, 0, 's'}, {"array", required_argument, 0, 'a'},
+        {"threads", required_argument, 0, 'j'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    vt_convert_opts o;
+    vt_convert_opts_init(&o);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    o.threads = ncpu > 0 ? (int)ncpu : 1;
+    const char *out = NULL;
+    int c;
+    while ((c = getopt_long(argc, argv, "o:j:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': out = optarg; break;
+        case 't': {
+            int64_t t[3];
+            if (parse_list(optarg, t, 3) != 3 || t[0] < 1 || t[1] < 1 || t[2] < 1 ||
+                t[0] > 4096 || t[1] > 4096 || t[2] > 4096)
+                die_usage("--tile: expected Z,Y,X with each in 1..4096, got '%s'", optarg);
+            for (int i = 0; i < 3; i++)
+                o.tile[i] = (uint32_t)t[i];
+            break;
+        }
+        case 'c':
+            if (strcmp(optarg, "lz4hc") == 0)
+                o.codec = VT_CODEC_LZ4HC;
+            else if (strcmp(optarg, "lz4") == 0)
+                o.codec = VT_CODEC_LZ4;
+            else if (strcmp(optarg, "none") == 0)
+                o.codec = VT_CODEC_NONE;
+            else
+                die_usage("--codec: expected lz4hc, lz4 or none, got '%s'", optarg);
+            break;
+        case 'l': o.level = (int)parse_int("--level", optarg, 1, 65537); break;
+        case 's':
+            if (strcmp(optarg, "auto") == 0)
+                o.filter = VT_FILTER_AUTO;
+            else if (strcmp(optarg, "on") == 0)
+                o.filter = VT_FILTER_SHUFFLE;
+            else if (strcmp(optarg, "off") == 0)
+                o.filter = VT_FILTER_NONE;
+            else
+                die_usage("--shuffle: expected auto, on or off, got '%s'", optarg);
+            break;
+        case 'a': o.array = optarg; break;
+        case 'j': o.threads = (int)parse_int("-j", optarg, 1, 1024); break;
+        case 'h': fputs(convert_help, stdout); return 0;
+        default: die_usage("convert: bad option");
+        }
+    }
+    if (optind + 1 != argc)
+        die_usage("convert: expected one input file");
+    if (out == NULL)
+        die_usage("convert: -o OUT.vxt is required");
+    if (o.codec == VT_CODEC_NONE)
+        o.level = 0;
+    const char *in = argv[optind];
+    double t0 = now();
+    int rc = vt_convert(in, out, &o);
+    if (rc)
+        return lib_error(vt_errmsg(NULL), rc);
+    double dt = now() - t0;
+    vt_store *s;
+    rc = vt_open(out, 0, &s);
+    if (rc)
+        return lib_error(vt_errmsg(NULL), rc);
+    const vt_array *a;
+    vt_array_info ai;
+    vt_store_array(s, o.array, &a);
+    vt_array_info_get(a, &ai);
+    char b1[32], b2[32];
+    printf("%s: %s '%s' %s (", out, in, ai.name, vt_dtype_name(ai.dtype));
+    for (int d = 0; d < ai.ndim; d++)
+        printf("%s%" PRIu64, d ? ", " : "", ai.shape[d]);
+    printf(") -> %s stored of %s raw, ratio %.3f, %.2f s with %d thread%s\n",
+           human((double)ai.stored_bytes, b1, sizeof b1), human((double)ai.raw_bytes, b2, sizeof b2),
+           (double)ai.raw_bytes / (double)(ai.stored_bytes ? ai.stored_bytes : 1), dt, o.threads,
+           o.threads == 1 ? "" : "s");
+    vt_close(s);
+    return 0;
+}
+
+/* ---- info --------------------------------------------------------------- */
+
+static const char info_help[] =
+    "usage: voxtile info STORE [--json]\n"
+    "\n"
+    "Summarise a store: arrays (dtype, shape, tiles, codec, raw vs stored bytes,\n"
+    "value range) and metadata. --json prints one JSON object (see docs/cli.md).\n"
+    "\n"
+    "example: voxtile info ct.vxt --json\n";
+
+static void json_string(const char *s)
+{
+    putchar('"');
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            printf("\\%c", *p);
+        else if (*p < 0x20)
+            printf("\\u%04x", *p);
+        else
+            putchar(*p);
+    }
+    putchar('"');
+}
+
+static void json_double(double v)
+{
+    if (isnan(v) || isinf(v))
+        printf("null");
+    else
+        printf("%.17g", v);
+}
+
+static void print_meta_value(vt_meta_type type, const void *data, size_t count, int json)
+{
+    switch (type) {
+    case VT_META_STRING:
+        if (json)
+            json_string(data);
+        else
+            printf("\"%s\"", (const char *)data);
+        break;
+    case VT_META_F64:
+    case VT_META_I64:
+        putchar('[');
+        for (size_t i = 0; i < count; i++) {
+            if (i)
+                printf(", ");
+            if (type == VT_META_I64)
+                printf("%" PRId64, ((const int64_t *)data)[i]);
+            else if (json)
+                json_double(((const double *)data)[i]);
+            else
+                printf("%g", ((const double *)data)[i]);
+        }
+        putchar(']');
+        break;
+    default: /* bytes as hex */
+        putchar('"');
+        for (size_t i = 0; i < count; i++)
+            printf("%02x", ((const unsigned char *)data)[i]);
+        putchar('"');
+        if (!json)
+            printf(" (%zu bytes)", count);
+        break;
+    }
+}
+
+static const char *filter_name(vt_filter f)
+{
+    return f == VT_FILTER_SHUFFLE ? "shuffle" : f == VT_FILTER_AUTO ? "auto" : "none";
+}
+
+static int cmd_info(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"json", no_argument, 0, 'J'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    int json = 0, c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'J')
+            json = 1;
+        else if (c == 'h') {
+            fputs(info_help, stdout);
+            return 0;
+        } else
+            die_usage("info: bad option");
+    }
+    if (optind + 1 != argc)
+        die_usage("info: expected one store");
+    vt_store *s;
+    int rc = vt_open(argv[optind], 0, &s);
+    if (rc)
+        return lib_error(vt_errmsg(NULL), rc);
+    size_t na = vt_store_narrays(s);
+    char b1[32], b2[32];
+    if (json) {
+        printf("{\"path\": ");
+        json_string(vt_store_path(s));
+        printf(", \"file_size\": %" PRIu64 ", \"format_version\": %u, \"writer_version\": %u, \"arrays\": [",
+               vt_store_file_size(s), vt_store_format_version(s), vt_store_writer_version(s));
+    } else {
+        uint32_t wv = vt_store_writer_version(s);
+        printf("%s: voxtile store, format %u, written by voxtile %u.%u.%u, %s\n", vt_store_path(s),
+               vt_store_format_version(s), wv / 10000, wv / 100 % 100, wv % 100,
+               human((double)vt_store_file_size(s), b1, sizeof b1));
+    }
+    for (size_t i = 0; i < na; i++) {
+        const vt_array *a;
+        vt_array_info ai;
+        vt_store_array_at(s, i, &a);
+        vt_array_info_get(a, &ai);
+        double ratio = (double)ai.raw_bytes / (double)(ai.stored_bytes ? ai.stored_bytes : 1);
+        if (json) {
+            printf("%s{\"name\": ", i ? ", " : "");
+            json_string(ai.name);
+            printf(", \"dtype\": \"%s\", \"shape\": [", vt_dtype_name(ai.dtype));
+            for (int d = 0; d < ai.ndim; d++)
+                printf("%s%" PRIu64, d ? ", " : "", ai.shape[d]);
+            printf("], \"tile\": [");
+            for (int d = 0; d < ai.ndim; d++)
+                printf("%s%u", d ? ", " : "", ai.tile[d]);
+            printf("], \"grid\": [");
+            for (int d = 0; d < ai.ndim; d++)
+                printf("%s%" PRIu64, d ? ", " : "", ai.grid[d]);
+            printf("], \"tiles\": %" PRIu64 ", \"codec\": \"%s\", \"level\": %d, \"filter\": \"%s\"",
+                   ai.ntiles, vt_codec_name(ai.codec), ai.level, filter_name(ai.filter));
+            printf(", \"raw_bytes\": %" PRIu64 ", \"stored_bytes\": %" PRIu64 ", \"ratio\": %.4f",
+                   ai.raw_bytes, ai.stored_bytes, ratio);
+            printf(", \"constant_tiles\": %" PRIu64 ", \"raw_tiles\": %" PRIu64
+                   ", \"shuffled_tiles\": %" PRIu64 ", \"min\": ",
+                   ai.constant_tiles, ai.raw_tiles, ai.shuffled_tiles);
+            json_double(ai.min);
+            printf(", \"max\": ");
+            json_double(ai.max);
+            printf(", \"fill\": ");
+            json_double(ai.fill);
+            printf("}");
+        } else {
+            printf("array '%s': %s (", ai.name, vt_dtype_name(ai.dtype));
+            for (int d = 0; d < ai.ndim; d++)
+                printf("%s%" PRIu64, d ? ", " : "", ai.shape[d]);
+            printf("), tile (");
+            for (int d = 0; d < ai.ndim; d++)
+                printf("%s%u", d ? ", " : "", ai.tile[d]);
+            printf("), %" PRIu64 " tiles\n", ai.ntiles);
+            printf("  codec %s", vt_codec_name(ai.codec));
+            if (ai.codec != VT_CODEC_NONE)
+                printf(" level %d", ai.level);
+            printf(", shuffle %s; tiles: %" PRIu64 " shuffled, %" PRIu64 " raw, %" PRIu64 " constant\n",
+                   filter_name(ai.filter), ai.shuffled_tiles, ai.raw_tiles, ai.constant_tiles);
+            printf("  %s raw, %s stored, ratio %.3f\n", human((double)ai.raw_bytes, b1, sizeof b1),
+                   human((double)ai.stored_bytes, b2, sizeof b2), ratio);
+            printf("  values [%g, %g], fill %g\n", ai.min, ai.max, ai.fill);
+        }
+    }
+    size_t nm = vt_meta_count(s);
+    if (json)
+        printf("], \"metadata\": {");
+    else if (nm)
+        printf("metadata:\n");
+    for (size_t i = 0; i < nm; i++) {
+        const char *key;
+        vt_meta_type type;
+        const void *data;
+        size_t count;
+        vt_meta_at(s, i, &key, &type, &data, &count);
+        if (json) {
+            printf("%s", i ? ", " : "");
+            json_string(key);
+            printf(": ");
+        } else
+            printf("  %s = ", key);
+        print_meta_value(type, data, count, json);
+        if (!json)
+            putchar('\n');
+    }
+    if (json)
+        printf("}}\n");
+    vt_close(s);
+    return 0;
+}
+
+/* ---- verify ------------------------------------------------------------- */
+
+static const char verify_help[] =
+    "usage: voxtile verify STORE...\n"
+    "\n"
+    "Check every structure and every tile (checksum, decode, min/max) of each store.\n"
+    "Prints 'FILE: ok' or the first problem of each; exits 0 only when all are ok.\n"
+    "\n"
+    "example: voxtile verify cases/*.vxt\n";
+
+static int cmd_verify(int argc, char **argv)
+{
+    static const struct option opts[] = {{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'h') {
+            fputs(verify_help, stdout);
+            return 0;
+        }
+        die_usage("verify: bad option");
+    }
+    if (optind >= argc)
+        die_usage("verify: expected at least one store");
+    int bad = 0, total = argc - optind;
+    for (int i = optind; i < argc; i++) {
+        vt_store *s;
+        int rc = vt_open(argv[i], 0, &s);
+        if (rc) {
+            lib_error(vt_errmsg(NULL), rc);
+            bad++;
+            continue;
+        }
+        uint64_t tiles = 0;
+        for (size_t k = 0; k < vt_store_narrays(s) && rc == 0; k++) {
+            const vt_array *a;
+            vt_array_info ai;
+            vt_store_array_at(s, k, &a);
+            vt_array_info_get(a, &ai);
+            rc = vt_verify_array(a, NULL);
+            if (rc)
+                lib_error(vt_errmsg(s), rc);
+            tiles += ai.ntiles;
+        }
+        if (rc == 0)
+            printf("%s: ok (%zu arrays, %" PRIu64 " tiles)\n", argv[i], vt_store_narrays(s), tiles);
+        else
+            bad++;
+        vt_close(s);
+    }
+    if (total > 1)
+        printf("%d of %d stores ok\n", total - bad, total);
+    return bad ? 1 : 0;
+}
+
+/* ---- extract ------------------------------------------------------------ */
+
+static const char extract_help[] =
+    "usage: voxtile extract STORE --start C,Z,Y,X --size C,Z,Y,X -o OUT.npy [options]\n"
+    "\n"
+    "Read a box through the lazy reader and save it as .npy. The box may start\n"
+    "below 0 and run past the shape; outside voxels come from the pad mode.\n"
+    "\n"
+    "      --array NAME        array to read (default: image, else the first)\n"
+    "      --start LIST        first voxel, one entry per dimension\n"
+    "      --size LIST         box extent, one entry per dimension\n"
+    "      --dtype T           output dtype (uint8 int8 uint16 int16 uint32 int32\n"
+    "                          float16 float32 float64; default: stored)\n"
+    "      --pad M             constant (default), edge or reflect\n"
+    "      --pad-value V       value of constant padding (default 0)\n"
+    "  -o, --output FILE       .npy to write\n"
+    "\n"
+    "example: voxtile extract ct.vxt --start 0,-16,40,40 --size 1,64,64,64 --dtype float16 -o patch.npy\n";
+
+static const char *npy_descr(vt_dtype d)
+{
+    switch (d) {
+    case VT_U8: return "|u1";
+    case VT_I8: return "|i1";
+    case VT_U16: return "<u2";
+    case VT_I16: return "<i2";
+    case VT_U32: return "<u4";
+    case VT_I32: return "<i4";
+    case VT_F16: return "<f2";
+    case VT_F32: return "<f4";
+    case VT_F64: return "<f8";
+    default: return NULL;
+    }
+}
+
+static int cmd_extract(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"array", required_argument, 0, 'a'}, {"start", required_argument, 0, 's'},
+        {"size", required_argument, 0, 'z'},  {"dtype", required_argument, 0, 'd'},
+        {"pad", required_argument, 0, 'p'},   {"pad-value", required_argument, 0, 'v'},
+        {"output", required_argument, 0, 'o'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    const char *name = NULL, *out = NULL;
+    int64_t start[VT_MAX_DIMS], size[VT_MAX_DIMS];
+    int nstart = -1, nsize = -1, c;
+    vt_read_opts ro;
+    vt_read_opts_init(&ro);
+    while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'a': name = optarg; break;
+        case 's':
+            if ((nstart = parse_list(optarg, start, VT_MAX_DIMS)) < 1)
+                die_usage("--start: expected a list of integers, got '%s'", optarg);
+            break;
+        case 'z':
+            if ((nsize = parse_list(optarg, size, VT_MAX_DIMS)) < 1)
+                die_usage("--size: expected a list of integers, got '%s'", optarg);
+            break;
+        case 'd':
+            if (vt_dtype_parse(optarg, &ro.dtype) != 0)
+                die_usage("--dtype: unknown dtype '%s'", optarg);
+            break;
+        case 'p':
+            if (strcmp(optarg, "constant") == 0)
+                ro.pad = VT_PAD_CONSTANT;
+            else if (strcmp(optarg, "edge") == 0)
+                ro.pad = VT_PAD_EDGE;
+            else if (strcmp(optarg, "reflect") == 0)
+                ro.pad = VT_PAD_REFLECT;
+            else
+                die_usage("--pad: expected constant, edge or reflect, got '%s'", optarg);
+            break;
+        case 'v': {
+            char *end;
+            ro.pad_value = strtod(optarg, &end);
+            if (end == optarg || *end)
+                die_usage("--pad-value: '%s' is not a number", optarg);
+            break;
+        }
+        case 'o': out = optarg; break;
+        case 'h': fputs(extract_help, stdout); return 0;
+        default: die_usage("extract: bad option");
+        }
+    }
+    if (optind + 1 != argc)
+        die_usage("extract: expected one store");
+    if (out == NULL || nstart < 0 || nsize < 0)
+        die_usage("extract: --start, --size and -o are required");
+    vt_store *s;
+    int rc = vt_open(argv[optind], 0, &s);
+    if (rc)
+        return lib_error(vt_errmsg(NULL), rc);
+    const vt_array *a = NULL;
+    if (name)
+        rc = vt_store_array(s, name, &a);
+    else if (vt_store_array(s, "image", &a) != 0)
+        rc = vt_store_array_at(s, 0, &a);
+    if (rc) {
+        lib_error(vt_errmsg(s), rc);
+        vt_close(s);
+        return 1;
+    }
+    vt_array_info ai;
+    vt_array_info_get(a, &ai);
+    vt_dtype dd = ro.dtype == VT_DTYPE_SAME ? ai.dtype : ro.dtype;
+    const char *descr = npy_descr(dd);
+    int nd = ai.ndim;
+    if (nstart != nd || nsize != nd) {
+        fprintf(stderr, "voxtile: %s: array '%s' has %d dimensions; --start and --size need %d entries\n",
+                argv[optind], ai.name, nd, nd);
+        vt_close(s);
+        return EXIT_USAGE;
+    }
+    if (descr == NULL) {
+        fprintf(stderr, "voxtile: %s: %s has no .npy dtype; choose another --dtype\n", out,
+                vt_dtype_name(dd));
+        vt_close(s);
+        return 1;
+    }
+    uint64_t usize[VT_MAX_DIMS], slab = 1;
+    size_t es = vt_dtype_size(dd);
+    for (int d = 0; d < nd; d++) {
+        if (size[d] < 1)
+            die_usage("--size: every extent must be >= 1");
+        usize[d] = (uint64_t)size[d];
+        if (d > 0)
+            slab *= usize[d];
+    }
+    /* header */
+    char shape[256];
+    size_t o = 0;
+    for (int d = 0; d < nd; d++)
+        o += (size_t)snprintf(shape + o, sizeof shape - o, "%" PRIu64 ",%s", usize[d],
+                              d < nd - 1 ? " " : "");
+    if (nd > 1)
+        shape[o - 1] = 0; /* numpy writes (a, b) but (a,) */
+    char hdr[512];
+    int hl = snprintf(hdr, sizeof hdr, "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }",
+                      descr, shape);
+    int total = 10 + hl + 1;
+    int padded = (total + 63) / 64 * 64;
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", out, (int)getpid());
+    FILE *f = fopen(tmp, "wbx");
+    if (f == NULL) {
+        fprintf(stderr, "voxtile: %s: cannot create: %s\n", tmp, strerror(errno));
+        vt_close(s);
+        return 1;
+    }
+    unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, 0, 0};
+    uint16_t hlen = (uint16_t)(padded - 10);
+    memcpy(pre + 8, &hlen, 2);
+    fwrite(pre, 1, 10, f);
+    fwrite(hdr, 1, (size_t)hl, f);
+    for (int i = 10 + hl; i < padded - 1; i++)
+        fputc(' ', f);
+    fputc('\n', f);
+    /* slabs along axis 0, about 64 MiB each */
+    uint64_t per = slab * es;
+    uint64_t step = per >= (64u << 20) ? 1 : (64u << 20) / per;
+    if (step > usize[0])
+        step = usize[0];
+    void *buf = malloc((size_t)(per * step));
+    rc = buf ? 0 : VT_ENOMEM;
+    for (uint64_t z = 0; z < usize[0] && rc == 0; z += step) {
+        int64_t st[VT_MAX_DIMS];
+        uint64_t sz[VT_MAX_DIMS];
+        memcpy(st, start, sizeof st);
+        memcpy(sz, usize, sizeof sz);
+        st[0] = start[0] + (int64_t)z;
+        sz[0] = usize[0] - z < step ? usize[0] - z : step;
+        rc = vt_read(a, st, sz, &ro, buf);
+        if (rc)
+            lib_error(vt_errmsg(s), rc);
+        else if (fwrite(buf, es, (size_t)(sz[0] * slab), f) != sz[0] * slab)
+            rc = VT_EIO;
+    }
+    free(buf);
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0)
+        rc = rc ? rc : VT_EIO;
+    if (fclose(f) != 0)
+        rc = rc ? rc : VT_EIO;
+    if (rc == 0 && rename(tmp, out) != 0)
+        rc = VT_EIO;
+    if (rc) {
+        if (rc == VT_EIO || rc == VT_ENOMEM)
+            fprintf(stderr, "voxtile: %s: cannot write: %s\n", out, strerror(errno));
+        unlink(tmp);
+        vt_close(s);
+        return 1;
+    }
+    vt_close(s);
+    return 0;
+}
+
+/* ---- main --------------------------------------------------------------- */
+
+static const char main_help[] =
+    "usage: voxtile COMMAND [options]\n"
+    "\n"
+    "Tiled, compressed, checksummed storage for 3-D/4-D medical images.\n"
+    "\n"
+    "commands:\n"
+    "  convert   convert an image (.npy) to a store\n"
+    "  info      summarise a store (--json for machines)\n"
+    "  verify    check every checksum and structure of stores\n"
+    "  extract   read a box (padded, converted) into a .npy\n"
+    "\n"
+    "'voxtile COMMAND --help' explains each. Exit status: 0 success, 1 failure, 2 usage error.\n"
+    "\n"
+    "example: voxtile convert ct.npy -o ct.vxt && voxtile info ct.vxt\n";
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        die_usage("missing command");
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(main_help, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0) {
+        printf("voxtile %s (format %d)\n", vt_version_string(), VT_FORMAT_VERSION);
+        return 0;
+    }
+    argc--;
+    argv++;
+    if (strcmp(cmd, "convert") == 0)
+        return cmd_convert(argc, argv);
+    if (strcmp(cmd, "info") == 0)
+        return cmd_info(argc, argv);
+    if (strcmp(cmd, "verify") == 0)
+        return cmd_verify(argc, argv);
+    if (strcmp(cmd, "extract") == 0)
+        return cmd_extract(argc, argv);
+    die_usage("unknown command '%s'", cmd);
+}
