@@ -537,10 +537,15 @@ int vt_read(const vt_array *a, const int64_t *start, const uint64_t *size, const
         return vt__fail(st, VT_ERANGE, "%s: array '%s': box too large", st->path, a->ent.name);
     int64_t es = (int64_t)r.c.des;
     if (opts->strides) {
-        for (int d = 0; d < nd; d++)
-            if (__builtin_mul_overflow(opts->strides[d], es, &r.ostr[d]))
-                return vt__fail(st, VT_ERANGE, "%s: vt_read: stride %lld overflows", st->path,
-                                (long long)opts->strides[d]);
+        /* every offset the box reaches, in bytes, must fit */
+        int64_t span = 0, reach;
+        for (int d = 0; d < nd; d++) {
+            if (__builtin_mul_overflow(opts->strides[d], es, &r.ostr[d]) ||
+                __builtin_mul_overflow(r.ostr[d] < 0 ? -r.ostr[d] : r.ostr[d], (int64_t)size[d] - 1, &reach) ||
+                __builtin_add_overflow(span, reach, &span))
+                return vt__fail(st, VT_ERANGE, "%s: vt_read: stride %lld of axis %d overflows", st->path,
+                                (long long)opts->strides[d], d);
+        }
     } else {
         r.ostr[nd - 1] = es;
         for (int d = nd - 2; d >= 0; d--)

@@ -1,0 +1,210 @@
+/* float16 / bfloat16 conversions against the arithmetic reference in
+ * testutil.h. The exhaustive sweep over all 2^32 float bit patterns runs in
+ * the slow suite (pass --exhaustive). */
+#include "half.h"
+#include "testutil.h"
+
+#include <pthread.h>
+
+static void check_f32(uint32_t bits, uint16_t got, const char *path)
+{
+    float f;
+    memcpy(&f, &bits, 4);
+    uint16_t want = ref_f16_from_f32(f);
+    TU_CHECK(got == want, "%s: f32 0x%08x -> f16 0x%04x, reference 0x%04x", path, bits, got,
+                  want);
+}
+
+/* Convert patterns [lo, lo+n) with the array path (F16C when present) and the
+ * portable scalar path, and compare both with the reference. */
+static void sweep(uint64_t lo, uint64_t n, uint32_t *buf, uint16_t *out)
+{
+    for (uint64_t i = 0; i < n; i++)
+        buf[i] = (uint32_t)(lo + i);
+    vt__f32_to_f16(buf, out, (size_t)n);
+    for (uint64_t i = 0; i < n; i++) {
+        uint16_t scalar = vt__f32_to_f16_bits(buf[i]);
+        float f;
+        memcpy(&f, &buf[i], 4);
+        uint16_t want = ref_f16_from_f32(f);
+        if (out[i] != want || scalar != want)
+            ck_abort_msg("f32 0x%08x: array path 0x%04x, portable 0x%04x, reference 0x%04x",
+                         buf[i], out[i], scalar, want);
+    }
+}
+
+START_TEST(special_values)
+{
+    /* values numpy gives (checked with numpy 1.24 astype(float16)) */
+    static const struct {
+        uint32_t f;
+        uint16_t h;
+    } cases[] = {
+        {0x00000000, 0x0000}, {0x80000000, 0x8000}, {0x3f800000, 0x3c00}, {0x477fe000, 0x7bff},
+        {0x477ff000, 0x7c00}, /* 65520 rounds to inf */
+        {0x477fefff, 0x7bff}, {0x7f800000, 0x7c00}, {0xff800000, 0xfc00},
+        {0x7f800001, 0x7c01}, /* signalling NaN keeps payload, never 0 */
+        {0x7fa00000, 0x7d00}, {0x7fc00000, 0x7e00}, {0xff800001, 0xfc01}, {0x7fffffff, 0x7fff},
+        {0x33000000, 0x0000}, /* 2^-25: tie to even -> 0 */
+        {0x33000001, 0x0001}, {0x33c00000, 0x0002}, /* 1.5 * 2^-24 -> 2 (even) */
+        {0x387fc000, 0x03ff}, {0x38800000, 0x0400}, {0x387fe000, 0x0400},
+        {0x00000001, 0x0000}, {0x3f802000, 0x3c01}, {0x3f801000, 0x3c00}, {0x3f803000, 0x3c02},
+    };
+    for (int impl = 0; impl < 2; impl++) {
+        vt__half_force_portable(impl);
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            uint16_t out[9];
+            uint32_t in[9];
+            for (int k = 0; k < 9; k++)
+                in[k] = cases[i].f;
+            vt__f32_to_f16(in, out, 9); /* 8 through the vector path + 1 tail */
+            for (int k = 0; k < 9; k++)
+                ck_assert_msg(out[k] == cases[i].h, "impl %d: 0x%08x -> 0x%04x, numpy 0x%04x", impl,
+                              cases[i].f, out[k], cases[i].h);
+            check_f32(cases[i].f, vt__f32_to_f16_bits(cases[i].f), "scalar");
+        }
+    }
+    vt__half_force_portable(0);
+}
+END_TEST
+
+START_TEST(random_patterns)
+{
+    rng r = {12345};
+    enum { N = 1 << 16 };
+    uint32_t *buf = malloc(N * 4);
+    uint16_t *out = malloc(N * 2);
+    for (int impl = 0; impl < 2; impl++) {
+        vt__half_force_portable(impl);
+        for (int round = 0; round < 32; round++) {
+            for (int i = 0; i < N; i++)
+                buf[i] = (uint32_t)rng_next(&r);
+            vt__f32_to_f16(buf, out, N);
+            for (int i = 0; i < N; i++)
+                check_f32(buf[i], out[i], impl ? "portable" : "default");
+        }
+        /* every pattern near the float16 range: exponents 100..150 */
+        for (uint64_t lo = UINT64_C(100) << 23; lo < (UINT64_C(150) << 23); lo += N * 64)
+            sweep(lo, N, buf, out);
+    }
+    vt__half_force_portable(0);
+    free(buf);
+    free(out);
+}
+END_TEST
+
+START_TEST(f16_to_f32_all)
+{
+    uint16_t in[65536];
+    float out[65536];
+    for (int i = 0; i < 65536; i++)
+        in[i] = (uint16_t)i;
+    for (int impl = 0; impl < 2; impl++) {
+        vt__half_force_portable(impl);
+        vt__f16_to_f32(in, out, 65536);
+        for (int i = 0; i < 65536; i++) {
+            double want = ref_f16_value((uint16_t)i);
+            if (isnan(want)) {
+                uint32_t b;
+                memcpy(&b, &out[i], 4);
+                /* numpy: payload shifted up, sign kept, not quieted */
+                uint32_t expect = ((uint32_t)(i & 0x8000) << 16) | 0x7f800000u | ((uint32_t)(i & 0x3ff) << 13);
+                TU_CHECK(b == expect, "f16 0x%04x -> 0x%08x, want 0x%08x", i, b, expect);
+            } else {
+                TU_CHECK((double)out[i] == want && !signbit(out[i]) == !signbit(want),
+                              "f16 0x%04x -> %g, want %g", i, (double)out[i], want);
+            }
+            /* and back: every float16 survives the round trip */
+            TU_CHECK(vt__f32_to_f16_bits(vt__f16_to_f32_bits((uint16_t)i)) == i, "f16 0x%04x round trip", i);
+        }
+    }
+    vt__half_force_portable(0);
+}
+END_TEST
+
+START_TEST(f64_to_f16_and_bf16)
+{
+    rng r = {777};
+    for (int i = 0; i < 2000000; i++) {
+        uint64_t b = rng_next(&r);
+        /* bias toward the interesting exponent range */
+        if (i & 1)
+            b = (b & UINT64_C(0x800fffffffffffff)) | ((uint64_t)rng_range(&r, 1023 - 30, 1023 + 20) << 52);
+        double d;
+        memcpy(&d, &b, 8);
+        uint16_t got = vt__f64_to_f16_bits(b), want = ref_f16(d);
+        TU_CHECK(got == want, "f64 0x%016llx -> f16 0x%04x, want 0x%04x", (unsigned long long)b,
+                      got, want);
+        if (i & 2)
+            b = (b & UINT64_C(0x800fffffffffffff)) | ((uint64_t)rng_range(&r, 1023 - 140, 1023 + 130) << 52);
+        memcpy(&d, &b, 8);
+        got = vt__f64_to_bf16_bits(b);
+        want = ref_bf16(d);
+        TU_CHECK(got == want, "f64 0x%016llx -> bf16 0x%04x, want 0x%04x", (unsigned long long)b,
+                      got, want);
+        float f = (float)d;
+        uint32_t fb;
+        memcpy(&fb, &f, 4);
+        if (!isnan(f)) {
+            got = vt__f32_to_bf16_bits(fb);
+            want = ref_bf16((double)f);
+            TU_CHECK(got == want, "f32 0x%08x -> bf16 0x%04x, want 0x%04x", fb, got, want);
+        }
+    }
+}
+END_TEST
+
+/* ---- exhaustive (slow suite) -------------------------------------------- */
+
+typedef struct part {
+    uint64_t lo, hi;
+} part;
+
+static void *sweep_part(void *arg)
+{
+    part *p = arg;
+    enum { N = 1 << 16 };
+    uint32_t *buf = malloc(N * 4);
+    uint16_t *out = malloc(N * 2);
+    for (uint64_t lo = p->lo; lo < p->hi; lo += N)
+        sweep(lo, N, buf, out);
+    free(buf);
+    free(out);
+    return NULL;
+}
+
+START_TEST(all_2_32_patterns)
+{
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int nt = ncpu > 1 ? (int)(ncpu > 8 ? 8 : ncpu) : 1;
+    pthread_t th[8];
+    part parts[8];
+    uint64_t span = (UINT64_C(1) << 32) / (uint64_t)nt;
+    for (int i = 0; i < nt; i++) {
+        parts[i].lo = span * (uint64_t)i;
+        parts[i].hi = i == nt - 1 ? (UINT64_C(1) << 32) : span * (uint64_t)(i + 1);
+        ck_assert_int_eq(pthread_create(&th[i], NULL, sweep_part, &parts[i]), 0);
+    }
+    for (int i = 0; i < nt; i++)
+        pthread_join(th[i], NULL);
+}
+END_TEST
+
+int main(int argc, char **argv)
+{
+    Suite *s = suite_create("half");
+    TCase *tc = tcase_create("half");
+    tcase_set_timeout(tc, 600);
+    if (argc > 1 && strcmp(argv[1], "--exhaustive") == 0) {
+        tcase_set_timeout(tc, 3600);
+        tcase_add_test(tc, all_2_32_patterns);
+    } else {
+        tcase_add_test(tc, special_values);
+        tcase_add_test(tc, random_patterns);
+        tcase_add_test(tc, f16_to_f32_all);
+        tcase_add_test(tc, f64_to_f16_and_bf16);
+    }
+    suite_add_tcase(s, tc);
+    printf("F16C path %s\n", vt__half_uses_f16c() ? "in use" : "not available");
+    return tu_run(s);
+}
