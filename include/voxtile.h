@@ -174,7 +174,8 @@ typedef struct vt_array vt_array;
  * @return 0; VT_EIO (cannot open, stat or map); VT_EFORMAT (not a store, bad
  *         structure, incomplete file); VT_EVERSION (unknown format version);
  *         VT_ECORRUPT (a checksum of header, directory, index or metadata does
- *         not match); VT_ENOMEM; VT_EINVAL (NULL argument, flags not 0).
+ *         not match); VT_ENOMEM; VT_EINVAL (NULL argument, flags not 0);
+ *         VT_ERANGE (a file too large to map on this host).
  *         vt_errmsg(NULL) in the calling thread gives the detail.
  */
 VT_API int vt_open(const char *path, unsigned flags, vt_store **out);
@@ -232,7 +233,8 @@ typedef struct vt_array_info {
     uint64_t ntiles;
     vt_codec codec;
     int level;
-    vt_filter filter;             /**< as requested at write time (AUTO stays AUTO; see VT_TILE_SHUFFLED) */
+    vt_filter filter;             /**< as requested at write time (AUTO stays AUTO; NONE with codec none);
+                                       each tile's VT_TILE_SHUFFLED flag says how it is stored */
     double fill;                  /**< fill value of the array (vt_array_spec::fill) */
     uint64_t raw_bytes;           /**< number of elements x element size */
     uint64_t stored_bytes;        /**< bytes of tile data in the file */
@@ -350,9 +352,9 @@ VT_API int vt_meta_at(const vt_store *store, size_t index, const char **key,
 
 /**
  * Metadata entry called @p key; as vt_meta_at().
- * Keys the library writes and reads: "spacing", "origin" (F64, one per spatial
- * axis, in array axis order z, y, x), "direction" (F64[9], row-major 3x3),
- * "source" (STRING, the file converted from).
+ * Reserved keys, written by the converters where the input has them:
+ * "spacing", "origin" (F64, one per spatial axis, in array axis order z, y, x),
+ * "direction" (F64[9], row-major 3x3), "source" (STRING, the file converted from).
  * @return 0, VT_ENOTFOUND or VT_EINVAL.
  */
 VT_API int vt_meta_get(const vt_store *store, const char *key, vt_meta_type *type,
@@ -378,8 +380,10 @@ VT_API void vt_writer_opts_init(vt_writer_opts *opts);
  * the same directory (O_TMPFILE; where the file system lacks it, a hidden
  * `.NAME.tmp.XXXXXX` that is deleted on failure); nothing appears at @p path
  * until vt_writer_finalize() succeeds, which then replaces any file there
- * atomically. A process killed while writing leaves no file behind (with
- * O_TMPFILE) and never a partial store at @p path.
+ * atomically. A process killed while writing never leaves a partial store at
+ * @p path; with O_TMPFILE it leaves nothing at all, except when killed in the
+ * instant between naming the finished file and renaming it, which can leave a
+ * complete hidden `.NAME.tmp.XXXXXX`.
  * @param path  final file name.
  * @param opts  options or NULL for defaults.
  * @param out   receives the writer; NULL on failure. Free with vt_writer_free().

@@ -3,6 +3,8 @@
  * are computed with overflow checks. */
 #include "format.h"
 
+#include "codec.h"
+
 #include <stdio.h>
 #include <string.h>
 #include <xxhash.h>
@@ -104,9 +106,13 @@ int vt__hdr_decode(const unsigned char *buf, uint64_t file_size, vt_hdr *h, char
             h->narrays);
         return VT_EFORMAT;
     }
-    if (!region_ok(h->dir_offset, h->dir_size, file_size) || h->dir_offset % 8) {
+    if (!region_ok(h->dir_offset, h->dir_size, file_size)) {
         WHY("directory [%llu, +%llu) lies outside the file", (unsigned long long)h->dir_offset,
             (unsigned long long)h->dir_size);
+        return VT_EFORMAT;
+    }
+    if (h->dir_offset % 8) {
+        WHY("directory offset %llu is not 8-byte aligned", (unsigned long long)h->dir_offset);
         return VT_EFORMAT;
     }
     if (!region_ok(h->meta_offset, h->meta_size, file_size) || h->meta_offset % 8 ||
@@ -182,6 +188,12 @@ int vt__dirent_decode(const unsigned char *buf, vt_dirent *e, char *why, size_t 
         WHY("array '%s': unknown codec %u or filter %u", e->name, e->codec, e->filter);
         return VT_EFORMAT;
     }
+    if (e->level > INT32_MAX || !vt__codec_level_ok((vt_codec)e->codec, (int)e->level) ||
+        (e->codec == VT_CODEC_NONE && e->filter != VT_FILTER_NONE)) {
+        WHY("array '%s': level %u or filter %u impossible with codec %s", e->name, e->level,
+            e->filter, vt_codec_name((vt_codec)e->codec));
+        return VT_EFORMAT;
+    }
     if (e->flags & ~(uint32_t)VT_ARRAY_FLAG_SPARSE || buf[68] || buf[69] || buf[70] ||
         buf[71] || !all_zero(buf + 140, 4) || !all_zero(buf + 208, VT_DIRENT_SIZE - 208)) {
         WHY("array '%s': unknown flags or nonzero reserved bytes", e->name);
@@ -204,7 +216,8 @@ int vt__dirent_decode(const unsigned char *buf, vt_dirent *e, char *why, size_t 
             }
             continue;
         }
-        if (e->shape[d] == 0 || e->tile[d] == 0 || e->tile[d] > e->shape[d]) {
+        if (e->shape[d] == 0 || e->shape[d] > (uint64_t)INT64_MAX || e->tile[d] == 0 ||
+            e->tile[d] > e->shape[d]) {
             WHY("array '%s': axis %d has shape %llu and tile %u", e->name, d,
                 (unsigned long long)e->shape[d], e->tile[d]);
             return VT_EFORMAT;
@@ -230,8 +243,9 @@ int vt__dirent_decode(const unsigned char *buf, vt_dirent *e, char *why, size_t 
             (unsigned long long)e->index_size);
         return VT_EFORMAT;
     }
-    if ((e->labels_offset == 0) != (e->labels_size == 0)) {
-        WHY("array '%s': label index offset and size disagree", e->name);
+    if ((e->labels_offset == 0) != (e->labels_size == 0) || e->labels_offset % 8 ||
+        (e->labels_size == 0 && e->labels_checksum != 0)) {
+        WHY("array '%s': label index offset, size and checksum disagree", e->name);
         return VT_EFORMAT;
     }
     return 0;
@@ -322,7 +336,8 @@ int vt__meta_decode(const unsigned char *buf, uint64_t size, vt_meta *out, size_
         }
         const unsigned char *val = buf + pos;
         if (nbytes % vt__meta_type_size((vt_meta_type)type) ||
-            (type == VT_META_STRING && (nbytes == 0 || val[nbytes - 1] != 0))) {
+            (type == VT_META_STRING &&
+             (nbytes == 0 || val[nbytes - 1] != 0 || memchr(val, 0, nbytes - 1) != NULL))) {
             WHY("metadata entry '%s': value size %llu does not fit its type", key,
                 (unsigned long long)nbytes);
             return VT_EFORMAT;

@@ -144,8 +144,8 @@ static int validate_array(vt_store *s, vt_array *a)
                 why = "compressed tile in an array without codec";
             else if (te.size == 0 || te.size > vt__compress_bound((size_t)raw))
                 why = "compressed size impossible for the tile size";
-            else if ((te.flags & VT_TILE_SHUFFLED) && a->es == 1)
-                why = "shuffled tile of 1-byte elements";
+            else if ((te.flags & VT_TILE_SHUFFLED) && (a->es == 1 || e->filter == VT_FILTER_NONE))
+                why = "shuffled tile in an array without the shuffle filter";
         }
         if (why) {
             char cs[160];

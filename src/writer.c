@@ -416,9 +416,13 @@ void vt_writer_opts_init(vt_writer_opts *opts)
 static int open_temp(vt_writer *w)
 {
 #ifdef O_TMPFILE
-    w->fd = open(w->dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
-    if (w->fd >= 0)
-        return 0;
+    /* the unnamed file is named at finalize through /proc/self/fd */
+    if (access("/proc/self/fd", X_OK) == 0) {
+        w->fd = open(w->dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
+        if (w->fd >= 0)
+            return 0;
+    } else
+        errno = EOPNOTSUPP;
     if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL && errno != ENOENT)
         return fail(w, vt__errno_code(errno), "cannot create a file in %s: %s", w->dir,
                     strerror(errno));
@@ -482,9 +486,15 @@ int vt_writer_open(const char *path, const vt_writer_opts *opts, vt_writer **out
         return rc;
     }
     w->end = VT_HEADER_SIZE;
-    /* an all-zero header (not complete) until finalize */
-    unsigned char zero[VT_HEADER_SIZE] = {0};
-    int r = vt__pwrite_all(w->fd, zero, sizeof zero, 0);
+    /* a header without the complete flag until finalize: a reader of an
+     * unfinished file is told so */
+    unsigned char hb[VT_HEADER_SIZE];
+    vt_hdr h0;
+    memset(&h0, 0, sizeof h0);
+    h0.version = VT_FORMAT_VERSION;
+    h0.writer_version = VT_VERSION_NUMBER;
+    vt__hdr_encode(&h0, hb);
+    int r = vt__pwrite_all(w->fd, hb, sizeof hb, 0);
     if (r < 0) {
         rc = vt__fail(NULL, vt__errno_code(-r), "%s: cannot write: %s", path, strerror(-r));
         vt_writer_free(w);
@@ -598,7 +608,7 @@ int vt_writer_add_array(vt_writer *w, const vt_array_spec *spec, int *id)
             a->grid[d] = 1;
             continue;
         }
-        if (spec->shape[d] == 0 || tile[d] == 0) {
+        if (spec->shape[d] == 0 || spec->shape[d] > (uint64_t)INT64_MAX || tile[d] == 0) {
             rc = fail(w, VT_EINVAL, "array '%s': axis %d has shape %llu and tile %u (both must be >= 1)",
                       name, d, (unsigned long long)spec->shape[d], tile[d]);
             break;
@@ -830,7 +840,7 @@ int vt_writer_set_meta(vt_writer *w, const char *key, vt_meta_type type, const v
         return fail(w, VT_EINVAL, "metadata key must be 1..%d bytes", VT_KEY_MAX);
     if (type < VT_META_BYTES || type > VT_META_I64)
         return fail(w, VT_EINVAL, "metadata '%s': invalid type %d", key, (int)type);
-    if (type == VT_META_STRING && memchr(data, 0, count) != NULL)
+    if (type == VT_META_STRING && count > 0 && memchr(data, 0, count) != NULL)
         return fail(w, VT_EINVAL, "metadata '%s': string contains a NUL byte", key);
     size_t es = vt__meta_type_size(type);
     if (count > (SIZE_MAX - 8) / es)
