@@ -19,7 +19,7 @@
 
 /* ---- element conversion ------------------------------------------------- */
 
-enum { K_COPY, K_F32_F16, K_F16_F32, K_GENERIC };
+enum { K_COPY, K_F32_F16, K_F16_F32, K_F32_BF16, K_INT_F32, K_INT_F16, K_GENERIC };
 
 typedef struct cvt {
     vt_dtype sd, dd;
@@ -48,6 +48,11 @@ static void cvt_init(cvt *c, vt_dtype sd, vt_dtype dd, const vt_read_opts *o)
         c->kind = K_F32_F16;
     else if (sd == VT_F16 && dd == VT_F32)
         c->kind = K_F16_F32;
+    else if (sd == VT_F32 && dd == VT_BF16)
+        c->kind = K_F32_BF16;
+    else if ((sd == VT_U8 || sd == VT_I8 || sd == VT_U16 || sd == VT_I16) && (dd == VT_F32 || dd == VT_F16))
+        /* exact in float32, so float16 rounds once, as from double */
+        c->kind = dd == VT_F32 ? K_INT_F32 : K_INT_F16;
     else
         c->kind = K_GENERIC;
 }
@@ -59,6 +64,29 @@ static inline double xform(const cvt *c, double x)
     if (x > c->hi)
         x = c->hi;
     return x * c->scale + c->offset;
+}
+
+/* Up to 256 small-integer elements as float. */
+static void int_to_float(vt_dtype sd, const unsigned char *src, size_t n, float *out)
+{
+    switch (sd) {
+    case VT_U8:
+        for (size_t j = 0; j < n; j++)
+            out[j] = src[j];
+        break;
+    case VT_I8:
+        for (size_t j = 0; j < n; j++)
+            out[j] = (int8_t)src[j];
+        break;
+    case VT_U16:
+        for (size_t j = 0; j < n; j++)
+            out[j] = vt__ld16(src + 2 * j);
+        break;
+    default:
+        for (size_t j = 0; j < n; j++)
+            out[j] = (int16_t)vt__ld16(src + 2 * j);
+        break;
+    }
 }
 
 /* Convert @p n contiguous source elements to the output, @p ds bytes apart. */
@@ -100,6 +128,30 @@ static void cvt_row(const cvt *c, const unsigned char *src, size_t n, unsigned c
             else
                 for (size_t j = 0; j < m; j++)
                     memcpy(dst + (int64_t)(k + j) * ds, &tmp[j], 4);
+            k += m;
+        }
+        return;
+    case K_F32_BF16:
+        for (size_t k = 0; k < n; k++)
+            vt__st16(dst + (int64_t)k * ds, vt__f32_to_bf16_bits(vt__ld32(src + 4 * k)));
+        return;
+    case K_INT_F32:
+    case K_INT_F16:
+        for (size_t k = 0; k < n;) {
+            float tmp[256];
+            uint16_t h[256];
+            size_t m = n - k < 256 ? n - k : 256;
+            int_to_float(c->sd, src + k * c->ses, m, tmp);
+            const unsigned char *from = (const unsigned char *)tmp;
+            if (c->kind == K_INT_F16) {
+                vt__f32_to_f16(tmp, h, m);
+                from = (const unsigned char *)h;
+            }
+            if (ds == (int64_t)des)
+                memcpy(dst + (int64_t)k * ds, from, m * des);
+            else
+                for (size_t j = 0; j < m; j++)
+                    memcpy(dst + (int64_t)(k + j) * ds, from + j * des, des);
             k += m;
         }
         return;

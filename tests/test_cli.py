@@ -161,12 +161,12 @@ class CliTest(unittest.TestCase):
 
     def test_verify_names_the_bad_tile(self):
         a = self.rng.normal(0, 1, (8, 8, 8)).astype(np.float32)
-        store = self.convert(a, "v", "--tile", "4,4,4", "--codec", "none")
+        store = self.convert(a, "v", "--tile", "4,4,4", "--codec", "none", "-j", "1")
         self.assertIn(": ok", run("verify", store).stdout)
         info = json.loads(run("info", store, "--json").stdout)
         self.assertEqual(info["arrays"][0]["raw_tiles"], 8)
         raw = read_bytes(store)
-        # codec none: tiles are raw, in C order of the grid from byte 4096; tile 5 = (0,1,0,1)
+        # codec none, one thread: raw tiles in C order of the grid from byte 4096; tile 5 = (0,1,0,1)
         raw[4096 + 5 * 4 * 4 * 4 * 4 + 17] ^= 0x40
         bad = self.path("bad.vxt")
         write_bytes(bad, raw)

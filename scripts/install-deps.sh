@@ -1,0 +1,14 @@
+#!/bin/sh
+# Install what voxtile needs on Debian 12, only what is missing.
+set -eu
+pkgs="meson ninja-build pkg-config gcc libc6-dev liblz4-dev libxxhash-dev check zlib1g-dev python3 python3-numpy python3-nibabel"
+missing=""
+for p in $pkgs; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "installing:$missing"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing

@@ -1,0 +1,14 @@
+#!/bin/sh
+# Every test: install what is missing, build, run all suites (unit, slow),
+# then the unit suites again under AddressSanitizer + UndefinedBehaviorSanitizer.
+set -eu
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+[ -f build/build.ninja ] || meson setup build >/dev/null
+ninja -C build
+meson test -C build --print-errorlogs --num-processes 2
+[ -f build-asan/build.ninja ] || meson setup build-asan -Db_sanitize=address,undefined \
+    -Dc_args=-fno-sanitize-recover=all -Dbuildtype=debug >/dev/null
+ninja -C build-asan
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    meson test -C build-asan --suite unit --print-errorlogs --num-processes 2
