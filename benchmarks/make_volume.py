@@ -1,10 +1,12 @@
 #!/usr/bin/python3
-"""Build the seed-size benchmark volume (see ../../shared/data/README.md).
+"""Build the seed-size benchmark volume (recipe of tests/data/README.md).
 
 The small abdominal CT (NIfTI x,y,z = 122x101x30, int16 HU) is transposed to
 C order (z, y, x), resampled with order-1 (trilinear) interpolation to the
 target shape, given gaussian noise (sigma 12 HU, fixed seed) so that it is not
-unrealistically compressible, z-score normalised (global mean / std) and saved
+unrealistically compressible, normalised as nnU-Net does for CT (clip to the
+foreground 0.5/99.5 percentiles, z-score with the foreground mean/std; --norm
+global for a plain z-score) and saved
 as float32 .npy of shape (1, Z, Y, X).
 
 Memory: the output is written slab by slab through np.lib.format.open_memmap.
@@ -25,8 +27,9 @@ import time
 import nibabel as nib
 import numpy as np
 
-DEFAULT_SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared",
-                           "data", "example_ct_sm.nii.gz")
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data")
+DEFAULT_SRC = os.path.join(DATA, "example_ct_sm.nii.gz")
+DEFAULT_SEG = os.path.join(DATA, "example_seg.nii.gz")
 
 
 def axis_weights(n_in, n_out):
@@ -58,7 +61,7 @@ def load_ct(src):
     return np.ascontiguousarray(hu.T).astype(np.float32)  # (z, y, x)
 
 
-def build(out, shape, src, seed, sigma, chunk, log):
+def build(out, shape, src, seed, sigma, chunk, log, seg_src=None, norm="nnunet"):
     t0 = time.time()
     vol = load_ct(src)
     Z, Y, X = shape
@@ -86,14 +89,25 @@ def build(out, shape, src, seed, sigma, chunk, log):
         s2 += float(np.square(slab, dtype=np.float64).sum())
         n += slab.size
         mm[0, z0:z1] = slab
-    mean = s1 / n
-    std = (s2 / n - mean * mean) ** 0.5
-    log(f"pass 1 (resample + noise) {time.time() - t0:.1f} s; mean {mean:.3f} HU, std {std:.3f} HU")
+    if norm == "global":
+        mean = s1 / n
+        std = (s2 / n - mean * mean) ** 0.5
+        lo, hi = -np.inf, np.inf
+    else:
+        # nnU-Net's CTNormalization: clip to the 0.5 / 99.5 percentiles of the
+        # foreground (segmented) intensities, then z-score with the
+        # foreground mean and std.
+        fg = load_ct(src)[load_ct(seg_src) > 0]
+        lo, hi = (float(v) for v in np.percentile(fg, [0.5, 99.5]))
+        mean, std = float(fg.mean()), float(fg.std())
+    log(f"pass 1 (resample + noise) {time.time() - t0:.1f} s; normalisation {norm}: "
+        f"clip [{lo:.1f}, {hi:.1f}] HU, mean {mean:.3f} HU, std {std:.3f} HU")
     m32 = np.float32(mean)
     inv = np.float32(1.0 / std)
     for z0 in range(0, Z, chunk):
         z1 = min(Z, z0 + chunk)
         slab = np.asarray(mm[0, z0:z1])
+        np.clip(slab, np.float32(lo), np.float32(hi), out=slab)
         slab -= m32
         slab *= inv
         mm[0, z0:z1] = slab
@@ -123,6 +137,10 @@ def main():
     ap.add_argument("--src", default=DEFAULT_SRC, help="source NIfTI (default: shared example_ct_sm)")
     ap.add_argument("--seed", type=int, default=20240601, help="noise seed")
     ap.add_argument("--sigma", type=float, default=12.0, help="noise sigma in HU (default 12)")
+    ap.add_argument("--seg", default=DEFAULT_SEG, help="segmentation giving the foreground for the normalisation")
+    ap.add_argument("--norm", choices=["nnunet", "global"], default="nnunet",
+                    help="nnunet (default): clip to foreground 0.5/99.5 percentiles, z-score with the "
+                         "foreground mean/std, as nnU-Net's CTNormalization; global: plain z-score")
     ap.add_argument("--chunk", type=int, default=16, help="z slices per slab (default 16)")
     ap.add_argument("--check-zoom", action="store_true",
                     help="only compare the interpolation with scipy.ndimage.zoom and exit")
@@ -135,7 +153,7 @@ def main():
     if len(shape) != 3 or min(shape) < 1:
         ap.error("--shape: expected Z,Y,X")
     build(args.out, shape, args.src, args.seed, args.sigma, max(1, args.chunk),
-          lambda m: print(m, file=sys.stderr, flush=True))
+          lambda m: print(m, file=sys.stderr, flush=True), seg_src=args.seg, norm=args.norm)
 
 
 if __name__ == "__main__":

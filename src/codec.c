@@ -1,6 +1,9 @@
 /* Tile codecs over liblz4, and the byte-shuffle filter. */
 #include "codec.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #include <lz4.h>
 #include <lz4hc.h>
 #include <stdlib.h>
@@ -23,15 +26,81 @@ void vt__shuffle(const void *src, void *dst, size_t n, size_t es)
 
 void vt__unshuffle(const void *src, void *dst, size_t n, size_t es)
 {
-    const unsigned char *s = src;
+    vt__unshuffle_range(src, n, es, 0, n, dst);
+}
+
+#if defined(__SSE2__)
+#define LD(p) _mm_loadu_si128((const __m128i *)(const void *)(p))
+#define ST(p, v) _mm_storeu_si128((__m128i *)(void *)(p), (v))
+
+/* 16 elements per step: byte planes interleaved by unpacking bytes, then
+ * 16-bit, then 32-bit lanes. Returns the number of elements done. */
+static size_t unshuffle_sse2(const unsigned char *s, size_t nelem, size_t es, size_t n,
+                             unsigned char *d)
+{
+    size_t k = 0;
+    if (es == 2) {
+        for (; k + 16 <= n; k += 16) {
+            __m128i p0 = LD(s + k), p1 = LD(s + nelem + k);
+            ST(d + 2 * k, _mm_unpacklo_epi8(p0, p1));
+            ST(d + 2 * k + 16, _mm_unpackhi_epi8(p0, p1));
+        }
+    } else if (es == 4) {
+        for (; k + 16 <= n; k += 16) {
+            __m128i p0 = LD(s + k), p1 = LD(s + nelem + k);
+            __m128i p2 = LD(s + 2 * nelem + k), p3 = LD(s + 3 * nelem + k);
+            __m128i a = _mm_unpacklo_epi8(p0, p1), b = _mm_unpackhi_epi8(p0, p1);
+            __m128i c = _mm_unpacklo_epi8(p2, p3), e = _mm_unpackhi_epi8(p2, p3);
+            ST(d + 4 * k, _mm_unpacklo_epi16(a, c));
+            ST(d + 4 * k + 16, _mm_unpackhi_epi16(a, c));
+            ST(d + 4 * k + 32, _mm_unpacklo_epi16(b, e));
+            ST(d + 4 * k + 48, _mm_unpackhi_epi16(b, e));
+        }
+    } else if (es == 8) {
+        for (; k + 16 <= n; k += 16) {
+            __m128i p[8], q[8], r[8];
+            for (int b = 0; b < 8; b++)
+                p[b] = LD(s + (size_t)b * nelem + k);
+            for (int b = 0; b < 4; b++) { /* byte pairs: elements 0-7 and 8-15 */
+                q[2 * b] = _mm_unpacklo_epi8(p[2 * b], p[2 * b + 1]);
+                q[2 * b + 1] = _mm_unpackhi_epi8(p[2 * b], p[2 * b + 1]);
+            }
+            for (int h = 0; h < 2; h++) { /* 4-byte groups */
+                r[4 * h + 0] = _mm_unpacklo_epi16(q[h], q[2 + h]);
+                r[4 * h + 1] = _mm_unpackhi_epi16(q[h], q[2 + h]);
+                r[4 * h + 2] = _mm_unpacklo_epi16(q[4 + h], q[6 + h]);
+                r[4 * h + 3] = _mm_unpackhi_epi16(q[4 + h], q[6 + h]);
+            }
+            /* r[4h+0] bytes 0-3 of elems 8h+0..3, r[4h+2] bytes 4-7 of the same */
+            for (int h = 0; h < 2; h++)
+                for (int j = 0; j < 2; j++) {
+                    __m128i lo = r[4 * h + j], hi = r[4 * h + 2 + j];
+                    unsigned char *o = d + 8 * (k + 8 * (size_t)h + 4 * (size_t)j);
+                    ST(o, _mm_unpacklo_epi32(lo, hi));
+                    ST(o + 16, _mm_unpackhi_epi32(lo, hi));
+                }
+        }
+    }
+    return k;
+}
+#endif
+
+void vt__unshuffle_range(const void *src, size_t nelem, size_t es, size_t first, size_t n,
+                         void *dst)
+{
+    const unsigned char *s = (const unsigned char *)src + first;
     unsigned char *d = dst;
     if (es == 1) {
         memcpy(d, s, n);
         return;
     }
+    size_t k = 0;
+#if defined(__SSE2__)
+    k = unshuffle_sse2(s, nelem, es, n, d);
+#endif
     for (size_t b = 0; b < es; b++) {
-        const unsigned char *plane = s + b * n;
-        for (size_t i = 0; i < n; i++)
+        const unsigned char *plane = s + b * nelem;
+        for (size_t i = k; i < n; i++)
             d[i * es + b] = plane[i];
     }
 }

@@ -166,7 +166,13 @@ __attribute__((target("avx,f16c"))) static void f32_to_f16_f16c(const void *src,
             nan &= nan - 1;
         }
     }
-    f32_to_f16_portable(s + 4 * i, dst + i, n - i);
+    if (i < n) { /* the tail through a padded vector */
+        float in[8] = {0};
+        uint16_t out[8];
+        memcpy(in, s + 4 * i, 4 * (n - i));
+        f32_to_f16_f16c(in, out, 8);
+        memcpy(dst + i, out, 2 * (n - i));
+    }
 }
 
 __attribute__((target("avx,f16c"))) static void f16_to_f32_f16c(const void *src, float *dst,
@@ -190,6 +196,70 @@ __attribute__((target("avx,f16c"))) static void f16_to_f32_f16c(const void *src,
 }
 #endif
 
+/* One float32 of a shuffled block. */
+static inline uint32_t plane_f32(const unsigned char *p, size_t nelem, size_t i)
+{
+    return (uint32_t)p[i] | (uint32_t)p[nelem + i] << 8 | (uint32_t)p[2 * nelem + i] << 16 |
+           (uint32_t)p[3 * nelem + i] << 24;
+}
+
+static void planes_to_f16_portable(const unsigned char *p, size_t nelem, size_t first, size_t n,
+                                   uint16_t *dst)
+{
+    for (size_t k = 0; k < n; k++)
+        dst[k] = vt__f32_to_f16_bits(plane_f32(p, nelem, first + k));
+}
+
+#ifdef VT_HAVE_X86
+/* 16 elements a step: bytes of the 4 planes interleaved with unpacks into 4
+ * vectors of 4 floats, converted pairwise as 8. NaN lanes redone in scalar. */
+/* 16 elements of 4 byte planes (nelem apart) to float16: bytes interleaved
+ * with unpacks into 4 vectors of 4 floats, converted as 2 x 8. NaN lanes are
+ * redone in scalar (numpy keeps signalling NaNs). */
+__attribute__((target("avx,f16c"))) static inline void planes16_f16c(const unsigned char *s, size_t nelem,
+                                                                     uint16_t *dst)
+{
+    __m128i p0 = _mm_loadu_si128((const __m128i *)(const void *)s);
+    __m128i p1 = _mm_loadu_si128((const __m128i *)(const void *)(s + nelem));
+    __m128i p2 = _mm_loadu_si128((const __m128i *)(const void *)(s + 2 * nelem));
+    __m128i p3 = _mm_loadu_si128((const __m128i *)(const void *)(s + 3 * nelem));
+    __m128i a = _mm_unpacklo_epi8(p0, p1), b = _mm_unpackhi_epi8(p0, p1);
+    __m128i c = _mm_unpacklo_epi8(p2, p3), e = _mm_unpackhi_epi8(p2, p3);
+    __m256 lo = _mm256_castsi256_ps(
+        _mm256_insertf128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi16(a, c)), _mm_unpackhi_epi16(a, c), 1));
+    __m256 hi = _mm256_castsi256_ps(
+        _mm256_insertf128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi16(b, e)), _mm_unpackhi_epi16(b, e), 1));
+    _mm_storeu_si128((__m128i *)(void *)dst, _mm256_cvtps_ph(lo, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    _mm_storeu_si128((__m128i *)(void *)(dst + 8), _mm256_cvtps_ph(hi, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    int nan = _mm256_movemask_ps(_mm256_cmp_ps(lo, lo, _CMP_UNORD_Q)) |
+              _mm256_movemask_ps(_mm256_cmp_ps(hi, hi, _CMP_UNORD_Q)) << 8;
+    while (__builtin_expect(nan, 0)) {
+        int j = __builtin_ctz((unsigned)nan);
+        dst[j] = vt__f32_to_f16_bits(plane_f32(s, nelem, (size_t)j));
+        nan &= nan - 1;
+    }
+}
+
+__attribute__((target("avx,f16c"))) static void planes_to_f16_f16c(const unsigned char *p, size_t nelem,
+                                                                   size_t first, size_t n, uint16_t *dst)
+{
+    const unsigned char *s = p + first;
+    size_t k = 0;
+    for (; k + 16 <= n; k += 16)
+        planes16_f16c(s + k, nelem, dst + k);
+    if (k < n) { /* the tail through padded planes */
+        unsigned char pad[4 * 16] = {0};
+        uint16_t out[16];
+        for (int b = 0; b < 4; b++)
+            memcpy(pad + 16 * b, s + (size_t)b * nelem + k, n - k);
+        planes16_f16c(pad, 16, out);
+        memcpy(dst + k, out, 2 * (n - k));
+    }
+}
+#endif
+
+static void (*planes_to_f16_impl)(const unsigned char *, size_t, size_t, size_t, uint16_t *) =
+    planes_to_f16_portable;
 static void (*f32_to_f16_impl)(const void *, uint16_t *, size_t) = f32_to_f16_portable;
 static void (*f16_to_f32_impl)(const void *, float *, size_t) = f16_to_f32_portable;
 
@@ -209,12 +279,14 @@ void vt__half_force_portable(int on)
     if (!on && cpu_has_f16c()) {
         f32_to_f16_impl = f32_to_f16_f16c;
         f16_to_f32_impl = f16_to_f32_f16c;
+        planes_to_f16_impl = planes_to_f16_f16c;
         return;
     }
 #endif
     (void)on;
     f32_to_f16_impl = f32_to_f16_portable;
     f16_to_f32_impl = f16_to_f32_portable;
+    planes_to_f16_impl = planes_to_f16_portable;
 }
 
 __attribute__((constructor)) static void half_init(void) { vt__half_force_portable(0); }
@@ -224,3 +296,9 @@ int vt__half_uses_f16c(void) { return f32_to_f16_impl != f32_to_f16_portable; }
 void vt__f32_to_f16(const void *src, uint16_t *dst, size_t n) { f32_to_f16_impl(src, dst, n); }
 
 void vt__f16_to_f32(const void *src, float *dst, size_t n) { f16_to_f32_impl(src, dst, n); }
+
+void vt__f32_planes_to_f16(const unsigned char *planes, size_t nelem, size_t first, size_t n,
+                           uint16_t *dst)
+{
+    planes_to_f16_impl(planes, nelem, first, n, dst);
+}

@@ -20,6 +20,11 @@ static inline uint32_t vt__bf16_to_f32_bits(uint16_t b) { return (uint32_t)b << 
  * may be unaligned. */
 VT_INTERNAL void vt__f32_to_f16(const void *src, uint16_t *dst, size_t n);
 VT_INTERNAL void vt__f16_to_f32(const void *src, float *dst, size_t n);
+/* Elements [first, first + n) of a byte-shuffled block of @p nelem float32
+ * (4 byte planes of nelem bytes) converted to float16: unshuffle and
+ * conversion fused, in registers, on the F16C path. */
+VT_INTERNAL void vt__f32_planes_to_f16(const unsigned char *planes, size_t nelem, size_t first,
+                                       size_t n, uint16_t *dst);
 /* Force the portable path (nonzero) or allow F16C again (0); for tests. */
 VT_INTERNAL void vt__half_force_portable(int on);
 /* Nonzero when the F16C path is in use. */

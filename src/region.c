@@ -357,58 +357,71 @@ static int copy_row(const read_ctx *r, const vt_tile_view *v, uint64_t ei, int s
     if (v->layout == VT_LAYOUT_CONTIG) { /* step -1 */
         for (size_t k = 0; k < n; k++)
             memcpy(row + k * es, v->data + (ei - k) * es, es);
+    } else if (step == 1) {
+        vt__unshuffle_range(v->data, (size_t)v->nelem, es, (size_t)ei, n, row);
     } else {
         for (size_t b = 0; b < es; b++) {
             const unsigned char *plane = v->data + b * v->nelem;
-            if (step == 1)
-                for (size_t k = 0; k < n; k++)
-                    row[k * es + b] = plane[ei + k];
-            else
-                for (size_t k = 0; k < n; k++)
-                    row[k * es + b] = plane[ei - k];
+            for (size_t k = 0; k < n; k++)
+                row[k * es + b] = plane[ei - k];
         }
     }
     cvt_row(c, row, n, dst, ds);
     return 0;
 }
 
-/* Copy every combination of pieces (np[d] of pcs[d] on axis d) from tile @p v. */
+/* Copy every combination of pieces (np[d] of pcs[d] on axis d) from tile @p v.
+ * The row kernel is chosen once per combination and the row offsets advance
+ * incrementally: at 16 to 32 elements a row, per-row bookkeeping matters. */
 static int copy_tile(const read_ctx *r, const vt_tile_view *v, const size_t *np,
                      piece *const *pcs, vt_tscratch *s)
 {
-    int nd = r->nd;
-    uint64_t tstr[VT_MAX_DIMS];
-    tstr[nd - 1] = 1;
-    for (int d = nd - 2; d >= 0; d--)
-        tstr[d] = tstr[d + 1] * v->ext[d + 1];
+    int nd = r->nd, last = nd - 1;
+    int64_t tstr[VT_MAX_DIMS];
+    tstr[last] = 1;
+    for (int d = last - 1; d >= 0; d--)
+        tstr[d] = tstr[d + 1] * (int64_t)v->ext[d + 1];
+    bool even = ((uintptr_t)r->out & 1u) == 0;
+    for (int d = 0; d < nd; d++)
+        even &= (r->ostr[d] & 1) == 0;
     size_t pi[VT_MAX_DIMS] = {0};
     for (;;) { /* over combinations of pieces */
         const piece *p[VT_MAX_DIMS];
-        for (int d = 0; d < nd; d++)
+        int64_t ei = 0, oo = 0, dei[VT_MAX_DIMS], len[VT_MAX_DIMS], k[VT_MAX_DIMS] = {0};
+        for (int d = 0; d < nd; d++) {
             p[d] = &pcs[d][pi[d]];
-        uint64_t k[VT_MAX_DIMS] = {0};
+            ei += p[d]->src * tstr[d];
+            oo += (int64_t)p[d]->out * r->ostr[d];
+            dei[d] = p[d]->step * tstr[d];
+            len[d] = (int64_t)p[d]->len;
+        }
+        size_t n = (size_t)len[last];
+        int step = p[last]->step;
+        int64_t ds = r->ostr[last];
+        int fused = v->layout == VT_LAYOUT_PLANES && step == 1 && r->c.kind == K_F32_F16 && ds == 2 && even;
+        int contig = v->layout == VT_LAYOUT_CONTIG && step == 1;
         for (;;) { /* over rows of the combination */
-            uint64_t ei = 0;
-            int64_t oo = 0;
-            for (int d = 0; d < nd; d++) {
-                int64_t kk = d < nd - 1 ? (int64_t)k[d] : 0;
-                ei += (uint64_t)(p[d]->src + p[d]->step * kk) * tstr[d];
-                oo += (int64_t)(p[d]->out + (uint64_t)kk) * r->ostr[d];
-            }
-            int rc = copy_row(r, v, ei, p[nd - 1]->step, (size_t)p[nd - 1]->len, r->out + oo,
-                              r->ostr[nd - 1], s);
-            if (rc)
-                return rc;
-            int d = nd - 2;
+            if (fused)
+                vt__f32_planes_to_f16(v->data, (size_t)v->nelem, (size_t)ei, n,
+                                      (uint16_t *)(void *)(r->out + oo));
+            else if (contig)
+                cvt_row(&r->c, v->data + (size_t)ei * r->c.ses, n, r->out + oo, ds);
+            else if (copy_row(r, v, (uint64_t)ei, step, n, r->out + oo, ds, s) != 0)
+                return VT_ENOMEM;
+            int d = last - 1;
             for (; d >= 0; d--) {
-                if (++k[d] < p[d]->len)
+                ei += dei[d];
+                oo += r->ostr[d];
+                if (++k[d] < len[d])
                     break;
+                ei -= dei[d] * len[d];
+                oo -= r->ostr[d] * len[d];
                 k[d] = 0;
             }
             if (d < 0)
                 break;
         }
-        int d = nd - 1;
+        int d = last;
         for (; d >= 0; d--) {
             if (++pi[d] < np[d])
                 break;

@@ -154,6 +154,39 @@ START_TEST(f64_to_f16_and_bf16)
 }
 END_TEST
 
+/* Shuffled float32 rows to float16 (fused path) against the reference, for
+ * every row length and offset, with NaNs and specials mixed in. */
+START_TEST(shuffled_planes_to_f16)
+{
+    rng r = {31};
+    enum { NE = 200 };
+    uint32_t vals[NE];
+    unsigned char planes[4 * NE];
+    uint16_t out[NE + 1];
+    for (int impl = 0; impl < 2; impl++) {
+        vt__half_force_portable(impl);
+        for (int it = 0; it < 3000; it++) {
+            for (int i = 0; i < NE; i++) {
+                uint32_t b = (uint32_t)rng_next(&r);
+                if (i % 3 == 0) /* mostly the float16 range */
+                    b = (b & 0x807fffffu) | ((uint32_t)rng_range(&r, 100, 150) << 23);
+                vals[i] = b;
+                for (int k = 0; k < 4; k++)
+                    planes[k * NE + i] = (unsigned char)(b >> (8 * k));
+            }
+            size_t first = (size_t)rng_range(&r, 0, NE - 1);
+            size_t n = (size_t)rng_range(&r, 0, (int64_t)(NE - first));
+            out[n] = 0xBEEF;
+            vt__f32_planes_to_f16(planes, NE, first, n, out);
+            for (size_t k = 0; k < n; k++)
+                check_f32(vals[first + k], out[k], impl ? "planes portable" : "planes default");
+            TU_CHECK(out[n] == 0xBEEF, "wrote past %zu elements", n);
+        }
+    }
+    vt__half_force_portable(0);
+}
+END_TEST
+
 /* ---- exhaustive (slow suite) -------------------------------------------- */
 
 typedef struct part {
@@ -203,6 +236,7 @@ int main(int argc, char **argv)
         tcase_add_test(tc, random_patterns);
         tcase_add_test(tc, f16_to_f32_all);
         tcase_add_test(tc, f64_to_f16_and_bf16);
+        tcase_add_test(tc, shuffled_planes_to_f16);
     }
     suite_add_tcase(s, tc);
     printf("F16C path %s\n", vt__half_uses_f16c() ? "in use" : "not available");
