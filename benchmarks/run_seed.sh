@@ -14,7 +14,7 @@
 #   SHAPE      Z,Y,X of the volume (default 546,820,820 = seed size, 1.37 GiB)
 #   CODEC      voxtile convert --codec (default: the converter's, lz4hc)
 #   LEVEL      voxtile convert --level (default: the converter's, 4 for lz4hc)
-#   TILE       voxtile convert --tile Z,Y,X (default: the converter's, 32,32,32)
+#   TILE       voxtile convert --tile Z,Y,X (default: the converter's, 16,16,16)
 #   SHUFFLE    voxtile convert --shuffle (default: the converter's, auto)
 #   JOBS       voxtile convert -j (default 2)
 #   PATCHES, SIZE, REPEAT, SEED   bench_read / peer options (default 200, 128, 5, 1)
@@ -106,7 +106,7 @@ field() { # result-line key
 
 {
     echo
-    echo "## $(date -u '+%Y-%m-%d') shape (1,$shape) codec=${CODEC:-lz4hc} level=${LEVEL:-4} tile=${TILE:-32,32,32} shuffle=${SHUFFLE:-auto}; $patches patches of ${size}^3 -> float16, median of $repeat"
+    echo "## $(date -u '+%Y-%m-%d') shape (1,$shape) codec=${CODEC:-lz4hc} level=${LEVEL:-4} tile=${TILE:-16,16,16} shuffle=${SHUFFLE:-auto}; $patches patches of ${size}^3 -> float16, median of $repeat"
     echo
     echo "convert (-j $jobs): wall ${conv_wall} s, peak RSS ${conv_rss} MiB, CPU ${conv_cpu}; store ratio $(field "${R[vt_t1_warm]}" ratio)"
     echo

@@ -398,7 +398,7 @@ typedef struct vt_array_spec {
     vt_dtype dtype;
     int ndim;                        /**< 1..VT_MAX_DIMS */
     uint64_t shape[VT_MAX_DIMS];     /**< every extent >= 1 */
-    uint32_t tile[VT_MAX_DIMS];      /**< tile shape, clipped to the shape; all 0 (default) = 32 on the last three
+    uint32_t tile[VT_MAX_DIMS];      /**< tile shape, clipped to the shape; all 0 (default) = 16 on the last three
                                           axes and 1 before them (1-d: 32768; 2-d: 256 x 256) */
     vt_codec codec;                  /**< default VT_CODEC_LZ4HC */
     int level;                       /**< LZ4HC level 1..12 / LZ4 acceleration >= 1; 0 = codec default */

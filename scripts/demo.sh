@@ -21,7 +21,7 @@ print(f"   {img.shape} {img.get_data_dtype()} -> ct.npy {ct.shape} {ct.dtype}, s
 PY
 
 echo "== 2. convert (streaming, LZ4HC, byte shuffle chosen automatically, 2 threads)"
-$vt convert "$work/ct.npy" -o "$work/ct.vxt" --tile 16,32,32 -j 2
+$vt convert "$work/ct.npy" -o "$work/ct.vxt" -j 2
 
 echo "== 3. what is in the store"
 $vt info "$work/ct.vxt"

@@ -202,10 +202,11 @@ static int convert_npy(const char *in, const char *out, const vt_convert_opts *o
         rc = writer_fail(w, rc);
     if (rc == 0 && (rc = vt_writer_set_meta(w, "source", VT_META_STRING, in, strlen(in))) != 0)
         rc = writer_fail(w, rc);
-    if (rc == 0) /* chunks one tile thick (or 32, the default tile edge) */
-        rc = n.fortran && nd > 1
-                 ? stream_f_order(&n, w, id, nd, shape, spec.tile[nd - 1] ? spec.tile[nd - 1] : 32)
-                 : stream_c_order(&n, w, id, nd, shape);
+    if (rc == 0 && spec.tile[nd - 1] == 0)
+        vt__default_tile(nd, spec.tile);
+    if (rc == 0) /* Fortran order: chunks one tile thick */
+        rc = n.fortran && nd > 1 ? stream_f_order(&n, w, id, nd, shape, spec.tile[nd - 1])
+                                 : stream_c_order(&n, w, id, nd, shape);
     if (rc == 0) {
         int r = vt_writer_finalize(w);
         if (r)

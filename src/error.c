@@ -31,6 +31,22 @@ int vt__fail(const void *handle, int code, const char *fmt, ...)
     return code;
 }
 
+int vt__vfail_at(const void *handle, int code, const char *path, const char *fmt, va_list ap)
+{
+    char msg[768];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    return vt__fail(handle, code, "%s: %s", path ? path : "?", msg);
+}
+
+int vt__fail_at(const void *handle, int code, const char *path, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vt__vfail_at(handle, code, path, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
 const char *vt__errmsg(const void *handle)
 {
     if (handle == NULL || last_failure.handle == handle)

@@ -22,6 +22,11 @@
 VT_INTERNAL int vt__fail(const void *handle, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 VT_INTERNAL int vt__vfail(const void *handle, int code, const char *fmt, va_list ap);
+/* As vt__fail, with the message prefixed by "PATH: " (the file it concerns). */
+VT_INTERNAL int vt__fail_at(const void *handle, int code, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+VT_INTERNAL int vt__vfail_at(const void *handle, int code, const char *path, const char *fmt,
+                             va_list ap);
 /* Message recorded for @p handle in this thread ("" if the last failure was
  * for another handle); handle NULL: the last failure of any handle. */
 VT_INTERNAL const char *vt__errmsg(const void *handle);
@@ -68,6 +73,14 @@ VT_INTERNAL void vt__store_f64(vt_dtype dtype, void *p, double v);
 VT_INTERNAL void vt__minmax(vt_dtype dtype, const void *p, size_t n, double *min, double *max);
 /* True when @p v converts to @p dtype and back unchanged (NaN counts as exact for floats). */
 VT_INTERNAL bool vt__representable(vt_dtype dtype, double v);
+
+/* ---- writer (writer.c) ------------------------------------------------- */
+
+/* Edge of the default tile on each of the last three axes. */
+#define VT_DEFAULT_TILE_EDGE 16
+/* Default tile shape for @p ndim dimensions: VT_DEFAULT_TILE_EDGE on the last
+ * three axes and 1 before them; 1-d 32768, 2-d 256 x 256. */
+VT_INTERNAL void vt__default_tile(int ndim, uint32_t *tile);
 
 /* ---- system calls (sysio.c) --------------------------------------------- */
 

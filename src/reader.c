@@ -62,17 +62,6 @@ int vt__grow(unsigned char **p, size_t *cap, size_t need)
 
 /* ---- open --------------------------------------------------------------- */
 
-static int bad(vt_store *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int bad(vt_store *s, int code, const char *fmt, ...)
-{
-    char msg[768];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return vt__fail(NULL, code, "%s: %s", s->path, msg);
-}
-
 void vt__tile_coords(const vt_array *a, uint64_t t, uint64_t *c)
 {
     for (int d = VT_MAX_DIMS - 1; d >= 0; d--) {
@@ -98,17 +87,17 @@ static int validate_array(vt_store *s, vt_array *a)
     uint64_t end;
     if (e->index_offset < VT_HEADER_SIZE || e->index_offset % 8 ||
         !vt__add_ok(e->index_offset, e->index_size, &end) || end > s->size)
-        return bad(s, VT_EFORMAT, "array '%s': tile index [%llu, +%llu) lies outside the file",
+        return vt__fail_at(NULL, VT_EFORMAT, s->path, "array '%s': tile index [%llu, +%llu) lies outside the file",
                    e->name, (unsigned long long)e->index_offset, (unsigned long long)e->index_size);
     if (e->labels_size && (e->labels_offset < VT_HEADER_SIZE ||
                            !vt__add_ok(e->labels_offset, e->labels_size, &end) || end > s->size))
-        return bad(s, VT_EFORMAT, "array '%s': label index lies outside the file", e->name);
+        return vt__fail_at(NULL, VT_EFORMAT, s->path, "array '%s': label index lies outside the file", e->name);
     a->index = s->map + e->index_offset;
     if (vt__hash(a->index, (size_t)e->index_size) != e->index_checksum)
-        return bad(s, VT_ECORRUPT, "array '%s': tile index checksum mismatch (index damaged)", e->name);
+        return vt__fail_at(NULL, VT_ECORRUPT, s->path, "array '%s': tile index checksum mismatch (index damaged)", e->name);
     if (e->labels_size &&
         vt__hash(s->map + e->labels_offset, (size_t)e->labels_size) != e->labels_checksum)
-        return bad(s, VT_ECORRUPT, "array '%s': label index checksum mismatch", e->name);
+        return vt__fail_at(NULL, VT_ECORRUPT, s->path, "array '%s': label index checksum mismatch", e->name);
 
     a->es = vt_dtype_size((vt_dtype)e->dtype);
     a->max_tile_bytes = a->es;
@@ -153,7 +142,7 @@ static int validate_array(vt_store *s, vt_array *a)
             for (int d = 0; d < e->ndim; d++)
                 o += (size_t)snprintf(cs + o, sizeof cs - o, "%s%llu", d ? "," : "",
                                       (unsigned long long)c[d]);
-            return bad(s, VT_EFORMAT, "array '%s' tile (%s): %s", e->name, cs, why);
+            return vt__fail_at(NULL, VT_EFORMAT, s->path, "array '%s' tile (%s): %s", e->name, cs, why);
         }
         a->stored_bytes += te.size;
         a->constant_tiles += (te.flags & VT_TILE_CONSTANT) != 0;
@@ -179,28 +168,28 @@ static int validate(vt_store *s)
     char why[512];
     int rc = vt__hdr_decode(s->map, s->size, &s->hdr, why, sizeof why);
     if (rc)
-        return bad(s, rc, "%s", why);
+        return vt__fail_at(NULL, rc, s->path, "%s", why);
     const vt_hdr *h = &s->hdr;
     const unsigned char *dir = s->map + h->dir_offset;
     if (vt__hash(dir, (size_t)h->dir_size) != h->dir_checksum)
-        return bad(s, VT_ECORRUPT, "directory checksum mismatch (directory damaged)");
+        return vt__fail_at(NULL, VT_ECORRUPT, s->path, "directory checksum mismatch (directory damaged)");
     const unsigned char *meta = s->map + h->meta_offset;
     if (vt__hash(meta, (size_t)h->meta_size) != h->meta_checksum)
-        return bad(s, VT_ECORRUPT, "metadata checksum mismatch (metadata damaged)");
+        return vt__fail_at(NULL, VT_ECORRUPT, s->path, "metadata checksum mismatch (metadata damaged)");
 
     s->arrays = calloc(h->narrays, sizeof *s->arrays);
     if (s->arrays == NULL)
-        return bad(s, VT_ENOMEM, "out of memory");
+        return vt__fail_at(NULL, VT_ENOMEM, s->path, "out of memory");
     s->narrays = h->narrays;
     for (size_t i = 0; i < s->narrays; i++) {
         vt_array *a = &s->arrays[i];
         a->store = s;
         rc = vt__dirent_decode(dir + i * VT_DIRENT_SIZE, &a->ent, why, sizeof why);
         if (rc)
-            return bad(s, rc, "directory entry %zu: %s", i, why);
+            return vt__fail_at(NULL, rc, s->path, "directory entry %zu: %s", i, why);
         for (size_t j = 0; j < i; j++)
             if (strcmp(s->arrays[j].ent.name, a->ent.name) == 0)
-                return bad(s, VT_EFORMAT, "array name '%s' appears twice", a->ent.name);
+                return vt__fail_at(NULL, VT_EFORMAT, s->path, "array name '%s' appears twice", a->ent.name);
         rc = validate_array(s, a);
         if (rc)
             return rc;
@@ -208,14 +197,14 @@ static int validate(vt_store *s)
     size_t n;
     rc = vt__meta_decode(meta, h->meta_size, NULL, 0, &n, why, sizeof why);
     if (rc)
-        return bad(s, rc, "%s", why);
+        return vt__fail_at(NULL, rc, s->path, "%s", why);
     if (n) {
         s->meta = calloc(n, sizeof *s->meta);
         if (s->meta == NULL)
-            return bad(s, VT_ENOMEM, "out of memory");
+            return vt__fail_at(NULL, VT_ENOMEM, s->path, "out of memory");
         rc = vt__meta_decode(meta, h->meta_size, s->meta, n, &s->nmeta, why, sizeof why);
         if (rc)
-            return bad(s, rc, "%s", why);
+            return vt__fail_at(NULL, rc, s->path, "%s", why);
     }
     return 0;
 }

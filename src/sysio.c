@@ -5,12 +5,13 @@
 #include <errno.h>
 #include <unistd.h>
 
-int vt__pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+/* pread or pwrite all of @p len bytes at @p off, retrying short transfers and EINTR. */
+static int transfer_all(int fd, void *buf, size_t len, uint64_t off, bool write)
 {
-    const char *p = buf;
+    char *p = buf;
     while (len > 0) {
         size_t chunk = len > (1u << 30) ? (1u << 30) : len;
-        ssize_t n = pwrite(fd, p, chunk, (off_t)off);
+        ssize_t n = write ? pwrite(fd, p, chunk, (off_t)off) : pread(fd, p, chunk, (off_t)off);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -25,22 +26,12 @@ int vt__pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
     return 0;
 }
 
+int vt__pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+    return transfer_all(fd, (void *)(uintptr_t)buf, len, off, true);
+}
+
 int vt__pread_all(int fd, void *buf, size_t len, uint64_t off)
 {
-    char *p = buf;
-    while (len > 0) {
-        size_t chunk = len > (1u << 30) ? (1u << 30) : len;
-        ssize_t n = pread(fd, p, chunk, (off_t)off);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        if (n == 0)
-            return -EIO;
-        p += n;
-        len -= (size_t)n;
-        off += (uint64_t)n;
-    }
-    return 0;
+    return transfer_all(fd, buf, len, off, false);
 }

@@ -88,28 +88,18 @@ struct vt_writer {
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static int fail(vt_writer *w, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(vt_writer *w, int code, const char *fmt, ...)
-{
-    char msg[768];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return vt__fail(w, code, "%s: %s", w ? w->path : "?", msg);
-}
+#define fail(w, code, ...) vt__fail_at((w), (code), (w)->path, __VA_ARGS__)
 
-/* Put the writer in the failed state. */
+/* Fail and put the writer in the failed state. */
 static int fail_hard(vt_writer *w, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail_hard(vt_writer *w, int code, const char *fmt, ...)
 {
-    char msg[768];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
     w->state = 1;
-    return vt__fail(w, code, "%s: %s", w->path, msg);
+    int rc = vt__vfail_at(w, code, w->path, fmt, ap);
+    va_end(ap);
+    return rc;
 }
 
 static void tile_coords(const warray *a, uint64_t t, uint64_t *c)
@@ -533,7 +523,9 @@ void vt_array_spec_init(vt_array_spec *spec)
         spec->shape[d] = 1;
 }
 
-static void default_tile(int ndim, uint32_t *tile)
+/* The default tile shape (see internal.h; the measurements behind it are in
+ * benchmarks/README.md, "Choosing the defaults"). */
+void vt__default_tile(int ndim, uint32_t *tile)
 {
     for (int d = 0; d < ndim; d++)
         tile[d] = 1;
@@ -543,7 +535,7 @@ static void default_tile(int ndim, uint32_t *tile)
         tile[0] = tile[1] = 256;
     else
         for (int d = ndim - 3; d < ndim; d++)
-            tile[d] = 32;
+            tile[d] = VT_DEFAULT_TILE_EDGE;
 }
 
 int vt_writer_add_array(vt_writer *w, const vt_array_spec *spec, int *id)
@@ -596,7 +588,7 @@ int vt_writer_add_array(vt_writer *w, const vt_array_spec *spec, int *id)
     for (int d = 0; d < spec->ndim; d++)
         all_zero &= spec->tile[d] == 0;
     if (all_zero)
-        default_tile(spec->ndim, tile);
+        vt__default_tile(spec->ndim, tile);
     else
         memcpy(tile, spec->tile, sizeof tile);
     uint64_t ntiles = 1, tvox = 1, vox = 1, tbytes, bytes;
@@ -942,6 +934,37 @@ static int write_block(vt_writer *w, const void *buf, size_t len, uint64_t off)
     return 0;
 }
 
+enum { BLOCK_INDEX, BLOCK_DIR, BLOCK_META };
+
+/* Encode one of the blocks that follow the tiles -- a tile index (of @p a),
+ * the directory or the metadata -- write it at *off (8-byte aligned), record
+ * where it went and its checksum, and advance *off. */
+static int put_block(vt_writer *w, int kind, const warray *a, uint64_t *off, uint64_t *where,
+                     uint64_t *size, uint64_t *sum)
+{
+    size_t n = kind == BLOCK_INDEX ? (size_t)a->ent.index_size
+               : kind == BLOCK_DIR ? (size_t)w->narrays * VT_DIRENT_SIZE
+                                   : (size_t)vt__meta_encoded_size(w->meta, w->nmeta);
+    unsigned char *buf = malloc(n);
+    if (buf == NULL)
+        return fail(w, VT_ENOMEM, "out of memory for a %zu-byte block", n);
+    if (kind == BLOCK_INDEX)
+        for (uint64_t t = 0; t < a->ent.ntiles; t++)
+            vt__tile_encode(&a->tiles[t], buf + t * VT_TILE_ENTRY_SIZE);
+    else if (kind == BLOCK_DIR)
+        for (int i = 0; i < w->narrays; i++)
+            vt__dirent_encode(&w->arrays[i]->ent, buf + (size_t)i * VT_DIRENT_SIZE);
+    else
+        vt__meta_encode(w->meta, w->nmeta, buf);
+    *where = *off;
+    *size = n;
+    *sum = vt__hash(buf, n);
+    int rc = write_block(w, buf, n, *off);
+    free(buf);
+    *off += (n + 7u) & ~(size_t)7;
+    return rc;
+}
+
 /* Give the finished file its final name and make the name durable. */
 static int publish(vt_writer *w)
 {
@@ -1006,59 +1029,17 @@ int vt_writer_finalize(vt_writer *w)
     stop_workers(w);
 
     uint64_t off = (w->end + 7u) & ~UINT64_C(7);
-    unsigned char *buf = NULL;
-    for (int i = 0; i < w->narrays && rc == 0; i++) {
-        warray *a = w->arrays[i];
-        size_t n = (size_t)a->ent.index_size;
-        buf = malloc(n);
-        if (buf == NULL) {
-            rc = fail(w, VT_ENOMEM, "out of memory for the tile index");
-            break;
-        }
-        for (uint64_t t = 0; t < a->ent.ntiles; t++)
-            vt__tile_encode(&a->tiles[t], buf + t * VT_TILE_ENTRY_SIZE);
-        a->ent.index_offset = off;
-        a->ent.index_checksum = vt__hash(buf, n);
-        rc = write_block(w, buf, n, off);
-        off += (n + 7u) & ~(size_t)7;
-        free(buf);
-        buf = NULL;
-    }
     vt_hdr h;
     memset(&h, 0, sizeof h);
-    if (rc == 0) {
-        size_t n = (size_t)w->narrays * VT_DIRENT_SIZE;
-        buf = malloc(n);
-        if (buf == NULL)
-            rc = fail(w, VT_ENOMEM, "out of memory");
-        else {
-            for (int i = 0; i < w->narrays; i++)
-                vt__dirent_encode(&w->arrays[i]->ent, buf + (size_t)i * VT_DIRENT_SIZE);
-            h.dir_offset = off;
-            h.dir_size = n;
-            h.dir_checksum = vt__hash(buf, n);
-            rc = write_block(w, buf, n, off);
-            off += n;
-            free(buf);
-            buf = NULL;
-        }
+    for (int i = 0; i < w->narrays && rc == 0; i++) {
+        uint64_t size;
+        rc = put_block(w, BLOCK_INDEX, w->arrays[i], &off, &w->arrays[i]->ent.index_offset, &size,
+                       &w->arrays[i]->ent.index_checksum);
     }
-    if (rc == 0) {
-        size_t n = (size_t)vt__meta_encoded_size(w->meta, w->nmeta);
-        buf = malloc(n);
-        if (buf == NULL)
-            rc = fail(w, VT_ENOMEM, "out of memory");
-        else {
-            vt__meta_encode(w->meta, w->nmeta, buf);
-            h.meta_offset = off;
-            h.meta_size = n;
-            h.meta_checksum = vt__hash(buf, n);
-            rc = write_block(w, buf, n, off);
-            off += n;
-            free(buf);
-            buf = NULL;
-        }
-    }
+    if (rc == 0)
+        rc = put_block(w, BLOCK_DIR, NULL, &off, &h.dir_offset, &h.dir_size, &h.dir_checksum);
+    if (rc == 0)
+        rc = put_block(w, BLOCK_META, NULL, &off, &h.meta_offset, &h.meta_size, &h.meta_checksum);
     if (rc == 0) {
         unsigned char hb[VT_HEADER_SIZE];
         h.version = VT_FORMAT_VERSION;

@@ -28,7 +28,7 @@ static const shape_case shapes[] = {
     {5, {2, 2, 3, 5, 7}, {1, 2, 2, 2, 3}},
 };
 
-/* The documented default tile: 32 on the last three axes, 1 before them;
+/* The documented default tile: 16 on the last three axes, 1 before them;
  * 1-d 32768, 2-d 256 x 256. */
 static uint32_t expected_tile(const shape_case *sc, int d)
 {
@@ -41,7 +41,7 @@ static uint32_t expected_tile(const shape_case *sc, int d)
         return 32768;
     if (sc->nd == 2)
         return 256;
-    return d < sc->nd - 3 ? 1 : 32;
+    return d < sc->nd - 3 ? 1 : 16;
 }
 
 static uint64_t count_of(int nd, const uint64_t *shape)

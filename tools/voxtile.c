@@ -105,7 +105,7 @@ static const char convert_help[] =
     "becomes a (1, z, y, x) image; other ranks are kept.\n"
     "\n"
     "  -o, --output FILE       store to write (replaced atomically)\n"
-    "      --tile Z,Y,X        tile shape (default 32,32,32)\n"
+    "      --tile Z,Y,X        tile shape (default 16,16,16)\n"
     "      --codec C           lz4hc (default), lz4 or none\n"
     "      --level N           LZ4HC level 1..12 (default 4) / LZ4 acceleration (default 1)\n"
     "      --shuffle M         byte shuffle: auto (default), on or off\n"
