@@ -133,6 +133,16 @@ static void *reader_until_stopped(void *arg)
     return NULL;
 }
 
+/* GCC 12's AddressSanitizer allocator does not lock itself around fork(), so
+ * a child forked while another thread is inside malloc can deadlock in its
+ * first malloc (glibc's allocator does lock: the plain build runs the full
+ * case). Under ASan the parent forks with no other thread running. */
+#if defined(__SANITIZE_ADDRESS__)
+#define PARENT_READERS 0
+#else
+#define PARENT_READERS 2
+#endif
+
 START_TEST(forked_children_keep_reading)
 {
     /* the parent has read (its thread scratch exists) and keeps reading in
@@ -141,7 +151,7 @@ START_TEST(forked_children_keep_reading)
     atomic_store(&stop_readers, 0);
     pthread_t th[2];
     job jobs[2] = {{100, 0, 1, 0}, {200, 0, 1, 0}};
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < PARENT_READERS; i++)
         ck_assert_int_eq(pthread_create(&th[i], NULL, reader_until_stopped, &jobs[i]), 0);
     pid_t kids[4];
     for (int k = 0; k < 4; k++) {
@@ -160,7 +170,7 @@ START_TEST(forked_children_keep_reading)
                       status);
     }
     atomic_store(&stop_readers, 1);
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < PARENT_READERS; i++) {
         pthread_join(th[i], NULL);
         ck_assert_int_eq(jobs[i].bad, 0);
     }
@@ -171,7 +181,7 @@ int main(void)
 {
     Suite *s = suite_create("concurrency");
     TCase *tc = tcase_create("concurrency");
-    tcase_set_timeout(tc, 600);
+    tcase_set_timeout(tc, 120);
     tcase_add_unchecked_fixture(tc, setup, teardown);
     tcase_add_test(tc, threads_share_a_handle);
     tcase_add_test(tc, forked_children_keep_reading);
