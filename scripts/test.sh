@@ -4,10 +4,12 @@
 set -eu
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-[ -f build/build.ninja ] || meson setup build >/dev/null
+# -Dtests=enabled: a missing test dependency is an error, never silently fewer tests
+[ -f build/build.ninja ] || meson setup build -Dtests=enabled >/dev/null
+meson configure build -Dtests=enabled
 ninja -C build
 meson test -C build --print-errorlogs --num-processes 2
-[ -f build-asan/build.ninja ] || meson setup build-asan -Db_sanitize=address,undefined \
+[ -f build-asan/build.ninja ] || meson setup build-asan -Dtests=enabled -Db_sanitize=address,undefined \
     -Dc_args=-fno-sanitize-recover=all -Dbuildtype=debug >/dev/null
 ninja -C build-asan
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
