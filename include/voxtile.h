@@ -331,6 +331,27 @@ VT_API int vt_read(const vt_array *array, const int64_t *start, const uint64_t *
  */
 VT_API int vt_verify_array(const vt_array *array, uint64_t *bad_tile);
 
+/** One label of a label array's index (vt_label_get()). */
+typedef struct vt_label_info {
+    int64_t value;          /**< the label value */
+    uint64_t voxels;        /**< voxels of this value in the array */
+    uint64_t ntiles;        /**< tiles holding it */
+    const uint64_t *tiles;  /**< ntiles pairs (tile number, voxels of the value in it), by tile
+                                 number; borrowed from the store's mapping, valid until vt_close() */
+} vt_label_info;
+
+/** Number of label values in the label index of @p array; 0 when it has none. */
+VT_API size_t vt_label_count(const vt_array *array);
+
+/**
+ * Label number @p index (in increasing order of value) of a label array.
+ * @param array  the array.
+ * @param index  0 .. vt_label_count()-1.
+ * @param out    filled in; out->tiles is borrowed from the store.
+ * @return 0, VT_ERANGE (no such label, or no label index) or VT_EINVAL.
+ */
+VT_API int vt_label_get(const vt_array *array, size_t index, vt_label_info *out);
+
 /** Number of metadata entries. */
 VT_API size_t vt_meta_count(const vt_store *store);
 
@@ -405,6 +426,8 @@ typedef struct vt_array_spec {
     vt_filter filter;                /**< default VT_FILTER_AUTO */
     double fill;                     /**< fill value (default 0): must be representable in dtype */
     int sparse;                      /**< nonzero: voxels never written take the fill value at finalize */
+    int labels;                      /**< nonzero: a label array (integer dtype): the store gets its label
+                                          index, for each value the tiles holding it and how many voxels */
 } vt_array_spec;
 
 /** Fill @p spec with the defaults documented on each field (ndim 0, name NULL: set them). */
@@ -416,7 +439,8 @@ VT_API void vt_array_spec_init(vt_array_spec *spec);
  * @param spec   the array's description (copied).
  * @param id     receives the array's id for vt_writer_write().
  * @return 0; VT_EINVAL (bad name, dtype, ndim, shape, codec, level, filter, a
- *         fill value the dtype cannot hold, a duplicate name); VT_ERANGE (sizes
+ *         fill value the dtype cannot hold, a duplicate name, labels on a
+ *         non-integer dtype); VT_ERANGE (sizes
  *         overflow, a tile over 1 GiB); VT_ENOMEM; VT_ESTATE (writer failed or finalized).
  */
 VT_API int vt_writer_add_array(vt_writer *w, const vt_array_spec *spec, int *id);
@@ -481,32 +505,81 @@ VT_API const char *vt_writer_errmsg(const vt_writer *w);
 /** @name Converting files */
 /**@{*/
 
-/** Options of vt_convert(); initialise with vt_convert_opts_init(). */
+/** How vt_convert_images() crops. */
+typedef enum vt_crop {
+    VT_CROP_NONE = 0,    /**< keep the whole volume */
+    VT_CROP_BOX = 1,     /**< vt_convert_opts::crop */
+    VT_CROP_NONZERO = 2, /**< bounding box of voxels that are not 0 in any channel (nnU-Net's crop) */
+    VT_CROP_LABEL = 3    /**< bounding box of the segmentation's foreground (not 0), grown by crop_margin */
+} vt_crop;
+
+/** Options of vt_convert() and vt_convert_images(); initialise with vt_convert_opts_init(). */
 typedef struct vt_convert_opts {
-    uint32_t tile[3];  /**< tile shape (z, y, x); 0 = default */
+    uint32_t tile[3];  /**< tile shape (z, y, x); 0 = default (16, 16, 16) */
     vt_codec codec;    /**< default VT_CODEC_LZ4HC */
     int level;         /**< 0 = codec default */
     vt_filter filter;  /**< default VT_FILTER_AUTO */
     int threads;       /**< compression threads (default 1) */
-    const char *array; /**< name of the array written (default "image") */
+    const char *array; /**< name of the image array (default "image") */
+    vt_dtype dtype;    /**< store the image as this dtype (default VT_DTYPE_SAME: the input's, or a
+                            common type of several inputs); values that do not fit are an error;
+                            floats become integers rounded to nearest */
+    int apply_scaling; /**< nonzero: store NIfTI scl_slope/scl_inter applied (as float32 unless dtype
+                            says otherwise); 0 (default): store the raw values and keep slope and
+                            intercept in the metadata ("scl_slope", "scl_inter") */
+    vt_crop crop_mode; /**< default VT_CROP_NONE */
+    int64_t crop[6];   /**< VT_CROP_BOX: z0, z1, y0, y1, x0, x1 (half-open, in source voxels) */
+    int64_t crop_margin; /**< VT_CROP_LABEL: voxels added on each side (clamped to the volume) */
+    /** Called now and then with the fraction done (0..1); may be NULL. */
+    void (*progress)(void *ctx, double fraction);
+    void *progress_ctx;
 } vt_convert_opts;
 
 /** Fill @p opts with the defaults. */
 VT_API void vt_convert_opts_init(vt_convert_opts *opts);
 
 /**
- * Convert an image file to a store, streaming slab by slab in bounded memory.
- * Supported input: `.npy` (format 1.0, 2.0, 3.0; C or Fortran order; either
- * byte order; dtypes u1 i1 u2 i2 u4 i4 f2 f4 f8 and bool). A 3-d array
- * `(z, y, x)` becomes a `(1, z, y, x)` image; other ranks are kept.
- * @param in    input file.
- * @param out   store to write (replaced atomically; nothing is left on failure).
- * @param opts  options or NULL.
- * @return 0; VT_EIO; VT_EFORMAT (malformed input); VT_EUNSUPPORTED (an
- *         input type voxtile cannot store); VT_ENOSPC; VT_ENOMEM; VT_EINVAL.
- *         vt_errmsg(NULL) names the file and what is wrong.
+ * Convert one image file to a store, streaming in bounded memory; as
+ * vt_convert_images() with one image and no segmentation, except that a
+ * `.npy` of any rank is accepted (a 3-d (z, y, x) array becomes a (1, z, y, x)
+ * image, other ranks are kept) when no image option (crop, dtype) is set.
+ * @return as vt_convert_images().
  */
 VT_API int vt_convert(const char *in, const char *out, const vt_convert_opts *opts);
+
+/**
+ * Convert images -- the channels of one case, e.g. nnU-Net's case_0000,
+ * case_0001 ... -- and optionally their segmentation into one store:
+ * an image array `(c, z, y, x)` (channels in input order, a 4-d input
+ * contributing all its volumes) and a label array "seg" `(1, z, y, x)` with
+ * its label index. Inputs: NIfTI-1/2 (`.nii`, `.nii.gz`, `.hdr`/`.img`,
+ * either byte order), `.npy` ((z, y, x) or (c, z, y, x)). Every input must
+ * have the same voxel grid (shape and affine). Data are read slab by slab:
+ * memory is bounded by a few slabs of tiles, whatever the volume; cropping
+ * modes that need a bounding box read the inputs twice.
+ *
+ * Metadata written: "source" (the first image), "sources" (all, one per
+ * line), "seg.source", "format", "spacing", "affine", "origin",
+ * "direction", "crop" (I64[6]: z0, z1, y0, y1, x0, x1 in the source), and for
+ * NIfTI "nifti.header" (verbatim), "nifti.extensions", "nifti.qform",
+ * "nifti.sform", "nifti.qform_code", "nifti.sform_code", "scl_slope",
+ * "scl_inter" (when scaling is kept rather than applied).
+ *
+ * @param images   input paths (at least one).
+ * @param nimages  their number.
+ * @param seg      segmentation path, or NULL.
+ * @param out      store to write (replaced atomically; nothing is left on failure).
+ * @param opts     options or NULL.
+ * @return 0; VT_EIO (cannot open or read); VT_EFORMAT (malformed input: bad
+ *         header, truncated or corrupt gzip stream, sizes that do not match
+ *         the file); VT_EUNSUPPORTED (RGB, complex, more than 4 dimensions);
+ *         VT_EINVAL (inputs that disagree in shape or geometry, a bad crop
+ *         box, a segmentation that is not integral); VT_ERANGE (a value that
+ *         does not fit the requested dtype); VT_ENOSPC; VT_ENOMEM.
+ *         vt_errmsg(NULL) names the file and what is wrong.
+ */
+VT_API int vt_convert_images(const char *const *images, size_t nimages, const char *seg,
+                             const char *out, const vt_convert_opts *opts);
 /**@}*/
 
 #ifdef __cplusplus

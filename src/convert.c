@@ -1,5 +1,9 @@
 /* vt_convert: stream an input file into a store in bounded memory. */
 #include "io_npy.h"
+#include "labels.h"
+#include "source.h"
+
+#include <math.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +21,8 @@ void vt_convert_opts_init(vt_convert_opts *o)
     o->filter = VT_FILTER_AUTO;
     o->threads = 1;
     o->array = "image";
+    o->dtype = VT_DTYPE_SAME;
+    o->crop_mode = VT_CROP_NONE;
 }
 
 static bool ends_with(const char *s, const char *suffix)
@@ -228,7 +234,432 @@ int vt_convert(const char *in, const char *out, const vt_convert_opts *opts)
     }
     if (opts->array == NULL || opts->array[0] == 0)
         return vt__fail(NULL, VT_EINVAL, "vt_convert: array name must be given");
-    if (ends_with(in, ".npy"))
+    /* a plain .npy of any rank or order keeps its shape */
+    if (ends_with(in, ".npy") && opts->crop_mode == VT_CROP_NONE && opts->dtype == VT_DTYPE_SAME)
         return convert_npy(in, out, opts);
-    return vt__fail(NULL, VT_EUNSUPPORTED, "%s: unknown input type (supported: .npy)", in);
+    return vt_convert_images(&in, 1, NULL, out, opts);
+}
+
+/* ---- images (+ segmentation) -> store ----------------------------------- */
+
+typedef struct job {
+    const vt_convert_opts *o;
+    vt_source **img;
+    size_t nimg;
+    vt_source *seg;
+    uint64_t shape[3];   /* source (z, y, x) */
+    int64_t box[6];      /* crop: z0, z1, y0, y1, x0, x1 */
+    vt_dtype img_dtype, seg_dtype;
+    uint32_t tile[4];
+    uint64_t done, total; /* progress, in slices */
+    unsigned char *slab, *cropped, *cast;
+    size_t slab_cap, cropped_cap, cast_cap;
+} job;
+
+static void progress(job *j, uint64_t slices)
+{
+    j->done += slices;
+    if (j->o->progress && j->total)
+        j->o->progress(j->o->progress_ctx, (double)j->done / (double)j->total);
+}
+
+/* A type holding every value of both (for channels of different dtypes). */
+static vt_dtype promote(vt_dtype a, vt_dtype b)
+{
+    if (a == b)
+        return a;
+    bool fa = vt__dtype_is_float(a), fb = vt__dtype_is_float(b);
+    if (fa || fb) {
+        size_t wa = fa ? vt_dtype_size(a) : vt_dtype_size(a) * 2, wb = fb ? vt_dtype_size(b) : vt_dtype_size(b) * 2;
+        return (wa > 4 || wb > 4) ? VT_F64 : VT_F32;
+    }
+    double lo = fmin(vt__dtype_min(a), vt__dtype_min(b)), hi = fmax(vt__dtype_max(a), vt__dtype_max(b));
+    static const vt_dtype order[] = {VT_U8, VT_I8, VT_U16, VT_I16, VT_U32, VT_I32};
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
+        if (vt__dtype_min(order[i]) <= lo && vt__dtype_max(order[i]) >= hi)
+            return order[i];
+    return VT_F64;
+}
+
+static bool same_affine(const double *a, const double *b)
+{
+    for (int i = 0; i < 12; i++) {
+        double tol = 1e-4 * fmax(1.0, fmax(fabs(a[i]), fabs(b[i])));
+        if (fabs(a[i] - b[i]) > tol)
+            return false;
+    }
+    return true;
+}
+
+/* Read slices [z0, z0+nz) of channel c, cropped to the box in y and x. */
+static int read_cropped(job *j, vt_source *s, uint64_t c, uint64_t z0, uint64_t nz, void **out)
+{
+    uint64_t Y = s->shape[2], X = s->shape[3];
+    size_t es = vt_dtype_size(s->dtype);
+    if (vt__grow(&j->slab, &j->slab_cap, (size_t)(nz * Y * X * es)))
+        return vt__fail(NULL, VT_ENOMEM, "%s: out of memory for a slab", s->path);
+    int rc = s->read_slab(s, c, z0, nz, j->slab);
+    if (rc)
+        return rc;
+    uint64_t y0 = (uint64_t)j->box[2], y1 = (uint64_t)j->box[3], x0 = (uint64_t)j->box[4],
+             x1 = (uint64_t)j->box[5];
+    if (y0 == 0 && y1 == Y && x0 == 0 && x1 == X) {
+        *out = j->slab;
+        return 0;
+    }
+    uint64_t ny = y1 - y0, nx = x1 - x0;
+    if (vt__grow(&j->cropped, &j->cropped_cap, (size_t)(nz * ny * nx * es)))
+        return vt__fail(NULL, VT_ENOMEM, "%s: out of memory for a slab", s->path);
+    for (uint64_t k = 0; k < nz; k++)
+        for (uint64_t y = 0; y < ny; y++)
+            memcpy(j->cropped + ((k * ny + y) * nx) * es, j->slab + ((k * Y + y0 + y) * X + x0) * es,
+                   (size_t)(nx * es));
+    *out = j->cropped;
+    return 0;
+}
+
+/* Convert n elements to dtype dt (scaling first when asked); values that do
+ * not fit dt are an error naming the file. */
+static int cast(job *j, const vt_source *s, const void *in, uint64_t n, vt_dtype dt, bool scale,
+                bool integral, void **out)
+{
+    if (s->dtype == dt && !scale) {
+        *out = (void *)(uintptr_t)in;
+        return 0;
+    }
+    size_t ses = vt_dtype_size(s->dtype), des = vt_dtype_size(dt);
+    if (vt__grow(&j->cast, &j->cast_cap, (size_t)(n * des)))
+        return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", s->path);
+    bool to_int = !vt__dtype_is_float(dt);
+    double lo = vt__dtype_min(dt), hi = vt__dtype_max(dt);
+    const unsigned char *p = in;
+    for (uint64_t i = 0; i < n; i++) {
+        double v = vt__load_f64(s->dtype, p + i * ses);
+        if (scale)
+            v = v * s->scl_slope + s->scl_inter;
+        if (to_int) {
+            double r = nearbyint(v);
+            if (integral && r != v)
+                return vt__fail(NULL, VT_EINVAL, "%s: label value %g is not an integer", s->path, v);
+            if (!(r >= lo && r <= hi))
+                return vt__fail(NULL, VT_ERANGE, "%s: value %g does not fit %s", s->path, v, vt_dtype_name(dt));
+            v = r;
+        }
+        vt__store_f64(dt, j->cast + i * des, v);
+        if (!to_int && isfinite(v) && !isfinite(vt__load_f64(dt, j->cast + i * des)))
+            return vt__fail(NULL, VT_ERANGE, "%s: value %g does not fit %s", s->path, v, vt_dtype_name(dt));
+    }
+    *out = j->cast;
+    return 0;
+}
+
+/* Bounding box (z0, z1, y0, y1, x0, x1) of voxels != 0 over every channel of
+ * the given sources, one streaming pass; false when there are none. */
+static int nonzero_box(job *j, vt_source **src, size_t nsrc, int64_t *box, bool *found)
+{
+    uint64_t Z = j->shape[0], Y = j->shape[1], X = j->shape[2];
+    int64_t b[6] = {INT64_MAX, -1, INT64_MAX, -1, INT64_MAX, -1};
+    uint64_t step = j->tile[1];
+    for (size_t i = 0; i < nsrc; i++) {
+        vt_source *s = src[i];
+        size_t es = vt_dtype_size(s->dtype);
+        for (uint64_t c = 0; c < s->shape[0]; c++)
+            for (uint64_t z0 = 0; z0 < Z; z0 += step) {
+                uint64_t nz = Z - z0 < step ? Z - z0 : step;
+                if (vt__grow(&j->slab, &j->slab_cap, (size_t)(nz * Y * X * es)))
+                    return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", s->path);
+                int rc = s->read_slab(s, c, z0, nz, j->slab);
+                if (rc)
+                    return rc;
+                for (uint64_t k = 0; k < nz; k++)
+                    for (uint64_t y = 0; y < Y; y++) {
+                        const unsigned char *row = j->slab + ((k * Y + y) * X) * es;
+                        int64_t first = -1, last = -1;
+                        for (uint64_t x = 0; x < X; x++) {
+                            bool nz_ = false;
+                            for (size_t q = 0; q < es; q++)
+                                nz_ |= row[x * es + q] != 0;
+                            /* -0.0 is zero */
+                            if (nz_ && vt__dtype_is_float(s->dtype) && vt__load_f64(s->dtype, row + x * es) == 0)
+                                nz_ = false;
+                            if (nz_) {
+                                if (first < 0)
+                                    first = (int64_t)x;
+                                last = (int64_t)x;
+                            }
+                        }
+                        if (first < 0)
+                            continue;
+                        int64_t z = (int64_t)(z0 + k);
+                        b[0] = z < b[0] ? z : b[0];
+                        b[1] = z + 1 > b[1] ? z + 1 : b[1];
+                        b[2] = (int64_t)y < b[2] ? (int64_t)y : b[2];
+                        b[3] = (int64_t)y + 1 > b[3] ? (int64_t)y + 1 : b[3];
+                        b[4] = first < b[4] ? first : b[4];
+                        b[5] = last + 1 > b[5] ? last + 1 : b[5];
+                    }
+                progress(j, nz);
+            }
+    }
+    *found = b[1] > 0;
+    if (*found)
+        memcpy(box, b, sizeof b);
+    return 0;
+}
+
+static int write_meta_common(vt_writer *w, job *j, const char *const *images, const char *segpath)
+{
+    vt_source *s = j->img[0];
+    int rc = 0;
+    size_t len = 0;
+    for (size_t i = 0; i < j->nimg; i++)
+        len += strlen(images[i]) + 1;
+    char *all = malloc(len + 1);
+    if (all == NULL)
+        return VT_ENOMEM;
+    all[0] = 0;
+    for (size_t i = 0; i < j->nimg; i++) {
+        strcat(all, images[i]);
+        if (i + 1 < j->nimg)
+            strcat(all, "\n");
+    }
+    /* the affine of the cropped grid: origin moves to the crop corner */
+    double aff[16];
+    memcpy(aff, s->affine, sizeof aff);
+    double ijk[3] = {(double)j->box[4], (double)j->box[2], (double)j->box[0]};
+    for (int r = 0; r < 3; r++)
+        aff[4 * r + 3] = s->affine[4 * r + 3] + s->affine[4 * r] * ijk[0] + s->affine[4 * r + 1] * ijk[1] +
+                         s->affine[4 * r + 2] * ijk[2];
+    double origin[3] = {aff[3], aff[7], aff[11]}, dir[9];
+    for (int c = 0; c < 3; c++) {
+        double n = sqrt(aff[c] * aff[c] + aff[4 + c] * aff[4 + c] + aff[8 + c] * aff[8 + c]);
+        for (int r = 0; r < 3; r++)
+            dir[3 * r + c] = n > 0 ? aff[4 * r + c] / n : (r == c);
+    }
+    int64_t crop[6];
+    memcpy(crop, j->box, sizeof crop);
+#define META(k, t, d, n)                                                                          \
+    do {                                                                                          \
+        if (rc == 0)                                                                              \
+            rc = vt_writer_set_meta(w, k, t, d, n);                                               \
+    } while (0)
+    META("source", VT_META_STRING, images[0], strlen(images[0]));
+    META("sources", VT_META_STRING, all, strlen(all));
+    if (segpath)
+        META("seg.source", VT_META_STRING, segpath, strlen(segpath));
+    META("format", VT_META_STRING, s->format, strlen(s->format));
+    META("spacing", VT_META_F64, s->spacing, 3);
+    META("affine", VT_META_F64, aff, 16);
+    META("origin", VT_META_F64, origin, 3);
+    META("direction", VT_META_F64, dir, 9);
+    META("crop", VT_META_I64, crop, 6);
+    if (strncmp(s->format, "nifti", 5) == 0) {
+        int64_t qc = s->qform_code, sc = s->sform_code;
+        META("nifti.header", VT_META_BYTES, s->header, s->header_len);
+        if (s->extra_len)
+            META("nifti.extensions", VT_META_BYTES, s->extra, s->extra_len);
+        META("nifti.qform", VT_META_F64, s->qform, 16);
+        META("nifti.sform", VT_META_F64, s->sform, 16);
+        META("nifti.qform_code", VT_META_I64, &qc, 1);
+        META("nifti.sform_code", VT_META_I64, &sc, 1);
+    }
+    if (s->scl_slope != 0 && !(s->scl_slope == 1 && s->scl_inter == 0) && !j->o->apply_scaling) {
+        META("scl_slope", VT_META_F64, &s->scl_slope, 1);
+        META("scl_inter", VT_META_F64, &s->scl_inter, 1);
+    }
+#undef META
+    free(all);
+    return rc;
+}
+
+/* Stream every channel of @p src (cropped, cast) into array @p id starting at
+ * channel @p c0. */
+static int stream_source(job *j, vt_writer *w, int id, vt_source *src, uint64_t c0, vt_dtype dt,
+                         bool scale, bool integral)
+{
+    uint64_t z0 = (uint64_t)j->box[0], z1 = (uint64_t)j->box[1];
+    uint64_t ny = (uint64_t)(j->box[3] - j->box[2]), nx = (uint64_t)(j->box[5] - j->box[4]);
+    uint64_t step = j->tile[1];
+    for (uint64_t c = 0; c < src->shape[0]; c++)
+        for (uint64_t z = z0; z < z1; z += step) {
+            uint64_t nz = z1 - z < step ? z1 - z : step;
+            void *data = NULL, *conv = NULL;
+            int rc = read_cropped(j, src, c, z, nz, &data);
+            if (rc == 0)
+                rc = cast(j, src, data, nz * ny * nx, dt, scale, integral, &conv);
+            if (rc)
+                return rc;
+            uint64_t start[4] = {c0 + c, z - z0, 0, 0}, size[4] = {1, nz, ny, nx};
+            rc = vt_writer_write(w, id, start, size, conv);
+            if (rc)
+                return writer_fail(w, rc);
+            progress(j, nz);
+        }
+    return 0;
+}
+
+int vt_convert_images(const char *const *images, size_t nimages, const char *segpath, const char *out,
+                      const vt_convert_opts *opts)
+{
+    if (images == NULL || nimages == 0 || out == NULL)
+        return vt__fail(NULL, VT_EINVAL, "vt_convert_images: images and output must be given");
+    vt_convert_opts def;
+    if (opts == NULL) {
+        vt_convert_opts_init(&def);
+        opts = &def;
+    }
+    if (opts->array == NULL || opts->array[0] == 0 || strcmp(opts->array, "seg") == 0)
+        return vt__fail(NULL, VT_EINVAL, "vt_convert_images: the image array needs a name other than 'seg'");
+    if (opts->dtype != VT_DTYPE_SAME && !vt__dtype_valid(opts->dtype))
+        return vt__fail(NULL, VT_EINVAL, "vt_convert_images: invalid dtype %d", (int)opts->dtype);
+    if (opts->crop_mode == VT_CROP_LABEL && segpath == NULL)
+        return vt__fail(NULL, VT_EINVAL, "%s: cropping to the label needs a segmentation", images[0]);
+    job j;
+    memset(&j, 0, sizeof j);
+    j.o = opts;
+    j.nimg = nimages;
+    j.img = calloc(nimages, sizeof *j.img);
+    if (j.img == NULL)
+        return vt__fail(NULL, VT_ENOMEM, "out of memory");
+    int rc = 0;
+    vt_writer *w = NULL;
+    uint64_t channels = 0;
+    for (size_t i = 0; i < nimages && rc == 0; i++)
+        rc = vt__source_open(images[i], &j.img[i]);
+    if (rc == 0 && segpath)
+        rc = vt__source_open(segpath, &j.seg);
+    if (rc)
+        goto done;
+    /* one voxel grid for all */
+    vt_source *ref = j.img[0];
+    for (int d = 0; d < 3; d++)
+        j.shape[d] = ref->shape[d + 1];
+    for (size_t i = 0; i <= nimages && rc == 0; i++) {
+        vt_source *s = i < nimages ? j.img[i] : j.seg;
+        if (s == NULL)
+            continue;
+        if (s->shape[1] != j.shape[0] || s->shape[2] != j.shape[1] || s->shape[3] != j.shape[2])
+            rc = vt__fail(NULL, VT_EINVAL, "%s: shape (z, y, x) = (%llu, %llu, %llu) differs from %s (%llu, %llu, %llu)",
+                          s->path, (unsigned long long)s->shape[1], (unsigned long long)s->shape[2],
+                          (unsigned long long)s->shape[3], ref->path, (unsigned long long)j.shape[0],
+                          (unsigned long long)j.shape[1], (unsigned long long)j.shape[2]);
+        else if (!same_affine(s->affine, ref->affine))
+            rc = vt__fail(NULL, VT_EINVAL, "%s: its affine (voxel-to-world geometry) differs from %s's", s->path,
+                          ref->path);
+        if (i == nimages && rc == 0 && s->shape[0] != 1)
+            rc = vt__fail(NULL, VT_EINVAL, "%s: a segmentation must have one volume, not %llu", s->path,
+                          (unsigned long long)s->shape[0]);
+        if (i < nimages)
+            channels += s->shape[0];
+    }
+    if (rc)
+        goto done;
+    /* dtypes */
+    bool scaling = false;
+    j.img_dtype = ref->dtype;
+    for (size_t i = 0; i < nimages; i++) {
+        j.img_dtype = promote(j.img_dtype, j.img[i]->dtype);
+        scaling |= opts->apply_scaling && j.img[i]->scl_slope != 0 &&
+                   !(j.img[i]->scl_slope == 1 && j.img[i]->scl_inter == 0);
+    }
+    if (scaling)
+        j.img_dtype = promote(j.img_dtype, VT_F32);
+    if (opts->dtype != VT_DTYPE_SAME)
+        j.img_dtype = opts->dtype;
+    if (j.seg)
+        j.seg_dtype = vt__label_dtype_ok(j.seg->dtype) ? j.seg->dtype : VT_I16;
+    /* tiles */
+    j.tile[0] = 1;
+    for (int d = 0; d < 3; d++)
+        j.tile[d + 1] = opts->tile[d] ? opts->tile[d] : VT_DEFAULT_TILE_EDGE;
+    if ((opts->tile[0] || opts->tile[1] || opts->tile[2]) && !(opts->tile[0] && opts->tile[1] && opts->tile[2])) {
+        rc = vt__fail(NULL, VT_EINVAL, "%s: tile sizes must be >= 1", images[0]);
+        goto done;
+    }
+    /* crop box */
+    int64_t full[6] = {0, (int64_t)j.shape[0], 0, (int64_t)j.shape[1], 0, (int64_t)j.shape[2]};
+    memcpy(j.box, full, sizeof full);
+    j.total = channels * j.shape[0] + (j.seg ? j.shape[0] : 0);
+    if (opts->crop_mode == VT_CROP_BOX) {
+        for (int d = 0; d < 3 && rc == 0; d++)
+            if (opts->crop[2 * d] < 0 || opts->crop[2 * d] >= opts->crop[2 * d + 1] ||
+                opts->crop[2 * d + 1] > full[2 * d + 1])
+                rc = vt__fail(NULL, VT_EINVAL, "%s: crop %lld:%lld on axis %d is empty or outside 0:%lld", images[0],
+                              (long long)opts->crop[2 * d], (long long)opts->crop[2 * d + 1], d,
+                              (long long)full[2 * d + 1]);
+        memcpy(j.box, opts->crop, sizeof j.box);
+    } else if (opts->crop_mode == VT_CROP_NONZERO || opts->crop_mode == VT_CROP_LABEL) {
+        bool found;
+        int64_t b[6];
+        j.total += opts->crop_mode == VT_CROP_NONZERO ? channels * j.shape[0] : j.shape[0];
+        rc = opts->crop_mode == VT_CROP_NONZERO ? nonzero_box(&j, j.img, nimages, b, &found)
+                                                : nonzero_box(&j, &j.seg, 1, b, &found);
+        if (rc == 0 && found) {
+            int64_t m = opts->crop_mode == VT_CROP_LABEL ? opts->crop_margin : 0;
+            for (int d = 0; d < 3; d++) {
+                j.box[2 * d] = b[2 * d] - m < 0 ? 0 : b[2 * d] - m;
+                j.box[2 * d + 1] = b[2 * d + 1] + m > full[2 * d + 1] ? full[2 * d + 1] : b[2 * d + 1] + m;
+            }
+        }
+    } else if (opts->crop_mode != VT_CROP_NONE)
+        rc = vt__fail(NULL, VT_EINVAL, "%s: invalid crop mode %d", images[0], (int)opts->crop_mode);
+    if (rc)
+        goto done;
+
+    /* the store */
+    vt_writer_opts wo;
+    vt_writer_opts_init(&wo);
+    wo.threads = opts->threads;
+    if ((rc = vt_writer_open(out, &wo, &w)) != 0)
+        goto done;
+    vt_array_spec spec;
+    vt_array_spec_init(&spec);
+    spec.name = opts->array;
+    spec.dtype = j.img_dtype;
+    spec.ndim = 4;
+    spec.shape[0] = channels;
+    for (int d = 0; d < 3; d++)
+        spec.shape[d + 1] = (uint64_t)(j.box[2 * d + 1] - j.box[2 * d]);
+    memcpy(spec.tile, j.tile, sizeof j.tile);
+    spec.codec = opts->codec;
+    spec.level = opts->level;
+    spec.filter = opts->filter;
+    int img_id = -1, seg_id = -1;
+    if ((rc = vt_writer_add_array(w, &spec, &img_id)) != 0) {
+        rc = writer_fail(w, rc);
+        goto done;
+    }
+    if (j.seg) {
+        spec.name = "seg";
+        spec.dtype = j.seg_dtype;
+        spec.shape[0] = 1;
+        spec.labels = 1;
+        if ((rc = vt_writer_add_array(w, &spec, &seg_id)) != 0) {
+            rc = writer_fail(w, rc);
+            goto done;
+        }
+    }
+    if ((rc = write_meta_common(w, &j, images, segpath)) != 0) {
+        rc = writer_fail(w, rc);
+        goto done;
+    }
+    uint64_t c0 = 0;
+    for (size_t i = 0; i < nimages && rc == 0; i++) {
+        rc = stream_source(&j, w, img_id, j.img[i], c0, j.img_dtype, opts->apply_scaling && j.img[i]->scl_slope != 0, false);
+        c0 += j.img[i]->shape[0];
+    }
+    if (rc == 0 && j.seg)
+        rc = stream_source(&j, w, seg_id, j.seg, 0, j.seg_dtype, false, true);
+    if (rc == 0 && (rc = vt_writer_finalize(w)) != 0)
+        rc = writer_fail(w, rc);
+done:
+    vt_writer_free(w);
+    for (size_t i = 0; i < nimages; i++)
+        vt__source_close(j.img[i]);
+    vt__source_close(j.seg);
+    free(j.img);
+    free(j.slab);
+    free(j.cropped);
+    free(j.cast);
+    return rc;
 }

@@ -135,6 +135,33 @@ void vt__store_f64(vt_dtype dtype, void *p, double v)
     }
 }
 
+double vt__dtype_min(vt_dtype d)
+{
+    switch (d) {
+    case VT_I8: return -128;
+    case VT_I16: return -32768;
+    case VT_I32: return -2147483648.0;
+    case VT_F16: return -65504;
+    case VT_BF16: return -3.3895313892515355e38;
+    case VT_F32: return -3.4028234663852886e38;
+    case VT_F64: return -1.7976931348623157e308;
+    default: return 0;
+    }
+}
+
+double vt__dtype_max(vt_dtype d)
+{
+    switch (d) {
+    case VT_U8: return 255;
+    case VT_I8: return 127;
+    case VT_U16: return 65535;
+    case VT_I16: return 32767;
+    case VT_U32: return 4294967295.0;
+    case VT_I32: return 2147483647.0;
+    default: return -vt__dtype_min(d);
+    }
+}
+
 bool vt__representable(vt_dtype dtype, double v)
 {
     unsigned char buf[8];

@@ -69,6 +69,9 @@ VT_INTERNAL double vt__load_f64(vt_dtype dtype, const void *p);
  * rules (round-to-nearest-even for floats, truncate + saturate for integers,
  * NaN -> 0). */
 VT_INTERNAL void vt__store_f64(vt_dtype dtype, void *p, double v);
+/* Smallest and largest finite value of a dtype. */
+VT_INTERNAL double vt__dtype_min(vt_dtype dtype);
+VT_INTERNAL double vt__dtype_max(vt_dtype dtype);
 /* min and max of @p n elements at @p p, NaN ignored; both NaN when all are NaN. */
 VT_INTERNAL void vt__minmax(vt_dtype dtype, const void *p, size_t n, double *min, double *max);
 /* True when @p v converts to @p dtype and back unchanged (NaN counts as exact for floats). */
@@ -81,6 +84,9 @@ VT_INTERNAL bool vt__representable(vt_dtype dtype, double v);
 /* Default tile shape for @p ndim dimensions: VT_DEFAULT_TILE_EDGE on the last
  * three axes and 1 before them; 1-d 32768, 2-d 256 x 256. */
 VT_INTERNAL void vt__default_tile(int ndim, uint32_t *tile);
+
+/* Grow a malloc'd buffer to at least @p need bytes (contents not kept). */
+VT_INTERNAL int vt__grow(unsigned char **p, size_t *cap, size_t need);
 
 /* ---- system calls (sysio.c) --------------------------------------------- */
 

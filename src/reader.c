@@ -2,6 +2,7 @@
  * tile is touched; then tile lookup, metadata and verification. */
 
 #include "codec.h"
+#include "labels.h"
 #include "store.h"
 
 #include <errno.h>
@@ -78,6 +79,14 @@ static uint64_t tile_raw_bytes(const vt_array *a, const uint64_t *c)
         n *= e < a->ent.tile[d] ? e : a->ent.tile[d];
     }
     return n;
+}
+
+static uint64_t tile_voxels_cb(const void *ctx, uint64_t t)
+{
+    const vt_array *a = ctx;
+    uint64_t c[VT_MAX_DIMS];
+    vt__tile_coords(a, t, c);
+    return tile_raw_bytes(a, c) / a->es;
 }
 
 /* Check one array's directory entry against the file and its tile index. */
@@ -160,6 +169,21 @@ static int validate_array(vt_store *s, vt_array *a)
     }
     if (a->min > a->max)
         a->min = a->max = NAN;
+    if (e->labels_size) {
+        char why[256];
+        uint64_t voxels = 1;
+        for (int d = 0; d < e->ndim; d++)
+            voxels *= e->shape[d];
+        if (!vt__label_dtype_ok((vt_dtype)e->dtype))
+            return vt__fail_at(NULL, VT_EFORMAT, s->path, "array '%s': label index on a %s array", e->name,
+                               vt_dtype_name((vt_dtype)e->dtype));
+        int rc = vt__label_check(s->map + e->labels_offset, e->labels_size, e->ntiles, voxels,
+                                 tile_voxels_cb, a, why, sizeof why);
+        if (rc)
+            return vt__fail_at(NULL, rc, s->path, "array '%s': %s", e->name, why);
+        a->labels = s->map + e->labels_offset;
+        a->nlabels = vt__ld32(a->labels);
+    }
     return 0;
 }
 
@@ -415,6 +439,26 @@ int vt__tile_load(const vt_array *a, uint64_t t, int verify, vt_tscratch *s, vt_
         return vt__tile_fail(a, t, VT_ECORRUPT, "does not decode to its size (tile data damaged)");
     v->data = s->dec;
     v->layout = (te.flags & VT_TILE_SHUFFLED) ? VT_LAYOUT_PLANES : VT_LAYOUT_CONTIG;
+    return 0;
+}
+
+/* ---- label index -------------------------------------------------------- */
+
+size_t vt_label_count(const vt_array *a) { return a ? (size_t)a->nlabels : 0; }
+
+int vt_label_get(const vt_array *a, size_t index, vt_label_info *out)
+{
+    if (a == NULL || out == NULL)
+        return vt__fail(NULL, VT_EINVAL, "vt_label_get: NULL argument");
+    if (index >= a->nlabels)
+        return vt__fail_at(a->store, VT_ERANGE, a->store->path, "array '%s' has no label number %zu (%llu labels)",
+                           a->ent.name, index, (unsigned long long)a->nlabels);
+    const unsigned char *e = a->labels + VT_LABEL_HEADER + index * VT_LABEL_ENTRY;
+    out->value = (int64_t)vt__ld64(e);
+    out->voxels = vt__ld64(e + 8);
+    out->ntiles = vt__ld64(e + 16);
+    out->tiles = (const uint64_t *)(const void *)(a->labels + VT_LABEL_HEADER + a->nlabels * VT_LABEL_ENTRY +
+                                                  vt__ld64(e + 24) * VT_LABEL_PAIR);
     return 0;
 }
 

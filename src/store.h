@@ -12,6 +12,8 @@ struct vt_array {
     size_t es;
     uint64_t grid[VT_MAX_DIMS];
     const unsigned char *index; /* tile index inside the mapping */
+    const unsigned char *labels; /* label index inside the mapping, or NULL */
+    uint64_t nlabels;
     uint64_t max_tile_bytes;    /* decoded size of a full tile */
     /* statistics gathered while validating the index */
     uint64_t stored_bytes, constant_tiles, raw_tiles, shuffled_tiles;
@@ -38,7 +40,6 @@ typedef struct vt_tscratch {
 } vt_tscratch;
 
 VT_INTERNAL vt_tscratch *vt__tscratch(void);
-VT_INTERNAL int vt__grow(unsigned char **p, size_t *cap, size_t need);
 
 enum { VT_LAYOUT_CONTIG, VT_LAYOUT_PLANES, VT_LAYOUT_CONST };
 

@@ -11,6 +11,7 @@
 #include "codec.h"
 #include "format.h"
 #include "internal.h"
+#include "labels.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -42,6 +43,7 @@ typedef struct warray {
     unsigned char *state; /* TILE_* per tile */
     pending **pend;       /* per tile, while TILE_PENDING */
     uint64_t done;
+    vt_label_hist *hist;  /* label arrays: per tile, its values and counts */
     /* VT_FILTER_AUTO: -1 undecided, else 0/1 (shuffle); guarded by w->mtx */
     int auto_shuffle;
     int auto_samples;
@@ -287,6 +289,11 @@ static int store_tile(vt_writer *w, scratch *s, warray *a, uint64_t t, unsigned 
         e.offset = off;
     }
     a->tiles[t] = e;
+    if (a->hist) {
+        rc = vt__label_hist((vt_dtype)a->ent.dtype, raw, rawsize / a->es, &a->hist[t]);
+        if (rc)
+            return vt__fail(w, rc, "%s: out of memory for the label index", w->path);
+    }
     return 0;
 }
 
@@ -564,6 +571,9 @@ int vt_writer_add_array(vt_writer *w, const vt_array_spec *spec, int *id)
     if (!vt__codec_level_ok(spec->codec, level))
         return fail(w, VT_EINVAL, "array '%s': level %d invalid for codec %s", name, spec->level,
                     vt_codec_name(spec->codec));
+    if (spec->labels && !vt__label_dtype_ok(spec->dtype))
+        return fail(w, VT_EINVAL, "array '%s': a label array needs an integer dtype of at most 32 bits, not %s",
+                    name, vt_dtype_name(spec->dtype));
     if (!vt__representable(spec->dtype, spec->fill))
         return fail(w, VT_EINVAL, "array '%s': fill value %g does not fit %s", name, spec->fill,
                     vt_dtype_name(spec->dtype));
@@ -626,8 +636,12 @@ int vt_writer_add_array(vt_writer *w, const vt_array_spec *spec, int *id)
     a->tiles = calloc(ntiles, sizeof *a->tiles);
     a->state = calloc(ntiles, 1);
     a->pend = calloc(ntiles, sizeof *a->pend);
+    if (spec->labels)
+        a->hist = calloc(ntiles, sizeof *a->hist);
     warray **arr = realloc(w->arrays, (size_t)(w->narrays + 1) * sizeof *arr);
-    if (a->tiles == NULL || a->state == NULL || a->pend == NULL || arr == NULL) {
+    if (a->tiles == NULL || a->state == NULL || a->pend == NULL || arr == NULL ||
+        (spec->labels && a->hist == NULL)) {
+        free(a->hist);
         free(a->tiles);
         free(a->state);
         free(a->pend);
@@ -899,6 +913,16 @@ static int complete_arrays(vt_writer *w)
                 e->offset = vt__ld64(v);
                 e->checksum = vt__hash(v, 8);
                 e->min = e->max = vt__load_f64((vt_dtype)a->ent.dtype, v);
+                if (a->hist) {
+                    uint64_t c[VT_MAX_DIMS], ext[VT_MAX_DIMS];
+                    tile_coords(a, t, c);
+                    uint64_t nvox = tile_extent(a, c, ext);
+                    a->hist[t].pairs = malloc(sizeof *a->hist[t].pairs);
+                    if (a->hist[t].pairs == NULL)
+                        return fail(w, VT_ENOMEM, "out of memory for the label index");
+                    a->hist[t].pairs[0] = (vt_label_pair){(int64_t)e->min, nvox};
+                    a->hist[t].n = 1;
+                }
                 a->state[t] = TILE_DONE;
                 a->done++;
             }
@@ -934,28 +958,34 @@ static int write_block(vt_writer *w, const void *buf, size_t len, uint64_t off)
     return 0;
 }
 
-enum { BLOCK_INDEX, BLOCK_DIR, BLOCK_META };
+enum { BLOCK_LABELS, BLOCK_INDEX, BLOCK_DIR, BLOCK_META };
 
-/* Encode one of the blocks that follow the tiles -- a tile index (of @p a),
- * the directory or the metadata -- write it at *off (8-byte aligned), record
- * where it went and its checksum, and advance *off. */
+/* Encode one of the blocks that follow the tiles -- a label index or tile
+ * index (of @p a), the directory or the metadata -- write it at *off (8-byte
+ * aligned), record where it went and its checksum, and advance *off. */
 static int put_block(vt_writer *w, int kind, const warray *a, uint64_t *off, uint64_t *where,
                      uint64_t *size, uint64_t *sum)
 {
-    size_t n = kind == BLOCK_INDEX ? (size_t)a->ent.index_size
-               : kind == BLOCK_DIR ? (size_t)w->narrays * VT_DIRENT_SIZE
-                                   : (size_t)vt__meta_encoded_size(w->meta, w->nmeta);
-    unsigned char *buf = malloc(n);
-    if (buf == NULL)
-        return fail(w, VT_ENOMEM, "out of memory for a %zu-byte block", n);
-    if (kind == BLOCK_INDEX)
-        for (uint64_t t = 0; t < a->ent.ntiles; t++)
-            vt__tile_encode(&a->tiles[t], buf + t * VT_TILE_ENTRY_SIZE);
-    else if (kind == BLOCK_DIR)
-        for (int i = 0; i < w->narrays; i++)
-            vt__dirent_encode(&w->arrays[i]->ent, buf + (size_t)i * VT_DIRENT_SIZE);
-    else
-        vt__meta_encode(w->meta, w->nmeta, buf);
+    unsigned char *buf = NULL;
+    size_t n;
+    if (kind == BLOCK_LABELS) {
+        if (vt__label_block(a->hist, a->ent.ntiles, &buf, &n) != 0)
+            return fail(w, VT_ENOMEM, "out of memory for the label index");
+    } else {
+        n = kind == BLOCK_INDEX ? (size_t)a->ent.index_size
+            : kind == BLOCK_DIR ? (size_t)w->narrays * VT_DIRENT_SIZE
+                                : (size_t)vt__meta_encoded_size(w->meta, w->nmeta);
+        if ((buf = malloc(n)) == NULL)
+            return fail(w, VT_ENOMEM, "out of memory for a %zu-byte block", n);
+        if (kind == BLOCK_INDEX)
+            for (uint64_t t = 0; t < a->ent.ntiles; t++)
+                vt__tile_encode(&a->tiles[t], buf + t * VT_TILE_ENTRY_SIZE);
+        else if (kind == BLOCK_DIR)
+            for (int i = 0; i < w->narrays; i++)
+                vt__dirent_encode(&w->arrays[i]->ent, buf + (size_t)i * VT_DIRENT_SIZE);
+        else
+            vt__meta_encode(w->meta, w->nmeta, buf);
+    }
     *where = *off;
     *size = n;
     *sum = vt__hash(buf, n);
@@ -1032,6 +1062,12 @@ int vt_writer_finalize(vt_writer *w)
     vt_hdr h;
     memset(&h, 0, sizeof h);
     for (int i = 0; i < w->narrays && rc == 0; i++) {
+        vt_dirent *e = &w->arrays[i]->ent;
+        if (w->arrays[i]->hist)
+            rc = put_block(w, BLOCK_LABELS, w->arrays[i], &off, &e->labels_offset, &e->labels_size,
+                           &e->labels_checksum);
+    }
+    for (int i = 0; i < w->narrays && rc == 0; i++) {
         uint64_t size;
         rc = put_block(w, BLOCK_INDEX, w->arrays[i], &off, &w->arrays[i]->ent.index_offset, &size,
                        &w->arrays[i]->ent.index_checksum);
@@ -1088,6 +1124,10 @@ void vt_writer_free(vt_writer *w)
         for (uint64_t t = 0; t < a->ent.ntiles; t++)
             pending_free(a->pend[t]);
         free(a->pend);
+        if (a->hist)
+            for (uint64_t t = 0; t < a->ent.ntiles; t++)
+                free(a->hist[t].pairs);
+        free(a->hist);
         free(a->state);
         free(a->tiles);
         free(a);

@@ -99,20 +99,67 @@ static long parse_int(const char *opt, const char *s, long lo, long hi)
 /* ---- convert ------------------------------------------------------------ */
 
 static const char convert_help[] =
-    "usage: voxtile convert IN.npy -o OUT.vxt [options]\n"
+    "usage: voxtile convert IMAGE [IMAGE2 ...] [--seg LABEL] -o OUT.vxt [options]\n"
     "\n"
-    "Convert an image to a store, streaming in bounded memory. A 3-d .npy (z, y, x)\n"
-    "becomes a (1, z, y, x) image; other ranks are kept.\n"
+    "Convert images to a store, streaming in bounded memory. Several images become\n"
+    "the channels of one image array (nnU-Net's case_0000, case_0001 ...); --seg adds\n"
+    "a label array 'seg' with its label index. Inputs: .nii, .nii.gz, .hdr/.img,\n"
+    ".npy. A single .npy without crop or --dtype keeps any rank.\n"
     "\n"
-    "  -o, --output FILE       store to write (replaced atomically)\n"
-    "      --tile Z,Y,X        tile shape (default 16,16,16)\n"
-    "      --codec C           lz4hc (default), lz4 or none\n"
-    "      --level N           LZ4HC level 1..12 (default 4) / LZ4 acceleration (default 1)\n"
-    "      --shuffle M         byte shuffle: auto (default), on or off\n"
-    "      --array NAME        array name (default image)\n"
-    "  -j, --threads N         compression threads (default: all cores)\n"
+    "  -o, --output FILE         store to write (replaced atomically)\n"
+    "      --seg FILE            segmentation (same voxel grid as the images)\n"
+    "      --crop Z0:Z1,Y0:Y1,X0:X1  keep this box of the source\n"
+    "      --crop-nonzero        crop to the non-zero voxels of the images (nnU-Net)\n"
+    "      --crop-to-label [M]   crop to the segmentation's foreground plus M voxels\n"
+    "      --dtype T             store the image as T (float16, int16 ...); values must fit\n"
+    "      --apply-scaling       store NIfTI scl_slope/scl_inter applied (float32)\n"
+    "      --tile Z,Y,X          tile shape (default 16,16,16)\n"
+    "      --codec C             lz4hc (default), lz4 or none\n"
+    "      --level N             LZ4HC level 1..12 (default 4) / LZ4 acceleration (default 1)\n"
+    "      --shuffle M           byte shuffle: auto (default), on or off\n"
+    "      --array NAME          image array name (default image)\n"
+    "  -j, --threads N           compression threads (default: all cores)\n"
+    "  -q, --quiet               no progress bar and no summary\n"
     "\n"
-    "example: voxtile convert ct.npy -o ct.vxt --codec lz4hc --level 4 -j 2\n";
+    "example: voxtile convert case_0000.nii.gz case_0001.nii.gz --seg case.nii.gz --crop-nonzero -o case.vxt\n";
+
+static void progress_bar(void *ctx, double f)
+{
+    int *last = ctx;
+    int pct = (int)(f * 100);
+    if (pct == *last)
+        return;
+    *last = pct;
+    int n = pct / 4;
+    fprintf(stderr, "\r[%.*s%*s] %3d%%", n, "=========================", 25 - n, "", pct);
+    if (pct >= 100)
+        fputc('\n', stderr);
+    fflush(stderr);
+}
+
+static int parse_crop(const char *s, int64_t *box)
+{
+    int n = 0;
+    const char *p = s;
+    for (int d = 0; d < 3; d++) {
+        char *end;
+        errno = 0;
+        box[2 * d] = strtoll(p, &end, 10);
+        if (end == p || *end != ':' || errno)
+            return -1;
+        p = end + 1;
+        box[2 * d + 1] = strtoll(p, &end, 10);
+        if (end == p || errno)
+            return -1;
+        n++;
+        if (d < 2 && *end != ',')
+            return -1;
+        p = end + (d < 2);
+        if (d == 2 && *end)
+            return -1;
+    }
+    return n == 3 ? 0 : -1;
+}
 
 static int cmd_convert(int argc, char **argv)
 {
@@ -120,16 +167,21 @@ static int cmd_convert(int argc, char **argv)
         {"output", required_argument, 0, 'o'}, {"tile", required_argument, 0, 't'},
         {"codec", required_argument, 0, 'c'},  {"level", required_argument, 0, 'l'},
         {"shuffle", required_argument, 0, 's'}, {"array", required_argument, 0, 'a'},
-        {"threads", required_argument, 0, 'j'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"threads", required_argument, 0, 'j'}, {"seg", required_argument, 0, 'S'},
+        {"crop", required_argument, 0, 'C'},    {"crop-nonzero", no_argument, 0, 'N'},
+        {"crop-to-label", optional_argument, 0, 'L'}, {"dtype", required_argument, 0, 'd'},
+        {"apply-scaling", no_argument, 0, 'A'}, {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     vt_convert_opts o;
     vt_convert_opts_init(&o);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     o.threads = ncpu > 0 ? (int)ncpu : 1;
-    const char *out = NULL;
-    int c;
-    while ((c = getopt_long(argc, argv, "o:j:h", opts, NULL)) != -1) {
+    const char *out = NULL, *seg = NULL;
+    int c, quiet = 0;
+    while ((c = getopt_long(argc, argv, "o:j:qh", opts, NULL)) != -1) {
         switch (c) {
         case 'o': out = optarg; break;
+        case 'S': seg = optarg; break;
         case 't': {
             int64_t t[3];
             if (parse_list(optarg, t, 3) != 3 || t[0] < 1 || t[1] < 1 || t[2] < 1 ||
@@ -162,38 +214,73 @@ static int cmd_convert(int argc, char **argv)
             break;
         case 'a': o.array = optarg; break;
         case 'j': o.threads = (int)parse_int("-j", optarg, 1, 1024); break;
+        case 'C':
+            if (parse_crop(optarg, o.crop) != 0)
+                die_usage("--crop: expected Z0:Z1,Y0:Y1,X0:X1, got '%s'", optarg);
+            o.crop_mode = VT_CROP_BOX;
+            break;
+        case 'N': o.crop_mode = VT_CROP_NONZERO; break;
+        case 'L':
+            o.crop_mode = VT_CROP_LABEL;
+            /* an optional argument may also come as the next word: --crop-to-label 5 */
+            if (optarg == NULL && optind < argc && argv[optind][0] >= '0' && argv[optind][0] <= '9')
+                optarg = argv[optind++];
+            o.crop_margin = optarg ? parse_int("--crop-to-label", optarg, 0, 1 << 30) : 0;
+            break;
+        case 'd':
+            if (vt_dtype_parse(optarg, &o.dtype) != 0)
+                die_usage("--dtype: unknown dtype '%s'", optarg);
+            break;
+        case 'A': o.apply_scaling = 1; break;
+        case 'q': quiet = 1; break;
         case 'h': fputs(convert_help, stdout); return 0;
         default: die_usage("convert: bad option");
         }
     }
-    if (optind + 1 != argc)
-        die_usage("convert: expected one input file");
+    if (optind >= argc)
+        die_usage("convert: expected at least one input image");
     if (out == NULL)
         die_usage("convert: -o OUT.vxt is required");
     if (o.codec == VT_CODEC_NONE)
         o.level = 0;
-    const char *in = argv[optind];
+    int last = -1;
+    if (!quiet && isatty(STDERR_FILENO)) {
+        o.progress = progress_bar;
+        o.progress_ctx = &last;
+    }
+    const char *const *in = (const char *const *)(argv + optind);
+    size_t nin = (size_t)(argc - optind);
     double t0 = now();
-    int rc = vt_convert(in, out, &o);
+    int rc = nin == 1 && seg == NULL ? vt_convert(in[0], out, &o) : vt_convert_images(in, nin, seg, out, &o);
+    if (last >= 0 && last < 100)
+        fputc('\n', stderr);
     if (rc)
         return lib_error(vt_errmsg(NULL), rc);
     double dt = now() - t0;
+    if (quiet)
+        return 0;
     vt_store *s;
     rc = vt_open(out, 0, &s);
     if (rc)
         return lib_error(vt_errmsg(NULL), rc);
-    const vt_array *a;
-    vt_array_info ai;
-    vt_store_array(s, o.array, &a);
-    vt_array_info_get(a, &ai);
-    char b1[32], b2[32];
-    printf("%s: %s '%s' %s (", out, in, ai.name, vt_dtype_name(ai.dtype));
-    for (int d = 0; d < ai.ndim; d++)
-        printf("%s%" PRIu64, d ? ", " : "", ai.shape[d]);
-    printf(") -> %s stored of %s raw, ratio %.3f, %.2f s with %d thread%s\n",
-           human((double)ai.stored_bytes, b1, sizeof b1), human((double)ai.raw_bytes, b2, sizeof b2),
-           (double)ai.raw_bytes / (double)(ai.stored_bytes ? ai.stored_bytes : 1), dt, o.threads,
-           o.threads == 1 ? "" : "s");
+    for (size_t i = 0; i < vt_store_narrays(s); i++) {
+        const vt_array *a;
+        vt_array_info ai;
+        vt_store_array_at(s, i, &a);
+        vt_array_info_get(a, &ai);
+        char b1[32], b2[32];
+        printf("%s: '%s' %s (", out, ai.name, vt_dtype_name(ai.dtype));
+        for (int d = 0; d < ai.ndim; d++)
+            printf("%s%" PRIu64, d ? ", " : "", ai.shape[d]);
+        printf(") %s stored of %s raw, ratio %.3f", human((double)ai.stored_bytes, b1, sizeof b1),
+               human((double)ai.raw_bytes, b2, sizeof b2),
+               (double)ai.raw_bytes / (double)(ai.stored_bytes ? ai.stored_bytes : 1));
+        if (vt_label_count(a))
+            printf(", %zu labels", vt_label_count(a));
+        printf("\n");
+    }
+    printf("%s: converted %zu image%s%s in %.2f s with %d thread%s\n", out, nin, nin == 1 ? "" : "s",
+           seg ? " and a segmentation" : "", dt, o.threads, o.threads == 1 ? "" : "s");
     vt_close(s);
     return 0;
 }
@@ -254,10 +341,12 @@ static void print_meta_value(vt_meta_type type, const void *data, size_t count, 
         }
         putchar(']');
         break;
-    default: /* bytes as hex */
+    default: /* bytes as hex; the text view shows the first 16 */
         putchar('"');
-        for (size_t i = 0; i < count; i++)
+        for (size_t i = 0; i < count && (json || i < 16); i++)
             printf("%02x", ((const unsigned char *)data)[i]);
+        if (!json && count > 16)
+            printf("...");
         putchar('"');
         if (!json)
             printf(" (%zu bytes)", count);
@@ -333,6 +422,16 @@ static int cmd_info(int argc, char **argv)
             json_double(ai.max);
             printf(", \"fill\": ");
             json_double(ai.fill);
+            if (vt_label_count(a)) {
+                printf(", \"labels\": [");
+                for (size_t l = 0; l < vt_label_count(a); l++) {
+                    vt_label_info li;
+                    vt_label_get(a, l, &li);
+                    printf("%s{\"value\": %" PRId64 ", \"voxels\": %" PRIu64 ", \"tiles\": %" PRIu64 "}",
+                           l ? ", " : "", li.value, li.voxels, li.ntiles);
+                }
+                printf("]");
+            }
             printf("}");
         } else {
             printf("array '%s': %s (", ai.name, vt_dtype_name(ai.dtype));
@@ -350,6 +449,15 @@ static int cmd_info(int argc, char **argv)
             printf("  %s raw, %s stored, ratio %.3f\n", human((double)ai.raw_bytes, b1, sizeof b1),
                    human((double)ai.stored_bytes, b2, sizeof b2), ratio);
             printf("  values [%g, %g], fill %g\n", ai.min, ai.max, ai.fill);
+            if (vt_label_count(a)) {
+                printf("  %zu labels (value: voxels):", vt_label_count(a));
+                for (size_t l = 0; l < vt_label_count(a); l++) {
+                    vt_label_info li;
+                    vt_label_get(a, l, &li);
+                    printf("%s %" PRId64 ": %" PRIu64, l % 8 ? "," : (l ? "\n   " : ""), li.value, li.voxels);
+                }
+                printf("\n");
+            }
         }
     }
     size_t nm = vt_meta_count(s);
