@@ -580,6 +580,24 @@ VT_API int vt_convert(const char *in, const char *out, const vt_convert_opts *op
  */
 VT_API int vt_convert_images(const char *const *images, size_t nimages, const char *seg,
                              const char *out, const vt_convert_opts *opts);
+
+/**
+ * Write an array of a store as NIfTI (.nii, or .nii.gz), streaming. A store
+ * converted from NIfTI gets its source header back (byte order, NIfTI-1 or
+ * -2, extensions, qform/sform and their codes, units, descriptions),
+ * changed only where the store differs: shape (crop, channels: a 4-d file for
+ * several), datatype (float16/bfloat16 are written as float32), scaling (kept
+ * when the store holds raw values, none when it was applied or for "seg"),
+ * the translations of a cropped grid, vox_offset. Other stores get a NIfTI-1
+ * header from their "affine" metadata (identity if none).
+ * @param store  store path.
+ * @param array  array name, NULL for "image".
+ * @param out    .nii or .nii.gz to write (temporary file renamed into place).
+ * @return 0; VT_EINVAL (bad output name); VT_ENOTFOUND (no such array);
+ *         VT_EUNSUPPORTED (not a 4-d image array); errors of vt_open() and
+ *         vt_read(); VT_EIO / VT_ENOSPC writing. vt_errmsg(NULL) has the detail.
+ */
+VT_API int vt_export_nifti(const char *store, const char *array, const char *out);
 /**@}*/
 
 #ifdef __cplusplus

@@ -736,6 +736,41 @@ static int cmd_extract(int argc, char **argv)
     return 0;
 }
 
+/* ---- export ------------------------------------------------------------- */
+
+static const char export_help[] =
+    "usage: voxtile export STORE [--array NAME] -o OUT.nii[.gz]\n"
+    "\n"
+    "Write an array back to NIfTI. A store converted from NIfTI gets its source header\n"
+    "back, changed only where the store differs (crop, channels, datatype, scaling).\n"
+    "\n"
+    "      --array NAME        array to write (default image)\n"
+    "  -o, --output FILE       .nii or .nii.gz\n"
+    "\n"
+    "example: voxtile export case.vxt --array seg -o case_seg.nii.gz\n";
+
+static int cmd_export(int argc, char **argv)
+{
+    static const struct option opts[] = {{"array", required_argument, 0, 'a'},
+                                         {"output", required_argument, 0, 'o'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    const char *array = NULL, *out = NULL;
+    int c;
+    while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'a': array = optarg; break;
+        case 'o': out = optarg; break;
+        case 'h': fputs(export_help, stdout); return 0;
+        default: die_usage("export: bad option");
+        }
+    }
+    if (optind + 1 != argc || out == NULL)
+        die_usage("export: expected one store and -o OUT.nii[.gz]");
+    int rc = vt_export_nifti(argv[optind], array, out);
+    return rc ? lib_error(vt_errmsg(NULL), rc) : 0;
+}
+
 /* ---- main --------------------------------------------------------------- */
 
 static const char main_help[] =
@@ -744,10 +779,11 @@ static const char main_help[] =
     "Tiled, compressed, checksummed storage for 3-D/4-D medical images.\n"
     "\n"
     "commands:\n"
-    "  convert   convert an image (.npy) to a store\n"
+    "  convert   convert images (.nii, .nii.gz, .hdr/.img, .npy) and a segmentation to a store\n"
     "  info      summarise a store (--json for machines)\n"
     "  verify    check every checksum and structure of stores\n"
     "  extract   read a box (padded, converted) into a .npy\n"
+    "  export    write an array back to NIfTI (.nii, .nii.gz)\n"
     "\n"
     "'voxtile COMMAND --help' explains each. Exit status: 0 success, 1 failure, 2 usage error.\n"
     "\n"
@@ -776,5 +812,7 @@ int main(int argc, char **argv)
         return cmd_verify(argc, argv);
     if (strcmp(cmd, "extract") == 0)
         return cmd_extract(argc, argv);
+    if (strcmp(cmd, "export") == 0)
+        return cmd_export(argc, argv);
     die_usage("unknown command '%s'", cmd);
 }

@@ -1,0 +1,312 @@
+/* vt_export_nifti: an array of a store back to NIfTI (.nii or .nii.gz).
+ *
+ * When the store came from NIfTI, the source header kept in its metadata is
+ * written back, patched only where the store differs from the source: the
+ * shape (crop, channels), the datatype (a cast or applied scaling), the
+ * scaling fields, the translation of the cropped grid, and vox_offset. So
+ * convert + export reproduces the source voxels and header fields. Other
+ * stores get a fresh NIfTI-1 header from the "affine" and "spacing" metadata.
+ * Data are streamed slab by slab from the lazy reader, in the header's byte
+ * order, to a temporary file renamed into place. */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+/* Field offsets in NIfTI-1 and NIfTI-2 headers. */
+typedef struct layout {
+    size_t size, dim, datatype, bitpix, pixdim, vox_offset, scl_slope, scl_inter, qform_code,
+        sform_code, qoffset, srow, magic;
+    int wide; /* 8-byte dims and offsets, doubles */
+} layout;
+
+static const layout nifti1 = {348, 40, 70, 72, 76, 108, 112, 116, 252, 254, 268, 280, 344, 0};
+static const layout nifti2 = {540, 16, 12, 14, 104, 168, 176, 184, 344, 348, 376, 400, 4, 1};
+
+typedef struct hdr {
+    unsigned char b[544];
+    const layout *l;
+    bool swap;
+} hdr;
+
+static void put_int(hdr *h, size_t off, int64_t v, int width)
+{
+    if (width == 2) {
+        uint16_t x = (uint16_t)(int16_t)v;
+        vt__st16(h->b + off, h->swap ? __builtin_bswap16(x) : x);
+    } else if (width == 4) {
+        uint32_t x = (uint32_t)(int32_t)v;
+        vt__st32(h->b + off, h->swap ? __builtin_bswap32(x) : x);
+    } else {
+        uint64_t x = (uint64_t)v;
+        vt__st64(h->b + off, h->swap ? __builtin_bswap64(x) : x);
+    }
+}
+
+static void put_real(hdr *h, size_t off, double v)
+{
+    if (h->l->wide) {
+        uint64_t x;
+        memcpy(&x, &v, 8);
+        vt__st64(h->b + off, h->swap ? __builtin_bswap64(x) : x);
+    } else {
+        float f = (float)v;
+        uint32_t x;
+        memcpy(&x, &f, 4);
+        vt__st32(h->b + off, h->swap ? __builtin_bswap32(x) : x);
+    }
+}
+
+static int nifti_code(vt_dtype d)
+{
+    switch (d) {
+    case VT_U8: return 2;
+    case VT_I8: return 256;
+    case VT_U16: return 512;
+    case VT_I16: return 4;
+    case VT_U32: return 768;
+    case VT_I32: return 8;
+    case VT_F64: return 64;
+    default: return 16; /* float32; float16 and bfloat16 are widened */
+    }
+}
+
+static const void *meta(const vt_store *s, const char *key, vt_meta_type type, size_t count)
+{
+    vt_meta_type t;
+    const void *d;
+    size_t n;
+    if (vt_meta_get(s, key, &t, &d, &n) != 0 || t != type || (count && n != count))
+        return NULL;
+    return d;
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* Build the header for @p a of @p s. */
+static int make_header(const vt_store *s, const vt_array_info *ai, vt_dtype out_dt,
+                       hdr *h, const unsigned char **ext, size_t *ext_len)
+{
+    memset(h, 0, sizeof *h);
+    vt_meta_type t;
+    const void *src;
+    size_t n;
+    bool from_source = vt_meta_get(s, "nifti.header", &t, &src, &n) == 0 && t == VT_META_BYTES &&
+                       (n == 348 || n == 540);
+    *ext = NULL;
+    *ext_len = 0;
+    if (from_source) {
+        memcpy(h->b, src, n);
+        h->l = n == 348 ? &nifti1 : &nifti2;
+        uint32_t sz = vt__ld32(h->b);
+        h->swap = sz != (uint32_t)n;
+        size_t en;
+        if (vt_meta_get(s, "nifti.extensions", &t, &src, &en) == 0 && t == VT_META_BYTES) {
+            *ext = src;
+            *ext_len = en;
+        }
+    } else { /* a fresh NIfTI-1 header */
+        h->l = &nifti1;
+        put_int(h, 0, 348, 4);
+        memcpy(h->b + nifti1.magic, "n+1\0", 4);
+        put_real(h, nifti1.pixdim, 1.0); /* qfac */
+        h->b[123] = 2;                   /* xyzt_units: mm */
+    }
+    const layout *l = h->l;
+    int iw = l->wide ? 8 : 2;
+    /* shape */
+    uint64_t C = ai->shape[0], Z = ai->shape[1], Y = ai->shape[2], X = ai->shape[3];
+    int nd = C > 1 ? 4 : Z > 1 ? 3 : Y > 1 ? 2 : 1;
+    int64_t dims[8] = {nd, (int64_t)X, (int64_t)Y, (int64_t)Z, (int64_t)C, 1, 1, 1};
+    for (int i = 0; i < 8; i++)
+        put_int(h, l->dim + (size_t)(iw * i), dims[i], iw);
+    int code = nifti_code(out_dt);
+    put_int(h, l->datatype, code, 2);
+    put_int(h, l->bitpix, (int64_t)(8 * vt_dtype_size(out_dt)), 2);
+    /* scaling: the header's own fields stay when they still hold (raw values
+     * with their slope, or no scaling at all); cleared when the store holds
+     * scaled values or labels */
+    bool image = strcmp(ai->name, "seg") != 0;
+    bool kept = meta(s, "scl_slope", VT_META_F64, 1) != NULL;
+    double sl[2] = {0, 0}; /* slope, intercept */
+    for (int k = 0; k < 2 && from_source; k++) {
+        size_t off = k ? l->scl_inter : l->scl_slope;
+        if (l->wide) {
+            uint64_t x = vt__ld64(h->b + off);
+            x = h->swap ? __builtin_bswap64(x) : x;
+            memcpy(&sl[k], &x, 8);
+        } else {
+            uint32_t x = vt__ld32(h->b + off);
+            x = h->swap ? __builtin_bswap32(x) : x;
+            float f;
+            memcpy(&f, &x, 4);
+            sl[k] = f;
+        }
+    }
+    bool scales = isfinite(sl[0]) && sl[0] != 0 && !(sl[0] == 1 && (sl[1] == 0 || !isfinite(sl[1])));
+    if (scales && !(image && kept)) {
+        put_real(h, l->scl_slope, 0);
+        put_real(h, l->scl_inter, 0);
+    }
+    /* geometry */
+    size_t rw = l->wide ? 8 : 4;
+    if (from_source) {
+        /* a single file now, whatever the source was */
+        if (memcmp(h->b + l->magic, "ni1", 3) == 0 || memcmp(h->b + l->magic, "ni2", 3) == 0)
+            h->b[l->magic + 1] = '+';
+        /* a cropped grid starts at the crop corner: move both translations */
+        const int64_t *crop = meta(s, "crop", VT_META_I64, 6);
+        const double *q = meta(s, "nifti.qform", VT_META_F64, 16), *f = meta(s, "nifti.sform", VT_META_F64, 16);
+        if (crop && q && f && (crop[0] || crop[2] || crop[4])) {
+            double ijk[3] = {(double)crop[4], (double)crop[2], (double)crop[0]};
+            for (int r = 0; r < 3; r++) {
+                double qt = q[4 * r + 3], st = f[4 * r + 3];
+                for (int c = 0; c < 3; c++) {
+                    qt += q[4 * r + c] * ijk[c];
+                    st += f[4 * r + c] * ijk[c];
+                }
+                put_real(h, l->qoffset + rw * (size_t)r, qt);
+                put_real(h, l->srow + rw * (size_t)(4 * r + 3), st);
+            }
+        }
+    } else {
+        const double *aff = meta(s, "affine", VT_META_F64, 16), *sp = meta(s, "spacing", VT_META_F64, 3);
+        static const double eye[16] = {1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1};
+        if (aff == NULL)
+            aff = eye;
+        for (int i = 0; i < 12; i++)
+            put_real(h, l->srow + rw * (size_t)i, aff[i]);
+        put_int(h, l->sform_code, 2, l->wide ? 4 : 2); /* aligned to an anatomical volume */
+        for (int i = 0; i < 3; i++) {
+            double z = sqrt(aff[i] * aff[i] + aff[4 + i] * aff[4 + i] + aff[8 + i] * aff[8 + i]);
+            put_real(h, l->pixdim + rw * (size_t)(i + 1), sp && aff == eye ? sp[2 - i] : z);
+        }
+    }
+    return 0;
+}
+
+int vt_export_nifti(const char *store_path, const char *array, const char *out)
+{
+    if (store_path == NULL || out == NULL)
+        return vt__fail(NULL, VT_EINVAL, "vt_export_nifti: store and output must be given");
+    bool gz = ends_with(out, ".nii.gz");
+    if (!gz && !ends_with(out, ".nii"))
+        return vt__fail(NULL, VT_EINVAL, "%s: the output must end in .nii or .nii.gz", out);
+    vt_store *s;
+    int rc = vt_open(store_path, 0, &s);
+    if (rc)
+        return rc;
+    const vt_array *a;
+    if ((rc = vt_store_array(s, array ? array : "image", &a)) != 0) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", vt_errmsg(s));
+        vt_close(s);
+        return vt__fail(NULL, rc, "%s", msg);
+    }
+    vt_array_info ai;
+    vt_array_info_get(a, &ai);
+    if (ai.ndim != 4) {
+        vt_close(s);
+        return vt__fail(NULL, VT_EUNSUPPORTED, "%s: array '%s' is %d-d; NIfTI export takes (c, z, y, x) images",
+                        store_path, ai.name, ai.ndim);
+    }
+    vt_dtype dt = ai.dtype == VT_F16 || ai.dtype == VT_BF16 ? VT_F32 : ai.dtype;
+    hdr h;
+    const unsigned char *ext;
+    size_t ext_len;
+    make_header(s, &ai, dt, &h, &ext, &ext_len);
+    /* vox_offset: header, 4-byte extender, extensions, rounded up to 16 */
+    size_t hs = h.l->size;
+    uint64_t vox = ((hs + 4 + ext_len) + 15) / 16 * 16;
+    if (h.l->wide)
+        put_int(&h, h.l->vox_offset, (int64_t)vox, 8);
+    else
+        put_real(&h, h.l->vox_offset, (double)vox);
+
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", out, (int)getpid());
+    gzFile g = gzopen(tmp, gz ? "wb6" : "wbT");
+    if (g == NULL) {
+        vt_close(s);
+        return vt__fail(NULL, VT_EIO, "%s: cannot create: %s", tmp, strerror(errno));
+    }
+    unsigned char pre[548] = {0};
+    memcpy(pre, h.b, hs);
+    if (ext_len)
+        pre[hs] = 1;
+    int wrote = gzwrite(g, pre, (unsigned)(hs + 4)) == (int)(hs + 4);
+    if (wrote && ext_len)
+        wrote = gzwrite(g, ext, (unsigned)ext_len) == (int)ext_len;
+    static const unsigned char zeros[16];
+    size_t pad = (size_t)(vox - (hs + 4 + ext_len));
+    if (wrote && pad)
+        wrote = gzwrite(g, zeros, (unsigned)pad) == (int)pad;
+    /* data, volume by volume, in slabs of z */
+    size_t es = vt_dtype_size(dt);
+    uint64_t slice = ai.shape[2] * ai.shape[3];
+    uint64_t step = slice * es >= (16u << 20) ? 1 : (16u << 20) / (slice * es);
+    unsigned char *buf = malloc((size_t)(step * slice * es));
+    if (buf == NULL)
+        rc = vt__fail(NULL, VT_ENOMEM, "%s: out of memory", out);
+    vt_read_opts ro;
+    vt_read_opts_init(&ro);
+    ro.dtype = dt;
+    for (uint64_t c = 0; c < ai.shape[0] && rc == 0 && wrote; c++)
+        for (uint64_t z = 0; z < ai.shape[1] && rc == 0 && wrote; z += step) {
+            uint64_t nz = ai.shape[1] - z < step ? ai.shape[1] - z : step;
+            int64_t st[4] = {(int64_t)c, (int64_t)z, 0, 0};
+            uint64_t sz[4] = {1, nz, ai.shape[2], ai.shape[3]};
+            if ((rc = vt_read(a, st, sz, &ro, buf)) != 0) {
+                char msg[1024];
+                snprintf(msg, sizeof msg, "%s", vt_errmsg(s));
+                rc = vt__fail(NULL, rc, "%s", msg);
+                break;
+            }
+            uint64_t n = nz * slice;
+            if (h.swap)
+                for (uint64_t i = 0; i < n; i++) {
+                    unsigned char *e = buf + i * es;
+                    for (size_t p = 0, q = es - 1; p < q; p++, q--) {
+                        unsigned char t = e[p];
+                        e[p] = e[q];
+                        e[q] = t;
+                    }
+                }
+            for (uint64_t off = 0; off < n * es && wrote;) {
+                unsigned k = n * es - off > (1u << 30) ? (1u << 30) : (unsigned)(n * es - off);
+                wrote = gzwrite(g, buf + off, k) == (int)k;
+                off += k;
+            }
+        }
+    free(buf);
+    int zerr = Z_OK;
+    const char *zmsg = wrote ? "" : gzerror(g, &zerr);
+    if (!wrote && rc == 0)
+        rc = vt__fail(NULL, zerr == Z_ERRNO ? vt__errno_code(errno) : VT_EIO, "%s: cannot write: %s", out,
+                      zerr == Z_ERRNO ? strerror(errno) : zmsg);
+    if (gzclose(g) != Z_OK && rc == 0)
+        rc = vt__fail(NULL, VT_EIO, "%s: cannot write: %s", out, strerror(errno));
+    if (rc == 0) {
+        int fd = open(tmp, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || fsync(fd) != 0)
+            rc = vt__fail(NULL, VT_EIO, "%s: cannot sync: %s", out, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+    }
+    if (rc == 0 && rename(tmp, out) != 0)
+        rc = vt__fail(NULL, VT_EIO, "%s: cannot rename the finished file into place: %s", out, strerror(errno));
+    if (rc)
+        unlink(tmp);
+    vt_close(s);
+    return rc;
+}
