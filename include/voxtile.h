@@ -530,6 +530,9 @@ typedef struct vt_convert_opts {
     vt_crop crop_mode; /**< default VT_CROP_NONE */
     int64_t crop[6];   /**< VT_CROP_BOX: z0, z1, y0, y1, x0, x1 (half-open, in source voxels) */
     int64_t crop_margin; /**< VT_CROP_LABEL: voxels added on each side (clamped to the volume) */
+    int levels;        /**< pyramid levels "image@1" .. "image@N" (and "seg@k"); each halves the axes
+                            whose spacing is at most 3x the finest (Lanczos-3 for images, block mode
+                            for labels); fewer when nothing is left to halve. Default 0 */
     /** Called now and then with the fraction done (0..1); may be NULL. */
     void (*progress)(void *ctx, double fraction);
     void *progress_ctx;
@@ -560,7 +563,8 @@ VT_API int vt_convert(const char *in, const char *out, const vt_convert_opts *op
  *
  * Metadata written: "source" (the first image), "sources" (all, one per
  * line), "seg.source", "format", "spacing", "affine", "origin",
- * "direction", "crop" (I64[6]: z0, z1, y0, y1, x0, x1 in the source), and for
+ * "direction", "crop" (I64[6]: z0, z1, y0, y1, x0, x1 in the source),
+ * "levels" (I64) with "image@K.spacing" and "image@K.affine" per level, and for
  * NIfTI "nifti.header" (verbatim), "nifti.extensions", "nifti.qform",
  * "nifti.sform", "nifti.qform_code", "nifti.sform_code", "scl_slope",
  * "scl_inter" (when scaling is kept rather than applied).

@@ -1,6 +1,7 @@
 /* vt_convert: stream an input file into a store in bounded memory. */
 #include "io_npy.h"
 #include "labels.h"
+#include "resample.h"
 #include "source.h"
 
 #include <math.h>
@@ -242,8 +243,23 @@ int vt_convert(const char *in, const char *out, const vt_convert_opts *opts)
 
 /* ---- images (+ segmentation) -> store ----------------------------------- */
 
+/* Pyramid levels of one array while it streams. */
+typedef struct levels {
+    vt_pyramid *pyr;
+    int n;
+    int ids[32];          /* writer ids of name@1 .. name@n */
+    uint64_t shape[32][3];
+    vt_dtype dtype;
+    uint64_t channel;     /* channel being streamed */
+    vt_writer *w;
+    unsigned char *buf;   /* one output slice in the array's dtype */
+    float *fslice;        /* one input slice as float */
+    int32_t *lslice;      /* or as int32 (labels) */
+} levels;
+
 typedef struct job {
     const vt_convert_opts *o;
+    levels lv_img, lv_seg;
     vt_source **img;
     size_t nimg;
     vt_source *seg;
@@ -407,6 +423,17 @@ static int nonzero_box(job *j, vt_source **src, size_t nsrc, int64_t *box, bool 
     return 0;
 }
 
+/* The affine of the stored (cropped) grid: the origin moves to the crop corner. */
+static void level_affine(const job *j, double *aff)
+{
+    const vt_source *s = j->img[0];
+    memcpy(aff, s->affine, 16 * sizeof *aff);
+    double ijk[3] = {(double)j->box[4], (double)j->box[2], (double)j->box[0]};
+    for (int r = 0; r < 3; r++)
+        aff[4 * r + 3] = s->affine[4 * r + 3] + s->affine[4 * r] * ijk[0] + s->affine[4 * r + 1] * ijk[1] +
+                         s->affine[4 * r + 2] * ijk[2];
+}
+
 static int write_meta_common(vt_writer *w, job *j, const char *const *images, const char *segpath)
 {
     vt_source *s = j->img[0];
@@ -423,13 +450,8 @@ static int write_meta_common(vt_writer *w, job *j, const char *const *images, co
         if (i + 1 < j->nimg)
             strcat(all, "\n");
     }
-    /* the affine of the cropped grid: origin moves to the crop corner */
     double aff[16];
-    memcpy(aff, s->affine, sizeof aff);
-    double ijk[3] = {(double)j->box[4], (double)j->box[2], (double)j->box[0]};
-    for (int r = 0; r < 3; r++)
-        aff[4 * r + 3] = s->affine[4 * r + 3] + s->affine[4 * r] * ijk[0] + s->affine[4 * r + 1] * ijk[1] +
-                         s->affine[4 * r + 2] * ijk[2];
+    level_affine(j, aff);
     double origin[3] = {aff[3], aff[7], aff[11]}, dir[9];
     for (int c = 0; c < 3; c++) {
         double n = sqrt(aff[c] * aff[c] + aff[4 + c] * aff[4 + c] + aff[8 + c] * aff[8 + c]);
@@ -472,15 +494,103 @@ static int write_meta_common(vt_writer *w, job *j, const char *const *images, co
     return rc;
 }
 
+/* Write one output slice of a pyramid level. */
+static int emit_level(void *ctx, int level, uint64_t z, const float *f, const int32_t *lab)
+{
+    levels *lv = ctx;
+    uint64_t n = lv->shape[level - 1][1] * lv->shape[level - 1][2];
+    size_t es = vt_dtype_size(lv->dtype);
+    bool to_int = !vt__dtype_is_float(lv->dtype);
+    for (uint64_t i = 0; i < n; i++) {
+        double v = f ? (double)f[i] : (double)lab[i];
+        vt__store_f64(lv->dtype, lv->buf + i * es, to_int ? nearbyint(v) : v);
+    }
+    uint64_t start[4] = {lv->channel, z, 0, 0},
+             size[4] = {1, 1, lv->shape[level - 1][1], lv->shape[level - 1][2]};
+    int rc = vt_writer_write(lv->w, lv->ids[level - 1], start, size, lv->buf);
+    return rc ? writer_fail(lv->w, rc) : 0;
+}
+
+/* Plan the levels of array @p name (shape and spacing of the stored grid),
+ * declare their arrays and record their geometry. */
+static int levels_setup(job *j, levels *lv, vt_writer *w, const vt_array_spec *base, const double *affine)
+{
+    lv->w = w;
+    lv->dtype = base->dtype;
+    bool labels = base->labels != 0;
+    uint64_t shape[3] = {base->shape[1], base->shape[2], base->shape[3]};
+    int n = j->o->levels > 32 ? 32 : j->o->levels;
+    int rc = vt__pyramid_new(n, j->img[0]->spacing, shape, labels, emit_level, lv, &lv->pyr);
+    if (rc)
+        return vt__fail(NULL, rc, "%s: out of memory for pyramid levels", j->img[0]->path);
+    lv->n = vt__pyramid_levels(lv->pyr);
+    uint64_t maxslice = shape[1] * shape[2];
+    lv->fslice = malloc(maxslice * sizeof *lv->fslice);
+    lv->lslice = malloc(maxslice * sizeof *lv->lslice);
+    lv->buf = malloc(maxslice * vt_dtype_size(base->dtype));
+    if (lv->fslice == NULL || lv->lslice == NULL || lv->buf == NULL)
+        return vt__fail(NULL, VT_ENOMEM, "%s: out of memory for pyramid levels", j->img[0]->path);
+    double aff[16], sp[3];
+    memcpy(aff, affine, sizeof aff);
+    memcpy(sp, j->img[0]->spacing, sizeof sp);
+    for (int k = 0; k < lv->n; k++) {
+        int red[3];
+        vt__pyramid_level(lv->pyr, k, lv->shape[k], red);
+        vt_array_spec spec = *base;
+        char name[VT_NAME_MAX + 1];
+        snprintf(name, sizeof name, "%s@%d", base->name, k + 1);
+        spec.name = name;
+        for (int a = 0; a < 3; a++)
+            spec.shape[a + 1] = lv->shape[k][a];
+        if ((rc = vt_writer_add_array(w, &spec, &lv->ids[k])) != 0)
+            return writer_fail(w, rc);
+        /* voxel i of the level is centred on voxel 2i + 0.5 of the level above */
+        for (int a = 0; a < 3; a++) {
+            if (!red[a])
+                continue;
+            int col = 2 - a; /* affine columns are (x, y, z) */
+            for (int r = 0; r < 3; r++) {
+                aff[4 * r + 3] += 0.5 * aff[4 * r + col];
+                aff[4 * r + col] *= 2;
+            }
+            sp[a] *= 2;
+        }
+        if (!labels) {
+            char key[VT_NAME_MAX + 32];
+            snprintf(key, sizeof key, "%s.spacing", name);
+            if ((rc = vt_writer_set_meta(w, key, VT_META_F64, sp, 3)) == 0) {
+                snprintf(key, sizeof key, "%s.affine", name);
+                rc = vt_writer_set_meta(w, key, VT_META_F64, aff, 16);
+            }
+            if (rc)
+                return writer_fail(w, rc);
+        }
+    }
+    return 0;
+}
+
+static void levels_free(levels *lv)
+{
+    vt__pyramid_free(lv->pyr);
+    free(lv->fslice);
+    free(lv->lslice);
+    free(lv->buf);
+}
+
 /* Stream every channel of @p src (cropped, cast) into array @p id starting at
- * channel @p c0. */
+ * channel @p c0, feeding the array's pyramid levels on the way. */
 static int stream_source(job *j, vt_writer *w, int id, vt_source *src, uint64_t c0, vt_dtype dt,
-                         bool scale, bool integral)
+                         bool scale, bool integral, levels *lv)
 {
     uint64_t z0 = (uint64_t)j->box[0], z1 = (uint64_t)j->box[1];
     uint64_t ny = (uint64_t)(j->box[3] - j->box[2]), nx = (uint64_t)(j->box[5] - j->box[4]);
     uint64_t step = j->tile[1];
-    for (uint64_t c = 0; c < src->shape[0]; c++)
+    size_t es = vt_dtype_size(dt);
+    for (uint64_t c = 0; c < src->shape[0]; c++) {
+        if (lv->n) {
+            lv->channel = c0 + c;
+            vt__pyramid_begin(lv->pyr);
+        }
         for (uint64_t z = z0; z < z1; z += step) {
             uint64_t nz = z1 - z < step ? z1 - z : step;
             void *data = NULL, *conv = NULL;
@@ -493,8 +603,27 @@ static int stream_source(job *j, vt_writer *w, int id, vt_source *src, uint64_t 
             rc = vt_writer_write(w, id, start, size, conv);
             if (rc)
                 return writer_fail(w, rc);
+            for (uint64_t k = 0; k < nz && lv->n; k++) { /* the slices, one by one, to the levels */
+                const unsigned char *sl = (const unsigned char *)conv + k * ny * nx * es;
+                for (uint64_t i = 0; i < ny * nx; i++) {
+                    double v = vt__load_f64(dt, sl + i * es);
+                    if (integral)
+                        lv->lslice[i] = (int32_t)v;
+                    else
+                        lv->fslice[i] = (float)v;
+                }
+                rc = vt__pyramid_push(lv->pyr, integral ? NULL : lv->fslice, integral ? lv->lslice : NULL);
+                if (rc)
+                    return rc < 0 && rc != VT_ENOMEM ? rc : vt__fail(NULL, rc, "%s: out of memory", src->path);
+            }
             progress(j, nz);
         }
+        if (lv->n) {
+            int rc = vt__pyramid_end(lv->pyr);
+            if (rc)
+                return rc;
+        }
+    }
     return 0;
 }
 
@@ -643,17 +772,41 @@ int vt_convert_images(const char *const *images, size_t nimages, const char *seg
         rc = writer_fail(w, rc);
         goto done;
     }
+    if (opts->levels > 0) {
+        double aff[16];
+        level_affine(&j, aff);
+        spec.name = opts->array;
+        spec.dtype = j.img_dtype;
+        spec.shape[0] = channels;
+        spec.labels = 0;
+        rc = levels_setup(&j, &j.lv_img, w, &spec, aff);
+        if (rc == 0 && j.seg) {
+            spec.name = "seg";
+            spec.dtype = j.seg_dtype;
+            spec.shape[0] = 1;
+            spec.labels = 1;
+            rc = levels_setup(&j, &j.lv_seg, w, &spec, aff);
+        }
+        int64_t nl = j.lv_img.n;
+        if (rc == 0 && (rc = vt_writer_set_meta(w, "levels", VT_META_I64, &nl, 1)) != 0)
+            rc = writer_fail(w, rc);
+        if (rc)
+            goto done;
+    }
     uint64_t c0 = 0;
     for (size_t i = 0; i < nimages && rc == 0; i++) {
-        rc = stream_source(&j, w, img_id, j.img[i], c0, j.img_dtype, opts->apply_scaling && j.img[i]->scl_slope != 0, false);
+        rc = stream_source(&j, w, img_id, j.img[i], c0, j.img_dtype, opts->apply_scaling && j.img[i]->scl_slope != 0,
+                           false, &j.lv_img);
         c0 += j.img[i]->shape[0];
     }
     if (rc == 0 && j.seg)
-        rc = stream_source(&j, w, seg_id, j.seg, 0, j.seg_dtype, false, true);
+        rc = stream_source(&j, w, seg_id, j.seg, 0, j.seg_dtype, false, true, &j.lv_seg);
     if (rc == 0 && (rc = vt_writer_finalize(w)) != 0)
         rc = writer_fail(w, rc);
 done:
     vt_writer_free(w);
+    levels_free(&j.lv_img);
+    levels_free(&j.lv_seg);
     for (size_t i = 0; i < nimages; i++)
         vt__source_close(j.img[i]);
     vt__source_close(j.seg);

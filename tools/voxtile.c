@@ -113,6 +113,8 @@ static const char convert_help[] =
     "      --crop-to-label [M]   crop to the segmentation's foreground plus M voxels\n"
     "      --dtype T             store the image as T (float16, int16 ...); values must fit\n"
     "      --apply-scaling       store NIfTI scl_slope/scl_inter applied (float32)\n"
+    "      --levels N            add pyramid levels image@1..image@N (and seg@k): each halves\n"
+    "                            the axes whose spacing is within 3x the finest (Lanczos-3)\n"
     "      --tile Z,Y,X          tile shape (default 16,16,16)\n"
     "      --codec C             lz4hc (default), lz4 or none\n"
     "      --level N             LZ4HC level 1..12 (default 4) / LZ4 acceleration (default 1)\n"
@@ -171,6 +173,7 @@ static int cmd_convert(int argc, char **argv)
         {"crop", required_argument, 0, 'C'},    {"crop-nonzero", no_argument, 0, 'N'},
         {"crop-to-label", optional_argument, 0, 'L'}, {"dtype", required_argument, 0, 'd'},
         {"apply-scaling", no_argument, 0, 'A'}, {"quiet", no_argument, 0, 'q'},
+        {"levels", required_argument, 0, 'V'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     vt_convert_opts o;
     vt_convert_opts_init(&o);
@@ -232,6 +235,7 @@ static int cmd_convert(int argc, char **argv)
                 die_usage("--dtype: unknown dtype '%s'", optarg);
             break;
         case 'A': o.apply_scaling = 1; break;
+        case 'V': o.levels = (int)parse_int("--levels", optarg, 0, 16); break;
         case 'q': quiet = 1; break;
         case 'h': fputs(convert_help, stdout); return 0;
         default: die_usage("convert: bad option");
