@@ -16,11 +16,15 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 
 #define EXIT_USAGE 2
 
@@ -163,18 +167,82 @@ static int parse_crop(const char *s, int64_t *box)
     return n == 3 ? 0 : -1;
 }
 
+/* Options shared by convert and convert-dataset: how the store is written. */
+#define STORE_OPTIONS                                                                                  \
+    {"tile", required_argument, 0, 't'}, {"codec", required_argument, 0, 'c'},                        \
+        {"level", required_argument, 0, 'l'}, {"shuffle", required_argument, 0, 's'},                 \
+        {"array", required_argument, 0, 'a'}, {"crop", required_argument, 0, 'C'},                    \
+        {"crop-nonzero", no_argument, 0, 'N'}, {"crop-to-label", optional_argument, 0, 'L'},          \
+        {"dtype", required_argument, 0, 'd'}, {"apply-scaling", no_argument, 0, 'A'},                 \
+        {"levels", required_argument, 0, 'V'}
+
+/* Apply one store option; false when @p c is not one. */
+static bool store_option(int c, vt_convert_opts *o, int argc, char **argv)
+{
+    switch (c) {
+    case 't': {
+        int64_t t[3];
+        if (parse_list(optarg, t, 3) != 3 || t[0] < 1 || t[1] < 1 || t[2] < 1 || t[0] > 4096 ||
+            t[1] > 4096 || t[2] > 4096)
+            die_usage("--tile: expected Z,Y,X with each in 1..4096, got '%s'", optarg);
+        for (int i = 0; i < 3; i++)
+            o->tile[i] = (uint32_t)t[i];
+        return true;
+    }
+    case 'c':
+        if (strcmp(optarg, "lz4hc") == 0)
+            o->codec = VT_CODEC_LZ4HC;
+        else if (strcmp(optarg, "lz4") == 0)
+            o->codec = VT_CODEC_LZ4;
+        else if (strcmp(optarg, "none") == 0)
+            o->codec = VT_CODEC_NONE;
+        else
+            die_usage("--codec: expected lz4hc, lz4 or none, got '%s'", optarg);
+        return true;
+    case 'l': o->level = (int)parse_int("--level", optarg, 1, 65537); return true;
+    case 's':
+        if (strcmp(optarg, "auto") == 0)
+            o->filter = VT_FILTER_AUTO;
+        else if (strcmp(optarg, "on") == 0)
+            o->filter = VT_FILTER_SHUFFLE;
+        else if (strcmp(optarg, "off") == 0)
+            o->filter = VT_FILTER_NONE;
+        else
+            die_usage("--shuffle: expected auto, on or off, got '%s'", optarg);
+        return true;
+    case 'a': o->array = optarg; return true;
+    case 'C':
+        if (parse_crop(optarg, o->crop) != 0)
+            die_usage("--crop: expected Z0:Z1,Y0:Y1,X0:X1, got '%s'", optarg);
+        o->crop_mode = VT_CROP_BOX;
+        return true;
+    case 'N': o->crop_mode = VT_CROP_NONZERO; return true;
+    case 'L':
+        o->crop_mode = VT_CROP_LABEL;
+        /* an optional argument may also come as the next word: --crop-to-label 5 */
+        if (optarg == NULL && optind < argc && argv[optind][0] >= '0' && argv[optind][0] <= '9')
+            optarg = argv[optind++];
+        o->crop_margin = optarg ? parse_int("--crop-to-label", optarg, 0, 1 << 30) : 0;
+        return true;
+    case 'd':
+        if (vt_dtype_parse(optarg, &o->dtype) != 0)
+            die_usage("--dtype: unknown dtype '%s'", optarg);
+        return true;
+    case 'A': o->apply_scaling = 1; return true;
+    case 'V': o->levels = (int)parse_int("--levels", optarg, 0, 16); return true;
+    default: return false;
+    }
+}
+
 static int cmd_convert(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"output", required_argument, 0, 'o'}, {"tile", required_argument, 0, 't'},
-        {"codec", required_argument, 0, 'c'},  {"level", required_argument, 0, 'l'},
-        {"shuffle", required_argument, 0, 's'}, {"array", required_argument, 0, 'a'},
-        {"threads", required_argument, 0, 'j'}, {"seg", required_argument, 0, 'S'},
-        {"crop", required_argument, 0, 'C'},    {"crop-nonzero", no_argument, 0, 'N'},
-        {"crop-to-label", optional_argument, 0, 'L'}, {"dtype", required_argument, 0, 'd'},
-        {"apply-scaling", no_argument, 0, 'A'}, {"quiet", no_argument, 0, 'q'},
-        {"levels", required_argument, 0, 'V'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    static const struct option opts[] = {STORE_OPTIONS,
+                                         {"output", required_argument, 0, 'o'},
+                                         {"threads", required_argument, 0, 'j'},
+                                         {"seg", required_argument, 0, 'S'},
+                                         {"quiet", no_argument, 0, 'q'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     vt_convert_opts o;
     vt_convert_opts_init(&o);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -182,60 +250,12 @@ static int cmd_convert(int argc, char **argv)
     const char *out = NULL, *seg = NULL;
     int c, quiet = 0;
     while ((c = getopt_long(argc, argv, "o:j:qh", opts, NULL)) != -1) {
+        if (store_option(c, &o, argc, argv))
+            continue;
         switch (c) {
         case 'o': out = optarg; break;
         case 'S': seg = optarg; break;
-        case 't': {
-            int64_t t[3];
-            if (parse_list(optarg, t, 3) != 3 || t[0] < 1 || t[1] < 1 || t[2] < 1 ||
-                t[0] > 4096 || t[1] > 4096 || t[2] > 4096)
-                die_usage("--tile: expected Z,Y,X with each in 1..4096, got '%s'", optarg);
-            for (int i = 0; i < 3; i++)
-                o.tile[i] = (uint32_t)t[i];
-            break;
-        }
-        case 'c':
-            if (strcmp(optarg, "lz4hc") == 0)
-                o.codec = VT_CODEC_LZ4HC;
-            else if (strcmp(optarg, "lz4") == 0)
-                o.codec = VT_CODEC_LZ4;
-            else if (strcmp(optarg, "none") == 0)
-                o.codec = VT_CODEC_NONE;
-            else
-                die_usage("--codec: expected lz4hc, lz4 or none, got '%s'", optarg);
-            break;
-        case 'l': o.level = (int)parse_int("--level", optarg, 1, 65537); break;
-        case 's':
-            if (strcmp(optarg, "auto") == 0)
-                o.filter = VT_FILTER_AUTO;
-            else if (strcmp(optarg, "on") == 0)
-                o.filter = VT_FILTER_SHUFFLE;
-            else if (strcmp(optarg, "off") == 0)
-                o.filter = VT_FILTER_NONE;
-            else
-                die_usage("--shuffle: expected auto, on or off, got '%s'", optarg);
-            break;
-        case 'a': o.array = optarg; break;
         case 'j': o.threads = (int)parse_int("-j", optarg, 1, 1024); break;
-        case 'C':
-            if (parse_crop(optarg, o.crop) != 0)
-                die_usage("--crop: expected Z0:Z1,Y0:Y1,X0:X1, got '%s'", optarg);
-            o.crop_mode = VT_CROP_BOX;
-            break;
-        case 'N': o.crop_mode = VT_CROP_NONZERO; break;
-        case 'L':
-            o.crop_mode = VT_CROP_LABEL;
-            /* an optional argument may also come as the next word: --crop-to-label 5 */
-            if (optarg == NULL && optind < argc && argv[optind][0] >= '0' && argv[optind][0] <= '9')
-                optarg = argv[optind++];
-            o.crop_margin = optarg ? parse_int("--crop-to-label", optarg, 0, 1 << 30) : 0;
-            break;
-        case 'd':
-            if (vt_dtype_parse(optarg, &o.dtype) != 0)
-                die_usage("--dtype: unknown dtype '%s'", optarg);
-            break;
-        case 'A': o.apply_scaling = 1; break;
-        case 'V': o.levels = (int)parse_int("--levels", optarg, 0, 16); break;
         case 'q': quiet = 1; break;
         case 'h': fputs(convert_help, stdout); return 0;
         default: die_usage("convert: bad option");
@@ -287,6 +307,360 @@ static int cmd_convert(int argc, char **argv)
            seg ? " and a segmentation" : "", dt, o.threads, o.threads == 1 ? "" : "s");
     vt_close(s);
     return 0;
+}
+
+/* ---- convert-dataset ---------------------------------------------------- */
+
+static const char dataset_help[] =
+    "usage: voxtile convert-dataset RAW_DIR -o OUT_DIR [-j N] [store options]\n"
+    "\n"
+    "Convert an nnU-Net raw dataset folder (dataset.json, imagesTr/CASE_XXXX.nii.gz,\n"
+    "labelsTr/CASE.nii.gz, optional imagesTs/) to one store per case: OUT_DIR/CASE.vxt\n"
+    "(with 'seg' when a label exists) and OUT_DIR/imagesTs/CASE.vxt, plus a copy of\n"
+    "dataset.json. Cases run in parallel; a rerun skips cases already converted; a\n"
+    "failing case is reported and the others go on (exit status 1 if any failed).\n"
+    "\n"
+    "  -o, --output DIR          output folder (created)\n"
+    "  -j, --jobs N              cases converted at once (default: all cores)\n"
+    "  store options as for convert: --crop-nonzero, --crop-to-label [M], --levels N,\n"
+    "  --dtype T, --tile Z,Y,X, --codec C, --level N, --shuffle M, --apply-scaling\n"
+    "\n"
+    "example: voxtile convert-dataset nnUNet_raw/Dataset001_Liver -o stores/Dataset001 -j 8 --crop-nonzero\n";
+
+/* The string value of "key" in JSON text (first occurrence), malloc'd, or NULL. */
+static char *json_string_value(const char *text, const char *key)
+{
+    char pat[256];
+    snprintf(pat, sizeof pat, "\"%s\"", key);
+    const char *p = strstr(text, pat);
+    if (p == NULL)
+        return NULL;
+    p += strlen(pat);
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == ':')
+        p++;
+    if (*p != '"')
+        return NULL;
+    const char *e = strchr(p + 1, '"');
+    return e ? strndup(p + 1, (size_t)(e - p - 1)) : NULL;
+}
+
+/* Members of the object value of "key" in JSON text, or -1. */
+static int json_object_size(const char *text, const char *key)
+{
+    char pat[256];
+    snprintf(pat, sizeof pat, "\"%s\"", key);
+    const char *p = strstr(text, pat);
+    if (p == NULL)
+        return -1;
+    p += strlen(pat);
+    while (*p && *p != '{' && *p != '[' && *p != '"' && !(*p >= '0' && *p <= '9'))
+        p++;
+    if (*p != '{')
+        return -1;
+    int depth = 0, n = 0;
+    bool str = false, any = false;
+    for (; *p; p++) {
+        if (str) {
+            if (*p == '\\' && p[1])
+                p++;
+            else if (*p == '"')
+                str = false;
+            continue;
+        }
+        if (*p == '"')
+            str = true;
+        if (*p == '{' || *p == '[')
+            depth++;
+        else if (*p == '}' || *p == ']') {
+            if (--depth == 0)
+                return any ? n + 1 : 0;
+        } else if (depth == 1 && *p == ',')
+            n++;
+        if (depth == 1 && *p == ':')
+            any = true;
+    }
+    return -1;
+}
+
+static char *read_text(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len + 4096 + 1 > cap) {
+            cap = cap ? 2 * cap : 8192;
+            char *n = realloc(buf, cap);
+            if (n == NULL) {
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            buf = n;
+        }
+        size_t k = fread(buf + len, 1, 4096, f);
+        len += k;
+        if (k < 4096)
+            break;
+    }
+    fclose(f);
+    buf[len] = 0;
+    return buf;
+}
+
+typedef struct dcase {
+    char *id;
+    char **chan; /* channel files, by channel number */
+    int nchan;
+    char *label;
+    char *out;
+} dcase;
+
+static int cmp_case(const void *a, const void *b)
+{
+    return strcmp(((const dcase *)a)->id, ((const dcase *)b)->id);
+}
+
+/* The cases of one images folder: CASE_XXXX<ending> grouped by CASE. */
+static int list_cases(const char *dir, const char *ending, int nchan, const char *labels_dir,
+                      const char *out_dir, dcase **cases, size_t *ncases)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return errno == ENOENT ? 0 : -1;
+    struct dirent *e;
+    size_t el = strlen(ending);
+    while ((e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        if (n < el + 5 || strcmp(e->d_name + n - el, ending) != 0 || e->d_name[n - el - 5] != '_')
+            continue;
+        const char *num = e->d_name + n - el - 4;
+        if (!(num[0] >= '0' && num[0] <= '9' && num[1] >= '0' && num[1] <= '9' && num[2] >= '0' &&
+              num[2] <= '9' && num[3] >= '0' && num[3] <= '9'))
+            continue;
+        int ch = atoi(num);
+        char *id = strndup(e->d_name, n - el - 5);
+        dcase *c = NULL;
+        for (size_t i = 0; i < *ncases; i++)
+            if (strcmp((*cases)[i].id, id) == 0 && strncmp((*cases)[i].out, out_dir, strlen(out_dir)) == 0 &&
+                (*cases)[i].out[strlen(out_dir)] == '/' && strchr((*cases)[i].out + strlen(out_dir) + 1, '/') == NULL)
+                c = &(*cases)[i];
+        if (c == NULL) {
+            dcase *nc = realloc(*cases, (*ncases + 1) * sizeof *nc);
+            if (nc == NULL) {
+                closedir(d);
+                return -1;
+            }
+            *cases = nc;
+            c = &nc[(*ncases)++];
+            memset(c, 0, sizeof *c);
+            c->id = id;
+            c->nchan = nchan;
+            c->chan = calloc((size_t)nchan, sizeof *c->chan);
+            size_t ol = strlen(out_dir) + strlen(id) + 8;
+            c->out = malloc(ol);
+            snprintf(c->out, ol, "%s/%s.vxt", out_dir, id);
+            if (labels_dir) {
+                size_t ll = strlen(labels_dir) + strlen(id) + el + 2;
+                char *lp = malloc(ll);
+                snprintf(lp, ll, "%s/%s%s", labels_dir, id, ending);
+                if (access(lp, R_OK) == 0)
+                    c->label = lp;
+                else
+                    free(lp);
+            }
+        } else
+            free(id);
+        if (ch < c->nchan && c->chan[ch] == NULL) {
+            size_t pl = strlen(dir) + n + 2;
+            c->chan[ch] = malloc(pl);
+            snprintf(c->chan[ch], pl, "%s/%s", dir, e->d_name);
+        }
+    }
+    closedir(d);
+    return 0;
+}
+
+static int mkdirs(const char *path)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+                return -1;
+            *p = '/';
+        }
+    return mkdir(buf, 0777) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+/* Convert one case (in a child process); 0 on success. */
+static int convert_case(const dcase *c, const vt_convert_opts *o)
+{
+    for (int i = 0; i < c->nchan; i++)
+        if (c->chan[i] == NULL) {
+            fprintf(stderr, "voxtile: case %s: channel %04d is missing\n", c->id, i);
+            return 1;
+        }
+    int rc = vt_convert_images((const char *const *)c->chan, (size_t)c->nchan, c->label, c->out, o);
+    if (rc) {
+        fprintf(stderr, "voxtile: case %s: %s\n", c->id, vt_errmsg(NULL));
+        return 1;
+    }
+    return 0;
+}
+
+static int cmd_convert_dataset(int argc, char **argv)
+{
+    static const struct option opts[] = {STORE_OPTIONS,
+                                         {"output", required_argument, 0, 'o'},
+                                         {"jobs", required_argument, 0, 'j'},
+                                         {"quiet", no_argument, 0, 'q'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    vt_convert_opts o;
+    vt_convert_opts_init(&o);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int jobs = ncpu > 0 ? (int)ncpu : 1, c, quiet = 0;
+    const char *out = NULL;
+    while ((c = getopt_long(argc, argv, "o:j:qh", opts, NULL)) != -1) {
+        if (store_option(c, &o, argc, argv))
+            continue;
+        switch (c) {
+        case 'o': out = optarg; break;
+        case 'j': jobs = (int)parse_int("-j", optarg, 1, 1024); break;
+        case 'q': quiet = 1; break;
+        case 'h': fputs(dataset_help, stdout); return 0;
+        default: die_usage("convert-dataset: bad option");
+        }
+    }
+    if (optind + 1 != argc || out == NULL)
+        die_usage("convert-dataset: expected RAW_DIR and -o OUT_DIR");
+    const char *raw = argv[optind];
+    char path[4096];
+    snprintf(path, sizeof path, "%s/dataset.json", raw);
+    char *json = read_text(path);
+    if (json == NULL) {
+        fprintf(stderr, "voxtile: %s: cannot read: %s\n", path, strerror(errno));
+        return 1;
+    }
+    char *ending = json_string_value(json, "file_ending");
+    int nchan = json_object_size(json, "channel_names");
+    if (nchan < 0)
+        nchan = json_object_size(json, "modality"); /* nnU-Net v1 */
+    if (nchan <= 0) {
+        fprintf(stderr, "voxtile: %s: no \"channel_names\" (or \"modality\") object\n", path);
+        free(json);
+        free(ending);
+        return 1;
+    }
+    if (mkdirs(out) != 0) {
+        fprintf(stderr, "voxtile: %s: cannot create: %s\n", out, strerror(errno));
+        free(json);
+        free(ending);
+        return 1;
+    }
+    const char *end = ending ? ending : ".nii.gz";
+    dcase *cases = NULL;
+    size_t ncases = 0;
+    char dir[4096], lab[4096], outs[4096];
+    snprintf(dir, sizeof dir, "%s/imagesTr", raw);
+    snprintf(lab, sizeof lab, "%s/labelsTr", raw);
+    int rc = list_cases(dir, end, nchan, lab, out, &cases, &ncases);
+    snprintf(dir, sizeof dir, "%s/imagesTs", raw);
+    snprintf(outs, sizeof outs, "%s/imagesTs", out);
+    size_t ntr = ncases;
+    if (rc == 0)
+        rc = list_cases(dir, end, nchan, NULL, outs, &cases, &ncases);
+    if (rc == 0 && ncases > ntr && mkdirs(outs) != 0)
+        rc = -1;
+    qsort(cases, ntr, sizeof *cases, cmp_case);
+    qsort(cases + ntr, ncases - ntr, sizeof *cases, cmp_case);
+    if (rc != 0) {
+        fprintf(stderr, "voxtile: %s: cannot list the cases: %s\n", raw, strerror(errno));
+        free(json);
+        free(ending);
+        return 1;
+    }
+    /* dataset.json, copied atomically */
+    char tmp[4200], dst[4200];
+    snprintf(dst, sizeof dst, "%s/dataset.json", out);
+    snprintf(tmp, sizeof tmp, "%s/.dataset.json.tmp.%d", out, (int)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (f == NULL || fputs(json, f) < 0 || fclose(f) != 0 || rename(tmp, dst) != 0) {
+        fprintf(stderr, "voxtile: %s: cannot write: %s\n", dst, strerror(errno));
+        unlink(tmp);
+        free(json);
+        free(ending);
+        return 1;
+    }
+    free(json);
+    o.threads = 1;
+    size_t done = 0, skipped = 0, failed = 0, running = 0, next = 0;
+    pid_t *pids = calloc(ncases ? ncases : 1, sizeof *pids);
+    double t0 = now();
+    while (next < ncases || running > 0) {
+        while (next < ncases && running < (size_t)jobs) {
+            dcase *k = &cases[next++];
+            vt_store *st;
+            if (vt_open(k->out, 0, &st) == 0) { /* finished by an earlier run */
+                vt_close(st);
+                skipped++;
+                continue;
+            }
+            fflush(NULL);
+            pid_t pid = fork();
+            if (pid < 0) {
+                fprintf(stderr, "voxtile: cannot start a process: %s\n", strerror(errno));
+                failed++;
+                continue;
+            }
+            if (pid == 0)
+                _exit(convert_case(k, &o));
+            pids[next - 1] = pid;
+            running++;
+        }
+        if (running == 0)
+            break;
+        int status;
+        pid_t pid = wait(&status);
+        if (pid < 0)
+            break;
+        running--;
+        for (size_t i = 0; i < ncases; i++)
+            if (pids[i] == pid) {
+                bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+                if (!ok && !(WIFEXITED(status)))
+                    fprintf(stderr, "voxtile: case %s: the converter died (signal %d)\n", cases[i].id,
+                            WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+                if (ok)
+                    done++;
+                else
+                    failed++;
+                if (!quiet && isatty(STDERR_FILENO))
+                    fprintf(stderr, "\r%zu of %zu cases", done + skipped + failed, ncases);
+            }
+    }
+    if (!quiet && isatty(STDERR_FILENO))
+        fputc('\n', stderr);
+    if (!quiet)
+        printf("%s: %zu cases: %zu converted, %zu already there, %zu failed, in %.1f s with %d jobs\n", out, ncases,
+               done, skipped, failed, now() - t0, jobs);
+    for (size_t i = 0; i < ncases; i++) {
+        for (int ch = 0; ch < cases[i].nchan; ch++)
+            free(cases[i].chan[ch]);
+        free(cases[i].chan);
+        free(cases[i].id);
+        free(cases[i].label);
+        free(cases[i].out);
+    }
+    free(cases);
+    free(pids);
+    free(ending);
+    return failed ? 1 : 0;
 }
 
 /* ---- info --------------------------------------------------------------- */
@@ -784,6 +1158,7 @@ static const char main_help[] =
     "\n"
     "commands:\n"
     "  convert   convert images (.nii, .nii.gz, .hdr/.img, .npy) and a segmentation to a store\n"
+    "  convert-dataset  convert an nnU-Net raw dataset folder, case by case, in parallel\n"
     "  info      summarise a store (--json for machines)\n"
     "  verify    check every checksum and structure of stores\n"
     "  extract   read a box (padded, converted) into a .npy\n"
@@ -810,6 +1185,8 @@ int main(int argc, char **argv)
     argv++;
     if (strcmp(cmd, "convert") == 0)
         return cmd_convert(argc, argv);
+    if (strcmp(cmd, "convert-dataset") == 0)
+        return cmd_convert_dataset(argc, argv);
     if (strcmp(cmd, "info") == 0)
         return cmd_info(argc, argv);
     if (strcmp(cmd, "verify") == 0)
