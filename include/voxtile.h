@@ -585,6 +585,24 @@ VT_API int vt_convert(const char *in, const char *out, const vt_convert_opts *op
 VT_API int vt_convert_images(const char *const *images, size_t nimages, const char *seg,
                              const char *out, const vt_convert_opts *opts);
 
+/** What vt_image_probe() tells of an image file. */
+typedef struct vt_image_info {
+    uint64_t shape[4];   /**< as it would be stored: (c, z, y, x) */
+    vt_dtype dtype;      /**< as it would be stored */
+    double spacing[3];   /**< voxel size along (z, y, x) */
+    char format[16];     /**< "nifti1", "nifti2", "npy" ... */
+} vt_image_info;
+
+/**
+ * Read the header of an image file (any input vt_convert_images() takes),
+ * not its voxels.
+ * @param path  image file.
+ * @param out   filled in.
+ * @return 0, or the errors of vt_convert_images() for a bad header;
+ *         vt_errmsg(NULL) names the file.
+ */
+VT_API int vt_image_probe(const char *path, vt_image_info *out);
+
 /**
  * Write an array of a store as NIfTI (.nii, or .nii.gz), streaming. A store
  * converted from NIfTI gets its source header back (byte order, NIfTI-1 or

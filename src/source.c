@@ -4,6 +4,7 @@
 
 #include "io_npy.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,6 +59,23 @@ int vt__source_open(const char *path, vt_source **out)
         return vt__npy_source_open(path, out);
     return vt__fail(NULL, VT_EUNSUPPORTED,
                     "%s: unknown image type (supported: .nii, .nii.gz, .hdr/.img, .npy)", path);
+}
+
+int vt_image_probe(const char *path, vt_image_info *out)
+{
+    if (path == NULL || out == NULL)
+        return vt__fail(NULL, VT_EINVAL, "vt_image_probe: NULL argument");
+    vt_source *s;
+    int rc = vt__source_open(path, &s);
+    if (rc)
+        return rc;
+    memset(out, 0, sizeof *out);
+    memcpy(out->shape, s->shape, sizeof out->shape);
+    out->dtype = s->dtype;
+    memcpy(out->spacing, s->spacing, sizeof out->spacing);
+    snprintf(out->format, sizeof out->format, "%s", s->format ? s->format : "?");
+    vt__source_close(s);
+    return 0;
 }
 
 /* ---- .npy --------------------------------------------------------------- */
