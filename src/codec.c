@@ -9,6 +9,47 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__SSE2__)
+/* 16 elements per step: de-interleave bytes by unpacking twice (4-byte
+ * elements) or once (2-byte). Returns the elements done. */
+static size_t shuffle_sse2(const unsigned char *s, size_t n, size_t es, unsigned char *d)
+{
+    size_t k = 0;
+    if (es == 4) {
+        for (; k + 16 <= n; k += 16) {
+            __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(s + 4 * k));
+            __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(s + 4 * k + 16));
+            __m128i c = _mm_loadu_si128((const __m128i *)(const void *)(s + 4 * k + 32));
+            __m128i e = _mm_loadu_si128((const __m128i *)(const void *)(s + 4 * k + 48));
+            /* three levels of byte unpacking transpose 16 x 4 bytes into 4 x 16:
+             * after them u0 = byte 0 then byte 1 of elements 0-7, u1 = bytes 2
+             * and 3 of elements 0-7, u2 and u3 the same of elements 8-15 */
+            __m128i t0 = _mm_unpacklo_epi8(a, b), t1 = _mm_unpackhi_epi8(a, b);
+            __m128i t2 = _mm_unpacklo_epi8(c, e), t3 = _mm_unpackhi_epi8(c, e);
+            __m128i v0 = _mm_unpacklo_epi8(t0, t1), v1 = _mm_unpackhi_epi8(t0, t1);
+            __m128i v2 = _mm_unpacklo_epi8(t2, t3), v3 = _mm_unpackhi_epi8(t2, t3);
+            __m128i u0 = _mm_unpacklo_epi8(v0, v1), u1 = _mm_unpackhi_epi8(v0, v1);
+            __m128i u2 = _mm_unpacklo_epi8(v2, v3), u3 = _mm_unpackhi_epi8(v2, v3);
+            _mm_storeu_si128((__m128i *)(void *)(d + k), _mm_unpacklo_epi64(u0, u2));
+            _mm_storeu_si128((__m128i *)(void *)(d + n + k), _mm_unpackhi_epi64(u0, u2));
+            _mm_storeu_si128((__m128i *)(void *)(d + 2 * n + k), _mm_unpacklo_epi64(u1, u3));
+            _mm_storeu_si128((__m128i *)(void *)(d + 3 * n + k), _mm_unpackhi_epi64(u1, u3));
+        }
+    } else if (es == 2) {
+        const __m128i lo = _mm_set1_epi16(0x00ff);
+        for (; k + 16 <= n; k += 16) {
+            __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(s + 2 * k));
+            __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(s + 2 * k + 16));
+            _mm_storeu_si128((__m128i *)(void *)(d + k),
+                             _mm_packus_epi16(_mm_and_si128(a, lo), _mm_and_si128(b, lo)));
+            _mm_storeu_si128((__m128i *)(void *)(d + n + k),
+                             _mm_packus_epi16(_mm_srli_epi16(a, 8), _mm_srli_epi16(b, 8)));
+        }
+    }
+    return k;
+}
+#endif
+
 void vt__shuffle(const void *src, void *dst, size_t n, size_t es)
 {
     const unsigned char *s = src;
@@ -17,9 +58,13 @@ void vt__shuffle(const void *src, void *dst, size_t n, size_t es)
         memcpy(d, s, n);
         return;
     }
+    size_t k = 0;
+#if defined(__SSE2__)
+    k = shuffle_sse2(s, n, es, d);
+#endif
     for (size_t b = 0; b < es; b++) {
         unsigned char *plane = d + b * n;
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = k; i < n; i++)
             plane[i] = s[i * es + b];
     }
 }

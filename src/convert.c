@@ -43,7 +43,8 @@ static int writer_fail(vt_writer *w, int rc)
 /* C order: the data of a slab of whole rows along axis 0 of the store
  * shape (after the channel axis) is contiguous; read it in chunks of whole
  * hyper-rows along the first axis that is not 1. */
-static int stream_c_order(vt_npy *n, vt_writer *w, int id, int nd, const uint64_t *shape)
+static int stream_c_order(vt_npy *n, vt_writer *w, int id, int nd, const uint64_t *shape,
+                          const uint32_t *tile)
 {
     /* find k: the first axis whose chunks we step through, so that the
      * trailing block (axes after k) is at most CHUNK_BYTES or k is last */
@@ -56,6 +57,10 @@ static int stream_c_order(vt_npy *n, vt_writer *w, int id, int nd, const uint64_
         inner /= shape[k];
     }
     uint64_t step = inner >= CHUNK_BYTES ? 1 : CHUNK_BYTES / inner;
+    /* whole tiles along k when a slab of them is not too big: every write then
+     * completes its tiles and the writer keeps no partial ones */
+    if (inner * tile[k] <= 8 * (uint64_t)CHUNK_BYTES)
+        step = step < tile[k] ? tile[k] : step / tile[k] * tile[k];
     if (step > shape[k])
         step = shape[k];
     unsigned char *buf = malloc((size_t)(inner * step));
@@ -209,11 +214,11 @@ static int convert_npy(const char *in, const char *out, const vt_convert_opts *o
         rc = writer_fail(w, rc);
     if (rc == 0 && (rc = vt_writer_set_meta(w, "source", VT_META_STRING, in, strlen(in))) != 0)
         rc = writer_fail(w, rc);
-    if (rc == 0 && spec.tile[nd - 1] == 0)
+    if (rc == 0 && spec.tile[0] == 0)
         vt__default_tile(nd, spec.tile);
     if (rc == 0) /* Fortran order: chunks one tile thick */
         rc = n.fortran && nd > 1 ? stream_f_order(&n, w, id, nd, shape, spec.tile[nd - 1])
-                                 : stream_c_order(&n, w, id, nd, shape);
+                                 : stream_c_order(&n, w, id, nd, shape, spec.tile);
     if (rc == 0) {
         int r = vt_writer_finalize(w);
         if (r)

@@ -82,6 +82,8 @@ struct vt_writer {
     job *queue;
     size_t qcap, qhead, qlen;
     int busy;
+    int idle;          /* workers waiting for a job */
+    int space_waiter;  /* the writing thread waits for room in the queue */
     int stop;
     int err;             /* first worker error, guarded by mtx */
     char errmsg[512];
@@ -306,8 +308,11 @@ static void *worker_main(void *arg)
     memset(&s, 0, sizeof s);
     pthread_mutex_lock(&w->mtx);
     for (;;) {
-        while (w->qlen == 0 && !w->stop)
+        while (w->qlen == 0 && !w->stop) {
+            w->idle++;
             pthread_cond_wait(&w->cv_job, &w->mtx);
+            w->idle--;
+        }
         if (w->qlen == 0 && w->stop)
             break;
         job j = w->queue[w->qhead];
@@ -315,7 +320,8 @@ static void *worker_main(void *arg)
         w->qlen--;
         w->busy++;
         int skip = w->err != 0;
-        pthread_cond_signal(&w->cv_space);
+        if (w->space_waiter)
+            pthread_cond_signal(&w->cv_space);
         pthread_mutex_unlock(&w->mtx);
 
         int rc = skip ? 0 : store_tile(w, &s, j.a, j.tile, j.buf);
@@ -365,8 +371,11 @@ static int submit(vt_writer *w, warray *a, uint64_t t, unsigned char *buf)
         return rc;
     }
     pthread_mutex_lock(&w->mtx);
-    while (w->qlen == w->qcap && !w->err)
+    while (w->qlen == w->qcap && !w->err) {
+        w->space_waiter = 1;
         pthread_cond_wait(&w->cv_space, &w->mtx);
+        w->space_waiter = 0;
+    }
     if (w->err) {
         pthread_mutex_unlock(&w->mtx);
         free(buf);
@@ -374,7 +383,8 @@ static int submit(vt_writer *w, warray *a, uint64_t t, unsigned char *buf)
     }
     w->queue[(w->qhead + w->qlen) % w->qcap] = (job){a, t, buf};
     w->qlen++;
-    pthread_cond_signal(&w->cv_job);
+    if (w->idle > 0) /* a busy worker finds the job without being woken */
+        pthread_cond_signal(&w->cv_job);
     pthread_mutex_unlock(&w->mtx);
     return 0;
 }
@@ -498,7 +508,7 @@ int vt_writer_open(const char *path, const vt_writer_opts *opts, vt_writer **out
         return rc;
     }
     if (opts->threads > 1) {
-        w->qcap = (size_t)opts->threads * 4;
+        w->qcap = (size_t)opts->threads * 64; /* complete tiles waiting: a few MiB */
         w->queue = calloc(w->qcap, sizeof *w->queue);
         w->workers = calloc((size_t)opts->threads, sizeof *w->workers);
         if (w->queue == NULL || w->workers == NULL) {
@@ -710,6 +720,65 @@ static pending *pending_new(const warray *a, uint64_t voxels)
     return p;
 }
 
+/* Walk the rows of the part [lo, hi) of tile @p c (extents @p ext) inside
+ * box (start, size). With @p dst: copy each row of @p data there and mark it
+ * in @p bits (when given). Without: return false if a row already has a
+ * voxel marked in @p bits. */
+static bool copy_rows(const warray *a, const uint64_t *c, const uint64_t *ext, const uint64_t *lo,
+                      const uint64_t *hi, const uint64_t *start, const uint64_t *size,
+                      const unsigned char *data, unsigned char *dst, uint64_t *bits)
+{
+    int nd = a->ent.ndim;
+    size_t es = a->es;
+    uint64_t row = hi[nd - 1] - lo[nd - 1], idx[VT_MAX_DIMS];
+    memcpy(idx, lo, sizeof idx);
+    for (;;) {
+        uint64_t toff = 0, boff = 0;
+        for (int d = 0; d < nd; d++) {
+            toff = toff * ext[d] + (idx[d] - c[d] * a->ent.tile[d]);
+            boff = boff * size[d] + (idx[d] - start[d]);
+        }
+        if (dst) {
+            memcpy(dst + toff * es, data + boff * es, (size_t)(row * es));
+            if (bits)
+                bits_set(bits, toff, row);
+        } else if (bits_any(bits, toff, row))
+            return false;
+        int d = nd - 2;
+        for (; d >= 0; d--) {
+            if (++idx[d] < hi[d])
+                break;
+            idx[d] = lo[d];
+        }
+        if (d < 0)
+            return true;
+    }
+}
+
+/* The first row (its first voxel's coordinates) of [lo, hi) already marked. */
+static void copy_rows_first_set(const warray *a, const uint64_t *c, const uint64_t *ext, const uint64_t *lo,
+                                const uint64_t *hi, const uint64_t *bits, uint64_t *at)
+{
+    int nd = a->ent.ndim;
+    uint64_t row = hi[nd - 1] - lo[nd - 1];
+    memcpy(at, lo, sizeof(uint64_t) * VT_MAX_DIMS);
+    for (;;) {
+        uint64_t toff = 0;
+        for (int d = 0; d < nd; d++)
+            toff = toff * ext[d] + (at[d] - c[d] * a->ent.tile[d]);
+        if (bits_any(bits, toff, row))
+            return;
+        int d = nd - 2;
+        for (; d >= 0; d--) {
+            if (++at[d] < hi[d])
+                break;
+            at[d] = lo[d];
+        }
+        if (d < 0)
+            return;
+    }
+}
+
 /* Copy the part of box (start, size, data) inside tile @p t. */
 static int write_into_tile(vt_writer *w, warray *a, uint64_t t, const uint64_t *start,
                            const uint64_t *size, const unsigned char *data)
@@ -724,14 +793,6 @@ static int write_into_tile(vt_writer *w, warray *a, uint64_t t, const uint64_t *
         return fail_hard(w, VT_EINVAL, "array '%s': tile %s written again after it was complete",
                          a->ent.name, cs);
     }
-    pending *p = a->pend[t];
-    if (p == NULL) {
-        p = pending_new(a, voxels);
-        if (p == NULL)
-            return fail_hard(w, VT_ENOMEM, "out of memory for a tile buffer");
-        a->pend[t] = p;
-        a->state[t] = TILE_PENDING;
-    }
     uint64_t count = 1;
     for (int d = 0; d < nd; d++) {
         uint64_t ts = c[d] * a->ent.tile[d];
@@ -740,39 +801,30 @@ static int write_into_tile(vt_writer *w, warray *a, uint64_t t, const uint64_t *
         hi[d] = be < te ? be : te;
         count *= hi[d] - lo[d];
     }
-    uint64_t row = hi[nd - 1] - lo[nd - 1];
-    size_t es = a->es;
-    /* two passes over the rows: check that none was written, then copy */
-    for (int pass = 0; pass < 2; pass++) {
-        uint64_t idx[VT_MAX_DIMS];
-        memcpy(idx, lo, sizeof idx);
-        for (;;) {
-            uint64_t toff = 0, boff = 0;
-            for (int d = 0; d < nd; d++) {
-                toff = toff * ext[d] + (idx[d] - c[d] * a->ent.tile[d]);
-                boff = boff * size[d] + (idx[d] - start[d]);
-            }
-            if (pass == 0) {
-                if (bits_any(p->bits, toff, row)) {
-                    char cs[128];
-                    format_coords(cs, sizeof cs, idx, nd);
-                    return fail_hard(w, VT_EINVAL, "array '%s': voxels at %s written twice",
-                                     a->ent.name, cs);
-                }
-            } else {
-                memcpy(p->buf + toff * es, data + boff * es, (size_t)(row * es));
-                bits_set(p->bits, toff, row);
-            }
-            int d = nd - 2;
-            for (; d >= 0; d--) {
-                if (++idx[d] < hi[d])
-                    break;
-                idx[d] = lo[d];
-            }
-            if (d < 0)
-                break;
-        }
+    pending *p = a->pend[t];
+    if (p == NULL && count == voxels) { /* the whole tile at once: no bookkeeping */
+        unsigned char *buf = malloc((size_t)(voxels * a->es));
+        if (buf == NULL)
+            return fail_hard(w, VT_ENOMEM, "out of memory for a tile buffer");
+        copy_rows(a, c, ext, lo, hi, start, size, data, buf, NULL);
+        return submit(w, a, t, buf);
     }
+    if (p == NULL) {
+        p = pending_new(a, voxels);
+        if (p == NULL)
+            return fail_hard(w, VT_ENOMEM, "out of memory for a tile buffer");
+        a->pend[t] = p;
+        a->state[t] = TILE_PENDING;
+    }
+    /* check that no voxel was written before, then copy */
+    if (!copy_rows(a, c, ext, lo, hi, start, size, NULL, NULL, p->bits)) {
+        uint64_t at[VT_MAX_DIMS];
+        copy_rows_first_set(a, c, ext, lo, hi, p->bits, at);
+        char cs[128];
+        format_coords(cs, sizeof cs, at, nd);
+        return fail_hard(w, VT_EINVAL, "array '%s': voxels at %s written twice", a->ent.name, cs);
+    }
+    copy_rows(a, c, ext, lo, hi, start, size, data, p->buf, p->bits);
     p->filled += count;
     if (p->filled == voxels) {
         unsigned char *buf = p->buf;

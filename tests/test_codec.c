@@ -22,8 +22,14 @@ START_TEST(unshuffle_ranges_match_a_plain_loop)
             TU_CHECK(memcmp(out, ref, n * es) == 0, "es %zu nelem %zu first %zu n %zu differs", es, nelem,
                      first, n);
             TU_CHECK(out[n * es] == 0xEE, "es %zu n %zu: wrote past the range", es, n);
-            /* shuffle is the inverse */
-            unsigned char back[8 * 300];
+            /* shuffle against the definition, and as the inverse */
+            unsigned char back[8 * 300], plain[8 * 300];
+            for (size_t i = 0; i < nelem; i++)
+                for (size_t b = 0; b < es; b++)
+                    plain[b * nelem + i] = src[i * es + b];
+            vt__shuffle(src, back, nelem, es);
+            TU_CHECK(memcmp(back, plain, nelem * es) == 0, "es %zu nelem %zu: shuffle differs from its definition",
+                     es, nelem);
             vt__unshuffle(src, out, nelem, es);
             vt__shuffle(out, back, nelem, es);
             TU_CHECK(memcmp(back, src, nelem * es) == 0, "es %zu: shuffle(unshuffle(x)) != x", es);
