@@ -524,9 +524,10 @@ typedef struct vt_convert_opts {
     vt_dtype dtype;    /**< store the image as this dtype (default VT_DTYPE_SAME: the input's, or a
                             common type of several inputs); values that do not fit are an error;
                             floats become integers rounded to nearest */
-    int apply_scaling; /**< nonzero: store NIfTI scl_slope/scl_inter applied (as float32 unless dtype
-                            says otherwise); 0 (default): store the raw values and keep slope and
-                            intercept in the metadata ("scl_slope", "scl_inter") */
+    int apply_scaling; /**< nonzero: store NIfTI scl_slope/scl_inter applied (as float32, float64 for
+                            32-bit integer or float64 data, unless dtype says otherwise); 0 (default):
+                            store the raw values and keep slope and intercept in the metadata
+                            ("scl_slope", "scl_inter") */
     vt_crop crop_mode; /**< default VT_CROP_NONE */
     int64_t crop[6];   /**< VT_CROP_BOX: z0, z1, y0, y1, x0, x1 (half-open, in source voxels) */
     int64_t crop_margin; /**< VT_CROP_LABEL: voxels added on each side (clamped to the volume) */
@@ -556,7 +557,10 @@ VT_API int vt_convert(const char *in, const char *out, const vt_convert_opts *op
  * an image array `(c, z, y, x)` (channels in input order, a 4-d input
  * contributing all its volumes) and a label array "seg" `(1, z, y, x)` with
  * its label index. Inputs: NIfTI-1/2 (`.nii`, `.nii.gz`, `.hdr`/`.img`,
- * either byte order), `.npy` ((z, y, x) or (c, z, y, x)). Every input must
+ * either byte order), `.npy` ((z, y, x) or (c, z, y, x)), NRRD (`.nrrd`,
+ * `.nhdr` + data file; raw or gzip) and MetaImage (`.mha`, `.mhd` + `.raw` /
+ * `.zraw`), 3-d or 4-d (channels interleaved per voxel, or volumes last);
+ * 64-bit integers are narrowed to 32 bits when they fit. Every input must
  * have the same voxel grid (shape and affine). Data are read slab by slab:
  * memory is bounded by a few slabs of tiles, whatever the volume; cropping
  * modes that need a bounding box read the inputs twice.

@@ -245,14 +245,15 @@ static void identity4(double m[16])
 /* qform, sform, and the affine nibabel's get_best_affine gives. */
 static void affines(const nifti_hdr *h, vt_source *s)
 {
+    /* the qform uses pixdim[1..3] whatever dim[0] says (as nibabel and
+     * nifti_quatern_to_mat44); the fallback affine only the used axes */
     double zooms[3];
     for (int i = 0; i < 3; i++)
         zooms[i] = i < h->dim[0] ? h->pixdim[i + 1] : 1.0;
-    /* qform */
     double R[9];
     quat_to_mat(h->quatern[0], h->quatern[1], h->quatern[2], R);
     double qfac = h->pixdim[0] == -1.0 ? -1.0 : 1.0;
-    double vox[3] = {fabs(zooms[0]), fabs(zooms[1]), fabs(zooms[2]) * qfac};
+    double vox[3] = {fabs(h->pixdim[1]), fabs(h->pixdim[2]), fabs(h->pixdim[3]) * qfac};
     identity4(s->qform);
     for (int r = 0; r < 3; r++) {
         for (int c = 0; c < 3; c++)
@@ -294,6 +295,17 @@ static gzFile open_gz(const char *path)
     return g;
 }
 
+/* zlib's message for the last error of @p g, without the "PATH: " zlib puts
+ * in front (our messages name the file already). */
+static const char *gz_msg(gzFile g, const char *path, int *zerr)
+{
+    const char *m = gzerror(g, zerr);
+    size_t n = strlen(path);
+    if (strncmp(m, path, n) == 0 && m[n] == ':' && m[n + 1] == ' ')
+        m += n + 2;
+    return *zerr == Z_ERRNO ? strerror(errno) : m;
+}
+
 /* Read exactly @p len bytes; an error names the file and what happened. */
 static int gz_read_all(gzFile g, const char *path, void *buf, uint64_t len, const char *what)
 {
@@ -304,11 +316,10 @@ static int gz_read_all(gzFile g, const char *path, void *buf, uint64_t len, cons
         int n = gzread(g, p + done, chunk);
         if (n <= 0) {
             int zerr = Z_OK;
-            const char *msg = gzerror(g, &zerr);
+            const char *msg = gz_msg(g, path, &zerr);
             if (n < 0 || (zerr != Z_OK && zerr != Z_STREAM_END))
                 return vt__fail(NULL, zerr == Z_ERRNO ? VT_EIO : VT_EFORMAT,
-                                "%s: %s: %s (corrupt or truncated gzip stream)", path, what,
-                                zerr == Z_ERRNO ? strerror(errno) : msg);
+                                "%s: %s: %s (corrupt or truncated gzip stream)", path, what, msg);
             return vt__fail(NULL, VT_EFORMAT,
                             "%s: %s: the file ends after %llu of %llu bytes (truncated)", path, what,
                             (unsigned long long)done, (unsigned long long)len);
@@ -377,7 +388,7 @@ int vt__nifti_open(const char *path, vt_source **out)
     int got = gzread(g, hb, sizeof hb);
     if (got < 0) {
         int zerr;
-        rc = vt__fail(NULL, VT_EFORMAT, "%s: %s (corrupt gzip stream)", hpath, gzerror(g, &zerr));
+        rc = vt__fail(NULL, VT_EFORMAT, "%s: %s (corrupt gzip stream)", hpath, gz_msg(g, hpath, &zerr));
         goto done;
     }
     nifti_hdr h;
@@ -554,6 +565,25 @@ static int narrow64(nifti_impl *im, const char *path, const unsigned char *src, 
     return 0;
 }
 
+/* After the last voxel: read on to the end of the stream, so that zlib checks
+ * a gzip file's trailer (CRC-32 and length of everything before). Bytes after
+ * the voxels of a plain file are allowed, as nibabel allows them. */
+static int check_end(nifti_impl *im)
+{
+    unsigned char sink[1u << 16];
+    for (;;) {
+        int n = gzread(im->gz, sink, sizeof sink);
+        if (n > 0)
+            continue;
+        int zerr = Z_OK;
+        const char *msg = gz_msg(im->gz, im->data_path, &zerr);
+        if (n < 0 || (zerr != Z_OK && zerr != Z_STREAM_END))
+            return vt__fail(NULL, zerr == Z_ERRNO ? VT_EIO : VT_EFORMAT,
+                            "%s: after the voxel data: %s (corrupt or truncated gzip stream)", im->data_path, msg);
+        return 0;
+    }
+}
+
 static int nifti_read_slab(vt_source *s, uint64_t c, uint64_t z0, uint64_t nz, void *buf)
 {
     nifti_impl *im = s->impl;
@@ -575,6 +605,9 @@ static int nifti_read_slab(vt_source *s, uint64_t c, uint64_t z0, uint64_t nz, v
     if (rc)
         return rc;
     im->pos += bytes;
+    if (im->pos == s->shape[0] * s->shape[1] * s->shape[2] * s->shape[3] * im->fes &&
+        (rc = check_end(im)) != 0)
+        return rc;
     if (dst != buf)
         return narrow64(im, im->data_path, dst, n, buf);
     if (im->swap) {
