@@ -490,6 +490,15 @@ static int write_meta_common(vt_writer *w, job *j, const char *const *images, co
         META("nifti.qform_code", VT_META_I64, &qc, 1);
         META("nifti.sform_code", VT_META_I64, &sc, 1);
     }
+    if (strcmp(s->format, "nrrd") == 0 || strcmp(s->format, "metaimage") == 0) {
+        /* the text header, verbatim */
+        char key[32];
+        snprintf(key, sizeof key, "%s.header", s->format);
+        const char *text = s->header_len ? (const char *)s->header : (const char *)s->extra;
+        size_t tlen = s->header_len ? s->header_len : s->extra_len;
+        if (text && tlen)
+            META(key, VT_META_BYTES, text, tlen);
+    }
     if (s->scl_slope != 0 && !(s->scl_slope == 1 && s->scl_inter == 0) && !j->o->apply_scaling) {
         META("scl_slope", VT_META_F64, &s->scl_slope, 1);
         META("scl_inter", VT_META_F64, &s->scl_inter, 1);
