@@ -513,6 +513,17 @@ typedef enum vt_crop {
     VT_CROP_LABEL = 3    /**< bounding box of the segmentation's foreground (not 0), grown by crop_margin */
 } vt_crop;
 
+/** How to read headerless raw files (vt_convert_opts::raw). */
+typedef struct vt_raw_spec {
+    uint64_t shape[4];   /**< (c, z, y, x): c volumes one after another, each z slices of y rows of x */
+    vt_dtype dtype;      /**< element type of raw images */
+    vt_dtype seg_dtype;  /**< element type of a raw segmentation (one volume of shape (z, y, x));
+                              VT_DTYPE_SAME (0) = uint8 */
+    uint64_t offset;     /**< bytes before the data (a header to skip) */
+    int big_endian;      /**< nonzero: elements are big-endian */
+    double spacing[3];   /**< voxel size (z, y, x) in mm; 0 = 1 mm. The affine is diagonal. */
+} vt_raw_spec;
+
 /** Options of vt_convert() and vt_convert_images(); initialise with vt_convert_opts_init(). */
 typedef struct vt_convert_opts {
     uint32_t tile[3];  /**< tile shape (z, y, x); 0 = default (16, 16, 16) */
@@ -534,6 +545,8 @@ typedef struct vt_convert_opts {
     int levels;        /**< pyramid levels "image@1" .. "image@N" (and "seg@k"); each halves the axes
                             whose spacing is at most 3x the finest (Lanczos-3 for images, block mode
                             for labels); fewer when nothing is left to halve. Default 0 */
+    /** Inputs named .raw, .raw.gz (gzip) or .bin are read as this says; NULL: they are an error. */
+    const vt_raw_spec *raw;
     /** Called now and then with the fraction done (0..1); may be NULL. */
     void (*progress)(void *ctx, double fraction);
     void *progress_ctx;

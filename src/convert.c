@@ -668,9 +668,9 @@ int vt_convert_images(const char *const *images, size_t nimages, const char *seg
     vt_writer *w = NULL;
     uint64_t channels = 0;
     for (size_t i = 0; i < nimages && rc == 0; i++)
-        rc = vt__source_open(images[i], &j.img[i]);
+        rc = vt__source_open_raw(images[i], opts->raw, false, &j.img[i]);
     if (rc == 0 && segpath)
-        rc = vt__source_open(segpath, &j.seg);
+        rc = vt__source_open_raw(segpath, opts->raw, true, &j.seg);
     if (rc)
         goto done;
     /* one voxel grid for all */

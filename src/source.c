@@ -56,6 +56,51 @@ uint64_t vt__source_slice_bytes(const vt_source *s)
     return s->shape[2] * s->shape[3] * vt_dtype_size(s->dtype);
 }
 
+/* A headerless file: shape, dtype and geometry from @p raw. */
+static int raw_open(const char *path, const vt_raw_spec *raw, bool seg, vt_source **out)
+{
+    vt_dtype dt = seg ? (raw->seg_dtype == VT_DTYPE_SAME ? VT_U8 : raw->seg_dtype) : raw->dtype;
+    if (!vt__dtype_valid(dt))
+        return vt__fail(NULL, VT_EINVAL, "%s: a raw file needs a valid dtype", path);
+    for (int d = 0; d < 4; d++)
+        if (raw->shape[d] == 0)
+            return vt__fail(NULL, VT_EINVAL, "%s: a raw file needs a shape (c, z, y, x) of sizes >= 1", path);
+    vt_source *s = vt__source_new(path);
+    if (s == NULL)
+        return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", path);
+    memcpy(s->shape, raw->shape, sizeof s->shape);
+    if (seg) /* one volume on the images' grid */
+        s->shape[0] = 1;
+    s->format = "raw";
+    for (int d = 0; d < 3; d++) {
+        s->spacing[d] = raw->spacing[d] > 0 ? raw->spacing[d] : 1.0;
+        s->affine[5 * d] = s->spacing[2 - d]; /* columns x, y, z */
+    }
+    vt_flat_spec fs;
+    memset(&fs, 0, sizeof fs);
+    fs.data_path = path;
+    fs.offset = raw->offset;
+    fs.codec = ends_with(path, ".gz") ? VT_FLAT_GZIP : VT_FLAT_RAW;
+    fs.dtype = dt;
+    fs.file_es = vt_dtype_size(dt);
+    fs.big_endian = raw->big_endian != 0;
+    int rc = vt__flat_attach(s, &fs);
+    if (rc) {
+        vt__source_close(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+int vt__source_open_raw(const char *path, const vt_raw_spec *raw, bool seg, vt_source **out)
+{
+    *out = NULL;
+    if (raw && (ends_with(path, ".raw") || ends_with(path, ".raw.gz") || ends_with(path, ".bin")))
+        return raw_open(path, raw, seg, out);
+    return vt__source_open(path, out);
+}
+
 int vt__source_open(const char *path, vt_source **out)
 {
     *out = NULL;
@@ -70,7 +115,7 @@ int vt__source_open(const char *path, vt_source **out)
         return vt__mha_open(path, out);
     return vt__fail(NULL, VT_EUNSUPPORTED,
                     "%s: unknown image type (supported: .nii, .nii.gz, .hdr/.img, .npy, .nrrd, .nhdr, "
-                    ".mha, .mhd)",
+                    ".mha, .mhd; .raw, .raw.gz, .bin with a raw shape and dtype)",
                     path);
 }
 

@@ -36,6 +36,9 @@ struct vt_source {
  * .img, .npy, .nrrd, .nhdr, .mha, .mhd). On failure the thread's error names
  * the file. */
 VT_INTERNAL int vt__source_open(const char *path, vt_source **out);
+/* As vt__source_open; raw files (.raw, .raw.gz, .bin) are read as @p raw
+ * says (the segmentation's dtype when @p seg). */
+VT_INTERNAL int vt__source_open_raw(const char *path, const vt_raw_spec *raw, bool seg, vt_source **out);
 VT_INTERNAL void vt__source_close(vt_source *s);
 /* Bytes of one z slice of one channel. */
 VT_INTERNAL uint64_t vt__source_slice_bytes(const vt_source *s);

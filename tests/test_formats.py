@@ -563,5 +563,68 @@ class FormatTest(unittest.TestCase):
         np.testing.assert_array_equal(np.load(box), np.concatenate([vol, vol * 2]))
 
 
+class RawTest(unittest.TestCase):
+    """Headerless files with the shape and dtype given on the command line."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="vt-raw-")
+        self.rng = np.random.default_rng(3)
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp)
+
+    def path(self, name):
+        return os.path.join(self.tmp, name)
+
+    def extract(self, store, array, shape):
+        out = self.path("box.npy")
+        run("extract", store, "--array", array, "--start", csv([0] * len(shape)), "--size", csv(shape), "-o", out)
+        v = np.load(out)
+        os.unlink(out)
+        return v
+
+    def test_raw_variants(self):
+        a = self.rng.integers(-3000, 3000, (2, 5, 6, 7)).astype(np.int16)   # (c, z, y, x)
+        seg = self.rng.integers(0, 4, (1, 5, 6, 7)).astype(np.uint8)
+        for order, gz, offset in (("<", False, 0), (">", False, 37), ("<", True, 0)):
+            with self.subTest(order=order, gz=gz, offset=offset):
+                data = b"H" * offset + a.astype(order + "i2").tobytes()
+                name = self.path("img.raw.gz" if gz else "img.raw")
+                if gz:
+                    with gzip.open(name, "wb") as f:
+                        f.write(data)
+                else:
+                    with open(name, "wb") as f:
+                        f.write(data)
+                with open(self.path("seg.bin"), "wb") as f:
+                    f.write(seg.tobytes())
+                out = self.path("r.vxt")
+                args = ["convert", name, "--seg", self.path("seg.bin"), "--raw-shape", "2,5,6,7",
+                        "--raw-dtype", "int16", "--raw-spacing", "2.5,0.8,0.7", "-o", out]
+                if offset:
+                    args += ["--raw-offset", str(offset)]
+                if order == ">":
+                    args += ["--raw-big-endian"]
+                run(*args)
+                np.testing.assert_array_equal(self.extract(out, "image", a.shape), a)
+                np.testing.assert_array_equal(self.extract(out, "seg", seg.shape), seg)
+                meta = json.loads(run("info", out, "--json").stdout)["metadata"]
+                self.assertEqual(meta["spacing"], [2.5, 0.8, 0.7])
+                np.testing.assert_allclose(np.array(meta["affine"]).reshape(4, 4), np.diag([0.7, 0.8, 2.5, 1.0]))
+
+    def test_raw_errors(self):
+        with open(self.path("short.raw"), "wb") as f:
+            f.write(b"\0" * 99)
+        out = self.path("x.vxt")
+        p = run("convert", self.path("short.raw"), "--raw-shape", "5,5,4", "--raw-dtype", "uint8", "-o", out, ok=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertTrue(p.stderr.startswith(f"voxtile: {self.path('short.raw')}:"), p.stderr)
+        p = run("convert", self.path("short.raw"), "-o", out, ok=False)   # no shape given
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("unknown image type", p.stderr)
+        self.assertEqual(run("convert", self.path("short.raw"), "--raw-shape", "5,x", "-o", out, ok=False).returncode, 2)
+        self.assertEqual(sorted(os.listdir(self.tmp)), ["short.raw"])
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=1)

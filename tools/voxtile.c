@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -108,7 +109,8 @@ static const char convert_help[] =
     "Convert images to a store, streaming in bounded memory. Several images become\n"
     "the channels of one image array (nnU-Net's case_0000, case_0001 ...); --seg adds\n"
     "a label array 'seg' with its label index. Inputs: .nii, .nii.gz, .hdr/.img,\n"
-    ".npy. A single .npy without crop or --dtype keeps any rank.\n"
+    ".nrrd, .nhdr, .mha, .mhd, .npy, and raw files with --raw-shape and --raw-dtype.\n"
+    "A single .npy without crop or --dtype keeps any rank.\n"
     "\n"
     "  -o, --output FILE         store to write (replaced atomically)\n"
     "      --seg FILE            segmentation (same voxel grid as the images)\n"
@@ -117,6 +119,9 @@ static const char convert_help[] =
     "      --crop-to-label [M]   crop to the segmentation's foreground plus M voxels\n"
     "      --dtype T             store the image as T (float16, int16 ...); values must fit\n"
     "      --apply-scaling       store NIfTI scl_slope/scl_inter applied (float32)\n"
+    "      --raw-shape [C,]Z,Y,X shape of .raw, .raw.gz, .bin inputs; with --raw-dtype T,\n"
+    "                            --raw-offset N, --raw-big-endian, --raw-spacing Z,Y,X and\n"
+    "                            --raw-seg-dtype T (a raw segmentation, default uint8)\n"
     "      --levels N            add pyramid levels image@1..image@N (and seg@k): each halves\n"
     "                            the axes whose spacing is within 3x the finest (Lanczos-3)\n"
     "      --tile Z,Y,X          tile shape (default 16,16,16)\n"
@@ -174,12 +179,49 @@ static int parse_crop(const char *s, int64_t *box)
         {"array", required_argument, 0, 'a'}, {"crop", required_argument, 0, 'C'},                    \
         {"crop-nonzero", no_argument, 0, 'N'}, {"crop-to-label", optional_argument, 0, 'L'},          \
         {"dtype", required_argument, 0, 'd'}, {"apply-scaling", no_argument, 0, 'A'},                 \
-        {"levels", required_argument, 0, 'V'}
+        {"levels", required_argument, 0, 'V'}, {"raw-shape", required_argument, 0, 1001},           \
+        {"raw-dtype", required_argument, 0, 1002}, {"raw-offset", required_argument, 0, 1003},       \
+        {"raw-big-endian", no_argument, 0, 1004}, {"raw-spacing", required_argument, 0, 1005},      \
+        {"raw-seg-dtype", required_argument, 0, 1006}
 
 /* Apply one store option; false when @p c is not one. */
 static bool store_option(int c, vt_convert_opts *o, int argc, char **argv)
 {
+    static vt_raw_spec raw; /* o->raw points here once a --raw-* option is given */
+    if (c >= 1001 && c <= 1006)
+        o->raw = &raw;
     switch (c) {
+    case 1001: {
+        int64_t v[4];
+        int n = parse_list(optarg, v, 4);
+        if (n < 3 || v[0] < 1 || v[1] < 1 || v[2] < 1 || (n == 4 && v[3] < 1))
+            die_usage("--raw-shape: expected Z,Y,X or C,Z,Y,X of sizes >= 1, got '%s'", optarg);
+        raw.shape[0] = n == 4 ? (uint64_t)v[0] : 1;
+        for (int d = 0; d < 3; d++)
+            raw.shape[d + 1] = (uint64_t)v[d + n - 3];
+        return true;
+    }
+    case 1002:
+        if (vt_dtype_parse(optarg, &raw.dtype) != 0)
+            die_usage("--raw-dtype: unknown dtype '%s'", optarg);
+        return true;
+    case 1006:
+        if (vt_dtype_parse(optarg, &raw.seg_dtype) != 0)
+            die_usage("--raw-seg-dtype: unknown dtype '%s'", optarg);
+        return true;
+    case 1003: raw.offset = (uint64_t)parse_int("--raw-offset", optarg, 0, LONG_MAX); return true;
+    case 1004: raw.big_endian = 1; return true;
+    case 1005: {
+        char *end = optarg;
+        for (int d = 0; d < 3; d++) {
+            raw.spacing[d] = strtod(end, &end);
+            if (raw.spacing[d] <= 0 || (d < 2 && *end++ != ','))
+                die_usage("--raw-spacing: expected Z,Y,X in mm, got '%s'", optarg);
+        }
+        if (*end)
+            die_usage("--raw-spacing: expected Z,Y,X in mm, got '%s'", optarg);
+        return true;
+    }
     case 't': {
         int64_t t[3];
         if (parse_list(optarg, t, 3) != 3 || t[0] < 1 || t[1] < 1 || t[2] < 1 || t[0] > 4096 ||
