@@ -72,10 +72,10 @@ static int raw_open(const char *path, const vt_raw_spec *raw, bool seg, vt_sourc
     if (seg) /* one volume on the images' grid */
         s->shape[0] = 1;
     s->format = "raw";
-    for (int d = 0; d < 3; d++) {
+    for (int d = 0; d < 3; d++)
         s->spacing[d] = raw->spacing[d] > 0 ? raw->spacing[d] : 1.0;
-        s->affine[5 * d] = s->spacing[2 - d]; /* columns x, y, z */
-    }
+    for (int d = 0; d < 3; d++)
+        s->affine[5 * d] = s->spacing[2 - d]; /* affine columns are x, y, z */
     vt_flat_spec fs;
     memset(&fs, 0, sizeof fs);
     fs.data_path = path;

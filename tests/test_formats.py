@@ -596,8 +596,8 @@ class RawTest(unittest.TestCase):
                 else:
                     with open(name, "wb") as f:
                         f.write(data)
-                with open(self.path("seg.bin"), "wb") as f:
-                    f.write(seg.tobytes())
+                with open(self.path("seg.bin"), "wb") as f:  # the same layout: offset too
+                    f.write(b"H" * offset + seg.tobytes())
                 out = self.path("r.vxt")
                 args = ["convert", name, "--seg", self.path("seg.bin"), "--raw-shape", "2,5,6,7",
                         "--raw-dtype", "int16", "--raw-spacing", "2.5,0.8,0.7", "-o", out]
