@@ -107,83 +107,18 @@ typedef struct mha_hdr {
     unsigned line[M_COUNT];
 } mha_hdr;
 
-static bool is_space(char c)
-{
-    return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
-}
-
-static char *trim(char *s)
-{
-    while (is_space(*s))
-        s++;
-    size_t n = strlen(s);
-    while (n > 0 && is_space(s[n - 1]))
-        s[--n] = 0;
-    return s;
-}
-
-/* Next whitespace-separated token: its start and length (0 at the end). */
-static size_t next_token(const char **p, const char **tok)
-{
-    const char *s = *p;
-    while (is_space(*s))
-        s++;
-    size_t n = 0;
-    while (s[n] && !is_space(s[n]))
-        n++;
-    *tok = s;
-    *p = s + n;
-    return n;
-}
-
-/* An integer token (optional sign), overflow-checked. */
-static bool tok_i64(const char *t, size_t n, int64_t *v)
-{
-    bool neg = n > 0 && t[0] == '-';
-    size_t i = neg || (n > 0 && t[0] == '+');
-    if (i == n)
-        return false;
-    uint64_t x = 0;
-    for (; i < n; i++) {
-        if (t[i] < '0' || t[i] > '9')
-            return false;
-        if (!vt__mul_ok(x, 10, &x) || !vt__add_ok(x, (uint64_t)(t[i] - '0'), &x))
-            return false;
-    }
-    if (x > (uint64_t)INT64_MAX)
-        return false;
-    *v = neg ? -(int64_t)x : (int64_t)x;
-    return true;
-}
-
-/* A finite number filling the token. */
-static bool tok_f64(const char *t, size_t n, double *v)
-{
-    char buf[64];
-    if (n == 0 || n >= sizeof buf)
-        return false;
-    memcpy(buf, t, n);
-    buf[n] = 0;
-    char *end;
-    double x = strtod(buf, &end);
-    if (end != buf + n || !isfinite(x))
-        return false;
-    *v = x;
-    return true;
-}
-
 /* Exactly @p n integers. */
 static int ints(const mha_hdr *h, int f, int64_t *v, int n)
 {
     const char *p = h->val[f], *t;
     for (int i = 0; i <= n; i++) {
-        size_t k = next_token(&p, &t);
+        size_t k = vt__text_token(&p, &t);
         if (i == n) {
             if (k == 0)
                 return 0;
             break;
         }
-        if (k == 0 || !tok_i64(t, k, &v[i]))
+        if (k == 0 || !vt__text_i64(t, k, &v[i]))
             break;
     }
     return vt__fail(NULL, VT_EFORMAT, "%s: %s = \"%.60s\" is not %d integer%s", h->path, h->key[f], h->val[f], n,
@@ -195,13 +130,13 @@ static int numbers(const mha_hdr *h, int f, double *v, int n)
 {
     const char *p = h->val[f], *t;
     for (int i = 0; i <= n; i++) {
-        size_t k = next_token(&p, &t);
+        size_t k = vt__text_token(&p, &t);
         if (i == n) {
             if (k == 0)
                 return 0;
             break;
         }
-        if (k == 0 || !tok_f64(t, k, &v[i]))
+        if (k == 0 || !vt__text_f64(t, k, &v[i]))
             break;
     }
     return vt__fail(NULL, VT_EFORMAT, "%s: %s = \"%.60s\" is not %d finite number%s", h->path, h->key[f],
@@ -241,7 +176,7 @@ static int read_header(vt_lines *L, mha_hdr *h, bool *ended)
     int rc;
     *ended = false;
     while ((rc = vt__lines_next(L, &line)) == 1) {
-        char *t = trim(line);
+        char *t = vt__text_trim(line);
         if (*t == 0)
             continue;
         char *eq = strchr(t, '=');
@@ -253,7 +188,7 @@ static int read_header(vt_lines *L, mha_hdr *h, bool *ended)
                             L->lineno, t);
         }
         *eq = 0;
-        char *key = trim(t), *value = trim(eq + 1);
+        char *key = vt__text_trim(t), *value = vt__text_trim(eq + 1);
         for (size_t i = 0; i < sizeof mha_keys / sizeof mha_keys[0]; i++) {
             if (strcasecmp(key, mha_keys[i].key) != 0)
                 continue;
@@ -441,13 +376,13 @@ int vt__mha_open(const char *path, vt_source **out)
     } else {
         const char *p = df, *t;
         int tokens = 0;
-        while (next_token(&p, &t) > 0)
+        while (vt__text_token(&p, &t) > 0)
             tokens++;
         if (df[0] == 0) {
             rc = FAIL(VT_EFORMAT, "%s: ElementDataFile is empty", path);
             goto done;
         }
-        if (strncasecmp(df, "LIST", 4) == 0 && (df[4] == 0 || is_space(df[4]))) {
+        if (strncasecmp(df, "LIST", 4) == 0 && (df[4] == 0 || vt__text_space(df[4]))) {
             rc = FAIL(VT_EUNSUPPORTED, "%s: ElementDataFile = LIST (one file per slice) is not supported", path);
             goto done;
         }

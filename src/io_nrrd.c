@@ -82,30 +82,15 @@ typedef struct nrrd_hdr {
 
 #define MAXD 4
 
-static bool is_space(char c)
-{
-    return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
-}
-
-static char *trim(char *s)
-{
-    while (is_space(*s))
-        s++;
-    size_t n = strlen(s);
-    while (n > 0 && is_space(s[n - 1]))
-        s[--n] = 0;
-    return s;
-}
-
 /* Next whitespace-separated token of *p into tok (cap bytes with the NUL):
  * its length, 0 at the end, -1 when too long. */
 static int next_token(const char **p, char *tok, size_t cap)
 {
     const char *s = *p;
-    while (is_space(*s))
+    while (vt__text_space(*s))
         s++;
     size_t n = 0;
-    while (s[n] && !is_space(s[n]))
+    while (s[n] && !vt__text_space(s[n]))
         n++;
     *p = s + n;
     if (n >= cap)
@@ -115,31 +100,16 @@ static int next_token(const char **p, char *tok, size_t cap)
     return (int)n;
 }
 
-/* A whole token as an unsigned decimal integer (no sign), overflow-checked. */
+/* A whole NUL-terminated token as an integer, overflow-checked; unsigned
+ * without a minus sign. */
+static bool parse_i64(const char *t, int64_t *v) { return vt__text_i64(t, strlen(t), v); }
+
 static bool parse_u64(const char *t, uint64_t *v)
 {
-    uint64_t x = 0;
-    if (*t == '+')
-        t++;
-    if (*t == 0)
+    int64_t x;
+    if (t[0] == '-' || !parse_i64(t, &x))
         return false;
-    for (; *t; t++) {
-        if (*t < '0' || *t > '9')
-            return false;
-        if (!vt__mul_ok(x, 10, &x) || !vt__add_ok(x, (uint64_t)(*t - '0'), &x))
-            return false;
-    }
-    *v = x;
-    return true;
-}
-
-static bool parse_i64(const char *t, int64_t *v)
-{
-    bool neg = *t == '-';
-    uint64_t x;
-    if (!parse_u64(t + neg, &x) || (t[neg] == '+') || x > (uint64_t)INT64_MAX)
-        return false;
-    *v = neg ? -(int64_t)x : (int64_t)x;
+    *v = (uint64_t)x;
     return true;
 }
 
@@ -147,7 +117,7 @@ static bool parse_i64(const char *t, int64_t *v)
 static bool parse_f64(const char **p, double *v, bool nan_ok)
 {
     const char *s = *p;
-    while (is_space(*s))
+    while (vt__text_space(*s))
         s++;
     if (*s == 0 || *s == ',' || *s == ')')
         return false;
@@ -165,14 +135,14 @@ static bool parse_f64(const char **p, double *v, bool nan_ok)
 static bool parse_vector(const char **p, double *v, int n)
 {
     const char *s = *p;
-    while (is_space(*s))
+    while (vt__text_space(*s))
         s++;
     if (*s++ != '(')
         return false;
     for (int i = 0; i < n; i++) {
         if (!parse_f64(&s, &v[i], false))
             return false;
-        while (is_space(*s))
+        while (vt__text_space(*s))
             s++;
         if (*s != (i + 1 < n ? ',' : ')'))
             return false;
@@ -188,7 +158,7 @@ static void lower_collapse(char *s)
     char *w = s;
     bool blank = false;
     for (const char *r = s; *r; r++) {
-        if (is_space(*r)) {
+        if (vt__text_space(*r)) {
             blank = true;
             continue;
         }
@@ -292,13 +262,13 @@ static int read_header(vt_lines *L, nrrd_hdr *h, bool *ended)
                                 L->lineno, line);
         }
         *sep = 0;
-        char *value = trim(sep + 1);
+        char *value = vt__text_trim(sep + 1);
         /* the field's name without blanks, lower case */
         char key[64];
         size_t k = 0;
         bool too_long = false;
         for (const char *c = line; *c; c++) {
-            if (is_space(*c))
+            if (vt__text_space(*c))
                 continue;
             if (k + 1 >= sizeof key) {
                 too_long = true;
@@ -320,7 +290,7 @@ static int read_header(vt_lines *L, nrrd_hdr *h, bool *ended)
                 return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", path);
             h->line[f] = L->lineno;
             /* "data file: LIST": file names follow to the end; refused later */
-            if (f == F_DATAFILE && strncmp(value, "LIST", 4) == 0 && (value[4] == 0 || is_space(value[4])))
+            if (f == F_DATAFILE && strncmp(value, "LIST", 4) == 0 && (value[4] == 0 || vt__text_space(value[4])))
                 return 0;
         }
         /* other fields (content, centers, units, thicknesses, axis mins ...) are ignored */
@@ -451,7 +421,7 @@ static int parse_datafile(nrrd_hdr *h, nrrd_info *in, bool ended, uint64_t heade
     } else {
         if (df[0] == 0)
             return FAIL(VT_EFORMAT, "%s: \"data file\" is empty", path);
-        if (strncmp(df, "LIST", 4) == 0 && (df[4] == 0 || is_space(df[4])))
+        if (strncmp(df, "LIST", 4) == 0 && (df[4] == 0 || vt__text_space(df[4])))
             return FAIL(VT_EUNSUPPORTED, "%s: data split over a LIST of files is not supported", path);
         /* "data file: <format> <min> <max> <step> [<subdim>]": several files */
         int tokens = 0;
@@ -588,9 +558,9 @@ static int parse_directions(nrrd_hdr *h, int dim, double dirs[MAXD][3], bool dir
     const char *path = h->path;
     const char *p = h->val[F_SPACEDIRS];
     for (int i = 0; i < dim; i++) {
-        while (is_space(*p))
+        while (vt__text_space(*p))
             p++;
-        if (strncasecmp(p, "none", 4) == 0 && (p[4] == 0 || is_space(p[4]))) {
+        if (strncasecmp(p, "none", 4) == 0 && (p[4] == 0 || vt__text_space(p[4]))) {
             dir_none[i] = true;
             p += 4;
             continue;
@@ -601,7 +571,7 @@ static int parse_directions(nrrd_hdr *h, int dim, double dirs[MAXD][3], bool dir
             return FAIL(VT_EFORMAT, "%s: space direction %d is not a vector \"(x,y,z)\" of finite numbers", path,
                         i);
     }
-    while (is_space(*p))
+    while (vt__text_space(*p))
         p++;
     if (*p)
         return FAIL(VT_EFORMAT, "%s: \"space directions\" lists more than the %d axes", path, dim);
@@ -668,7 +638,7 @@ int vt__nrrd_open(const char *path, vt_source **out)
                 rc = FAIL(VT_EFORMAT, "%s: spacing %d is not a number", path, i);
                 goto done;
             }
-        while (is_space(*p))
+        while (vt__text_space(*p))
             p++;
         if (*p) {
             rc = FAIL(VT_EFORMAT, "%s: \"spacings\" lists more than the %d axes", path, in.dim);
@@ -679,7 +649,7 @@ int vt__nrrd_open(const char *path, vt_source **out)
     if (h.val[F_SPACEORIGIN]) {
         const char *p = h.val[F_SPACEORIGIN];
         bool ok = parse_vector(&p, origin, 3);
-        while (ok && is_space(*p))
+        while (ok && vt__text_space(*p))
             p++;
         if (!ok || *p) {
             rc = FAIL(VT_EFORMAT, "%s: space origin \"%.60s\" is not a vector \"(x,y,z)\" of finite numbers", path,

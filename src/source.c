@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,6 +221,65 @@ int vt__npy_source_open(const char *path, vt_source **out)
 /* ---- text headers -------------------------------------------------------- */
 
 #define LINES_CHUNK (64u << 10)
+
+bool vt__text_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }
+
+char *vt__text_trim(char *s)
+{
+    while (vt__text_space(*s))
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && vt__text_space(s[n - 1]))
+        s[--n] = 0;
+    return s;
+}
+
+size_t vt__text_token(const char **p, const char **tok)
+{
+    const char *s = *p;
+    while (vt__text_space(*s))
+        s++;
+    size_t n = 0;
+    while (s[n] && !vt__text_space(s[n]))
+        n++;
+    *tok = s;
+    *p = s + n;
+    return n;
+}
+
+bool vt__text_i64(const char *t, size_t n, int64_t *v)
+{
+    bool neg = n > 0 && t[0] == '-';
+    size_t i = neg || (n > 0 && t[0] == '+');
+    if (i == n)
+        return false;
+    uint64_t x = 0;
+    for (; i < n; i++) {
+        if (t[i] < '0' || t[i] > '9')
+            return false;
+        if (!vt__mul_ok(x, 10, &x) || !vt__add_ok(x, (uint64_t)(t[i] - '0'), &x))
+            return false;
+    }
+    if (x > (uint64_t)INT64_MAX)
+        return false;
+    *v = neg ? -(int64_t)x : (int64_t)x;
+    return true;
+}
+
+bool vt__text_f64(const char *t, size_t n, double *v)
+{
+    char buf[64];
+    if (n == 0 || n >= sizeof buf)
+        return false;
+    memcpy(buf, t, n);
+    buf[n] = 0;
+    char *end;
+    double x = strtod(buf, &end);
+    if (end != buf + n || !isfinite(x))
+        return false;
+    *v = x;
+    return true;
+}
 
 int vt__lines_open(vt_lines *r, const char *path, size_t max)
 {

@@ -124,4 +124,14 @@ typedef struct vt_flat_spec {
  * closes @p s as usual. */
 VT_INTERNAL int vt__flat_attach(vt_source *s, const vt_flat_spec *spec);
 
+/* Text header helpers shared by the text formats. */
+VT_INTERNAL bool vt__text_space(char c); /* blank other than a line end */
+VT_INTERNAL char *vt__text_trim(char *s); /* blanks cut at both ends, in place */
+/* Next blank-separated token of *p: its start in *tok, its length (0 at the end). */
+VT_INTERNAL size_t vt__text_token(const char **p, const char **tok);
+/* A whole token of @p n bytes as an integer (optional sign), overflow-checked. */
+VT_INTERNAL bool vt__text_i64(const char *t, size_t n, int64_t *v);
+/* A whole token of @p n bytes as a finite number. */
+VT_INTERNAL bool vt__text_f64(const char *t, size_t n, double *v);
+
 #endif

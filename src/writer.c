@@ -723,10 +723,10 @@ static pending *pending_new(const warray *a, uint64_t voxels)
 /* Walk the rows of the part [lo, hi) of tile @p c (extents @p ext) inside
  * box (start, size). With @p dst: copy each row of @p data there and mark it
  * in @p bits (when given). Without: return false if a row already has a
- * voxel marked in @p bits. */
+ * voxel marked in @p bits, its first voxel's coordinates in @p at. */
 static bool copy_rows(const warray *a, const uint64_t *c, const uint64_t *ext, const uint64_t *lo,
                       const uint64_t *hi, const uint64_t *start, const uint64_t *size,
-                      const unsigned char *data, unsigned char *dst, uint64_t *bits)
+                      const unsigned char *data, unsigned char *dst, uint64_t *bits, uint64_t *at)
 {
     int nd = a->ent.ndim;
     size_t es = a->es;
@@ -742,8 +742,10 @@ static bool copy_rows(const warray *a, const uint64_t *c, const uint64_t *ext, c
             memcpy(dst + toff * es, data + boff * es, (size_t)(row * es));
             if (bits)
                 bits_set(bits, toff, row);
-        } else if (bits_any(bits, toff, row))
+        } else if (bits_any(bits, toff, row)) {
+            memcpy(at, idx, sizeof idx);
             return false;
+        }
         int d = nd - 2;
         for (; d >= 0; d--) {
             if (++idx[d] < hi[d])
@@ -752,30 +754,6 @@ static bool copy_rows(const warray *a, const uint64_t *c, const uint64_t *ext, c
         }
         if (d < 0)
             return true;
-    }
-}
-
-/* The first row (its first voxel's coordinates) of [lo, hi) already marked. */
-static void copy_rows_first_set(const warray *a, const uint64_t *c, const uint64_t *ext, const uint64_t *lo,
-                                const uint64_t *hi, const uint64_t *bits, uint64_t *at)
-{
-    int nd = a->ent.ndim;
-    uint64_t row = hi[nd - 1] - lo[nd - 1];
-    memcpy(at, lo, sizeof(uint64_t) * VT_MAX_DIMS);
-    for (;;) {
-        uint64_t toff = 0;
-        for (int d = 0; d < nd; d++)
-            toff = toff * ext[d] + (at[d] - c[d] * a->ent.tile[d]);
-        if (bits_any(bits, toff, row))
-            return;
-        int d = nd - 2;
-        for (; d >= 0; d--) {
-            if (++at[d] < hi[d])
-                break;
-            at[d] = lo[d];
-        }
-        if (d < 0)
-            return;
     }
 }
 
@@ -806,7 +784,7 @@ static int write_into_tile(vt_writer *w, warray *a, uint64_t t, const uint64_t *
         unsigned char *buf = malloc((size_t)(voxels * a->es));
         if (buf == NULL)
             return fail_hard(w, VT_ENOMEM, "out of memory for a tile buffer");
-        copy_rows(a, c, ext, lo, hi, start, size, data, buf, NULL);
+        copy_rows(a, c, ext, lo, hi, start, size, data, buf, NULL, NULL);
         return submit(w, a, t, buf);
     }
     if (p == NULL) {
@@ -817,14 +795,13 @@ static int write_into_tile(vt_writer *w, warray *a, uint64_t t, const uint64_t *
         a->state[t] = TILE_PENDING;
     }
     /* check that no voxel was written before, then copy */
-    if (!copy_rows(a, c, ext, lo, hi, start, size, NULL, NULL, p->bits)) {
-        uint64_t at[VT_MAX_DIMS];
-        copy_rows_first_set(a, c, ext, lo, hi, p->bits, at);
+    uint64_t at[VT_MAX_DIMS];
+    if (!copy_rows(a, c, ext, lo, hi, start, size, NULL, NULL, p->bits, at)) {
         char cs[128];
         format_coords(cs, sizeof cs, at, nd);
         return fail_hard(w, VT_EINVAL, "array '%s': voxels at %s written twice", a->ent.name, cs);
     }
-    copy_rows(a, c, ext, lo, hi, start, size, data, p->buf, p->bits);
+    copy_rows(a, c, ext, lo, hi, start, size, data, p->buf, p->bits, NULL);
     p->filled += count;
     if (p->filled == voxels) {
         unsigned char *buf = p->buf;
