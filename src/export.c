@@ -93,6 +93,71 @@ static bool ends_with(const char *s, const char *suffix)
     return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
+static double get_real(const hdr *h, size_t off)
+{
+    if (h->l->wide) {
+        uint64_t x = vt__ld64(h->b + off);
+        x = h->swap ? __builtin_bswap64(x) : x;
+        double d;
+        memcpy(&d, &x, 8);
+        return d;
+    }
+    uint32_t x = vt__ld32(h->b + off);
+    x = h->swap ? __builtin_bswap32(x) : x;
+    float v;
+    memcpy(&v, &x, 4);
+    return v;
+}
+
+/* The affine of array @p name: "NAME@K.affine" for a pyramid level (a
+ * segmentation's level shares its image's: any "...@K.affine"), else "affine". */
+static const double *level_affine(const vt_store *s, const char *name)
+{
+    const char *at = strrchr(name, '@');
+    if (at) {
+        char key[VT_NAME_MAX + 32];
+        snprintf(key, sizeof key, "%s.affine", name);
+        const double *a = meta(s, key, VT_META_F64, 16);
+        if (a)
+            return a;
+        for (size_t i = 0; i < vt_meta_count(s); i++) { /* seg@K: the image's level K */
+            const char *k;
+            vt_meta_type t;
+            const void *d;
+            size_t n;
+            vt_meta_at(s, i, &k, &t, &d, &n);
+            size_t kl = strlen(k), sl = strlen(at);
+            if (t == VT_META_F64 && n == 16 && kl > sl + 7 && strncmp(k + kl - sl - 7, at, sl) == 0 &&
+                strcmp(k + kl - 7, ".affine") == 0)
+                return d;
+        }
+    }
+    return meta(s, "affine", VT_META_F64, 16);
+}
+
+/* Index transform from array @p name's grid to the source's, per axis x, y, z:
+ * source index = fac * index + t (crop corner; pyramid levels scale). */
+static void level_transform(const vt_store *s, const char *name, const int64_t *crop, double *fac, double *t)
+{
+    const double *base = meta(s, "affine", VT_META_F64, 16), *lev = level_affine(s, name);
+    for (int c = 0; c < 3; c++) {
+        fac[c] = 1;
+        if (base && lev && lev != base) {
+            double nb = 0, nl = 0;
+            for (int r = 0; r < 3; r++) {
+                nb += base[4 * r + c] * base[4 * r + c];
+                nl += lev[4 * r + c] * lev[4 * r + c];
+            }
+            if (nb > 0)
+                fac[c] = nearbyint(sqrt(nl / nb));
+            if (fac[c] < 1)
+                fac[c] = 1;
+        }
+        double corner = crop ? (double)crop[2 * (2 - c)] : 0; /* crop is (z0, z1, y0, y1, x0, x1) */
+        t[c] = corner + (fac[c] - 1) / 2;
+    }
+}
+
 /* Build the header for @p a of @p s. */
 static int make_header(const vt_store *s, const vt_array_info *ai, vt_dtype out_dt,
                        hdr *h, const unsigned char **ext, size_t *ext_len)
@@ -164,23 +229,31 @@ static int make_header(const vt_store *s, const vt_array_info *ai, vt_dtype out_
         /* a single file now, whatever the source was */
         if (memcmp(h->b + l->magic, "ni1", 3) == 0 || memcmp(h->b + l->magic, "ni2", 3) == 0)
             h->b[l->magic + 1] = '+';
-        /* a cropped grid starts at the crop corner: move both translations */
+        /* the stored grid maps to the source's by index' = f * index + t: f = 1 and
+         * t = the crop corner for a cropped array; a pyramid level also scales
+         * (f = 2, 4 ... along halved axes) with t = corner + (f - 1) / 2 */
         const int64_t *crop = meta(s, "crop", VT_META_I64, 6);
         const double *q = meta(s, "nifti.qform", VT_META_F64, 16), *f = meta(s, "nifti.sform", VT_META_F64, 16);
-        if (crop && q && f && (crop[0] || crop[2] || crop[4])) {
-            double ijk[3] = {(double)crop[4], (double)crop[2], (double)crop[0]};
+        double fac[3], tr[3];
+        level_transform(s, ai->name, crop, fac, tr);
+        bool moved = tr[0] != 0 || tr[1] != 0 || tr[2] != 0 || fac[0] != 1 || fac[1] != 1 || fac[2] != 1;
+        if (q && f && moved) {
             for (int r = 0; r < 3; r++) {
                 double qt = q[4 * r + 3], st = f[4 * r + 3];
                 for (int c = 0; c < 3; c++) {
-                    qt += q[4 * r + c] * ijk[c];
-                    st += f[4 * r + c] * ijk[c];
+                    qt += q[4 * r + c] * tr[c];
+                    st += f[4 * r + c] * tr[c];
+                    put_real(h, l->srow + rw * (size_t)(4 * r + c), f[4 * r + c] * fac[c]);
                 }
                 put_real(h, l->qoffset + rw * (size_t)r, qt);
                 put_real(h, l->srow + rw * (size_t)(4 * r + 3), st);
             }
+            for (int c = 0; c < 3; c++) /* the qform's zooms */
+                if (fac[c] != 1)
+                    put_real(h, l->pixdim + rw * (size_t)(c + 1), get_real(h, l->pixdim + rw * (size_t)(c + 1)) * fac[c]);
         }
     } else {
-        const double *aff = meta(s, "affine", VT_META_F64, 16), *sp = meta(s, "spacing", VT_META_F64, 3);
+        const double *aff = level_affine(s, ai->name), *sp = meta(s, "spacing", VT_META_F64, 3);
         static const double eye[16] = {1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1};
         if (aff == NULL)
             aff = eye;
