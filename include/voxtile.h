@@ -132,6 +132,14 @@ VT_API int vt_version_number(void);
 VT_API const char *vt_version_string(void);
 /** Static text for an error code ("checksum or data corrupt" ...); never NULL. */
 VT_API const char *vt_strerror(int code);
+/**
+ * sizeof() of a public struct, by name ("vt_read_opts", "vt_array_info",
+ * "vt_tile_info", "vt_label_info", "vt_array_spec", "vt_writer_opts",
+ * "vt_convert_opts", "vt_raw_spec", "vt_image_info"), so that bindings (the
+ * Python package) can check at load time that they lay the structs out as
+ * this build of the library does. 0 for an unknown name.
+ */
+VT_API size_t vt_struct_size(const char *name);
 /** Size in bytes of one element of @p dtype, or 0 for an invalid dtype. */
 VT_API size_t vt_dtype_size(vt_dtype dtype);
 /** Short name of @p dtype as numpy spells it ("uint8", "float16", "bfloat16" ...); "?" when invalid. */
@@ -192,6 +200,16 @@ VT_API void vt_close(vt_store *store);
  *         failing call in this thread.
  */
 VT_API const char *vt_errmsg(const vt_store *store);
+
+/**
+ * Let go of the store's pages in this process's memory map (madvise
+ * MADV_DONTNEED): its resident set shrinks back, the kernel's page cache
+ * keeps the data, and later reads fault the pages in again. Useful in
+ * long-running data-loader processes, whose resident size otherwise grows
+ * towards the size of the stores they read. Safe while other threads read.
+ * @return 0, or VT_EIO (madvise failed) or VT_EINVAL.
+ */
+VT_API int vt_store_release(const vt_store *store);
 
 /** Path the store was opened with (borrowed; valid until vt_close()). */
 VT_API const char *vt_store_path(const vt_store *store);

@@ -298,6 +298,15 @@ void vt_close(vt_store *s)
 
 const char *vt_errmsg(const vt_store *store) { return vt__errmsg(store); }
 
+int vt_store_release(const vt_store *s)
+{
+    if (s == NULL)
+        return vt__fail(NULL, VT_EINVAL, "vt_store_release: NULL store");
+    if (madvise((void *)s->map, (size_t)s->size, MADV_DONTNEED) != 0)
+        return vt__fail_at(s, VT_EIO, s->path, "cannot release the mapping: %s", strerror(errno));
+    return 0;
+}
+
 const char *vt_store_path(const vt_store *s) { return s ? s->path : NULL; }
 
 uint64_t vt_store_file_size(const vt_store *s) { return s ? s->size : 0; }

@@ -1,0 +1,594 @@
+"""voxtile: out-of-core tiled storage for 3-D/4-D medical images.
+
+    import voxtile
+    with voxtile.open("case.vxt") as st:
+        img = st["image"]                      # lazy: nothing read yet
+        patch = img.read((0, -16, 40, 40), (1, 128, 128, 128), dtype="float16", pad="reflect")
+        slab = img[0, 10:20]                   # numpy basic indexing -> np.ndarray
+        st.spacing, st.affine                  # geometry of the source
+
+A store is read through its memory map; reads release the GIL. Handles may
+be shared by threads, and survive fork() in DataLoader workers.
+"""
+import ctypes
+import os
+
+import numpy as np
+
+from . import _ffi
+
+__all__ = ["open", "Store", "Array", "Error", "InvalidArgument", "NotFound", "convert", "export_nifti",
+           "probe", "Writer", "version"]
+
+_lib = _ffi.load()
+
+# error codes (include/voxtile.h)
+_EIO, _ECORRUPT, _EFORMAT, _EVERSION, _ERANGE, _ENOMEM, _EINVAL, _ENOTFOUND, _ENOSPC, _EUNSUPPORTED, _ESTATE = \
+    range(-1, -12, -1)
+
+
+class Error(OSError):
+    """A voxtile failure; .code is the library's VT_E* code, the message names the file."""
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+
+
+class InvalidArgument(Error, ValueError):
+    """A bad argument or box (VT_EINVAL, VT_ERANGE)."""
+
+
+class NotFound(Error, KeyError):
+    """No such array or metadata key."""
+
+    def __str__(self):
+        return OSError.__str__(self)
+
+
+def _raise(code, message):
+    if code in (_EINVAL, _ERANGE):
+        raise InvalidArgument(code, message)
+    if code == _ENOTFOUND:
+        raise NotFound(code, message)
+    if code == _ENOMEM:
+        raise MemoryError(message)
+    raise Error(code, message)
+
+
+def _check(code, handle=None):
+    if code:
+        msg = _lib.vt_errmsg(handle)
+        _raise(code, (msg or b"").decode(errors="replace") or _lib.vt_strerror(code).decode())
+
+
+def version():
+    """The library's version string."""
+    return _lib.vt_version_string().decode()
+
+
+# ---- dtypes -----------------------------------------------------------------
+
+_VT_DTYPES = {1: "uint8", 2: "int8", 3: "uint16", 4: "int16", 5: "uint32", 6: "int32", 7: "float16",
+              8: "bfloat16", 9: "float32", 10: "float64"}
+_NP_TO_VT = {np.dtype(v): k for k, v in _VT_DTYPES.items() if v != "bfloat16"}
+_BF16 = 8
+
+
+def _np_dtype(code):
+    """numpy dtype of a vt dtype; bfloat16 has none in numpy: its bits as uint16."""
+    return np.dtype(np.uint16) if code == _BF16 else np.dtype(_VT_DTYPES[code])
+
+
+def _vt_dtype(dtype):
+    if isinstance(dtype, str) and dtype in ("bfloat16", "bf16"):
+        return _BF16
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as e:
+        raise InvalidArgument(_EINVAL, f"unknown dtype {dtype!r}") from e
+    if dt == np.bool_:
+        dt = np.dtype(np.uint8)
+    code = _NP_TO_VT.get(dt.newbyteorder("=") if dt.byteorder not in "=|" else dt)
+    if code is None:
+        raise InvalidArgument(_EINVAL, f"dtype {dt} is not one voxtile can produce "
+                                       f"(uint8 int8 uint16 int16 uint32 int32 float16 bfloat16 float32 float64)")
+    return code
+
+
+_PADS = {"constant": 0, "edge": 1, "reflect": 2}
+
+
+# ---- stores -----------------------------------------------------------------
+
+def open(path):  # noqa: A001 (mirrors io.open)
+    """Open a store read-only; see Store."""
+    return Store(path)
+
+
+class Store:
+    """A store file, mapped read-only. Use as a context manager or close()."""
+
+    def __init__(self, path):
+        self._h = None
+        h = ctypes.c_void_p()
+        _check(_lib.vt_open(os.fsencode(path), 0, ctypes.byref(h)))
+        self._h = h
+        self.path = os.fspath(path)
+        self._pid = os.getpid()
+        self._arrays = {}
+        self._meta = None
+
+    def close(self):
+        if self._h is not None:
+            _lib.vt_close(self._h)
+            self._h = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __getstate__(self):  # a store travels as its path (spawned workers reopen it)
+        return {"path": self.path}
+
+    def __setstate__(self, state):
+        self.__init__(state["path"])
+
+    def _handle(self):
+        if self._h is None:
+            raise Error(_ESTATE, f"{self.path}: store is closed")
+        return self._h
+
+    @property
+    def arrays(self):
+        """Names of the arrays, in file order."""
+        h = self._handle()
+        names = []
+        for i in range(_lib.vt_store_narrays(h)):
+            a = ctypes.c_void_p()
+            _check(_lib.vt_store_array_at(h, i, ctypes.byref(a)), h)
+            info = _ffi.ArrayInfo()
+            _lib.vt_array_info_get(a, ctypes.byref(info))
+            names.append(info.name.decode())
+        return names
+
+    def __getitem__(self, name):
+        if name not in self._arrays:
+            h = self._handle()
+            a = ctypes.c_void_p()
+            _check(_lib.vt_store_array(h, name.encode(), ctypes.byref(a)), h)
+            self._arrays[name] = Array(self, a)
+        return self._arrays[name]
+
+    def __contains__(self, name):
+        return name in self.arrays
+
+    def __iter__(self):
+        return iter(self.arrays)
+
+    @property
+    def file_size(self):
+        return _lib.vt_store_file_size(self._handle())
+
+    @property
+    def metadata(self):
+        """The metadata as a dict: strings, bytes, or numpy arrays (float64 / int64)."""
+        if self._meta is None:
+            h = self._handle()
+            meta = {}
+            for i in range(_lib.vt_meta_count(h)):
+                key, typ, data, count = ctypes.c_char_p(), ctypes.c_int(), ctypes.c_void_p(), ctypes.c_size_t()
+                _check(_lib.vt_meta_at(h, i, ctypes.byref(key), ctypes.byref(typ), ctypes.byref(data),
+                                       ctypes.byref(count)), h)
+                n = count.value
+                if typ.value == 1:
+                    value = ctypes.string_at(data, n).decode(errors="replace")
+                elif typ.value == 2:
+                    value = np.frombuffer(ctypes.string_at(data, 8 * n), dtype="<f8").copy()
+                elif typ.value == 3:
+                    value = np.frombuffer(ctypes.string_at(data, 8 * n), dtype="<i8").copy()
+                else:
+                    value = ctypes.string_at(data, n) if n else b""
+                meta[key.value.decode()] = value
+            self._meta = meta
+        return self._meta
+
+    @property
+    def spacing(self):
+        """Voxel size along (z, y, x) in mm (1, 1, 1 when the source had none)."""
+        s = self.metadata.get("spacing")
+        return tuple(float(v) for v in s) if s is not None else (1.0, 1.0, 1.0)
+
+    @property
+    def affine(self):
+        """4x4 NIfTI-style affine of the stored grid: (x, y, z index, 1) -> RAS+ mm."""
+        a = self.metadata.get("affine")
+        return a.reshape(4, 4).copy() if a is not None else np.eye(4)
+
+    @property
+    def origin(self):
+        """World position (RAS+ mm) of voxel (0, 0, 0)."""
+        return tuple(float(v) for v in self.affine[:3, 3])
+
+    @property
+    def direction(self):
+        """3x3: column j is the unit world direction of index axis j (x, y, z)."""
+        d = self.metadata.get("direction")
+        return d.reshape(3, 3).copy() if d is not None else np.eye(3)
+
+    def release(self):
+        """Drop this process's mapped pages of the store (resident size falls; the page cache keeps them)."""
+        _check(_lib.vt_store_release(self._handle()), self._h)
+
+    def verify(self):
+        """Check every tile of every array; raises Error naming the first bad tile."""
+        for name in self.arrays:
+            self[name].verify()
+
+    def __repr__(self):
+        state = "closed" if self._h is None else ", ".join(self.arrays)
+        return f"<voxtile.Store {self.path!r}: {state}>"
+
+
+class Array:
+    """One array of a store: numpy-like, lazy. Indexing and read() return np.ndarray."""
+
+    def __init__(self, store, handle):
+        self.store = store
+        self._h = handle
+        info = _ffi.ArrayInfo()
+        _lib.vt_array_info_get(handle, ctypes.byref(info))
+        self.name = info.name.decode()
+        self.ndim = info.ndim
+        self.shape = tuple(int(info.shape[d]) for d in range(self.ndim))
+        self.tile_shape = tuple(int(info.tile[d]) for d in range(self.ndim))
+        self.grid = tuple(int(info.grid[d]) for d in range(self.ndim))
+        self.ntiles = int(info.ntiles)
+        self._code = info.dtype
+        self.dtype = _np_dtype(info.dtype)
+        self.vt_dtype = _VT_DTYPES[info.dtype]
+        self.nbytes = int(info.raw_bytes)
+        self.stored_nbytes = int(info.stored_bytes)
+        self.fill = info.fill
+        self.min, self.max = info.min, info.max
+        self._labels = None
+
+    def _handle(self):
+        self.store._handle()  # raises when closed
+        return self._h
+
+    def __len__(self):
+        return self.shape[0]
+
+    @property
+    def size(self):
+        return int(np.prod(self.shape))
+
+    def read(self, start, size, dtype=None, pad="constant", pad_value=0, transform=None, out=None, threads=1,
+             verify=True):
+        """Read the box [start, start+size) (one entry per dimension; it may leave the array).
+
+        dtype: anything numpy takes (None keeps the stored dtype; "bfloat16" gives uint16 bits).
+        pad: "constant" (pad_value), "edge" or "reflect" (numpy's modes) for voxels outside.
+        transform: (clip_lo, clip_hi, scale, offset) applied before the conversion: clip, then x*scale+offset.
+        out: an array to fill (e.g. a slot of a batch): its shape must be size and dtype the output dtype;
+             any strides (multiples of the item size) -- no extra copy.
+        """
+        h = self._handle()
+        nd = self.ndim
+        start = [int(v) for v in start]
+        size = [int(v) for v in size]
+        if len(start) != nd or len(size) != nd:
+            raise InvalidArgument(_EINVAL, f"{self.store.path}: array '{self.name}' has {nd} dimensions; "
+                                           f"start and size need {nd} entries each")
+        if min(size) < 1:
+            raise InvalidArgument(_ERANGE, f"{self.store.path}: box size {size} has an empty axis")
+        opts = _ffi.ReadOpts()
+        _lib.vt_read_opts_init(ctypes.byref(opts))
+        code = self._code if dtype is None else _vt_dtype(dtype)
+        opts.dtype = code
+        if pad not in _PADS:
+            raise InvalidArgument(_EINVAL, f"pad must be one of {sorted(_PADS)}, not {pad!r}")
+        opts.pad = _PADS[pad]
+        opts.pad_value = float(pad_value)
+        if transform is not None:
+            lo, hi, scale, offset = transform
+            opts.transform = 1
+            opts.clip_lo = -np.inf if lo is None else float(lo)
+            opts.clip_hi = np.inf if hi is None else float(hi)
+            opts.scale, opts.offset = float(scale), float(offset)
+        opts.threads = int(threads)
+        opts.verify = 1 if verify else 0
+        ndt = _np_dtype(code)
+        if out is None:
+            out = np.empty(size, dtype=ndt)
+        else:
+            if not isinstance(out, np.ndarray):
+                raise InvalidArgument(_EINVAL, "out must be a numpy array")
+            if out.dtype != ndt or tuple(out.shape) != tuple(size) or not out.flags.writeable:
+                raise InvalidArgument(_EINVAL, f"out must be a writeable {ndt} array of shape {tuple(size)}, "
+                                               f"not {out.dtype} {out.shape}")
+            if any(s % ndt.itemsize for s in out.strides):
+                raise InvalidArgument(_EINVAL, "out's strides must be multiples of its item size")
+            if not out.flags.c_contiguous:
+                strides = (ctypes.c_int64 * nd)(*[s // ndt.itemsize for s in out.strides])
+                opts.strides = ctypes.cast(strides, _ffi.c_i64p)
+        if out.size == 0:
+            return out
+        st = (ctypes.c_int64 * nd)(*start)
+        sz = (ctypes.c_uint64 * nd)(*size)
+        _check(_lib.vt_read(h, st, sz, ctypes.byref(opts), ctypes.c_void_p(out.ctypes.data)), self.store._h)
+        return out
+
+    # numpy basic indexing: ints, slices (any step), Ellipsis, None
+    def __getitem__(self, key):
+        if not isinstance(key, tuple):
+            key = (key,)
+        n_real = sum(1 for k in key if k is not None and k is not Ellipsis)
+        if sum(1 for k in key if k is Ellipsis) > 1:
+            raise IndexError("an index can only have a single ellipsis ('...')")
+        if n_real > self.ndim:
+            raise IndexError(f"too many indices for array: array is {self.ndim}-dimensional, "
+                             f"but {n_real} were indexed")
+        expanded = []
+        for k in key:
+            if k is Ellipsis:
+                expanded.extend([slice(None)] * (self.ndim - n_real))
+            else:
+                expanded.append(k)
+        if Ellipsis not in key:
+            expanded.extend([slice(None)] * (self.ndim - n_real))
+        start, size, local = [], [], []
+        axis = 0
+        for k in expanded:
+            if k is None:
+                local.append(None)
+                continue
+            n = self.shape[axis]
+            if isinstance(k, slice):
+                r = range(*k.indices(n))
+                if len(r) == 0:
+                    start.append(0)
+                    size.append(0)
+                    local.append(slice(0, 0))
+                else:
+                    lo = min(r[0], r[-1])
+                    start.append(lo)
+                    size.append(max(r[0], r[-1]) - lo + 1)
+                    stop = r[0] - lo + len(r) * r.step
+                    local.append(slice(r[0] - lo, stop if stop >= 0 else None, r.step))
+            else:
+                try:
+                    i = int(np.asarray(k).item()) if not isinstance(k, (int, np.integer)) else int(k)
+                except (TypeError, ValueError):
+                    raise IndexError("only integers, slices (`:`), ellipsis (`...`) and numpy.newaxis (`None`) "
+                                     "are valid indices") from None
+                if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
+                    raise IndexError("only integers, slices (`:`), ellipsis (`...`) and numpy.newaxis (`None`) "
+                                     "are valid indices")
+                if i < -n or i >= n:
+                    raise IndexError(f"index {i} is out of bounds for axis {axis} with size {n}")
+                i = i + n if i < 0 else i
+                start.append(i)
+                size.append(1)
+                local.append(0)
+            axis += 1
+        if 0 in size:
+            box = np.empty([s for s in size], dtype=self.dtype)
+        else:
+            box = self.read(start, size)
+        return box[tuple(local)]
+
+    def __array__(self, dtype=None):
+        a = self[...]
+        return a if dtype is None else a.astype(dtype)
+
+    def verify(self):
+        """Check every tile's checksum, decoding and statistics; raises Error naming the first bad tile."""
+        _check(_lib.vt_verify_array(self._handle(), None), self.store._h)
+
+    def tile(self, index):
+        """Index entry of tile number @index (C order of the tile grid) as a dict."""
+        ti = _ffi.TileInfo()
+        _check(_lib.vt_tile_get(self._handle(), int(index), ctypes.byref(ti)), self.store._h)
+        return {"coord": tuple(ti.coord[:self.ndim]), "start": tuple(ti.start[:self.ndim]),
+                "extent": tuple(ti.extent[:self.ndim]), "offset": ti.offset, "stored_size": ti.stored_size,
+                "flags": ti.flags, "raw_size": ti.raw_size, "checksum": ti.checksum, "min": ti.min, "max": ti.max}
+
+    @property
+    def labels(self):
+        """Label index (label arrays): {value: (voxels, tiles)} where tiles is an (n, 2) uint64 array of
+        (tile number, voxels of the value in it). {} when the array has none."""
+        if self._labels is None:
+            h = self._handle()
+            out = {}
+            for i in range(_lib.vt_label_count(h)):
+                li = _ffi.LabelInfo()
+                _check(_lib.vt_label_get(h, i, ctypes.byref(li)), self.store._h)
+                pairs = np.ctypeslib.as_array(li.tiles, shape=(int(li.ntiles), 2)).copy()
+                out[int(li.value)] = (int(li.voxels), pairs)
+            self._labels = out
+        return self._labels
+
+    def __repr__(self):
+        return f"<voxtile.Array '{self.name}' {self.vt_dtype} {self.shape} tiles {self.tile_shape}>"
+
+
+# ---- writing ----------------------------------------------------------------
+
+class Writer:
+    """Streaming writer: Writer(path) / add_array(...) / write(id, start, data) / finalize().
+
+    Nothing appears at path until finalize(); an abandoned writer (close() without finalize, or an
+    exception inside a with block) leaves nothing behind."""
+
+    def __init__(self, path, threads=1):
+        self.path = os.fspath(path)
+        opts = _ffi.WriterOpts()
+        _lib.vt_writer_opts_init(ctypes.byref(opts))
+        opts.threads = int(threads)
+        h = ctypes.c_void_p()
+        _check(_lib.vt_writer_open(os.fsencode(path), ctypes.byref(opts), ctypes.byref(h)))
+        self._h = h
+        self._dtypes = []
+
+    def _fail(self, rc):
+        msg = (_lib.vt_writer_errmsg(self._h) or b"").decode(errors="replace")
+        _raise(rc, msg or _lib.vt_strerror(rc).decode())
+
+    def add_array(self, name, shape, dtype, tile=None, codec="lz4hc", level=0, shuffle="auto", fill=0,
+                  sparse=False, labels=False):
+        spec = _ffi.ArraySpec()
+        _lib.vt_array_spec_init(ctypes.byref(spec))
+        spec.name = name.encode()
+        spec.dtype = _vt_dtype(dtype)
+        spec.ndim = len(shape)
+        for d, s in enumerate(shape):
+            spec.shape[d] = int(s)
+        if tile is not None:
+            for d, t in enumerate(tile):
+                spec.tile[d] = int(t)
+        spec.codec = {"none": 0, "lz4": 1, "lz4hc": 2}[codec]
+        spec.level = int(level)
+        spec.filter = {"off": 0, "none": 0, "on": 1, "shuffle": 1, "auto": 2}[shuffle]
+        spec.fill = float(fill)
+        spec.sparse = int(bool(sparse))
+        spec.labels = int(bool(labels))
+        ident = ctypes.c_int()
+        rc = _lib.vt_writer_add_array(self._h, ctypes.byref(spec), ctypes.byref(ident))
+        if rc:
+            self._fail(rc)
+        self._dtypes.append(_np_dtype(spec.dtype))
+        return ident.value
+
+    def write(self, ident, start, data):
+        """Write C-contiguous data of the array's dtype at start (each voxel exactly once)."""
+        data = np.ascontiguousarray(data, dtype=self._dtypes[ident])
+        nd = data.ndim
+        st = (ctypes.c_uint64 * nd)(*[int(v) for v in start])
+        sz = (ctypes.c_uint64 * nd)(*data.shape)
+        rc = _lib.vt_writer_write(self._h, int(ident), st, sz, ctypes.c_void_p(data.ctypes.data))
+        if rc:
+            self._fail(rc)
+
+    def set_meta(self, key, value):
+        """A metadata entry: str, bytes, or a sequence of floats / ints."""
+        if isinstance(value, str):
+            b = value.encode()
+            rc = _lib.vt_writer_set_meta(self._h, key.encode(), 1, ctypes.c_char_p(b), len(b))
+        elif isinstance(value, (bytes, bytearray)):
+            b = bytes(value)
+            rc = _lib.vt_writer_set_meta(self._h, key.encode(), 0, ctypes.c_char_p(b), len(b))
+        else:
+            arr = np.asarray(value)
+            arr = np.ascontiguousarray(arr, dtype="<i8" if arr.dtype.kind in "iub" else "<f8").ravel()
+            rc = _lib.vt_writer_set_meta(self._h, key.encode(), 3 if arr.dtype.kind == "i" else 2,
+                                         ctypes.c_void_p(arr.ctypes.data), arr.size)
+        if rc:
+            self._fail(rc)
+
+    def finalize(self):
+        rc = _lib.vt_writer_finalize(self._h)
+        if rc:
+            self._fail(rc)
+
+    def close(self):
+        if getattr(self, "_h", None) is not None:
+            _lib.vt_writer_free(self._h)
+            self._h = None
+
+    __del__ = close
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *rest):
+        if exc_type is None:
+            self.finalize()
+        self.close()
+
+
+# ---- conversion ---------------------------------------------------------------
+
+_CROPS = {None: 0, "box": 1, "nonzero": 2, "label": 3}
+
+
+def convert(images, out, seg=None, crop=None, crop_margin=0, levels=0, dtype=None, apply_scaling=False, tile=None,
+            codec="lz4hc", level=0, shuffle="auto", threads=None, array="image", raw=None, progress=None):
+    """Convert images (one path or a list: the channels) and an optional segmentation to a store.
+
+    Mirrors `voxtile convert`: crop is None, "nonzero", "label" (with crop_margin) or a box
+    (z0, z1, y0, y1, x0, x1); levels adds pyramid levels; dtype casts the image; raw is a dict
+    {shape: (c, z, y, x), dtype, seg_dtype, offset, big_endian, spacing} for headerless files;
+    progress is called with the fraction done."""
+    if isinstance(images, (str, bytes, os.PathLike)):
+        images = [images]
+    opts = _ffi.ConvertOpts()
+    _lib.vt_convert_opts_init(ctypes.byref(opts))
+    if tile is not None:
+        for d in range(3):
+            opts.tile[d] = int(tile[d])
+    opts.codec = {"none": 0, "lz4": 1, "lz4hc": 2}[codec]
+    opts.level = int(level) if codec != "none" else 0
+    opts.filter = {"off": 0, "on": 1, "auto": 2}[shuffle]
+    opts.threads = int(threads if threads is not None else (os.cpu_count() or 1))
+    name = array.encode()
+    opts.array = name
+    opts.dtype = 0 if dtype is None else _vt_dtype(dtype)
+    opts.apply_scaling = int(bool(apply_scaling))
+    if crop is None or isinstance(crop, str):
+        if crop not in _CROPS:
+            raise InvalidArgument(_EINVAL, f"crop must be None, 'nonzero', 'label' or a box, not {crop!r}")
+        opts.crop_mode = _CROPS[crop]
+    else:
+        opts.crop_mode = 1
+        for i, v in enumerate(crop):
+            opts.crop[i] = int(v)
+    opts.crop_margin = int(crop_margin)
+    opts.levels = int(levels)
+    keep = []
+    if raw is not None:
+        rs = _ffi.RawSpec()
+        shape = list(raw["shape"])
+        if len(shape) == 3:
+            shape = [1] + shape
+        for d in range(4):
+            rs.shape[d] = int(shape[d])
+        rs.dtype = _vt_dtype(raw["dtype"])
+        rs.seg_dtype = _vt_dtype(raw["seg_dtype"]) if raw.get("seg_dtype") else 0
+        rs.offset = int(raw.get("offset", 0))
+        rs.big_endian = int(bool(raw.get("big_endian", False)))
+        for d, s in enumerate(raw.get("spacing", (0, 0, 0))):
+            rs.spacing[d] = float(s)
+        keep.append(rs)
+        opts.raw = ctypes.pointer(rs)
+    if progress is not None:
+        cb = _ffi.PROGRESS(lambda ctx, f: progress(f))
+        keep.append(cb)
+        opts.progress = cb
+    paths = [os.fsencode(p) for p in images]
+    arr = (ctypes.c_char_p * len(paths))(*paths)
+    segp = os.fsencode(seg) if seg is not None else None
+    rc = _lib.vt_convert_images(arr, len(paths), segp, os.fsencode(out), ctypes.byref(opts))
+    _check(rc)
+
+
+def export_nifti(store, out, array=None):
+    """Write an array of a store (default "image") back to NIfTI (.nii or .nii.gz), source header kept."""
+    _check(_lib.vt_export_nifti(os.fsencode(store), array.encode() if array else None, os.fsencode(out)))
+
+
+def probe(path):
+    """Header of an image file: {shape: (c, z, y, x), dtype, spacing: (z, y, x), format}."""
+    info = _ffi.ImageInfo()
+    _check(_lib.vt_image_probe(os.fsencode(path), ctypes.byref(info)))
+    return {"shape": tuple(int(v) for v in info.shape), "dtype": _VT_DTYPES[info.dtype],
+            "spacing": tuple(info.spacing), "format": info.format.decode()}

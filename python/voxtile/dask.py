@@ -1,0 +1,56 @@
+"""Dask arrays over stores, chunked along the tiles.
+
+    import voxtile.dask
+    x = voxtile.dask.from_store("case.vxt", "image")   # dask.array, chunks = whole tiles
+    x.mean().compute()                                   # on a dask.distributed cluster too
+
+Each chunk is read through the store's lazy reader in whichever process runs
+the task; the graph carries only the path, so it pickles to remote workers.
+Stores are read-only files: many workers and nodes may read one dataset on a
+shared filesystem at once.
+"""
+import os
+
+import dask.array as da
+import numpy as np
+
+import voxtile
+
+__all__ = ["from_store"]
+
+_open = {}  # per process: path -> Store
+
+
+class _Lazy:
+    """A picklable stand-in for one array: opened on first use in each process."""
+
+    def __init__(self, path, array):
+        self.path, self.array = os.fspath(path), array
+        with voxtile.open(self.path) as st:
+            a = st[array]
+            self.shape, self.dtype, self.ndim, self.tile_shape = a.shape, a.dtype, a.ndim, a.tile_shape
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items()}
+
+    def __getitem__(self, key):
+        key_pid = (self.path, os.getpid())
+        st = _open.get(key_pid)
+        if st is None:
+            st = _open[key_pid] = voxtile.open(self.path)
+        return st[self.array][key]
+
+
+def from_store(path, array="image", chunk_bytes=32 << 20):
+    """A dask.array of one array of a store. Chunks are whole tiles, grown along the leading axes up to
+    about chunk_bytes (default 32 MiB), so no task decodes a tile another task needs too."""
+    lazy = _Lazy(path, array)
+    chunks = list(lazy.tile_shape)
+    itemsize = np.dtype(lazy.dtype).itemsize
+    for d in reversed(range(lazy.ndim)):  # grow the fastest axes first: contiguous reads
+        while chunks[d] < lazy.shape[d] and np.prod(chunks) * itemsize * 2 <= chunk_bytes:
+            chunks[d] = min(chunks[d] * 2, lazy.shape[d])
+        chunks[d] = min(chunks[d], lazy.shape[d])
+    # multiples of the tile shape (the grow step doubled a tile multiple, so they are, except when clipped)
+    return da.from_array(lazy, chunks=tuple(chunks), asarray=False, lock=False, fancy=False,
+                         name=f"voxtile-{os.path.abspath(path)}-{array}")

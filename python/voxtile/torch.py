@@ -1,0 +1,280 @@
+"""PyTorch helpers: random training patches, sliding-window inference, stitching.
+
+    from voxtile.torch import PatchDataset, GridPatches, Stitcher
+    ds = PatchDataset(paths, (128, 128, 128), oversample_foreground=0.33, seed=1)
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=12, persistent_workers=True)
+
+Item i of a PatchDataset depends only on (seed, epoch, i): any number of
+workers, fork or spawn, returns the same patches for the same seed. Stores
+are opened lazily in each process; a worker's mapped pages are released now
+and then so its resident size stays flat.
+"""
+import os
+
+import numpy as np
+import torch
+
+import voxtile
+
+__all__ = ["PatchDataset", "GridPatches", "Stitcher", "sliding_window_steps", "gaussian_importance"]
+
+_TORCH_TO_NP = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64,
+                torch.int16: np.int16, torch.int32: np.int32, torch.uint8: np.uint8, torch.int8: np.int8}
+
+
+class PatchDataset(torch.utils.data.Dataset):
+    """Random patches of a list of stores, image and label from the same box.
+
+    paths: store files. patch_size: (z, y, x). Each item: {"image": (C, z, y, x) tensor of `dtype`,
+    "seg": (1, z, y, x) int16 tensor (if arrays has a second name), "case": index into paths,
+    "start": (z, y, x) tensor}. A fraction `oversample_foreground` of the items is centred on a
+    random voxel of a random foreground label (a value != 0 of the label array, or one of `labels`),
+    found through the label index in the file: no label data is scanned. The others start uniformly
+    in the volume. Patches may extend past the border: the image is padded with `pad`/`pad_value`
+    (nnU-Net: constant 0), the label with `seg_pad_value` (nnU-Net: -1).
+    """
+
+    def __init__(self, paths, patch_size, *, arrays=("image", "seg"), oversample_foreground=0.33,
+                 dtype=torch.float16, pad="constant", pad_value=0.0, seg_pad_value=-1, seed=0, length=1000,
+                 labels=None, release_every=16):
+        self.paths = [os.fspath(p) for p in paths]
+        if not self.paths:
+            raise ValueError("PatchDataset needs at least one store")
+        self.patch_size = tuple(int(p) for p in patch_size)
+        if len(self.patch_size) != 3 or min(self.patch_size) < 1:
+            raise ValueError(f"patch_size must be (z, y, x) of sizes >= 1, not {patch_size}")
+        self.arrays = tuple(arrays)
+        self.oversample_foreground = float(oversample_foreground)
+        self.dtype = dtype
+        self.pad, self.pad_value, self.seg_pad_value = pad, pad_value, seg_pad_value
+        self.seed, self.length, self.epoch = int(seed), int(length), 0
+        self.labels = None if labels is None else set(int(v) for v in labels)
+        self.release_every = int(release_every)
+        self._stores, self._served = {}, 0
+
+    def __len__(self):
+        return self.length
+
+    def set_epoch(self, epoch):
+        """Draw other patches for another epoch (same seed, same patches for the same epoch)."""
+        self.epoch = int(epoch)
+
+    def __getstate__(self):  # spawned workers reopen the stores themselves
+        d = dict(self.__dict__)
+        d["_stores"] = {}
+        return d
+
+    def _store(self, case):
+        st = self._stores.get(case)
+        if st is None:
+            st = self._stores[case] = voxtile.open(self.paths[case])
+        return st
+
+    def _foreground_start(self, st, rng):
+        """Start of a patch centred on a random voxel of a random foreground label; None if there is none."""
+        seg = st[self.arrays[1]]
+        index = seg.labels
+        values = [v for v in index if (v != 0 if self.labels is None else v in self.labels)]
+        if not values:
+            return None
+        value = values[rng.integers(len(values))]
+        voxels, tiles = index[value]
+        # a tile with probability proportional to its voxels of the value, then a voxel of it uniformly:
+        # every voxel of the label equally likely
+        t = tiles[np.searchsorted(np.cumsum(tiles[:, 1]), rng.integers(voxels), side="right"), 0]
+        info = seg.tile(int(t))
+        block = seg.read(info["start"], info["extent"])
+        hits = np.flatnonzero(block == value)
+        k = np.unravel_index(hits[rng.integers(len(hits))], block.shape)
+        centre = [info["start"][d] + int(k[d]) for d in range(1, 4)]
+        return [c - p // 2 for c, p in zip(centre, self.patch_size)]
+
+    def __getitem__(self, i):
+        if not 0 <= i < self.length:
+            raise IndexError(f"item {i} of {self.length}")
+        rng = np.random.default_rng([self.seed, self.epoch, int(i)])
+        case = int(rng.integers(len(self.paths)))
+        st = self._store(case)
+        img = st[self.arrays[0]]
+        if img.ndim != 4:
+            raise voxtile.InvalidArgument(-7, f"{self.paths[case]}: '{img.name}' is not a (c, z, y, x) image")
+        start = None
+        if len(self.arrays) > 1 and rng.random() < self.oversample_foreground:
+            start = self._foreground_start(st, rng)
+        if start is None:
+            start = [int(rng.integers(min(0, s - p), max(0, s - p) + 1))
+                     for s, p in zip(img.shape[1:], self.patch_size)]
+        bf16 = self.dtype == torch.bfloat16
+        image = img.read([0] + start, (img.shape[0],) + self.patch_size,
+                         dtype="bfloat16" if bf16 else _TORCH_TO_NP[self.dtype], pad=self.pad,
+                         pad_value=self.pad_value)
+        item = {"image": torch.from_numpy(image.view(np.int16)).view(torch.bfloat16) if bf16
+                else torch.from_numpy(image),
+                "case": case, "start": torch.tensor(start)}
+        if len(self.arrays) > 1:
+            seg = st[self.arrays[1]].read([0] + start, (1,) + self.patch_size, dtype=np.int16, pad="constant",
+                                          pad_value=self.seg_pad_value)
+            item["seg"] = torch.from_numpy(seg)
+        self._served += 1
+        if self.release_every and self._served % self.release_every == 0:
+            for s in self._stores.values():  # keep the resident size flat
+                s.release()
+        return item
+
+
+def sliding_window_steps(image_size, patch_size, overlap=0.5):
+    """Start positions along each axis of a sliding window covering image_size with patch_size and the
+    given overlap fraction (nnU-Net's compute_steps_for_sliding_window with step = 1 - overlap).
+    An axis shorter than the patch has the single start 0 (the patch is padded)."""
+    steps = []
+    for n, p in zip(image_size, patch_size):
+        if n <= p:
+            steps.append([0])
+            continue
+        target = p * (1.0 - overlap)
+        k = int(np.ceil((n - p) / target)) + 1
+        step = (n - p) / (k - 1)
+        steps.append([int(np.round(step * i)) for i in range(k)])
+    return steps
+
+
+class GridPatches:
+    """The sliding-window tiling of a case for inference: iterate for (z, y, x) starts in C order (z slowest,
+    the order Stitcher needs), read(start) for the patch (padded where it leaves the volume)."""
+
+    def __init__(self, store, patch_size, overlap=0.5, array="image"):
+        self.store = store if isinstance(store, voxtile.Store) else voxtile.open(store)
+        self.array = self.store[array]
+        self.patch_size = tuple(int(p) for p in patch_size)
+        self.steps = sliding_window_steps(self.array.shape[1:], self.patch_size, overlap)
+
+    def __len__(self):
+        return int(np.prod([len(s) for s in self.steps]))
+
+    def __iter__(self):
+        for z in self.steps[0]:
+            for y in self.steps[1]:
+                for x in self.steps[2]:
+                    yield (z, y, x)
+
+    def read(self, start, dtype=np.float32, pad="constant", pad_value=0.0):
+        a = self.array
+        return a.read((0,) + tuple(start), (a.shape[0],) + self.patch_size, dtype=dtype, pad=pad,
+                      pad_value=pad_value)
+
+
+def gaussian_importance(patch_size, sigma_scale=1.0 / 8):
+    """nnU-Net's importance map: a Gaussian centred on the patch, sigma = patch * sigma_scale, max 1,
+    no zero weights."""
+    grid = np.meshgrid(*[np.arange(p, dtype=np.float64) for p in patch_size], indexing="ij")
+    g = np.ones(patch_size)
+    for d, p in enumerate(patch_size):
+        sigma = p * sigma_scale
+        g *= np.exp(-0.5 * ((grid[d] - (p - 1) / 2.0) / sigma) ** 2)
+    g /= g.max()
+    g[g == 0] = g[g > 0].min()
+    return g.astype(np.float32)
+
+
+class Stitcher:
+    """Accumulate overlapping patch predictions, Gaussian-weighted, into an out-of-core store.
+
+    Stitcher(path, shape=(C, Z, Y, X), patch_size=(pz, py, px)); add(start, prediction) for the patches
+    in GridPatches order (z never decreasing); finalize() writes the store. Only a band of patch-depth
+    slices is in memory: slices no later patch can reach are normalised and written as soon as the
+    next patch starts further down, so a 1000-slice prediction never needs a volume-sized array.
+    output: "probabilities" (array `array`, dtype `dtype`, C channels) or "argmax" (uint8 labels,
+    one channel, written as a label array with its label index)."""
+
+    def __init__(self, path, shape, patch_size, *, array="pred", dtype=np.float32, output="probabilities",
+                 sigma_scale=1.0 / 8, threads=1, metadata=None):
+        if output not in ("probabilities", "argmax"):
+            raise ValueError("output must be 'probabilities' or 'argmax'")
+        self.shape = tuple(int(s) for s in shape)
+        self.patch_size = tuple(int(p) for p in patch_size)
+        if len(self.shape) != 4 or len(self.patch_size) != 3:
+            raise ValueError("shape is (C, Z, Y, X) and patch_size (z, y, x)")
+        self.output, self.dtype = output, np.dtype(dtype)
+        self.weight_map = gaussian_importance(self.patch_size, sigma_scale)
+        C, Z, Y, X = self.shape
+        depth = self.patch_size[0]
+        self._sum = np.zeros((C, depth, Y, X), np.float32)
+        self._w = np.zeros((depth, Y, X), np.float32)
+        self._z0 = 0  # first slice of the band
+        self._last_start = 0
+        self._writer = voxtile.Writer(path, threads=threads)
+        if output == "argmax":
+            self._id = self._writer.add_array(array, (1, Z, Y, X), np.uint8, labels=True)
+        else:
+            self._id = self._writer.add_array(array, self.shape, self.dtype)
+        for k, v in (metadata or {}).items():
+            self._writer.set_meta(k, v)
+        self._done = False
+
+    def _flush(self, until):
+        """Normalise and write slices [z0, until); shift the band."""
+        n = until - self._z0
+        if n <= 0:
+            return
+        w = self._w[:n]
+        w = np.where(w > 0, w, 1.0)
+        probs = self._sum[:, :n] / w[None]
+        if self.output == "argmax":
+            data = probs.argmax(axis=0)[None].astype(np.uint8)
+        else:
+            data = probs.astype(self.dtype)
+        self._writer.write(self._id, (0, self._z0, 0, 0), data)
+        depth = self._w.shape[0]
+        self._sum[:, :depth - n] = self._sum[:, n:]
+        self._sum[:, depth - n:] = 0
+        self._w[:depth - n] = self._w[n:]
+        self._w[depth - n:] = 0
+        self._z0 = until
+
+    def add(self, start, prediction):
+        """Add the prediction (C, pz, py, px) of the patch starting at (z, y, x)."""
+        if self._done:
+            raise RuntimeError("Stitcher already finalized")
+        if isinstance(prediction, torch.Tensor):
+            prediction = prediction.detach().float().cpu().numpy()
+        prediction = np.asarray(prediction, dtype=np.float32)
+        C, Z, Y, X = self.shape
+        if prediction.shape != (C,) + self.patch_size:
+            raise ValueError(f"prediction shape {prediction.shape}, expected {(C,) + self.patch_size}")
+        z, y, x = (int(v) for v in start)
+        if z < self._last_start:
+            raise ValueError(f"patches must come in z order (GridPatches order): start z {z} after {self._last_start}")
+        self._last_start = z
+        self._flush(min(max(z, self._z0), Z))
+        # the part of the patch inside the volume
+        lo = [max(0, -v) for v in (z, y, x)]
+        hi = [min(p, n - v) for p, n, v in zip(self.patch_size, (Z, Y, X), (z, y, x))]
+        if any(h <= l for l, h in zip(lo, hi)):
+            return
+        sl = tuple(slice(a, b) for a, b in zip(lo, hi))
+        wz = slice(z + lo[0] - self._z0, z + hi[0] - self._z0)
+        wy, wx = slice(y + lo[1], y + hi[1]), slice(x + lo[2], x + hi[2])
+        wmap = self.weight_map[sl]
+        self._sum[:, wz, wy, wx] += prediction[(slice(None),) + sl] * wmap[None]
+        self._w[wz, wy, wx] += wmap
+
+    def finalize(self):
+        """Write what is left and publish the store."""
+        Z = self.shape[1]
+        while self._z0 < Z:
+            self._flush(min(Z, self._z0 + self._w.shape[0]))
+        self._writer.finalize()
+        self._writer.close()
+        self._done = True
+
+    def close(self):
+        """Abandon (nothing is left behind) unless finalized."""
+        self._writer.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *rest):
+        if exc_type is None and not self._done:
+            self.finalize()
+        self.close()
