@@ -25,7 +25,9 @@ _TORCH_TO_NP = {torch.float16: np.float16, torch.float32: np.float32, torch.floa
 class PatchDataset(torch.utils.data.Dataset):
     """Random patches of a list of stores, image and label from the same box.
 
-    paths: store files. patch_size: (z, y, x). Each item: {"image": (C, z, y, x) tensor of `dtype`,
+    paths: store files. patch_size: (z, y, x). With batch_size set, an item is a whole batch (patches
+    batch_size*i ... batch_size*i + batch_size - 1, each read straight into its slot of the batch tensor:
+    use DataLoader(batch_size=None)); otherwise each item: {"image": (C, z, y, x) tensor of `dtype`,
     "seg": (1, z, y, x) int16 tensor (if arrays has a second name), "case": index into paths,
     "start": (z, y, x) tensor}. A fraction `oversample_foreground` of the items is centred on a
     random voxel of a random foreground label (a value != 0 of the label array, or one of `labels`),
@@ -36,7 +38,7 @@ class PatchDataset(torch.utils.data.Dataset):
 
     def __init__(self, paths, patch_size, *, arrays=("image", "seg"), oversample_foreground=0.33,
                  dtype=torch.float16, pad="constant", pad_value=0.0, seg_pad_value=-1, seed=0, length=1000,
-                 labels=None, release_every=16):
+                 labels=None, release_every=16, batch_size=None):
         self.paths = [os.fspath(p) for p in paths]
         if not self.paths:
             raise ValueError("PatchDataset needs at least one store")
@@ -50,10 +52,12 @@ class PatchDataset(torch.utils.data.Dataset):
         self.seed, self.length, self.epoch = int(seed), int(length), 0
         self.labels = None if labels is None else set(int(v) for v in labels)
         self.release_every = int(release_every)
+        self.batch_size = None if batch_size is None else int(batch_size)
         self._stores, self._served = {}, 0
 
     def __len__(self):
-        return self.length
+        """Items: patches, or batches when batch_size is set (length // batch_size)."""
+        return self.length if self.batch_size is None else self.length // self.batch_size
 
     def set_epoch(self, epoch):
         """Draw other patches for another epoch (same seed, same patches for the same epoch)."""
@@ -67,7 +71,13 @@ class PatchDataset(torch.utils.data.Dataset):
     def _store(self, case):
         st = self._stores.get(case)
         if st is None:
-            st = self._stores[case] = voxtile.open(self.paths[case])
+            st = voxtile.open(self.paths[case])
+            missing = [a for a in self.arrays if a not in st]
+            if missing:
+                st.close()
+                raise voxtile.NotFound(-8, f"{self.paths[case]}: no array {missing[0]!r} (PatchDataset reads "
+                                           f"arrays={self.arrays}; pass arrays=('image',) for stores without labels)")
+            self._stores[case] = st
         return st
 
     def _foreground_start(self, st, rng):
@@ -89,9 +99,8 @@ class PatchDataset(torch.utils.data.Dataset):
         centre = [info["start"][d] + int(k[d]) for d in range(1, 4)]
         return [c - p // 2 for c, p in zip(centre, self.patch_size)]
 
-    def __getitem__(self, i):
-        if not 0 <= i < self.length:
-            raise IndexError(f"item {i} of {self.length}")
+    def _draw(self, i):
+        """Case and start of patch i: a function of (seed, epoch, i) only."""
         rng = np.random.default_rng([self.seed, self.epoch, int(i)])
         case = int(rng.integers(len(self.paths)))
         st = self._store(case)
@@ -104,22 +113,64 @@ class PatchDataset(torch.utils.data.Dataset):
         if start is None:
             start = [int(rng.integers(min(0, s - p), max(0, s - p) + 1))
                      for s, p in zip(img.shape[1:], self.patch_size)]
+        return case, st, img, start
+
+    def _read(self, i, image_out=None, seg_out=None):
+        """Patch i into new arrays, or into the given ones (slots of a batch)."""
+        case, st, img, start = self._draw(i)
         bf16 = self.dtype == torch.bfloat16
         image = img.read([0] + start, (img.shape[0],) + self.patch_size,
                          dtype="bfloat16" if bf16 else _TORCH_TO_NP[self.dtype], pad=self.pad,
-                         pad_value=self.pad_value)
-        item = {"image": torch.from_numpy(image.view(np.int16)).view(torch.bfloat16) if bf16
-                else torch.from_numpy(image),
-                "case": case, "start": torch.tensor(start)}
+                         pad_value=self.pad_value, out=image_out)
+        seg = None
         if len(self.arrays) > 1:
             seg = st[self.arrays[1]].read([0] + start, (1,) + self.patch_size, dtype=np.int16, pad="constant",
-                                          pad_value=self.seg_pad_value)
-            item["seg"] = torch.from_numpy(seg)
+                                          pad_value=self.seg_pad_value, out=seg_out)
         self._served += 1
         if self.release_every and self._served % self.release_every == 0:
             for s in self._stores.values():  # keep the resident size flat
                 s.release()
-        return item
+        return case, start, image, seg
+
+    def _tensor(self, a):
+        t = torch.from_numpy(a if self.dtype != torch.bfloat16 else a.view(np.int16))
+        return t.view(torch.bfloat16) if self.dtype == torch.bfloat16 else t
+
+    def __getitem__(self, i):
+        if not 0 <= i < len(self):
+            raise IndexError(f"item {i} of {len(self)}")
+        if self.batch_size is None:
+            case, start, image, seg = self._read(i)
+            item = {"image": self._tensor(image), "case": case, "start": torch.tensor(start)}
+            if seg is not None:
+                item["seg"] = torch.from_numpy(seg)
+            return item
+        # a whole batch, each patch read straight into its slot (no collate copy): use DataLoader(batch_size=None)
+        b = self.batch_size
+        first_case, _, first_img, _ = self._draw(i * b)
+        c = first_img.shape[0]
+        # in a worker, the batch is made in shared memory: handing it to the main process copies nothing
+        shared = torch.utils.data.get_worker_info() is not None
+        tdt = torch.int16 if self.dtype == torch.bfloat16 else self.dtype
+        timg = torch.empty((b, c) + self.patch_size, dtype=tdt)
+        tseg = torch.empty((b, 1) + self.patch_size, dtype=torch.int16) if len(self.arrays) > 1 else None
+        if shared:
+            timg.share_memory_()
+            if tseg is not None:
+                tseg.share_memory_()
+        images = timg.numpy()
+        segs = None if tseg is None else tseg.numpy()
+        cases, starts = [], []
+        for k in range(b):
+            out = images[k] if self.dtype != torch.bfloat16 else images[k].view(np.uint16)
+            case, start, _, _ = self._read(i * b + k, out, None if segs is None else segs[k])
+            cases.append(case)
+            starts.append(start)
+        batch = {"image": timg.view(torch.bfloat16) if self.dtype == torch.bfloat16 else timg,
+                 "case": torch.tensor(cases), "start": torch.tensor(starts)}
+        if tseg is not None:
+            batch["seg"] = tseg
+        return batch
 
 
 def sliding_window_steps(image_size, patch_size, overlap=0.5):
