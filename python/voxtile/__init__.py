@@ -161,8 +161,8 @@ class Store:
         return names
 
     def __getitem__(self, name):
+        h = self._handle()  # a closed store serves nothing, not even arrays looked up before
         if name not in self._arrays:
-            h = self._handle()
             a = ctypes.c_void_p()
             _check(_lib.vt_store_array(h, name.encode(), ctypes.byref(a)), h)
             self._arrays[name] = Array(self, a)
@@ -385,6 +385,8 @@ class Array:
             box = np.empty([s for s in size], dtype=self.dtype)
         else:
             box = self.read(start, size)
+        if any(k is Ellipsis for k in key):  # as numpy: with '...' the result is an array, even 0-d
+            return box[tuple(local) + (Ellipsis,)]
         return box[tuple(local)]
 
     def __array__(self, dtype=None):

@@ -13,6 +13,7 @@ import os
 
 import dask.array as da
 import numpy as np
+from dask.base import tokenize
 
 import voxtile
 
@@ -42,8 +43,8 @@ class _Lazy:
 
 
 def from_store(path, array="image", chunk_bytes=32 << 20):
-    """A dask.array of one array of a store. Chunks are whole tiles, grown along the leading axes up to
-    about chunk_bytes (default 32 MiB), so no task decodes a tile another task needs too."""
+    """A dask.array of one array of a store. Chunks are whole tiles, grown along the fastest (last) axes
+    first up to about chunk_bytes (default 32 MiB), so no task decodes a tile another task needs too."""
     lazy = _Lazy(path, array)
     chunks = list(lazy.tile_shape)
     itemsize = np.dtype(lazy.dtype).itemsize
@@ -52,5 +53,6 @@ def from_store(path, array="image", chunk_bytes=32 << 20):
             chunks[d] = min(chunks[d] * 2, lazy.shape[d])
         chunks[d] = min(chunks[d], lazy.shape[d])
     # multiples of the tile shape (the grow step doubled a tile multiple, so they are, except when clipped)
-    return da.from_array(lazy, chunks=tuple(chunks), asarray=False, lock=False, fancy=False,
-                         name=f"voxtile-{os.path.abspath(path)}-{array}")
+    st = os.stat(path)  # a store rewritten at the path is another graph
+    name = "voxtile-" + tokenize(os.path.abspath(path), array, tuple(chunks), st.st_mtime_ns, st.st_size, st.st_ino)
+    return da.from_array(lazy, chunks=tuple(chunks), asarray=False, lock=False, fancy=False, name=name)

@@ -49,7 +49,9 @@ class PatchDataset(torch.utils.data.Dataset):
         self.oversample_foreground = float(oversample_foreground)
         self.dtype = dtype
         self.pad, self.pad_value, self.seg_pad_value = pad, pad_value, seg_pad_value
-        self.seed, self.length, self.epoch = int(seed), int(length), 0
+        self.seed, self.length = int(seed), int(length)
+        # in shared memory, so set_epoch reaches workers that are already running (persistent_workers)
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self.labels = None if labels is None else set(int(v) for v in labels)
         self.release_every = int(release_every)
         self.batch_size = None if batch_size is None else int(batch_size)
@@ -60,8 +62,13 @@ class PatchDataset(torch.utils.data.Dataset):
         return self.length if self.batch_size is None else self.length // self.batch_size
 
     def set_epoch(self, epoch):
-        """Draw other patches for another epoch (same seed, same patches for the same epoch)."""
-        self.epoch = int(epoch)
+        """Draw other patches for another epoch (same seed, same patches for the same epoch); reaches
+        running workers too."""
+        self._epoch.fill_(int(epoch))
+
+    @property
+    def epoch(self):
+        return int(self._epoch)
 
     def __getstate__(self):  # spawned workers reopen the stores themselves
         d = dict(self.__dict__)
@@ -101,7 +108,7 @@ class PatchDataset(torch.utils.data.Dataset):
 
     def _draw(self, i):
         """Case and start of patch i: a function of (seed, epoch, i) only."""
-        rng = np.random.default_rng([self.seed, self.epoch, int(i)])
+        rng = np.random.default_rng([self.seed, int(self._epoch), int(i)])
         case = int(rng.integers(len(self.paths)))
         st = self._store(case)
         img = st[self.arrays[0]]
