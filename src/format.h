@@ -52,6 +52,7 @@ typedef struct vt_tile_entry {
 } vt_tile_entry;
 
 VT_INTERNAL uint64_t vt__hash(const void *p, size_t n);
+VT_INTERNAL uint64_t vt__hash_portable(const void *p, size_t n);
 
 VT_INTERNAL void vt__hdr_encode(const vt_hdr *h, unsigned char buf[VT_HEADER_SIZE]);
 /* Decode and check a header read from a file of @p file_size bytes. On

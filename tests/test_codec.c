@@ -1,6 +1,7 @@
 /* Byte shuffle, the SIMD unshuffle of element ranges, and the LZ4 codecs,
  * against plain loops written here. */
 #include "codec.h"
+#include "format.h"
 #include "testutil.h"
 
 START_TEST(unshuffle_ranges_match_a_plain_loop)
@@ -66,12 +67,30 @@ START_TEST(codecs_round_trip_and_reject_damage)
 }
 END_TEST
 
+/* The hash the library uses (AVX2 build when the CPU has it) gives libxxhash's
+ * XXH3-64 for every length and alignment. */
+START_TEST(hash_paths_agree)
+{
+    rng r = {77};
+    unsigned char *buf = malloc(70000);
+    for (size_t i = 0; i < 70000; i++)
+        buf[i] = (unsigned char)rng_next(&r);
+    for (int it = 0; it < 3000; it++) {
+        size_t n = it < 300 ? (size_t)it : (size_t)rng_range(&r, 0, 69000);
+        size_t off = (size_t)rng_range(&r, 0, 64);
+        TU_CHECK(vt__hash(buf + off, n) == vt__hash_portable(buf + off, n), "length %zu offset %zu", n, off);
+    }
+    free(buf);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("codec");
     TCase *tc = tcase_create("codec");
     tcase_add_test(tc, unshuffle_ranges_match_a_plain_loop);
     tcase_add_test(tc, codecs_round_trip_and_reject_damage);
+    tcase_add_test(tc, hash_paths_agree);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
