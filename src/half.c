@@ -240,7 +240,7 @@ __attribute__((target("avx,f16c"))) static inline void planes16_f16c(const unsig
     }
 }
 
-__attribute__((target("avx,f16c"))) static void planes_to_f16_f16c(const unsigned char *p, size_t nelem,
+__attribute__((target("avx,f16c"))) static inline void planes_to_f16_f16c(const unsigned char *p, size_t nelem,
                                                                    size_t first, size_t n, uint16_t *dst)
 {
     const unsigned char *s = p + first;
@@ -258,8 +258,27 @@ __attribute__((target("avx,f16c"))) static void planes_to_f16_f16c(const unsigne
 }
 #endif
 
+static void planes_rows_portable(const unsigned char *p, size_t nelem, int64_t first, size_t n, size_t rows,
+                                 int64_t src_step, uint16_t *dst, int64_t dst_step)
+{
+    for (size_t r = 0; r < rows; r++)
+        planes_to_f16_portable(p, nelem, (size_t)(first + (int64_t)r * src_step), n, dst + (int64_t)r * dst_step);
+}
+
+#ifdef VT_HAVE_X86
+__attribute__((target("avx,f16c"))) static void planes_rows_f16c(const unsigned char *p, size_t nelem, int64_t first,
+                                                                 size_t n, size_t rows, int64_t src_step,
+                                                                 uint16_t *dst, int64_t dst_step)
+{
+    for (size_t r = 0; r < rows; r++)
+        planes_to_f16_f16c(p, nelem, (size_t)(first + (int64_t)r * src_step), n, dst + (int64_t)r * dst_step);
+}
+#endif
+
 static void (*planes_to_f16_impl)(const unsigned char *, size_t, size_t, size_t, uint16_t *) =
     planes_to_f16_portable;
+static void (*planes_rows_impl)(const unsigned char *, size_t, int64_t, size_t, size_t, int64_t, uint16_t *,
+                                int64_t) = planes_rows_portable;
 static void (*f32_to_f16_impl)(const void *, uint16_t *, size_t) = f32_to_f16_portable;
 static void (*f16_to_f32_impl)(const void *, float *, size_t) = f16_to_f32_portable;
 
@@ -280,6 +299,7 @@ void vt__half_force_portable(int on)
         f32_to_f16_impl = f32_to_f16_f16c;
         f16_to_f32_impl = f16_to_f32_f16c;
         planes_to_f16_impl = planes_to_f16_f16c;
+        planes_rows_impl = planes_rows_f16c;
         return;
     }
 #endif
@@ -287,6 +307,7 @@ void vt__half_force_portable(int on)
     f32_to_f16_impl = f32_to_f16_portable;
     f16_to_f32_impl = f16_to_f32_portable;
     planes_to_f16_impl = planes_to_f16_portable;
+    planes_rows_impl = planes_rows_portable;
 }
 
 __attribute__((constructor)) static void half_init(void) { vt__half_force_portable(0); }
@@ -301,4 +322,10 @@ void vt__f32_planes_to_f16(const unsigned char *planes, size_t nelem, size_t fir
                            uint16_t *dst)
 {
     planes_to_f16_impl(planes, nelem, first, n, dst);
+}
+
+void vt__f32_planes_to_f16_rows(const unsigned char *planes, size_t nelem, int64_t first, size_t n, size_t rows,
+                                int64_t src_step, uint16_t *dst, int64_t dst_step)
+{
+    planes_rows_impl(planes, nelem, first, n, rows, src_step, dst, dst_step);
 }

@@ -25,6 +25,11 @@ VT_INTERNAL void vt__f16_to_f32(const void *src, float *dst, size_t n);
  * conversion fused, in registers, on the F16C path. */
 VT_INTERNAL void vt__f32_planes_to_f16(const unsigned char *planes, size_t nelem, size_t first,
                                        size_t n, uint16_t *dst);
+/* @p rows such rows in one call: row r starts at element first + r * src_step
+ * and goes to dst + r * dst_step (steps in elements, any sign). */
+VT_INTERNAL void vt__f32_planes_to_f16_rows(const unsigned char *planes, size_t nelem, int64_t first,
+                                            size_t n, size_t rows, int64_t src_step, uint16_t *dst,
+                                            int64_t dst_step);
 /* Force the portable path (nonzero) or allow F16C again (0); for tests. */
 VT_INTERNAL void vt__half_force_portable(int on);
 /* Nonzero when the F16C path is in use. */

@@ -400,8 +400,16 @@ static int copy_tile(const read_ctx *r, const vt_tile_view *v, const size_t *np,
         int64_t ds = r->ostr[last];
         int fused = v->layout == VT_LAYOUT_PLANES && step == 1 && r->c.kind == K_F32_F16 && ds == 2 && even;
         int contig = v->layout == VT_LAYOUT_CONTIG && step == 1;
+        /* the fused kernel takes all rows along the second-last axis at once */
+        int rowdim = fused && nd >= 2 ? last - 1 : -1;
         for (;;) { /* over rows of the combination */
-            if (fused)
+            if (rowdim >= 0) {
+                vt__f32_planes_to_f16_rows(v->data, (size_t)v->nelem, ei, n, (size_t)len[rowdim], dei[rowdim],
+                                           (uint16_t *)(void *)(r->out + oo), r->ostr[rowdim] / 2);
+                k[rowdim] = len[rowdim] - 1; /* the odometer moves on to the next axis */
+                ei += dei[rowdim] * (len[rowdim] - 1);
+                oo += r->ostr[rowdim] * (len[rowdim] - 1);
+            } else if (fused)
                 vt__f32_planes_to_f16(v->data, (size_t)v->nelem, (size_t)ei, n,
                                       (uint16_t *)(void *)(r->out + oo));
             else if (contig)
