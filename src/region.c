@@ -359,11 +359,13 @@ static int copy_row(const read_ctx *r, const vt_tile_view *v, uint64_t ei, int s
             memcpy(row + k * es, v->data + (ei - k) * es, es);
     } else if (step == 1) {
         vt__unshuffle_range(v->data, (size_t)v->nelem, es, (size_t)ei, n, row);
-    } else {
-        for (size_t b = 0; b < es; b++) {
-            const unsigned char *plane = v->data + b * v->nelem;
-            for (size_t k = 0; k < n; k++)
-                row[k * es + b] = plane[ei - k];
+    } else { /* step -1: unshuffle the range forward, then reverse its elements */
+        vt__unshuffle_range(v->data, (size_t)v->nelem, es, (size_t)(ei - (n - 1)), n, row);
+        unsigned char t[8];
+        for (size_t a = 0, b = n - 1; a < b; a++, b--) {
+            memcpy(t, row + a * es, es);
+            memcpy(row + a * es, row + b * es, es);
+            memcpy(row + b * es, t, es);
         }
     }
     cvt_row(c, row, n, dst, ds);
