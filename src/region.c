@@ -327,6 +327,30 @@ typedef struct read_ctx {
     uint64_t tlo[VT_MAX_DIMS], thi[VT_MAX_DIMS]; /* tile range */
 } read_ctx;
 
+#define REVERSE(T)                                                                                 \
+    do {                                                                                           \
+        T *e = (T *)(void *)p;                                                                     \
+        for (size_t a = 0, b = n - 1; a < b; a++, b--) {                                          \
+            T t = e[a];                                                                            \
+            e[a] = e[b];                                                                           \
+            e[b] = t;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+/* Reverse the order of @p n elements of @p es bytes in place (the row buffer
+ * is allocated with malloc, so aligned for any element). */
+static void reverse_elements(unsigned char *p, size_t n, size_t es)
+{
+    if (n < 2)
+        return;
+    switch (es) {
+    case 1: REVERSE(uint8_t); break;
+    case 2: REVERSE(uint16_t); break;
+    case 4: REVERSE(uint32_t); break;
+    default: REVERSE(uint64_t); break;
+    }
+}
+
 /* Copy one row of a tile: n elements from element @p ei, stepping @p step. */
 static int copy_row(const read_ctx *r, const vt_tile_view *v, uint64_t ei, int step, size_t n,
                     unsigned char *dst, int64_t ds, vt_tscratch *s)
@@ -354,19 +378,14 @@ static int copy_row(const read_ctx *r, const vt_tile_view *v, uint64_t ei, int s
     if (vt__grow(&s->row, &s->row_cap, n * es))
         return VT_ENOMEM;
     unsigned char *row = s->row;
-    if (v->layout == VT_LAYOUT_CONTIG) { /* step -1 */
-        for (size_t k = 0; k < n; k++)
-            memcpy(row + k * es, v->data + (ei - k) * es, es);
+    if (v->layout == VT_LAYOUT_CONTIG) { /* step -1: copy the range, then reverse it */
+        memcpy(row, v->data + (ei - (n - 1)) * es, n * es);
+        reverse_elements(row, n, es);
     } else if (step == 1) {
         vt__unshuffle_range(v->data, (size_t)v->nelem, es, (size_t)ei, n, row);
     } else { /* step -1: unshuffle the range forward, then reverse its elements */
         vt__unshuffle_range(v->data, (size_t)v->nelem, es, (size_t)(ei - (n - 1)), n, row);
-        unsigned char t[8];
-        for (size_t a = 0, b = n - 1; a < b; a++, b--) {
-            memcpy(t, row + a * es, es);
-            memcpy(row + a * es, row + b * es, es);
-            memcpy(row + b * es, t, es);
-        }
+        reverse_elements(row, n, es);
     }
     cvt_row(c, row, n, dst, ds);
     return 0;
