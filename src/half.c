@@ -4,6 +4,7 @@
  * because F16C quiets signalling NaNs and numpy does not. */
 #include "half.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -275,6 +276,59 @@ __attribute__((target("avx,f16c"))) static void planes_rows_f16c(const unsigned 
 }
 #endif
 
+#ifdef VT_HAVE_X86
+/* NaN lanes of a converted vector, redone in scalar from the planes. */
+__attribute__((target("avx2,f16c"))) static inline void fix_nan8(__m256 v, const unsigned char *s, size_t nelem,
+                                                                 size_t at, uint16_t *dst)
+{
+    int nan = _mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    while (__builtin_expect(nan, 0)) {
+        int j = __builtin_ctz((unsigned)nan);
+        dst[j] = vt__f32_to_f16_bits(plane_f32(s, nelem, at + (size_t)j));
+        nan &= nan - 1;
+    }
+}
+
+/* Rows of 16 elements that follow each other in the planes (a full 16-wide
+ * tile), two at a time: 256-bit unpacks interleave 32 elements (in-lane:
+ * elements 0-7 and 16-23 share a vector), lanes regrouped, converted as 4 x 8. */
+__attribute__((target("avx2,f16c"))) static void planes_rows_avx2(const unsigned char *p, size_t nelem, int64_t first,
+                                                                  size_t n, size_t rows, int64_t src_step,
+                                                                  uint16_t *dst, int64_t dst_step)
+{
+    size_t r = 0;
+    if (n == 16 && src_step == 16)
+        for (; r + 2 <= rows; r += 2) {
+            const unsigned char *s = p + first + (int64_t)r * 16;
+            __m256i p0 = _mm256_loadu_si256((const __m256i *)(const void *)s);
+            __m256i p1 = _mm256_loadu_si256((const __m256i *)(const void *)(s + nelem));
+            __m256i p2 = _mm256_loadu_si256((const __m256i *)(const void *)(s + 2 * nelem));
+            __m256i p3 = _mm256_loadu_si256((const __m256i *)(const void *)(s + 3 * nelem));
+            __m256i a = _mm256_unpacklo_epi8(p0, p1), b = _mm256_unpackhi_epi8(p0, p1);
+            __m256i c = _mm256_unpacklo_epi8(p2, p3), e = _mm256_unpackhi_epi8(p2, p3);
+            __m256i f0 = _mm256_unpacklo_epi16(a, c), f1 = _mm256_unpackhi_epi16(a, c); /* 0-3|16-19, 4-7|20-23 */
+            __m256i f2 = _mm256_unpacklo_epi16(b, e), f3 = _mm256_unpackhi_epi16(b, e); /* 8-11|24-27, 12-15|28-31 */
+            __m256 v0 = _mm256_castsi256_ps(_mm256_permute2x128_si256(f0, f1, 0x20)); /* 0-7 */
+            __m256 v1 = _mm256_castsi256_ps(_mm256_permute2x128_si256(f2, f3, 0x20)); /* 8-15 */
+            __m256 v2 = _mm256_castsi256_ps(_mm256_permute2x128_si256(f0, f1, 0x31)); /* 16-23 */
+            __m256 v3 = _mm256_castsi256_ps(_mm256_permute2x128_si256(f2, f3, 0x31)); /* 24-31 */
+            uint16_t *d0 = dst + (int64_t)r * dst_step, *d1 = d0 + dst_step;
+            const int rnd = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+            _mm_storeu_si128((__m128i *)(void *)d0, _mm256_cvtps_ph(v0, rnd));
+            _mm_storeu_si128((__m128i *)(void *)(d0 + 8), _mm256_cvtps_ph(v1, rnd));
+            _mm_storeu_si128((__m128i *)(void *)d1, _mm256_cvtps_ph(v2, rnd));
+            _mm_storeu_si128((__m128i *)(void *)(d1 + 8), _mm256_cvtps_ph(v3, rnd));
+            size_t at = (size_t)(first + (int64_t)r * 16);
+            fix_nan8(v0, p, nelem, at, d0);
+            fix_nan8(v1, p, nelem, at + 8, d0 + 8);
+            fix_nan8(v2, p, nelem, at + 16, d1);
+            fix_nan8(v3, p, nelem, at + 24, d1 + 8);
+        }
+    for (; r < rows; r++)
+        planes_to_f16_f16c(p, nelem, (size_t)(first + (int64_t)r * src_step), n, dst + (int64_t)r * dst_step);
+}
+#endif
+
 static void (*planes_to_f16_impl)(const unsigned char *, size_t, size_t, size_t, uint16_t *) =
     planes_to_f16_portable;
 static void (*planes_rows_impl)(const unsigned char *, size_t, int64_t, size_t, size_t, int64_t, uint16_t *,
@@ -300,6 +354,8 @@ void vt__half_force_portable(int on)
         f16_to_f32_impl = f16_to_f32_f16c;
         planes_to_f16_impl = planes_to_f16_f16c;
         planes_rows_impl = planes_rows_f16c;
+        if (__builtin_cpu_supports("avx2") && getenv("VT_NO_AVX2") == NULL)
+            planes_rows_impl = planes_rows_avx2;
         return;
     }
 #endif

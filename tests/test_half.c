@@ -5,6 +5,7 @@
 #include "testutil.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 
 static void check_f32(uint32_t bits, uint16_t got, const char *path)
 {
@@ -187,6 +188,47 @@ START_TEST(shuffled_planes_to_f16)
 }
 END_TEST
 
+/* Whole 16-wide tile planes (the AVX2 two-row path) and partial ones, rows to
+ * strided destinations, against the reference. */
+START_TEST(shuffled_plane_rows_to_f16)
+{
+    rng r = {41};
+    enum { NE = 16 * 16 * 3 };
+    uint32_t vals[NE];
+    unsigned char planes[4 * NE];
+    uint16_t out[16 * 40];
+    for (int impl = 0; impl < 2; impl++) {
+        vt__half_force_portable(impl);
+        for (int it = 0; it < 2000; it++) {
+            for (int i = 0; i < NE; i++) {
+                uint32_t b = (uint32_t)rng_next(&r);
+                if (i % 3)
+                    b = (b & 0x807fffffu) | ((uint32_t)rng_range(&r, 100, 150) << 23);
+                vals[i] = b;
+                for (int k = 0; k < 4; k++)
+                    planes[k * NE + i] = (unsigned char)(b >> (8 * k));
+            }
+            bool full = it % 2 == 0;
+            size_t n = full ? 16 : (size_t)rng_range(&r, 1, 16);
+            int64_t src_step = full ? 16 : (rng_next(&r) & 1 ? 16 : -16);
+            size_t rows = (size_t)rng_range(&r, 1, 16);
+            int64_t first = src_step > 0 ? rng_range(&r, 0, 16 * 16) : rng_range(&r, 16 * 16, NE - 16);
+            if (full)
+                first = 16 * rng_range(&r, 0, 16);
+            int64_t dst_step = 20 + rng_range(&r, 0, 4);
+            memset(out, 0xAB, sizeof out);
+            vt__f32_planes_to_f16_rows(planes, NE, first, n, rows, src_step, out, dst_step);
+            for (size_t row = 0; row < rows; row++)
+                for (size_t k = 0; k < n; k++)
+                    check_f32(vals[first + (int64_t)row * src_step + (int64_t)k], out[(int64_t)row * dst_step + (int64_t)k],
+                              impl ? "rows portable" : "rows default");
+            TU_CHECK(out[(int64_t)(rows - 1) * dst_step + (int64_t)n] == 0xABAB, "wrote past a row");
+        }
+    }
+    vt__half_force_portable(0);
+}
+END_TEST
+
 /* ---- exhaustive (slow suite) -------------------------------------------- */
 
 typedef struct part {
@@ -237,6 +279,7 @@ int main(int argc, char **argv)
         tcase_add_test(tc, f16_to_f32_all);
         tcase_add_test(tc, f64_to_f16_and_bf16);
         tcase_add_test(tc, shuffled_planes_to_f16);
+        tcase_add_test(tc, shuffled_plane_rows_to_f16);
     }
     suite_add_tcase(s, tc);
     printf("F16C path %s\n", vt__half_uses_f16c() ? "in use" : "not available");
