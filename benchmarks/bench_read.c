@@ -2,6 +2,7 @@
  *
  *   bench_read STORE [--patches N] [--size S] [--threads 1|2] [--dtype float16]
  *              [--cold] [--seed S] [--repeat R] [--array NAME] [--no-verify]
+ *              [--positions FILE] [--pad constant|edge|reflect] [--sync] [--dump FILE]
  *
  * Opens STORE, picks N random patch positions (fixed seed; start anywhere in
  * [0, shape - size] on z, y, x; channel 0) and reads each as a box
@@ -23,6 +24,29 @@
  * not drop page-cache pages that are still mapped by a process, and the store
  * handle maps the whole file. Residency is checked with mincore() before and
  * after the eviction; a note is printed when the eviction did not take.
+ *
+ * --positions FILE reads the box starts from FILE instead of drawing them: one
+ * box per line, "z y x" (integers, may be negative or reach past the far
+ * border: those voxels come from the pad mode, --pad, default constant 0);
+ * empty lines and lines starting with '#' are skipped; --patches is then the
+ * number of boxes in the file. benchmarks/compare.py writes these files so that
+ * the C reader and the Python peers read exactly the same boxes.
+ *
+ * --sync (for a driver such as benchmarks/compare.py): before each repeat,
+ * after the cold eviction and reopening, print "READY <rep>" and wait for a
+ * line on stdin; the repeat starts when it arrives, and end of input stops the
+ * run after the repeats so far (--repeat is then an upper bound). A driver uses
+ * it to interleave readers, to start two processes at the same moment, or to
+ * repeat a run that other work on the machine disturbed.
+ * --dump FILE writes the output of every patch of the first repeat to FILE,
+ * patch after patch (outside the timed region), for checking voxels.
+ *
+ * After every repeat a machine-readable line
+ *   REP rep=1 t0=... t1=... patches=... patches_per_s=... p50_ms=... p99_ms=...
+ *       peak_anon_mib=... base_anon_mib=... peak_file_mib=... resident_pct=...
+ * gives the repeat's figures. resident_pct is the part of the file in the page
+ * cache right after the cold eviction (-1 when warm); t0/t1 are CLOCK_MONOTONIC
+ * seconds (comparable between processes, for the summed rate of two processes).
  *
  * The last line is machine-readable:
  *   RESULT threads=1 cold=0 patches_per_s=... p50_ms=... p99_ms=... peak_anon_mib=... ratio=...
@@ -56,6 +80,10 @@ typedef struct config {
     uint64_t seed;
     int repeat;
     int verify;
+    const char *positions; /* file of box starts, or NULL: draw them */
+    vt_pad pad;
+    int sync;
+    const char *dump; /* output of every patch of the first repeat, or NULL */
 } config;
 
 typedef struct reader {
@@ -69,6 +97,8 @@ typedef struct reader {
     double *lat_ms; /* per patch, indexed by patch number */
     long peak_anon_kib;
     long peak_file_kib;
+    int dump_fd; /* -1: no dump */
+    size_t out_bytes;
     int rc;
     char msg[512];
     pthread_t th;
@@ -94,7 +124,8 @@ static void usage(int code)
 {
     fputs("usage: bench_read STORE [--patches N=200] [--size S=128] [--threads 1|2]\n"
           "                  [--dtype float16] [--cold] [--seed S=1] [--repeat R=5]\n"
-          "                  [--array NAME=image] [--no-verify]\n",
+          "                  [--array NAME=image] [--no-verify] [--positions FILE]\n"
+          "                  [--pad constant|edge|reflect] [--sync] [--dump FILE]\n",
           code ? stderr : stdout);
     exit(code);
 }
@@ -229,6 +260,50 @@ static void warm_file(const char *path)
     close(fd);
 }
 
+/* Box starts "z y x" per line; returns patches x 3 int64 and sets *n. */
+static int64_t *read_positions(const char *path, long *n)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        die("%s: %s", path, strerror(errno));
+    size_t cap = 256, cnt = 0;
+    int64_t *v = malloc(cap * 3 * sizeof *v);
+    char line[256];
+    long lineno = 0;
+    while (v && fgets(line, sizeof line, f)) {
+        lineno++;
+        char *p = line;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p == '#' || *p == '\n' || *p == '\r' || *p == 0)
+            continue;
+        long long z, y, x;
+        char extra;
+        if (sscanf(p, "%lld %lld %lld %c", &z, &y, &x, &extra) != 3)
+            die("%s:%ld: expected \"z y x\"", path, lineno);
+        if (cnt == cap) {
+            cap *= 2;
+            int64_t *nv = realloc(v, cap * 3 * sizeof *v);
+            if (nv == NULL)
+                free(v);
+            v = nv;
+        }
+        if (v) {
+            v[cnt * 3] = z;
+            v[cnt * 3 + 1] = y;
+            v[cnt * 3 + 2] = x;
+            cnt++;
+        }
+    }
+    fclose(f);
+    if (v == NULL)
+        die("out of memory");
+    if (cnt == 0)
+        die("%s: no positions", path);
+    *n = (long)cnt;
+    return v;
+}
+
 static void *reader_main(void *arg)
 {
     reader *r = arg;
@@ -236,6 +311,7 @@ static void *reader_main(void *arg)
     vt_read_opts_init(&o);
     o.dtype = r->cfg->dtype;
     o.verify = r->cfg->verify;
+    o.pad = r->cfg->pad;
     int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
     r->peak_anon_kib = r->peak_file_kib = 0;
     for (long i = r->first; i < r->first + r->count; i++) {
@@ -249,6 +325,14 @@ static void *reader_main(void *arg)
             break;
         }
         r->lat_ms[i] = (t1 - t0) * 1e3;
+        if (r->dump_fd >= 0) {
+            off_t off = (off_t)i * (off_t)r->out_bytes;
+            if (pwrite(r->dump_fd, r->out, r->out_bytes, off) != (ssize_t)r->out_bytes) {
+                r->rc = VT_EIO;
+                snprintf(r->msg, sizeof r->msg, "patch %ld: cannot write the dump: %s", i, strerror(errno));
+                break;
+            }
+        }
         if (fd >= 0) {
             long anon, file;
             read_rss(fd, &anon, &file);
@@ -277,7 +361,7 @@ static const vt_array *open_array(const config *c, vt_store **st)
 
 int main(int argc, char **argv)
 {
-    config c = {NULL, "image", 200, 128, 1, VT_F16, 0, 1, 5, 1};
+    config c = {NULL, "image", 200, 128, 1, VT_F16, 0, 1, 5, 1, NULL, VT_PAD_CONSTANT, 0, NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -287,6 +371,8 @@ int main(int argc, char **argv)
             c.cold = 1;
         else if (strcmp(a, "--no-verify") == 0)
             c.verify = 0;
+        else if (strcmp(a, "--sync") == 0)
+            c.sync = 1;
         else if (a[0] == '-' && a[1] == '-' && v == NULL)
             die("%s needs a value", a);
         else if (strcmp(a, "--patches") == 0)
@@ -301,6 +387,21 @@ int main(int argc, char **argv)
             c.repeat = (int)parse_long(a, argv[++i], 1, 1000);
         else if (strcmp(a, "--array") == 0)
             c.array = argv[++i];
+        else if (strcmp(a, "--positions") == 0)
+            c.positions = argv[++i];
+        else if (strcmp(a, "--dump") == 0)
+            c.dump = argv[++i];
+        else if (strcmp(a, "--pad") == 0) {
+            const char *m = argv[++i];
+            if (strcmp(m, "constant") == 0)
+                c.pad = VT_PAD_CONSTANT;
+            else if (strcmp(m, "edge") == 0)
+                c.pad = VT_PAD_EDGE;
+            else if (strcmp(m, "reflect") == 0)
+                c.pad = VT_PAD_REFLECT;
+            else
+                die("--pad: expected constant, edge or reflect, got '%s'", m);
+        }
         else if (strcmp(a, "--dtype") == 0) {
             if (vt_dtype_parse(argv[++i], &c.dtype) != 0)
                 die("--dtype: unknown dtype '%s'", argv[i]);
@@ -328,6 +429,9 @@ int main(int argc, char **argv)
     uint64_t box[VT_MAX_DIMS];
     for (int d = 0; d < nd; d++)
         box[d] = d < nd - 3 ? 1 : (uint64_t)c.size;
+    int64_t *given = NULL;
+    if (c.positions)
+        given = read_positions(c.positions, &c.patches);
     int64_t *starts = calloc((size_t)c.patches * (size_t)nd, sizeof *starts);
     double *lat = calloc((size_t)c.patches, sizeof *lat);
     double *sorted = calloc((size_t)c.patches, sizeof *sorted);
@@ -337,9 +441,20 @@ int main(int argc, char **argv)
     uint64_t rs = c.seed;
     for (long p = 0; p < c.patches; p++)
         for (int d = nd - 3; d < nd; d++) {
+            if (given) {
+                starts[p * nd + d] = given[p * 3 + (d - (nd - 3))];
+                continue;
+            }
             uint64_t span = info.shape[d] >= box[d] ? info.shape[d] - box[d] + 1 : 1;
             starts[p * nd + d] = (int64_t)rng_below(&rs, span);
         }
+    free(given);
+    int dump_fd = -1;
+    if (c.dump) {
+        dump_fd = open(c.dump, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (dump_fd < 0)
+            die("%s: cannot create the dump: %s", c.dump, strerror(errno));
+    }
 
     size_t out_bytes = vt_dtype_size(c.dtype == VT_DTYPE_SAME ? info.dtype : c.dtype);
     for (int d = 0; d < nd; d++)
@@ -365,15 +480,18 @@ int main(int argc, char **argv)
     printf("file %.1f MiB, raw %.1f MiB, stored tile bytes %.1f MiB, ratio %.3f\n",
            (double)vt_store_file_size(st) / 1048576.0, (double)info.raw_bytes / 1048576.0,
            (double)info.stored_bytes / 1048576.0, ratio);
-    printf("%ld patches of %ld^3 -> %s, %d thread(s), %s, seed %" PRIu64 ", %d repeat(s), verify %d\n",
+    static const char *const pad_names[] = {"constant", "edge", "reflect"};
+    printf("%ld patches of %ld^3 -> %s, %d thread(s), %s, %s%s, %d repeat(s), verify %d, pad %s\n",
            c.patches, c.size, vt_dtype_name(c.dtype == VT_DTYPE_SAME ? info.dtype : c.dtype),
-           c.threads, c.cold ? "cold (page cache evicted before each repeat)" : "warm", c.seed,
-           c.repeat, c.verify);
+           c.threads, c.cold ? "cold (page cache evicted before each repeat)" : "warm",
+           c.positions ? "positions from " : "random positions", c.positions ? c.positions : "",
+           c.repeat, c.verify, pad_names[c.pad]);
 
     if (!c.cold) {
         warm_file(c.path);
         printf("warm: file read once; %.1f%% of its pages resident\n", resident_pct(c.path));
     }
+    long base_anon = -1;
     {
         int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
         long anon = -1, file = -1;
@@ -381,6 +499,7 @@ int main(int argc, char **argv)
             read_rss(fd, &anon, &file);
             close(fd);
         }
+        base_anon = anon;
         printf("baseline RssAnon %.1f MiB (output buffers %d x %.1f MiB included)\n",
                (double)anon / 1024.0, c.threads, (double)out_bytes / 1048576.0);
     }
@@ -403,6 +522,15 @@ int main(int argc, char **argv)
             }
         }
         res[rep].resident_pct = c.cold ? resident_pct(c.path) : -1;
+        if (c.sync) {
+            char line[64];
+            printf("READY %d\n", rep + 1);
+            fflush(stdout);
+            if (fgets(line, sizeof line, stdin) == NULL) {
+                c.repeat = rep; /* the driver is done: stop after the repeats so far */
+                break;
+            }
+        }
         reader rd[MAX_THREADS];
         memset(rd, 0, sizeof rd);
         long per = c.patches / c.threads, extra = c.patches % c.threads, first = 0;
@@ -416,6 +544,8 @@ int main(int argc, char **argv)
             rd[t].count = per + (t < extra);
             rd[t].out = outs[t];
             rd[t].lat_ms = lat;
+            rd[t].dump_fd = rep == 0 ? dump_fd : -1;
+            rd[t].out_bytes = out_bytes;
             first += rd[t].count;
         }
         double t0 = now_s();
@@ -424,7 +554,8 @@ int main(int argc, char **argv)
                 die("cannot start reader thread");
         for (int t = 0; t < c.threads; t++)
             pthread_join(rd[t].th, NULL);
-        double wall = now_s() - t0;
+        double t1 = now_s();
+        double wall = t1 - t0;
         long peak_anon = 0, peak_file = 0;
         for (int t = 0; t < c.threads; t++) {
             if (rd[t].rc)
@@ -449,9 +580,18 @@ int main(int argc, char **argv)
         if (c.cold)
             printf(", resident before/after evict %.1f%%/%.1f%%", before, after);
         printf("\n");
+        printf("REP rep=%d t0=%.6f t1=%.6f patches=%ld patches_per_s=%.3f p50_ms=%.4f p99_ms=%.4f "
+               "peak_anon_mib=%.2f base_anon_mib=%.2f peak_file_mib=%.2f resident_pct=%.2f\n",
+               rep + 1, t0, t1, c.patches, r->pps, r->p50, r->p99, r->peak_anon_mib,
+               (double)base_anon / 1024.0, r->peak_file_mib, c.cold ? after : -1.0);
         fflush(stdout);
     }
 
+    if (c.repeat == 0) {
+        printf("no repeat run\n");
+        vt_close(st);
+        return 0;
+    }
     double v[5][1000];
     for (int rep = 0; rep < c.repeat; rep++) {
         v[0][rep] = res[rep].pps;
@@ -473,6 +613,8 @@ int main(int argc, char **argv)
            c.threads, c.cold, m_pps, m_p50, m_p99, m_anon, ratio, m_file, c.cold ? !cold_failed : 1);
 
     vt_close(st);
+    if (dump_fd >= 0 && close(dump_fd) != 0)
+        die("%s: %s", c.dump, strerror(errno));
     for (int t = 0; t < c.threads; t++)
         free(outs[t]);
     free(starts);
