@@ -13,29 +13,7 @@ import tempfile
 import unittest
 
 import numpy as np
-
-VOXTILE = os.environ.get("VOXTILE", "build/tools/voxtile")
-
-
-def run(*args, ok=True):
-    p = subprocess.run([VOXTILE, *map(str, args)], capture_output=True, text=True)
-    if ok and p.returncode != 0:
-        raise AssertionError(f"voxtile {' '.join(map(str, args))} failed ({p.returncode}): {p.stderr}")
-    return p
-
-
-def read_bytes(path):
-    with open(path, "rb") as f:
-        return bytearray(f.read())
-
-
-def write_bytes(path, data):
-    with open(path, "wb") as f:
-        f.write(data)
-
-
-def csv(v):
-    return ",".join(str(int(x)) for x in v)
+from cliutil import VOXTILE, csv, read_bytes, run, write_bytes  # noqa: E402,F401
 
 
 class CliTest(unittest.TestCase):

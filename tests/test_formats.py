@@ -17,8 +17,8 @@ import unittest
 import zlib
 
 import numpy as np
+from cliutil import VOXTILE, csv, run  # noqa: E402,F401
 
-VOXTILE = os.environ.get("VOXTILE", "build/tools/voxtile")
 
 # (numpy dtype, NRRD spellings, MetaImage ElementType); 64-bit integers are
 # stored as 32-bit ones.
@@ -37,17 +37,6 @@ TYPES = [
 ]
 
 STORED = {"i8": np.int32, "u8": np.uint32}
-
-
-def run(*args, ok=True):
-    p = subprocess.run([VOXTILE, *map(str, args)], capture_output=True, text=True)
-    if ok and p.returncode != 0:
-        raise AssertionError(f"voxtile {' '.join(map(str, args))} failed ({p.returncode}): {p.stderr}")
-    return p
-
-
-def csv(v):
-    return ",".join(str(int(x)) for x in v)
 
 
 def vec(v):

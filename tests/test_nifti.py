@@ -21,44 +21,16 @@ import tempfile
 import unittest
 
 import numpy as np
+from cliutil import CT, DATA, SEG, VOXTILE, csv, file_bytes, run, to_store  # noqa: E402,F401
 import nibabel as nib
 
-VOXTILE = os.environ.get("VOXTILE", "build/tools/voxtile")
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
-CT = os.path.join(DATA, "example_ct_sm.nii.gz")
-SEG = os.path.join(DATA, "example_seg.nii.gz")
 
 NATIVE_DTYPES = ["u1", "i1", "u2", "i2", "u4", "i4", "f4", "f8"]
-
-
-def run(*args, ok=True):
-    p = subprocess.run([VOXTILE, *map(str, args)], capture_output=True, text=True)
-    if ok and p.returncode != 0:
-        raise AssertionError(f"voxtile {' '.join(map(str, args))} failed ({p.returncode}): {p.stderr}")
-    return p
-
-
-def csv(v):
-    return ",".join(str(int(x)) for x in v)
-
-
-def to_store(arr):
-    """nibabel's (x[, y[, z[, t]]]) array -> voxtile's (t, z, y, x)."""
-    arr = np.asarray(arr)
-    assert 1 <= arr.ndim <= 4
-    return arr.reshape(arr.shape + (1,) * (4 - arr.ndim)).transpose(3, 2, 1, 0)
 
 
 def native(dt):
     dt = np.dtype(dt)
     return dt.newbyteorder("=") if dt.byteorder not in ("=", "|") else dt
-
-
-def file_bytes(path):
-    """The file's bytes, decompressed when gzipped."""
-    op = gzip.open if path.endswith(".gz") else open
-    with op(path, "rb") as f:
-        return f.read()
 
 
 def file_bytes_raw(path):
