@@ -277,6 +277,9 @@ __attribute__((target("avx,f16c"))) static void planes_rows_f16c(const unsigned 
 #endif
 
 #ifdef VT_HAVE_X86
+/* The rounding immediate of the conversions (a macro: -O0 builds need a literal). */
+#define VT_RND (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+
 /* NaN lanes of a converted vector, redone in scalar from the planes. */
 __attribute__((target("avx2,f16c"))) static inline void fix_nan8(__m256 v, const unsigned char *s, size_t nelem,
                                                                  size_t at, uint16_t *dst)
@@ -313,11 +316,10 @@ __attribute__((target("avx2,f16c"))) static void planes_rows_avx2(const unsigned
             __m256 v2 = _mm256_castsi256_ps(_mm256_permute2x128_si256(f0, f1, 0x31)); /* 16-23 */
             __m256 v3 = _mm256_castsi256_ps(_mm256_permute2x128_si256(f2, f3, 0x31)); /* 24-31 */
             uint16_t *d0 = dst + (int64_t)r * dst_step, *d1 = d0 + dst_step;
-            const int rnd = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
-            _mm_storeu_si128((__m128i *)(void *)d0, _mm256_cvtps_ph(v0, rnd));
-            _mm_storeu_si128((__m128i *)(void *)(d0 + 8), _mm256_cvtps_ph(v1, rnd));
-            _mm_storeu_si128((__m128i *)(void *)d1, _mm256_cvtps_ph(v2, rnd));
-            _mm_storeu_si128((__m128i *)(void *)(d1 + 8), _mm256_cvtps_ph(v3, rnd));
+            _mm_storeu_si128((__m128i *)(void *)d0, _mm256_cvtps_ph(v0, VT_RND));
+            _mm_storeu_si128((__m128i *)(void *)(d0 + 8), _mm256_cvtps_ph(v1, VT_RND));
+            _mm_storeu_si128((__m128i *)(void *)d1, _mm256_cvtps_ph(v2, VT_RND));
+            _mm_storeu_si128((__m128i *)(void *)(d1 + 8), _mm256_cvtps_ph(v3, VT_RND));
             size_t at = (size_t)(first + (int64_t)r * 16);
             fix_nan8(v0, p, nelem, at, d0);
             fix_nan8(v1, p, nelem, at + 8, d0 + 8);
