@@ -82,7 +82,7 @@ int vt__hdr_decode(const unsigned char *buf, uint64_t file_size, vt_hdr *h, char
         return VT_EFORMAT;
     }
     uint64_t sum = vt__ld64(buf + VT_HDR_CHECKSUM_AT);
-    if (sum != vt__hash(buf, VT_HDR_CHECKSUM_AT)) {
+    if (vt__hash_differs(buf, VT_HDR_CHECKSUM_AT, sum)) {
         WHY("header checksum mismatch (header damaged)");
         return VT_ECORRUPT;
     }

@@ -102,10 +102,10 @@ static int validate_array(vt_store *s, vt_array *a)
                            !vt__add_ok(e->labels_offset, e->labels_size, &end) || end > s->size))
         return vt__fail_at(NULL, VT_EFORMAT, s->path, "array '%s': label index lies outside the file", e->name);
     a->index = s->map + e->index_offset;
-    if (vt__hash(a->index, (size_t)e->index_size) != e->index_checksum)
+    if (vt__hash_differs(a->index, (size_t)e->index_size, e->index_checksum))
         return vt__fail_at(NULL, VT_ECORRUPT, s->path, "array '%s': tile index checksum mismatch (index damaged)", e->name);
     if (e->labels_size &&
-        vt__hash(s->map + e->labels_offset, (size_t)e->labels_size) != e->labels_checksum)
+        vt__hash_differs(s->map + e->labels_offset, (size_t)e->labels_size, e->labels_checksum))
         return vt__fail_at(NULL, VT_ECORRUPT, s->path, "array '%s': label index checksum mismatch", e->name);
 
     a->es = vt_dtype_size((vt_dtype)e->dtype);
@@ -195,10 +195,10 @@ static int validate(vt_store *s)
         return vt__fail_at(NULL, rc, s->path, "%s", why);
     const vt_hdr *h = &s->hdr;
     const unsigned char *dir = s->map + h->dir_offset;
-    if (vt__hash(dir, (size_t)h->dir_size) != h->dir_checksum)
+    if (vt__hash_differs(dir, (size_t)h->dir_size, h->dir_checksum))
         return vt__fail_at(NULL, VT_ECORRUPT, s->path, "directory checksum mismatch (directory damaged)");
     const unsigned char *meta = s->map + h->meta_offset;
-    if (vt__hash(meta, (size_t)h->meta_size) != h->meta_checksum)
+    if (vt__hash_differs(meta, (size_t)h->meta_size, h->meta_checksum))
         return vt__fail_at(NULL, VT_ECORRUPT, s->path, "metadata checksum mismatch (metadata damaged)");
 
     s->arrays = calloc(h->narrays, sizeof *s->arrays);
@@ -427,14 +427,14 @@ int vt__tile_load(const vt_array *a, uint64_t t, int verify, vt_tscratch *s, vt_
     }
     v->nelem = n;
     if (te.flags & VT_TILE_CONSTANT) {
-        if (verify && vt__hash(ent, 8) != te.checksum)
+        if (verify && vt__hash_differs(ent, 8, te.checksum))
             return vt__tile_fail(a, t, VT_ECORRUPT, "constant value checksum mismatch");
         v->data = ent; /* the value's bytes lead the index entry */
         v->layout = VT_LAYOUT_CONST;
         return 0;
     }
     const unsigned char *bytes = a->store->map + te.offset;
-    if (verify && vt__hash(bytes, te.size) != te.checksum)
+    if (verify && vt__hash_differs(bytes, te.size, te.checksum))
         return vt__tile_fail(a, t, VT_ECORRUPT, "checksum mismatch (tile data damaged)");
     if (te.flags & VT_TILE_RAW) {
         v->data = bytes;
