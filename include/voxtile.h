@@ -502,7 +502,11 @@ VT_API int vt_writer_set_meta(vt_writer *w, const char *key, vt_meta_type type,
  * header, fsync the file, rename it to the final path and fsync the directory.
  * @return 0; VT_EINVAL (an array not completely written: the message names
  *         it and the first missing tile); VT_EIO / VT_ENOSPC; VT_ENOMEM;
- *         VT_ESTATE. On failure nothing is published; free the writer.
+ *         VT_ESTATE. On failure nothing is published (a store being replaced
+ *         stays as it was) -- except when only the final fsync of the
+ *         directory fails: the new store is then in place and complete, and
+ *         the error (whose message says so) means its name may not survive a
+ *         crash. Free the writer either way.
  */
 VT_API int vt_writer_finalize(vt_writer *w);
 

@@ -180,7 +180,7 @@ static int ensure_state(vt_codec_ctx *c, size_t need)
 {
     if (c->state_size >= need)
         return 0;
-    void *p = malloc(need);
+    void *p = vt__malloc(need);
     if (p == NULL)
         return VT_ENOMEM;
     free(c->state);

@@ -63,7 +63,7 @@ static int stream_c_order(vt_npy *n, vt_writer *w, int id, int nd, const uint64_
         step = step < tile[k] ? tile[k] : step / tile[k] * tile[k];
     if (step > shape[k])
         step = shape[k];
-    unsigned char *buf = malloc((size_t)(inner * step));
+    unsigned char *buf = vt__malloc((size_t)(inner * step));
     if (buf == NULL)
         return vt__fail(NULL, VT_ENOMEM, "%s: out of memory for a %llu-byte slab", n->path,
                         (unsigned long long)(inner * step));
@@ -110,7 +110,7 @@ static int stream_f_order(vt_npy *n, vt_writer *w, int id, int nd, const uint64_
     uint64_t step = tile_last;
     if (step > shape[L])
         step = shape[L];
-    unsigned char *raw = malloc((size_t)(plane * step)), *tr = malloc((size_t)(plane * step));
+    unsigned char *raw = vt__malloc((size_t)(plane * step)), *tr = vt__malloc((size_t)(plane * step));
     if (raw == NULL || tr == NULL) {
         free(raw);
         free(tr);
@@ -446,9 +446,9 @@ static int write_meta_common(vt_writer *w, job *j, const char *const *images, co
     size_t len = 0;
     for (size_t i = 0; i < j->nimg; i++)
         len += strlen(images[i]) + 1;
-    char *all = malloc(len + 1);
+    char *all = vt__malloc(len + 1);
     if (all == NULL)
-        return VT_ENOMEM;
+        return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", images[0]);
     all[0] = 0;
     for (size_t i = 0; i < j->nimg; i++) {
         strcat(all, images[i]);
@@ -505,7 +505,7 @@ static int write_meta_common(vt_writer *w, job *j, const char *const *images, co
     }
 #undef META
     free(all);
-    return rc;
+    return rc ? writer_fail(w, rc) : 0;
 }
 
 /* Write one output slice of a pyramid level. */
@@ -539,9 +539,9 @@ static int levels_setup(job *j, levels *lv, vt_writer *w, const vt_array_spec *b
         return vt__fail(NULL, rc, "%s: out of memory for pyramid levels", j->img[0]->path);
     lv->n = vt__pyramid_levels(lv->pyr);
     uint64_t maxslice = shape[1] * shape[2];
-    lv->fslice = malloc(maxslice * sizeof *lv->fslice);
-    lv->lslice = malloc(maxslice * sizeof *lv->lslice);
-    lv->buf = malloc(maxslice * vt_dtype_size(base->dtype));
+    lv->fslice = vt__malloc(maxslice * sizeof *lv->fslice);
+    lv->lslice = vt__malloc(maxslice * sizeof *lv->lslice);
+    lv->buf = vt__malloc(maxslice * vt_dtype_size(base->dtype));
     if (lv->fslice == NULL || lv->lslice == NULL || lv->buf == NULL)
         return vt__fail(NULL, VT_ENOMEM, "%s: out of memory for pyramid levels", j->img[0]->path);
     double aff[16], sp[3];
@@ -661,7 +661,7 @@ int vt_convert_images(const char *const *images, size_t nimages, const char *seg
     memset(&j, 0, sizeof j);
     j.o = opts;
     j.nimg = nimages;
-    j.img = calloc(nimages, sizeof *j.img);
+    j.img = vt__calloc(nimages, sizeof *j.img);
     if (j.img == NULL)
         return vt__fail(NULL, VT_ENOMEM, "out of memory");
     int rc = 0;
@@ -782,10 +782,8 @@ int vt_convert_images(const char *const *images, size_t nimages, const char *seg
             goto done;
         }
     }
-    if ((rc = write_meta_common(w, &j, images, segpath)) != 0) {
-        rc = writer_fail(w, rc);
+    if ((rc = write_meta_common(w, &j, images, segpath)) != 0)
         goto done;
-    }
     if (opts->levels > 0) {
         double aff[16];
         level_affine(&j, aff);

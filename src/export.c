@@ -328,7 +328,7 @@ int vt_export_nifti(const char *store_path, const char *array, const char *out)
     size_t es = vt_dtype_size(dt);
     uint64_t slice = ai.shape[2] * ai.shape[3];
     uint64_t step = slice * es >= (16u << 20) ? 1 : (16u << 20) / (slice * es);
-    unsigned char *buf = malloc((size_t)(step * slice * es));
+    unsigned char *buf = vt__malloc((size_t)(step * slice * es));
     if (buf == NULL)
         rc = vt__fail(NULL, VT_ENOMEM, "%s: out of memory", out);
     vt_read_opts ro;
@@ -370,13 +370,13 @@ int vt_export_nifti(const char *store_path, const char *array, const char *out)
     if (gzclose(g) != Z_OK && rc == 0)
         rc = vt__fail(NULL, VT_EIO, "%s: cannot write: %s", out, strerror(errno));
     if (rc == 0) {
-        int fd = open(tmp, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || fsync(fd) != 0)
+        int fd = vt__open(tmp, O_RDONLY | O_CLOEXEC, 0);
+        if (fd < 0 || vt__fsync(fd) != 0)
             rc = vt__fail(NULL, VT_EIO, "%s: cannot sync: %s", out, strerror(errno));
         if (fd >= 0)
-            close(fd);
+            vt__close(fd);
     }
-    if (rc == 0 && rename(tmp, out) != 0)
+    if (rc == 0 && vt__rename(tmp, out) != 0)
         rc = vt__fail(NULL, VT_EIO, "%s: cannot rename the finished file into place: %s", out, strerror(errno));
     if (rc)
         unlink(tmp);

@@ -88,6 +88,45 @@ VT_INTERNAL void vt__default_tile(int ndim, uint32_t *tile);
 /* Grow a malloc'd buffer to at least @p need bytes (contents not kept). */
 VT_INTERNAL int vt__grow(unsigned char **p, size_t *cap, size_t need);
 
+/* ---- fault injection (fault.c) ------------------------------------------ */
+
+#include <sys/types.h>
+
+/* Kinds of calls a test can make fail. */
+#define VT_FAULT_MALLOC 0x01u
+#define VT_FAULT_OPEN 0x02u
+#define VT_FAULT_WRITE 0x04u
+#define VT_FAULT_FSYNC 0x08u
+#define VT_FAULT_RENAME 0x10u
+#define VT_FAULT_LINK 0x20u
+#define VT_FAULT_CLOSE 0x40u
+#define VT_FAULT_MMAP 0x80u
+#define VT_FAULT_READ 0x100u
+#define VT_FAULT_ALL 0x1ffu
+
+/* Make the @p nth call (1-based) of the @p kinds fail with @p err (ENOMEM for
+ * allocations), and every later one too when @p persistent. */
+VT_INTERNAL void vt__fault_arm(unsigned kinds, long nth, bool persistent, int err);
+VT_INTERNAL void vt__fault_disarm(void);
+/* Calls of the armed kinds, and failures injected, since the last arm. */
+VT_INTERNAL long vt__fault_calls(void);
+VT_INTERNAL long vt__fault_failures(void);
+
+/* The wrappers every library file uses instead of the functions they wrap. */
+VT_INTERNAL void *vt__malloc(size_t n);
+VT_INTERNAL void *vt__calloc(size_t n, size_t m);
+VT_INTERNAL void *vt__realloc(void *p, size_t n);
+VT_INTERNAL char *vt__strdup(const char *s);
+VT_INTERNAL char *vt__strndup(const char *s, size_t n);
+VT_INTERNAL int vt__open(const char *path, int flags, mode_t mode);
+VT_INTERNAL ssize_t vt__pwrite(int fd, const void *buf, size_t n, off_t off);
+VT_INTERNAL ssize_t vt__pread(int fd, void *buf, size_t n, off_t off);
+VT_INTERNAL int vt__fsync(int fd);
+VT_INTERNAL int vt__rename(const char *from, const char *to);
+VT_INTERNAL int vt__linkat(int dfd, const char *from, int nfd, const char *to, int flags);
+VT_INTERNAL int vt__close(int fd);
+VT_INTERNAL void *vt__mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+
 /* ---- system calls (sysio.c) --------------------------------------------- */
 
 /* Write all of @p len bytes at @p off (retrying short writes and EINTR). 0 or -errno. */

@@ -196,7 +196,7 @@ static int read_header(vt_lines *L, mha_hdr *h, bool *ended)
             if (h->val[f])
                 return vt__fail(NULL, VT_EFORMAT, "%s: %s given twice (header lines %u and %u)", h->path,
                                 mha_keys[i].key, h->line[f], L->lineno);
-            h->val[f] = strdup(value);
+            h->val[f] = vt__strdup(value);
             if (h->val[f] == NULL)
                 return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", h->path);
             h->key[f] = mha_keys[i].key;
@@ -371,7 +371,7 @@ int vt__mha_open(const char *path, vt_source **out)
     /* the data */
     const char *df = h.val[M_DATAFILE];
     if (strcasecmp(df, "LOCAL") == 0) {
-        data_path = strdup(path);
+        data_path = vt__strdup(path);
         spec.offset = L.pos;
     } else {
         const char *p = df, *t;

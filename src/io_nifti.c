@@ -332,7 +332,7 @@ static int gz_read_all(gzFile g, const char *path, void *buf, uint64_t len, cons
 static char *sibling(const char *path, const char *from, const char *to)
 {
     size_t n = strlen(path) - strlen(from);
-    char *p = malloc(n + strlen(to) + 1);
+    char *p = vt__malloc(n + strlen(to) + 1);
     if (p) {
         memcpy(p, path, n);
         strcpy(p + n, to);
@@ -340,25 +340,34 @@ static char *sibling(const char *path, const char *from, const char *to)
     return p;
 }
 
-/* The header file and data file of a pair, or the single file twice. */
+/* The header file and data file of a pair, or the single file twice; on
+ * failure (no memory) neither is allocated. */
 static int pair_paths(const char *path, char **hdr, char **img)
 {
     static const char *const pairs[][2] = {{".hdr", ".img"}, {".hdr.gz", ".img.gz"}};
     *hdr = *img = NULL;
-    for (size_t i = 0; i < 2; i++) {
+    bool matched = false;
+    for (size_t i = 0; i < 2 && !matched; i++) {
         if (ends_with(path, pairs[i][0])) {
-            *hdr = strdup(path);
+            *hdr = vt__strdup(path);
             *img = sibling(path, pairs[i][0], pairs[i][1]);
+            matched = true;
         } else if (ends_with(path, pairs[i][1])) {
             *hdr = sibling(path, pairs[i][1], pairs[i][0]);
-            *img = strdup(path);
+            *img = vt__strdup(path);
+            matched = true;
         }
     }
-    if (*hdr == NULL) {
-        *hdr = strdup(path);
-        *img = strdup(path);
+    if (!matched) {
+        *hdr = vt__strdup(path);
+        *img = vt__strdup(path);
     }
-    return *hdr && *img ? 0 : VT_ENOMEM;
+    if (*hdr && *img)
+        return 0;
+    free(*hdr);
+    free(*img);
+    *hdr = *img = NULL;
+    return VT_ENOMEM;
 }
 
 int vt__nifti_open(const char *path, vt_source **out)
@@ -370,9 +379,10 @@ int vt__nifti_open(const char *path, vt_source **out)
     bool is_pair_name = strcmp(hpath, ipath) != 0;
     int rc = 0;
     vt_source *s = vt__source_new(path);
-    nifti_impl *im = calloc(1, sizeof *im);
+    nifti_impl *im = vt__calloc(1, sizeof *im);
     gzFile g = NULL;
     if (s == NULL || im == NULL) {
+        free(im);
         rc = vt__fail(NULL, VT_ENOMEM, "%s: out of memory", path);
         goto done;
     }
@@ -484,7 +494,7 @@ int vt__nifti_open(const char *path, vt_source **out)
                           (unsigned long long)n);
             goto done;
         }
-        s->extra = malloc((size_t)n);
+        s->extra = vt__malloc((size_t)n);
         if (s->extra == NULL) {
             rc = vt__fail(NULL, VT_ENOMEM, "%s: out of memory", hpath);
             goto done;

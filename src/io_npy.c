@@ -204,18 +204,18 @@ int vt__npy_open(const char *path, vt_npy *n)
     memset(n, 0, sizeof *n);
     n->fd = -1;
     n->path = path;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = vt__open(path, O_RDONLY | O_CLOEXEC, 0);
     if (fd < 0)
         return vt__fail(NULL, VT_EIO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
+        vt__close(fd);
         return vt__fail(NULL, VT_EIO, "%s: not a regular file", path);
     }
     size_t want = (uint64_t)st.st_size < MAX_HEADER + 12 ? (size_t)st.st_size : MAX_HEADER + 12;
-    unsigned char *buf = malloc(want ? want : 1);
+    unsigned char *buf = vt__malloc(want ? want : 1);
     if (buf == NULL) {
-        close(fd);
+        vt__close(fd);
         return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", path);
     }
     int r = vt__pread_all(fd, buf, want, 0);
@@ -223,7 +223,7 @@ int vt__npy_open(const char *path, vt_npy *n)
                    : vt__npy_parse(path, buf, want, (uint64_t)st.st_size, n);
     free(buf);
     if (rc) {
-        close(fd);
+        vt__close(fd);
         return rc;
     }
     n->fd = fd;
@@ -233,7 +233,7 @@ int vt__npy_open(const char *path, vt_npy *n)
 void vt__npy_close(vt_npy *n)
 {
     if (n && n->fd >= 0) {
-        close(n->fd);
+        vt__close(n->fd);
         n->fd = -1;
     }
 }

@@ -285,7 +285,7 @@ static int read_header(vt_lines *L, nrrd_hdr *h, bool *ended)
             if (h->val[f])
                 return vt__fail(NULL, VT_EFORMAT, "%s: field \"%s\" given twice (header lines %u and %u)", path,
                                 field_name[f], h->line[f], L->lineno);
-            h->val[f] = strdup(value);
+            h->val[f] = vt__strdup(value);
             if (h->val[f] == NULL)
                 return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", path);
             h->line[f] = L->lineno;
@@ -416,7 +416,7 @@ static int parse_datafile(nrrd_hdr *h, nrrd_info *in, bool ended, uint64_t heade
         if (!ended)
             return FAIL(VT_EFORMAT, "%s: the header has no empty line ending it: no data follow (truncated?)",
                         path);
-        in->data_path = strdup(path);
+        in->data_path = vt__strdup(path);
         in->spec.offset = header_end;
     } else {
         if (df[0] == 0)

@@ -50,7 +50,7 @@ int vt__label_hist(vt_dtype dt, const void *data, size_t n, vt_label_hist *out)
         size_t k = 0;
         for (int v = 0; v < 256; v++)
             k += count[v] != 0;
-        out->pairs = malloc(k * sizeof *out->pairs);
+        out->pairs = vt__malloc(k * sizeof *out->pairs);
         if (out->pairs == NULL)
             return VT_ENOMEM;
         for (int v = 0; v < 256; v++) {
@@ -64,7 +64,7 @@ int vt__label_hist(vt_dtype dt, const void *data, size_t n, vt_label_hist *out)
         return 0;
     }
     /* wider types: sort a copy of the values and count runs */
-    int64_t *v = malloc(n * sizeof *v);
+    int64_t *v = vt__malloc(n * sizeof *v);
     if (v == NULL)
         return VT_ENOMEM;
     for (size_t i = 0; i < n; i++)
@@ -73,7 +73,7 @@ int vt__label_hist(vt_dtype dt, const void *data, size_t n, vt_label_hist *out)
     size_t runs = n > 0;
     for (size_t i = 1; i < n; i++)
         runs += v[i] != v[i - 1];
-    out->pairs = malloc(runs * sizeof *out->pairs);
+    out->pairs = vt__malloc(runs * sizeof *out->pairs);
     if (out->pairs == NULL) {
         free(v);
         return VT_ENOMEM;
@@ -107,7 +107,7 @@ int vt__label_block(const vt_label_hist *hist, uint64_t ntiles, unsigned char **
     uint64_t total = 0;
     for (uint64_t t = 0; t < ntiles; t++)
         total += hist[t].n;
-    triple *tr = malloc((size_t)(total ? total : 1) * sizeof *tr);
+    triple *tr = vt__malloc((size_t)(total ? total : 1) * sizeof *tr);
     if (tr == NULL)
         return VT_ENOMEM;
     size_t k = 0;
@@ -119,7 +119,7 @@ int vt__label_block(const vt_label_hist *hist, uint64_t ntiles, unsigned char **
     for (size_t i = 0; i < total; i++)
         nlabels += i == 0 || tr[i].value != tr[i - 1].value;
     size_t size = VT_LABEL_HEADER + nlabels * VT_LABEL_ENTRY + (size_t)total * VT_LABEL_PAIR;
-    unsigned char *b = calloc(1, size);
+    unsigned char *b = vt__calloc(1, size);
     if (b == NULL) {
         free(tr);
         return VT_ENOMEM;

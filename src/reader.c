@@ -38,7 +38,7 @@ vt_tscratch *vt__tscratch(void)
     pthread_once(&scratch_once, scratch_make_key);
     vt_tscratch *s = pthread_getspecific(scratch_key);
     if (s == NULL) {
-        s = calloc(1, sizeof *s);
+        s = vt__calloc(1, sizeof *s);
         if (s && pthread_setspecific(scratch_key, s) != 0) {
             free(s);
             s = NULL;
@@ -52,7 +52,7 @@ int vt__grow(unsigned char **p, size_t *cap, size_t need)
     if (*cap >= need)
         return 0;
     size_t n = need < 4096 ? 4096 : need;
-    unsigned char *q = malloc(n);
+    unsigned char *q = vt__malloc(n);
     if (q == NULL)
         return VT_ENOMEM;
     free(*p);
@@ -201,7 +201,7 @@ static int validate(vt_store *s)
     if (vt__hash_differs(meta, (size_t)h->meta_size, h->meta_checksum))
         return vt__fail_at(NULL, VT_ECORRUPT, s->path, "metadata checksum mismatch (metadata damaged)");
 
-    s->arrays = calloc(h->narrays, sizeof *s->arrays);
+    s->arrays = vt__calloc(h->narrays, sizeof *s->arrays);
     if (s->arrays == NULL)
         return vt__fail_at(NULL, VT_ENOMEM, s->path, "out of memory");
     s->narrays = h->narrays;
@@ -223,7 +223,7 @@ static int validate(vt_store *s)
     if (rc)
         return vt__fail_at(NULL, rc, s->path, "%s", why);
     if (n) {
-        s->meta = calloc(n, sizeof *s->meta);
+        s->meta = vt__calloc(n, sizeof *s->meta);
         if (s->meta == NULL)
             return vt__fail_at(NULL, VT_ENOMEM, s->path, "out of memory");
         rc = vt__meta_decode(meta, h->meta_size, s->meta, n, &s->nmeta, why, sizeof why);
@@ -241,12 +241,12 @@ int vt_open(const char *path, unsigned flags, vt_store **out)
         return vt__fail(NULL, VT_EINVAL, "vt_open: path and out must be given");
     if (flags != 0)
         return vt__fail(NULL, VT_EINVAL, "%s: unknown open flags 0x%x", path, flags);
-    vt_store *s = calloc(1, sizeof *s);
-    if (s == NULL || (s->path = strdup(path)) == NULL) {
+    vt_store *s = vt__calloc(1, sizeof *s);
+    if (s == NULL || (s->path = vt__strdup(path)) == NULL) {
         free(s);
         return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", path);
     }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = vt__open(path, O_RDONLY | O_CLOEXEC, 0);
     if (fd < 0) {
         int err = errno;
         vt_close(s);
@@ -266,14 +266,14 @@ int vt_open(const char *path, unsigned flags, vt_store **out)
         rc = vt__fail(NULL, VT_ERANGE, "%s: file too large to map", path);
     if (rc == 0) {
         s->size = (uint64_t)st.st_size;
-        void *m = mmap(NULL, (size_t)s->size, PROT_READ, MAP_SHARED, fd, 0);
+        void *m = vt__mmap(NULL, (size_t)s->size, PROT_READ, MAP_SHARED, fd, 0);
         if (m == MAP_FAILED)
             rc = vt__fail(NULL, errno == ENOMEM ? VT_ENOMEM : VT_EIO, "%s: cannot map: %s", path,
                           strerror(errno));
         else
             s->map = m;
     }
-    close(fd); /* the mapping keeps the file */
+    vt__close(fd); /* the mapping keeps the file */
     if (rc == 0)
         rc = validate(s);
     if (rc) {

@@ -243,8 +243,8 @@ static int axis_plan(axis *ax, int64_t start, uint64_t size, uint64_t n, vt_pad 
         }
         if (ax->nruns == ax->cap) {
             size_t cap = ax->cap * 4;
-            run *nr = malloc(cap * sizeof *nr);
-            piece *np = malloc(cap * sizeof *np);
+            run *nr = vt__malloc(cap * sizeof *nr);
+            piece *np = vt__malloc(cap * sizeof *np);
             if (nr == NULL || np == NULL) {
                 free(nr);
                 free(np);
@@ -678,7 +678,7 @@ int vt_read(const vt_array *a, const int64_t *start, const uint64_t *size, const
             threads = (int)ntiles;
         worker *ws = NULL;
         int started = 0;
-        if (threads > 1 && (ws = calloc((size_t)threads - 1, sizeof *ws)) != NULL) {
+        if (threads > 1 && (ws = vt__calloc((size_t)threads - 1, sizeof *ws)) != NULL) {
             for (int i = 0; i < threads - 1; i++) {
                 worker *w = &ws[i];
                 w->r = &r;
@@ -686,7 +686,7 @@ int vt_read(const vt_array *a, const int64_t *start, const uint64_t *size, const
                 w->parts = threads;
                 for (d = 0; d < nd; d++) { /* each thread its own pieces scratch */
                     w->ax[d] = r.ax[d];
-                    w->ax[d].pieces = malloc(r.ax[d].nruns * sizeof(piece));
+                    w->ax[d].pieces = vt__malloc(r.ax[d].nruns * sizeof(piece));
                     if (w->ax[d].pieces == NULL)
                         rc = VT_ENOMEM;
                 }

@@ -63,10 +63,10 @@ int vt__pyramid_new(int nlevels, const double *spacing, const uint64_t *shape, b
                     vt_pyramid_emit emit, void *ctx, vt_pyramid **out)
 {
     *out = NULL;
-    vt_pyramid *p = calloc(1, sizeof *p);
+    vt_pyramid *p = vt__calloc(1, sizeof *p);
     if (p == NULL)
         return VT_ENOMEM;
-    p->lv = calloc((size_t)nlevels, sizeof *p->lv);
+    p->lv = vt__calloc((size_t)nlevels, sizeof *p->lv);
     if (p->lv == NULL) {
         free(p);
         return VT_ENOMEM;
@@ -96,9 +96,9 @@ int vt__pyramid_new(int nlevels, const double *spacing, const uint64_t *shape, b
             break;
         }
         p->nlevels = k + 1;
-        l->ring = malloc(RING * l->out[1] * l->out[2] * sizeof(float));
-        l->tmp = malloc(l->in[1] * l->out[2] * sizeof(float));
-        l->lab = labels ? malloc(l->in[1] * l->in[2] * sizeof(int32_t)) : NULL;
+        l->ring = vt__malloc(RING * l->out[1] * l->out[2] * sizeof(float));
+        l->tmp = vt__malloc(l->in[1] * l->out[2] * sizeof(float));
+        l->lab = labels ? vt__malloc(l->in[1] * l->in[2] * sizeof(int32_t)) : NULL;
         if (l->ring == NULL || l->tmp == NULL || (labels && l->lab == NULL)) {
             vt__pyramid_free(p);
             return VT_ENOMEM;
@@ -114,8 +114,8 @@ int vt__pyramid_new(int nlevels, const double *spacing, const uint64_t *shape, b
     }
     for (int t = 0; t < TAPS; t++)
         p->w[t] = (float)(w[t] / sum);
-    p->outbuf = malloc((maxrow ? maxrow : 1) * sizeof(float));
-    p->labout = malloc((maxrow ? maxrow : 1) * sizeof(int32_t));
+    p->outbuf = vt__malloc((maxrow ? maxrow : 1) * sizeof(float));
+    p->labout = vt__malloc((maxrow ? maxrow : 1) * sizeof(int32_t));
     if (p->outbuf == NULL || p->labout == NULL) {
         vt__pyramid_free(p);
         return VT_ENOMEM;
@@ -301,7 +301,7 @@ static int push_labels(vt_pyramid *p, int k, const int32_t *slice, bool final)
     if (rc == 0 && k + 1 < p->nlevels) {
         /* the next level reads from its own copy: labout is reused */
         size_t n = l->out[1] * l->out[2];
-        int32_t *copy = malloc(n * sizeof *copy);
+        int32_t *copy = vt__malloc(n * sizeof *copy);
         if (copy == NULL)
             return VT_ENOMEM;
         memcpy(copy, o, n * sizeof *copy);

@@ -24,10 +24,10 @@ static bool ends_with(const char *s, const char *suffix)
 
 vt_source *vt__source_new(const char *path)
 {
-    vt_source *s = calloc(1, sizeof *s);
+    vt_source *s = vt__calloc(1, sizeof *s);
     if (s == NULL)
         return NULL;
-    s->path = strdup(path);
+    s->path = vt__strdup(path);
     if (s->path == NULL) {
         free(s);
         return NULL;
@@ -155,7 +155,7 @@ static int npy_read_slab(vt_source *s, uint64_t c, uint64_t z0, uint64_t nz, voi
      * (y, x) holds the slab's nz values of z contiguously. */
     unsigned char *out = buf;
     size_t per = (size_t)nz * es;
-    unsigned char *r = malloc(per);
+    unsigned char *r = vt__malloc(per);
     if (r == NULL)
         return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", s->path);
     int rc = 0;
@@ -183,7 +183,7 @@ int vt__npy_source_open(const char *path, vt_source **out)
 {
     *out = NULL;
     vt_source *s = vt__source_new(path);
-    npy_impl *im = calloc(1, sizeof *im);
+    npy_impl *im = vt__calloc(1, sizeof *im);
     if (s == NULL || im == NULL) {
         free(im);
         vt__source_close(s);
@@ -286,7 +286,7 @@ int vt__lines_open(vt_lines *r, const char *path, size_t max)
     memset(r, 0, sizeof *r);
     r->path = path;
     r->max = max;
-    r->fd = open(path, O_RDONLY | O_CLOEXEC);
+    r->fd = vt__open(path, O_RDONLY | O_CLOEXEC, 0);
     if (r->fd < 0)
         return vt__fail(NULL, VT_EIO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
@@ -296,7 +296,7 @@ int vt__lines_open(vt_lines *r, const char *path, size_t max)
     else if (!S_ISREG(st.st_mode))
         why = "not a regular file";
     if (why) {
-        close(r->fd);
+        vt__close(r->fd);
         r->fd = -1;
         return vt__fail(NULL, VT_EIO, "%s: cannot open: %s", path, why);
     }
@@ -306,7 +306,7 @@ int vt__lines_open(vt_lines *r, const char *path, size_t max)
 void vt__lines_close(vt_lines *r)
 {
     if (r->fd >= 0)
-        close(r->fd);
+        vt__close(r->fd);
     r->fd = -1;
     free(r->buf);
     free(r->line);
@@ -325,7 +325,7 @@ static int lines_fill(vt_lines *r)
         size_t ncap = r->cap ? r->cap * 2 : LINES_CHUNK;
         if (ncap > r->max)
             ncap = r->max;
-        unsigned char *b = realloc(r->buf, ncap);
+        unsigned char *b = vt__realloc(r->buf, ncap);
         if (b == NULL)
             return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", r->path);
         r->buf = b;
@@ -386,7 +386,7 @@ int vt__lines_next(vt_lines *r, char **line)
         if (n > 0 && r->buf[end - 1] == '\r')
             n--;
         if (n + 1 > r->line_cap) {
-            char *l = realloc(r->line, n + 1);
+            char *l = vt__realloc(r->line, n + 1);
             if (l == NULL)
                 return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", r->path);
             r->line = l;
@@ -408,7 +408,7 @@ int vt__source_keep_text_header(vt_source *s, const void *text, size_t len)
         s->header_len = len;
         return 0;
     }
-    unsigned char *p = malloc(len);
+    unsigned char *p = vt__malloc(len);
     if (p == NULL)
         return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", s->path);
     memcpy(p, text, len);
@@ -423,9 +423,9 @@ char *vt__path_beside(const char *header_path, const char *name)
 {
     const char *slash = strrchr(header_path, '/');
     if (name[0] == '/' || slash == NULL)
-        return strdup(name);
+        return vt__strdup(name);
     size_t dir = (size_t)(slash - header_path) + 1, n = strlen(name);
-    char *p = malloc(dir + n + 1);
+    char *p = vt__malloc(dir + n + 1);
     if (p) {
         memcpy(p, header_path, dir);
         memcpy(p + dir, name, n + 1);
@@ -725,7 +725,7 @@ static void flat_close(vt_source *s)
     if (f->z_init)
         inflateEnd(&f->z);
     if (f->fd >= 0)
-        close(f->fd);
+        vt__close(f->fd);
     free(f->in);
     free(f->scratch);
     free(f->tmp);
@@ -737,7 +737,7 @@ static void flat_close(vt_source *s)
 /* Skip @p n lines of the file from @p *off. */
 static int flat_skip_lines(flat_impl *f, uint64_t n, uint64_t *off)
 {
-    unsigned char *b = malloc(FLAT_IN_CHUNK);
+    unsigned char *b = vt__malloc(FLAT_IN_CHUNK);
     if (b == NULL)
         return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", f->path);
     uint64_t pos = *off;
@@ -765,7 +765,7 @@ static int flat_skip_lines(flat_impl *f, uint64_t n, uint64_t *off)
 
 int vt__flat_attach(vt_source *s, const vt_flat_spec *sp)
 {
-    flat_impl *f = calloc(1, sizeof *f);
+    flat_impl *f = vt__calloc(1, sizeof *f);
     if (f == NULL)
         return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", s->path);
     f->fd = -1;
@@ -773,7 +773,7 @@ int vt__flat_attach(vt_source *s, const vt_flat_spec *sp)
     s->read_slab = flat_read_slab;
     s->close = flat_close;
     s->dtype = sp->dtype;
-    f->path = strdup(sp->data_path);
+    f->path = vt__strdup(sp->data_path);
     if (f->path == NULL)
         return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", s->path);
     f->codec = sp->codec;
@@ -793,7 +793,7 @@ int vt__flat_attach(vt_source *s, const vt_flat_spec *sp)
         return vt__fail(NULL, VT_EFORMAT, "%s: the image sizes describe %llu bytes, implausibly large", s->path,
                         (unsigned long long)total);
     f->total = total;
-    f->fd = open(f->path, O_RDONLY | O_CLOEXEC);
+    f->fd = vt__open(f->path, O_RDONLY | O_CLOEXEC, 0);
     if (f->fd < 0)
         return vt__fail(NULL, VT_EIO, "%s: cannot open the data file: %s", f->path, strerror(errno));
     struct stat st;
@@ -851,8 +851,8 @@ int vt__flat_attach(vt_source *s, const vt_flat_spec *sp)
     } else {
         f->in_end = f->file_size;
     }
-    f->in = malloc(FLAT_IN_CHUNK);
-    f->scratch = malloc(FLAT_SCRATCH);
+    f->in = vt__malloc(FLAT_IN_CHUNK);
+    f->scratch = vt__malloc(FLAT_SCRATCH);
     if (f->in == NULL || f->scratch == NULL)
         return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", f->path);
     return 0;

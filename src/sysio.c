@@ -11,7 +11,7 @@ static int transfer_all(int fd, void *buf, size_t len, uint64_t off, bool write)
     char *p = buf;
     while (len > 0) {
         size_t chunk = len > (1u << 30) ? (1u << 30) : len;
-        ssize_t n = write ? pwrite(fd, p, chunk, (off_t)off) : pread(fd, p, chunk, (off_t)off);
+        ssize_t n = write ? vt__pwrite(fd, p, chunk, (off_t)off) : vt__pread(fd, p, chunk, (off_t)off);
         if (n < 0) {
             if (errno == EINTR)
                 continue;

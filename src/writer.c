@@ -143,7 +143,7 @@ static int grow(unsigned char **p, size_t *cap, size_t need)
 {
     if (*cap >= need)
         return 0;
-    unsigned char *n = malloc(need);
+    unsigned char *n = vt__malloc(need);
     if (n == NULL)
         return VT_ENOMEM;
     free(*p);
@@ -206,8 +206,8 @@ static int encode_tile(vt_writer *w, scratch *s, warray *a, unsigned char *raw, 
     if (s->out_cap < bound) {
         free(s->out1);
         free(s->out2);
-        s->out1 = malloc(bound);
-        s->out2 = malloc(bound);
+        s->out1 = vt__malloc(bound);
+        s->out2 = vt__malloc(bound);
         s->out_cap = s->out1 && s->out2 ? bound : 0;
         if (s->out_cap == 0)
             return VT_ENOMEM;
@@ -425,7 +425,7 @@ static int open_temp(vt_writer *w)
 #ifdef O_TMPFILE
     /* the unnamed file is named at finalize through /proc/self/fd */
     if (access("/proc/self/fd", X_OK) == 0) {
-        w->fd = open(w->dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
+        w->fd = vt__open(w->dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
         if (w->fd >= 0)
             return 0;
     } else
@@ -437,7 +437,7 @@ static int open_temp(vt_writer *w)
     const char *base = strrchr(w->path, '/');
     base = base ? base + 1 : w->path;
     size_t len = strlen(w->dir) + strlen(base) + 32;
-    w->tmp = malloc(len);
+    w->tmp = vt__malloc(len);
     if (w->tmp == NULL)
         return fail(w, VT_ENOMEM, "out of memory");
     static unsigned counter;
@@ -445,7 +445,7 @@ static int open_temp(vt_writer *w)
         unsigned r = (unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL) ^
                      __atomic_add_fetch(&counter, 7919u, __ATOMIC_RELAXED) * 40503u;
         snprintf(w->tmp, len, "%s/.%s.tmp.%06x", w->dir, base, r & 0xffffffu);
-        w->fd = open(w->tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0666);
+        w->fd = vt__open(w->tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0666);
         if (w->fd >= 0)
             return 0;
         if (errno != EEXIST)
@@ -472,7 +472,7 @@ int vt_writer_open(const char *path, const vt_writer_opts *opts, vt_writer **out
     if (opts->threads < 0 || opts->threads > 1024)
         return vt__fail(NULL, VT_EINVAL, "%s: threads %d out of range", path, opts->threads);
 
-    vt_writer *w = calloc(1, sizeof *w);
+    vt_writer *w = vt__calloc(1, sizeof *w);
     if (w == NULL)
         return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", path);
     w->fd = -1;
@@ -480,9 +480,9 @@ int vt_writer_open(const char *path, const vt_writer_opts *opts, vt_writer **out
     pthread_cond_init(&w->cv_job, NULL);
     pthread_cond_init(&w->cv_space, NULL);
     pthread_cond_init(&w->cv_idle, NULL);
-    w->path = strdup(path);
+    w->path = vt__strdup(path);
     const char *slash = strrchr(path, '/');
-    w->dir = slash == NULL ? strdup(".") : slash == path ? strdup("/") : strndup(path, (size_t)(slash - path));
+    w->dir = slash == NULL ? vt__strdup(".") : slash == path ? vt__strdup("/") : vt__strndup(path, (size_t)(slash - path));
     if (w->path == NULL || w->dir == NULL) {
         vt_writer_free(w);
         return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", path);
@@ -509,8 +509,8 @@ int vt_writer_open(const char *path, const vt_writer_opts *opts, vt_writer **out
     }
     if (opts->threads > 1) {
         w->qcap = (size_t)opts->threads * 64; /* complete tiles waiting: a few MiB */
-        w->queue = calloc(w->qcap, sizeof *w->queue);
-        w->workers = calloc((size_t)opts->threads, sizeof *w->workers);
+        w->queue = vt__calloc(w->qcap, sizeof *w->queue);
+        w->workers = vt__calloc((size_t)opts->threads, sizeof *w->workers);
         if (w->queue == NULL || w->workers == NULL) {
             vt_writer_free(w);
             return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", path);
@@ -588,7 +588,7 @@ int vt_writer_add_array(vt_writer *w, const vt_array_spec *spec, int *id)
         return fail(w, VT_EINVAL, "array '%s': fill value %g does not fit %s", name, spec->fill,
                     vt_dtype_name(spec->dtype));
 
-    warray *a = calloc(1, sizeof *a);
+    warray *a = vt__calloc(1, sizeof *a);
     if (a == NULL)
         return fail(w, VT_ENOMEM, "out of memory");
     vt_dirent *e = &a->ent;
@@ -643,12 +643,12 @@ int vt_writer_add_array(vt_writer *w, const vt_array_spec *spec, int *id)
     }
     e->ntiles = ntiles;
     e->index_size = ntiles * VT_TILE_ENTRY_SIZE;
-    a->tiles = calloc(ntiles, sizeof *a->tiles);
-    a->state = calloc(ntiles, 1);
-    a->pend = calloc(ntiles, sizeof *a->pend);
+    a->tiles = vt__calloc(ntiles, sizeof *a->tiles);
+    a->state = vt__calloc(ntiles, 1);
+    a->pend = vt__calloc(ntiles, sizeof *a->pend);
     if (spec->labels)
-        a->hist = calloc(ntiles, sizeof *a->hist);
-    warray **arr = realloc(w->arrays, (size_t)(w->narrays + 1) * sizeof *arr);
+        a->hist = vt__calloc(ntiles, sizeof *a->hist);
+    warray **arr = vt__realloc(w->arrays, (size_t)(w->narrays + 1) * sizeof *arr);
     if (a->tiles == NULL || a->state == NULL || a->pend == NULL || arr == NULL ||
         (spec->labels && a->hist == NULL)) {
         free(a->hist);
@@ -705,11 +705,11 @@ static void pending_free(pending *p)
 
 static pending *pending_new(const warray *a, uint64_t voxels)
 {
-    pending *p = calloc(1, sizeof *p);
+    pending *p = vt__calloc(1, sizeof *p);
     if (p == NULL)
         return NULL;
-    p->buf = malloc((size_t)(voxels * a->es));
-    p->bits = calloc((size_t)((voxels + 63) / 64), 8);
+    p->buf = vt__malloc((size_t)(voxels * a->es));
+    p->bits = vt__calloc((size_t)((voxels + 63) / 64), 8);
     if (p->buf == NULL || p->bits == NULL) {
         pending_free(p);
         return NULL;
@@ -781,7 +781,7 @@ static int write_into_tile(vt_writer *w, warray *a, uint64_t t, const uint64_t *
     }
     pending *p = a->pend[t];
     if (p == NULL && count == voxels) { /* the whole tile at once: no bookkeeping */
-        unsigned char *buf = malloc((size_t)(voxels * a->es));
+        unsigned char *buf = vt__malloc((size_t)(voxels * a->es));
         if (buf == NULL)
             return fail_hard(w, VT_ENOMEM, "out of memory for a tile buffer");
         copy_rows(a, c, ext, lo, hi, start, size, data, buf, NULL, NULL);
@@ -881,8 +881,8 @@ int vt_writer_set_meta(vt_writer *w, const char *key, vt_meta_type type, const v
     if (count > (SIZE_MAX - 8) / es)
         return fail(w, VT_ERANGE, "metadata '%s': value too large", key);
     size_t nbytes = count * es + (type == VT_META_STRING);
-    char *k = strdup(key);
-    unsigned char *v = malloc(nbytes ? nbytes : 1);
+    char *k = vt__strdup(key);
+    unsigned char *v = vt__malloc(nbytes ? nbytes : 1);
     if (k == NULL || v == NULL) {
         free(k);
         free(v);
@@ -905,7 +905,7 @@ int vt_writer_set_meta(vt_writer *w, const char *key, vt_meta_type type, const v
         free(v);
         return fail(w, VT_ERANGE, "more than %u metadata entries", VT_META_MAX_ENTRIES);
     }
-    vt_meta *nm = realloc(w->meta, (w->nmeta + 1) * sizeof *nm);
+    vt_meta *nm = vt__realloc(w->meta, (w->nmeta + 1) * sizeof *nm);
     if (nm == NULL) {
         free(k);
         free(v);
@@ -946,7 +946,7 @@ static int complete_arrays(vt_writer *w)
                     uint64_t c[VT_MAX_DIMS], ext[VT_MAX_DIMS];
                     tile_coords(a, t, c);
                     uint64_t nvox = tile_extent(a, c, ext);
-                    a->hist[t].pairs = malloc(sizeof *a->hist[t].pairs);
+                    a->hist[t].pairs = vt__malloc(sizeof *a->hist[t].pairs);
                     if (a->hist[t].pairs == NULL)
                         return fail(w, VT_ENOMEM, "out of memory for the label index");
                     a->hist[t].pairs[0] = (vt_label_pair){(int64_t)e->min, nvox};
@@ -1004,7 +1004,7 @@ static int put_block(vt_writer *w, int kind, const warray *a, uint64_t *off, uin
         n = kind == BLOCK_INDEX ? (size_t)a->ent.index_size
             : kind == BLOCK_DIR ? (size_t)w->narrays * VT_DIRENT_SIZE
                                 : (size_t)vt__meta_encoded_size(w->meta, w->nmeta);
-        if ((buf = malloc(n)) == NULL)
+        if ((buf = vt__malloc(n)) == NULL)
             return fail(w, VT_ENOMEM, "out of memory for a %zu-byte block", n);
         if (kind == BLOCK_INDEX)
             for (uint64_t t = 0; t < a->ent.ntiles; t++)
@@ -1031,7 +1031,7 @@ static int publish(vt_writer *w)
         const char *base = strrchr(w->path, '/');
         base = base ? base + 1 : w->path;
         size_t len = strlen(w->dir) + strlen(base) + 32;
-        w->tmp = malloc(len);
+        w->tmp = vt__malloc(len);
         if (w->tmp == NULL)
             return fail(w, VT_ENOMEM, "out of memory");
         char proc[64];
@@ -1042,7 +1042,7 @@ static int publish(vt_writer *w)
             unsigned r = (unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL) ^
                          __atomic_add_fetch(&counter, 7919u, __ATOMIC_RELAXED) * 40503u;
             snprintf(w->tmp, len, "%s/.%s.tmp.%06x", w->dir, base, r & 0xffffffu);
-            if (linkat(AT_FDCWD, proc, AT_FDCWD, w->tmp, AT_SYMLINK_FOLLOW) == 0)
+            if (vt__linkat(AT_FDCWD, proc, AT_FDCWD, w->tmp, AT_SYMLINK_FOLLOW) == 0)
                 ok = 1;
             else if (errno != EEXIST)
                 break;
@@ -1055,20 +1055,29 @@ static int publish(vt_writer *w)
                         w->dir, strerror(err));
         }
     }
-    if (rename(w->tmp, w->path) != 0)
+    /* close before the rename: a close that reports a lost write (NFS, some
+     * file systems report them only here) must keep the store unpublished */
+    int fd = w->fd;
+    w->fd = -1;
+    if (vt__close(fd) != 0)
+        return fail(w, vt__errno_code(errno), "cannot close %s: %s", w->tmp, strerror(errno));
+    if (vt__rename(w->tmp, w->path) != 0)
         return fail(w, vt__errno_code(errno), "cannot rename %s to %s: %s", w->tmp, w->path,
                     strerror(errno));
     free(w->tmp);
     w->tmp = NULL;
-    int dfd = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0 || fsync(dfd) != 0) {
+    w->state = 2; /* published: nothing to undo from here */
+    int dfd = vt__open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+    if (dfd < 0 || vt__fsync(dfd) != 0) {
         int err = errno;
         if (dfd >= 0)
-            close(dfd);
-        return fail(w, vt__errno_code(err), "store published but syncing directory %s failed: %s",
+            vt__close(dfd);
+        return fail(w, vt__errno_code(err),
+                    "the store is published and complete, but syncing directory %s failed (%s): "
+                    "a crash now could lose the new name",
                     w->dir, strerror(err));
     }
-    close(dfd);
+    vt__close(dfd);
     return 0;
 }
 
@@ -1115,22 +1124,13 @@ int vt_writer_finalize(vt_writer *w)
         vt__hdr_encode(&h, hb);
         rc = write_block(w, hb, sizeof hb, 0);
     }
-    if (rc == 0 && fsync(w->fd) != 0)
+    if (rc == 0 && vt__fsync(w->fd) != 0)
         rc = fail(w, vt__errno_code(errno), "fsync failed: %s", strerror(errno));
     if (rc == 0)
         rc = publish(w);
-    if (rc) {
+    if (rc && w->state != 2) /* not published: vt_writer_free removes the temporary */
         w->state = 1;
-        return rc;
-    }
-    if (close(w->fd) != 0) {
-        w->fd = -1;
-        w->state = 2;
-        return fail(w, vt__errno_code(errno), "store published but close failed: %s", strerror(errno));
-    }
-    w->fd = -1;
-    w->state = 2;
-    return 0;
+    return rc;
 }
 
 void vt_writer_free(vt_writer *w)
@@ -1145,7 +1145,7 @@ void vt_writer_free(vt_writer *w)
         w->qlen--;
     }
     if (w->fd >= 0)
-        close(w->fd);
+        vt__close(w->fd);
     if (w->tmp)
         unlink(w->tmp);
     for (int i = 0; i < w->narrays; i++) {

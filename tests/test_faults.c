@@ -1,0 +1,314 @@
+/* I/O errors and out of memory, the SQLite way: make the Nth allocation or
+ * system call fail -- once, or from then on -- for N = 1, 2, ... until the
+ * operation succeeds. Every failure must come back as an error, publish
+ * nothing (or leave the store it was replacing intact), and leak no
+ * descriptor; the sanitizer build checks memory leaks (LeakSanitizer). */
+#include "testutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+
+/* from src/internal.h (test builds link the library's static archive) */
+#define VT_FAULT_MALLOC 0x01u
+#define VT_FAULT_WRITE 0x04u
+#define VT_FAULT_ALL 0x1ffu
+void vt__fault_arm(unsigned kinds, long nth, bool persistent, int err);
+void vt__fault_disarm(void);
+long vt__fault_calls(void);
+long vt__fault_failures(void);
+
+static char *dir, *path;
+static char lastmsg[1024]; /* the message of write_store's failure */
+
+static int count_fds(void)
+{
+    return tu_count_entries("/proc/self/fd");
+}
+
+#define NZ 9
+#define NY 20
+#define NX 21
+
+static void fill(int16_t *img, uint8_t *seg, int variant)
+{
+    for (int i = 0; i < NZ * NY * NX; i++) {
+        img[i] = (int16_t)((i * 37 + variant * 1000) % 2000 - 1000);
+        seg[i] = (uint8_t)((i / 50 + variant) % 4);
+    }
+}
+
+/* Write a store of two arrays (one a label array) in pieces; the first
+ * failing call's code, or 0. */
+static int write_store(const char *p, int threads, int variant)
+{
+    int16_t img[NZ * NY * NX];
+    uint8_t seg[NZ * NY * NX];
+    fill(img, seg, variant);
+    vt_writer_opts wo;
+    vt_writer_opts_init(&wo);
+    wo.threads = threads;
+    vt_writer *w = NULL;
+    int rc = vt_writer_open(p, &wo, &w);
+    int id1 = -1, id2 = -1;
+    vt_array_spec spec;
+    vt_array_spec_init(&spec);
+    spec.name = "image";
+    spec.dtype = VT_I16;
+    spec.ndim = 3;
+    spec.shape[0] = NZ;
+    spec.shape[1] = NY;
+    spec.shape[2] = NX;
+    spec.tile[0] = 4;
+    spec.tile[1] = spec.tile[2] = 8;
+    if (rc == 0)
+        rc = vt_writer_add_array(w, &spec, &id1);
+    spec.name = "seg";
+    spec.dtype = VT_U8;
+    spec.labels = 1;
+    if (rc == 0)
+        rc = vt_writer_add_array(w, &spec, &id2);
+    double spacing[3] = {2, 1, 1};
+    if (rc == 0)
+        rc = vt_writer_set_meta(w, "spacing", VT_META_F64, spacing, 3);
+    for (uint64_t z = 0; z < NZ && rc == 0; z += 3) { /* slabs of 3 slices: partial tiles */
+        uint64_t st[3] = {z, 0, 0}, sz[3] = {3, NY, NX};
+        rc = vt_writer_write(w, id1, st, sz, img + z * NY * NX);
+        if (rc == 0)
+            rc = vt_writer_write(w, id2, st, sz, seg + z * NY * NX);
+    }
+    if (rc == 0)
+        rc = vt_writer_finalize(w);
+    if (rc) {
+        snprintf(lastmsg, sizeof lastmsg, "%s", w ? vt_writer_errmsg(w) : vt_errmsg(NULL));
+        TU_CHECK(strlen(lastmsg) > 0, "a failure without a message");
+    }
+    vt_writer_free(w);
+    return rc;
+}
+
+/* The store at p holds variant's data. */
+static void check_store(const char *p, int variant)
+{
+    int16_t img[NZ * NY * NX], out[NZ * NY * NX];
+    uint8_t seg[NZ * NY * NX];
+    fill(img, seg, variant);
+    vt_store *s;
+    ck_assert_msg(vt_open(p, 0, &s) == 0, "%s", vt_errmsg(NULL));
+    const vt_array *a;
+    ck_assert_int_eq(vt_store_array(s, "image", &a), 0);
+    int64_t st[3] = {0, 0, 0};
+    uint64_t sz[3] = {NZ, NY, NX};
+    ck_assert_int_eq(vt_read(a, st, sz, NULL, out), 0);
+    ck_assert(memcmp(out, img, sizeof img) == 0);
+    ck_assert_int_eq(vt_store_array(s, "seg", &a), 0);
+    ck_assert_uint_gt(vt_label_count(a), 0);
+    ck_assert_int_eq(vt_verify_array(a, NULL), 0);
+    vt_close(s);
+}
+
+static void setup(void)
+{
+    dir = tu_tmpdir();
+    path = tu_path(dir, "f.vxt");
+}
+
+static void teardown(void)
+{
+    unlink(path);
+    tu_rmtree(dir);
+    free(path);
+    free(dir);
+}
+
+START_TEST(write_fails_at_every_call)
+{
+    int threads = 1 + (_i & 1), replace = (_i >> 1) & 1, persist = (_i >> 2) & 1;
+    int errs[2] = {EIO, ENOSPC};
+    unsigned char *old = NULL;
+    size_t old_len = 0;
+    unlink(path);
+    if (replace) { /* an older store at the path must survive every failure */
+        ck_assert_int_eq(write_store(path, 1, 7), 0);
+        old = tu_read_file(path, &old_len);
+    }
+    int fds = count_fds();
+    long n, failures_seen = 0, after_publish = 0;
+    for (n = 1; n < 100000; n++) {
+        vt__fault_arm(VT_FAULT_ALL, n, persist, errs[n & 1]);
+        int rc = write_store(path, threads, 1);
+        long failed = vt__fault_failures(), calls = vt__fault_calls();
+        vt__fault_disarm();
+        TU_CHECK(count_fds() == fds, "n=%ld: %d descriptors open, %d before", n, count_fds(), fds);
+        if (rc == 0) { /* no failure, or one that cannot matter (closing the directory): a complete store */
+            check_store(path, 1);
+            if (failed == 0 || calls < n)
+                break;
+            unlink(path);
+            if (replace)
+                tu_write_file(path, old, old_len);
+            continue;
+        }
+        failures_seen++;
+        TU_CHECK(rc < 0, "n=%ld: a call failed but the write returned %d", n, rc);
+        /* nothing published: the folder holds the old store, byte for byte, or nothing --
+         * unless only the directory's fsync after the rename failed, which the message says:
+         * then the new store is there and complete */
+        if (strstr(lastmsg, "is published and complete")) {
+            TU_CHECK(tu_count_entries(dir) == 1, "n=%ld: published, but %d files", n, tu_count_entries(dir));
+            check_store(path, 1);
+            unlink(path);
+            if (replace)
+                tu_write_file(path, old, old_len);
+            after_publish++;
+            continue;
+        }
+        TU_CHECK(tu_count_entries(dir) == (replace ? 1 : 0), "n=%ld: %d files in the folder (%s)", n,
+                 tu_count_entries(dir), lastmsg);
+        if (replace) {
+            size_t len;
+            unsigned char *now = tu_read_file(path, &len);
+            TU_CHECK(len == old_len && memcmp(now, old, len) == 0, "n=%ld: the old store changed (%s)", n, lastmsg);
+            free(now);
+        }
+    }
+    printf("write (threads %d, %s, %s): %ld failing runs (%ld after publishing), success at call %ld\n",
+           threads, persist ? "persistent" : "once", replace ? "replacing a store" : "new file", failures_seen,
+           after_publish, n);
+    ck_assert_int_gt(failures_seen, 20);
+    check_store(path, 1);
+    free(old);
+}
+END_TEST
+
+START_TEST(open_and_read_fail_at_every_call)
+{
+    int persist = _i & 1;
+    ck_assert_int_eq(write_store(path, 1, 2), 0);
+    int16_t img[NZ * NY * NX];
+    uint8_t seg[NZ * NY * NX];
+    fill(img, seg, 2);
+    int fds = count_fds();
+    long n, failures_seen = 0;
+    for (n = 1; n < 100000; n++) {
+        vt__fault_arm(VT_FAULT_ALL, n, persist, EIO);
+        vt_store *s = NULL;
+        int rc = vt_open(path, 0, &s);
+        int16_t out[4 * 8 * 30];
+        if (rc == 0) {
+            const vt_array *a;
+            rc = vt_store_array(s, "image", &a);
+            /* a box wider than the array: padding, several tiles, a mirrored row */
+            int64_t st[3] = {2, 5, -3};
+            uint64_t sz[3] = {4, 8, 30};
+            vt_read_opts o;
+            vt_read_opts_init(&o);
+            o.pad = VT_PAD_REFLECT;
+            o.dtype = VT_F32;
+            o.threads = 2;
+            float fout[4 * 8 * 30];
+            if (rc == 0)
+                rc = vt_read(a, st, sz, &o, fout);
+            if (rc == 0) {
+                o.dtype = VT_DTYPE_SAME;
+                o.threads = 1;
+                rc = vt_read(a, st, sz, &o, out);
+            }
+            if (rc == 0)
+                rc = vt_verify_array(a, NULL);
+            vt_close(s);
+        } else
+            ck_assert_ptr_null(s);
+        long failed = vt__fault_failures(), calls = vt__fault_calls();
+        vt__fault_disarm();
+        TU_CHECK(count_fds() == fds, "n=%ld: descriptor leak", n);
+        if (rc == 0) { /* no failure, or one absorbed (decode threads fall back to one): right data */
+            for (int z = 0; z < 4; z++) /* the reflect read against its definition */
+                for (int y = 0; y < 8; y++)
+                    for (int x = 0; x < 30; x++) {
+                        int sx = x - 3 < 0 ? -(x - 3) : (x - 3 >= NX ? 2 * (NX - 1) - (x - 3) : x - 3);
+                        TU_CHECK(out[(z * 8 + y) * 30 + x] == img[((z + 2) * NY + y + 5) * NX + sx], "voxel");
+                    }
+            if (failed == 0 || calls < n)
+                break;
+            continue;
+        }
+        failures_seen++;
+        TU_CHECK(failed > 0, "n=%ld: reading failed (%d) without an injected failure", n, rc);
+    }
+    printf("open + read (%s): %ld failing runs, success at call %ld\n", persist ? "persistent" : "once",
+           failures_seen, n);
+    ck_assert_int_gt(failures_seen, 3);
+}
+END_TEST
+
+START_TEST(convert_fails_at_every_call)
+{
+    /* the bundled CT and segmentation, cropped, with a pyramid level: every
+     * allocation and system call of the converter and the writer */
+    const char *srcdir = getenv("VT_TEST_DATA");
+    ck_assert_msg(srcdir != NULL, "VT_TEST_DATA must name tests/data");
+    char *ct = tu_path(srcdir, "example_ct_sm.nii.gz"), *sg = tu_path(srcdir, "example_seg.nii.gz");
+    const char *imgs[1] = {ct};
+    vt_convert_opts o;
+    vt_convert_opts_init(&o);
+    o.crop_mode = VT_CROP_LABEL;
+    o.crop_margin = 2;
+    o.levels = 1;
+    o.threads = 1 + (_i & 1);
+    int persist = (_i >> 1) & 1;
+    int fds = count_fds();
+    long n, failures_seen = 0;
+    for (n = 1; n < 200000; n += 1 + n / 64) { /* every call early on, then a stride */
+        vt__fault_arm(VT_FAULT_ALL, n, persist, n & 1 ? ENOSPC : EIO);
+        int rc = vt_convert_images(imgs, 1, sg, path, &o);
+        long failed = vt__fault_failures();
+        vt__fault_disarm();
+        TU_CHECK(count_fds() == fds, "n=%ld: descriptor leak", n);
+        if (failed == 0) {
+            ck_assert_msg(rc == 0, "%s", vt_errmsg(NULL));
+            break;
+        }
+        failures_seen++;
+        TU_CHECK(rc < 0, "n=%ld: a call failed but the conversion returned %d", n, rc);
+        TU_CHECK(strlen(vt_errmsg(NULL)) > 0, "n=%ld: no message", n);
+        TU_CHECK(tu_count_entries(dir) == 0, "n=%ld: something was left in the output folder", n);
+    }
+    printf("convert (threads %d, %s): %ld failing runs, success at call %ld\n", o.threads,
+           persist ? "persistent" : "once", failures_seen, n);
+    ck_assert_int_gt(failures_seen, 50);
+    vt_store *s;
+    ck_assert_int_eq(vt_open(path, 0, &s), 0);
+    ck_assert_uint_eq(vt_store_narrays(s), 4);
+    vt_close(s);
+    free(ct);
+    free(sg);
+}
+END_TEST
+
+/* A full disk: every write fails with ENOSPC -> VT_ENOSPC, a message that says so, nothing left. */
+START_TEST(no_space_is_reported_as_such)
+{
+    vt__fault_arm(VT_FAULT_WRITE, 3, true, ENOSPC);
+    int rc = write_store(path, 2, 1);
+    vt__fault_disarm();
+    ck_assert_int_eq(rc, VT_ENOSPC);
+    ck_assert_int_eq(tu_count_entries(dir), 0);
+    int16_t img[NZ * NY * NX];
+    (void)img;
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("faults");
+    TCase *tc = tcase_create("faults");
+    tcase_set_timeout(tc, 900);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_loop_test(tc, write_fails_at_every_call, 0, 8);
+    tcase_add_loop_test(tc, open_and_read_fail_at_every_call, 0, 2);
+    tcase_add_loop_test(tc, convert_fails_at_every_call, 0, 4);
+    tcase_add_test(tc, no_space_is_reported_as_such);
+    suite_add_tcase(s, tc);
+    return tu_run(s);
+}
