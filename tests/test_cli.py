@@ -202,5 +202,24 @@ class CliTest(unittest.TestCase):
             self.assertIn("example:", h.stdout)
 
 
+    def test_full_filesystem(self):
+        """Conversion onto a full file system (a 512 KiB tmpfs in a private mount namespace) fails with
+        a clear no-space error and leaves no file, not even a temporary."""
+        src = self.path("noise.npy")
+        np.save(src, self.rng.normal(0, 1, (1, 8, 256, 256)).astype(np.float32))  # 2 MiB, incompressible
+        mnt = self.path("small")
+        os.mkdir(mnt)
+        script = (f'mount -t tmpfs -o size=512k tmpfs "{mnt}" || exit 99; '
+                  f'"{os.path.abspath(VOXTILE)}" convert "{src}" -o "{mnt}/x.vxt" -j 2 -q; rc=$?; '
+                  f'echo "left: $(ls -A "{mnt}")"; exit $rc')
+        ns = ["--mount", "--propagation", "private"] if os.geteuid() == 0 else ["--user", "--map-root-user", "--mount"]
+        p = subprocess.run(["unshare", *ns, "sh", "-c", script], capture_output=True, text=True)
+        self.assertNotEqual(p.returncode, 99, f"cannot mount a tmpfs here: {p.stderr}")
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn(f"voxtile: {mnt}/x.vxt: ", p.stderr)
+        self.assertIn("No space left on device", p.stderr)
+        self.assertIn("left: \n", p.stdout + "\n")  # nothing in the file system
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=1)
