@@ -306,12 +306,23 @@ int vt_export_nifti(const char *store_path, const char *array, const char *out)
     else
         put_real(&h, h.l->vox_offset, (double)vox);
 
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", out, (int)getpid());
-    gzFile g = gzopen(tmp, gz ? "wb6" : "wbT");
-    if (g == NULL) {
+    /* a temporary published whole at the end (as stores are); zlib writes
+     * through a duplicate of its descriptor */
+    vt_tmpfile tf;
+    if ((rc = vt__tmpfile_open(&tf, out, NULL)) != 0) {
+        vt__tmpfile_discard(&tf);
         vt_close(s);
-        return vt__fail(NULL, VT_EIO, "%s: cannot create: %s", tmp, strerror(errno));
+        return rc;
+    }
+    int zfd = fcntl(tf.fd, F_DUPFD_CLOEXEC, 0);
+    gzFile g = zfd >= 0 ? gzdopen(zfd, gz ? "wb6" : "wbT") : NULL;
+    if (g == NULL) {
+        int err = errno;
+        if (zfd >= 0)
+            close(zfd);
+        vt__tmpfile_discard(&tf);
+        vt_close(s);
+        return vt__fail(NULL, vt__errno_code(err), "%s: cannot write: %s", out, strerror(err));
     }
     unsigned char pre[548] = {0};
     memcpy(pre, h.b, hs);
@@ -369,17 +380,9 @@ int vt_export_nifti(const char *store_path, const char *array, const char *out)
                       zerr == Z_ERRNO ? strerror(errno) : zmsg);
     if (gzclose(g) != Z_OK && rc == 0)
         rc = vt__fail(NULL, VT_EIO, "%s: cannot write: %s", out, strerror(errno));
-    if (rc == 0) {
-        int fd = vt__open(tmp, O_RDONLY | O_CLOEXEC, 0);
-        if (fd < 0 || vt__fsync(fd) != 0)
-            rc = vt__fail(NULL, VT_EIO, "%s: cannot sync: %s", out, strerror(errno));
-        if (fd >= 0)
-            vt__close(fd);
-    }
-    if (rc == 0 && vt__rename(tmp, out) != 0)
-        rc = vt__fail(NULL, VT_EIO, "%s: cannot rename the finished file into place: %s", out, strerror(errno));
-    if (rc)
-        unlink(tmp);
+    if (rc == 0)
+        rc = vt__tmpfile_publish(&tf, NULL);
+    vt__tmpfile_discard(&tf);
     vt_close(s);
     return rc;
 }

@@ -127,6 +127,27 @@ VT_INTERNAL int vt__linkat(int dfd, const char *from, int nfd, const char *to, i
 VT_INTERNAL int vt__close(int fd);
 VT_INTERNAL void *vt__mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
 
+/* ---- files published whole (publish.c) ---------------------------------- */
+
+/* A file written to a temporary in the target's folder and renamed over the
+ * target when complete (see publish.c for the steps and crash behaviour). */
+typedef struct vt_tmpfile {
+    char *path; /* the target */
+    char *dir;  /* its folder */
+    char *tmp;  /* the temporary's name while it has one */
+    int fd;     /* write here (pwrite or a dup'd descriptor) */
+    bool published;
+} vt_tmpfile;
+
+/* Create the temporary for @p path; errors are reported against @p handle. */
+VT_INTERNAL int vt__tmpfile_open(vt_tmpfile *t, const char *path, const void *handle);
+/* fsync, name, close, rename over the target, fsync the folder. On failure
+ * nothing is published unless t->published is set (only the folder's fsync
+ * failed: the file is complete in place). */
+VT_INTERNAL int vt__tmpfile_publish(vt_tmpfile *t, const void *handle);
+/* Close and, unless published, remove; frees everything (safe twice). */
+VT_INTERNAL void vt__tmpfile_discard(vt_tmpfile *t);
+
 /* ---- system calls (sysio.c) --------------------------------------------- */
 
 /* Write all of @p len bytes at @p off (retrying short writes and EINTR). 0 or -errno. */

@@ -286,7 +286,7 @@ static void nifti_close(vt_source *s);
 /* Open @p path with zlib (gzip or plain), reporting errors against the file. */
 static gzFile open_gz(const char *path)
 {
-    gzFile g = gzopen(path, "rb");
+    gzFile g = gzopen(path, "rbe");
     if (g == NULL)
         vt__fail(NULL, errno == ENOENT ? VT_EIO : VT_EIO, "%s: cannot open: %s", path,
                  errno ? strerror(errno) : "out of memory");

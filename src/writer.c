@@ -65,9 +65,7 @@ typedef struct scratch {
 
 struct vt_writer {
     char *path;     /* final name */
-    char *tmp;      /* named temporary, or NULL with O_TMPFILE */
-    char *dir;      /* directory of path */
-    int fd;
+    vt_tmpfile tf;  /* the file being written, published at finalize */
     int state;      /* 0 open, 1 failed, 2 finalized */
     uint64_t end;   /* next append offset; guarded by mtx */
     warray **arrays;
@@ -284,7 +282,7 @@ static int store_tile(vt_writer *w, scratch *s, warray *a, uint64_t t, unsigned 
         uint64_t off = w->end;
         w->end += len;
         pthread_mutex_unlock(&w->mtx);
-        int r = vt__pwrite_all(w->fd, bytes, len, off);
+        int r = vt__pwrite_all(w->tf.fd, bytes, len, off);
         if (r < 0)
             return vt__fail(w, vt__errno_code(-r), "%s: cannot write tile data: %s", w->path,
                             strerror(-r));
@@ -420,44 +418,6 @@ void vt_writer_opts_init(vt_writer_opts *opts)
         opts->threads = 1;
 }
 
-static int open_temp(vt_writer *w)
-{
-#ifdef O_TMPFILE
-    /* the unnamed file is named at finalize through /proc/self/fd */
-    if (access("/proc/self/fd", X_OK) == 0) {
-        w->fd = vt__open(w->dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
-        if (w->fd >= 0)
-            return 0;
-    } else
-        errno = EOPNOTSUPP;
-    if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL && errno != ENOENT)
-        return fail(w, vt__errno_code(errno), "cannot create a file in %s: %s", w->dir,
-                    strerror(errno));
-#endif
-    const char *base = strrchr(w->path, '/');
-    base = base ? base + 1 : w->path;
-    size_t len = strlen(w->dir) + strlen(base) + 32;
-    w->tmp = vt__malloc(len);
-    if (w->tmp == NULL)
-        return fail(w, VT_ENOMEM, "out of memory");
-    static unsigned counter;
-    for (int attempt = 0; attempt < 100; attempt++) {
-        unsigned r = (unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL) ^
-                     __atomic_add_fetch(&counter, 7919u, __ATOMIC_RELAXED) * 40503u;
-        snprintf(w->tmp, len, "%s/.%s.tmp.%06x", w->dir, base, r & 0xffffffu);
-        w->fd = vt__open(w->tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0666);
-        if (w->fd >= 0)
-            return 0;
-        if (errno != EEXIST)
-            break;
-    }
-    int err = errno;
-    free(w->tmp);
-    w->tmp = NULL;
-    return fail(w, vt__errno_code(err), "cannot create a temporary file in %s: %s", w->dir,
-                strerror(err));
-}
-
 int vt_writer_open(const char *path, const vt_writer_opts *opts, vt_writer **out)
 {
     if (out)
@@ -475,21 +435,19 @@ int vt_writer_open(const char *path, const vt_writer_opts *opts, vt_writer **out
     vt_writer *w = vt__calloc(1, sizeof *w);
     if (w == NULL)
         return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", path);
-    w->fd = -1;
+    w->tf.fd = -1;
     pthread_mutex_init(&w->mtx, NULL);
     pthread_cond_init(&w->cv_job, NULL);
     pthread_cond_init(&w->cv_space, NULL);
     pthread_cond_init(&w->cv_idle, NULL);
     w->path = vt__strdup(path);
-    const char *slash = strrchr(path, '/');
-    w->dir = slash == NULL ? vt__strdup(".") : slash == path ? vt__strdup("/") : vt__strndup(path, (size_t)(slash - path));
-    if (w->path == NULL || w->dir == NULL) {
+    if (w->path == NULL) {
         vt_writer_free(w);
         return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", path);
     }
-    int rc = open_temp(w);
+    int rc = vt__tmpfile_open(&w->tf, path, NULL);
     if (rc) {
-        vt_writer_free(w); /* the thread's message from open_temp stays */
+        vt_writer_free(w); /* the thread's message stays */
         return rc;
     }
     w->end = VT_HEADER_SIZE;
@@ -501,7 +459,7 @@ int vt_writer_open(const char *path, const vt_writer_opts *opts, vt_writer **out
     h0.version = VT_FORMAT_VERSION;
     h0.writer_version = VT_VERSION_NUMBER;
     vt__hdr_encode(&h0, hb);
-    int r = vt__pwrite_all(w->fd, hb, sizeof hb, 0);
+    int r = vt__pwrite_all(w->tf.fd, hb, sizeof hb, 0);
     if (r < 0) {
         rc = vt__fail(NULL, vt__errno_code(-r), "%s: cannot write: %s", path, strerror(-r));
         vt_writer_free(w);
@@ -981,7 +939,7 @@ static int complete_arrays(vt_writer *w)
 
 static int write_block(vt_writer *w, const void *buf, size_t len, uint64_t off)
 {
-    int r = vt__pwrite_all(w->fd, buf, len, off);
+    int r = vt__pwrite_all(w->tf.fd, buf, len, off);
     if (r < 0)
         return fail(w, vt__errno_code(-r), "cannot write: %s", strerror(-r));
     return 0;
@@ -1022,63 +980,6 @@ static int put_block(vt_writer *w, int kind, const warray *a, uint64_t *off, uin
     free(buf);
     *off += (n + 7u) & ~(size_t)7;
     return rc;
-}
-
-/* Give the finished file its final name and make the name durable. */
-static int publish(vt_writer *w)
-{
-    if (w->tmp == NULL) { /* O_TMPFILE: link under a temporary name, then rename over */
-        const char *base = strrchr(w->path, '/');
-        base = base ? base + 1 : w->path;
-        size_t len = strlen(w->dir) + strlen(base) + 32;
-        w->tmp = vt__malloc(len);
-        if (w->tmp == NULL)
-            return fail(w, VT_ENOMEM, "out of memory");
-        char proc[64];
-        snprintf(proc, sizeof proc, "/proc/self/fd/%d", w->fd);
-        static unsigned counter;
-        int ok = 0;
-        for (int attempt = 0; attempt < 100 && !ok; attempt++) {
-            unsigned r = (unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL) ^
-                         __atomic_add_fetch(&counter, 7919u, __ATOMIC_RELAXED) * 40503u;
-            snprintf(w->tmp, len, "%s/.%s.tmp.%06x", w->dir, base, r & 0xffffffu);
-            if (vt__linkat(AT_FDCWD, proc, AT_FDCWD, w->tmp, AT_SYMLINK_FOLLOW) == 0)
-                ok = 1;
-            else if (errno != EEXIST)
-                break;
-        }
-        if (!ok) {
-            int err = errno;
-            free(w->tmp);
-            w->tmp = NULL;
-            return fail(w, vt__errno_code(err), "cannot link the finished store into %s: %s",
-                        w->dir, strerror(err));
-        }
-    }
-    /* close before the rename: a close that reports a lost write (NFS, some
-     * file systems report them only here) must keep the store unpublished */
-    int fd = w->fd;
-    w->fd = -1;
-    if (vt__close(fd) != 0)
-        return fail(w, vt__errno_code(errno), "cannot close %s: %s", w->tmp, strerror(errno));
-    if (vt__rename(w->tmp, w->path) != 0)
-        return fail(w, vt__errno_code(errno), "cannot rename %s to %s: %s", w->tmp, w->path,
-                    strerror(errno));
-    free(w->tmp);
-    w->tmp = NULL;
-    w->state = 2; /* published: nothing to undo from here */
-    int dfd = vt__open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-    if (dfd < 0 || vt__fsync(dfd) != 0) {
-        int err = errno;
-        if (dfd >= 0)
-            vt__close(dfd);
-        return fail(w, vt__errno_code(err),
-                    "the store is published and complete, but syncing directory %s failed (%s): "
-                    "a crash now could lose the new name",
-                    w->dir, strerror(err));
-    }
-    vt__close(dfd);
-    return 0;
 }
 
 int vt_writer_finalize(vt_writer *w)
@@ -1124,11 +1025,11 @@ int vt_writer_finalize(vt_writer *w)
         vt__hdr_encode(&h, hb);
         rc = write_block(w, hb, sizeof hb, 0);
     }
-    if (rc == 0 && vt__fsync(w->fd) != 0)
-        rc = fail(w, vt__errno_code(errno), "fsync failed: %s", strerror(errno));
     if (rc == 0)
-        rc = publish(w);
-    if (rc && w->state != 2) /* not published: vt_writer_free removes the temporary */
+        rc = vt__tmpfile_publish(&w->tf, w);
+    if (w->tf.published)
+        w->state = 2;
+    else if (rc) /* not published: vt_writer_free removes the temporary */
         w->state = 1;
     return rc;
 }
@@ -1144,10 +1045,7 @@ void vt_writer_free(vt_writer *w)
         w->qhead = (w->qhead + 1) % w->qcap;
         w->qlen--;
     }
-    if (w->fd >= 0)
-        vt__close(w->fd);
-    if (w->tmp)
-        unlink(w->tmp);
+    vt__tmpfile_discard(&w->tf);
     for (int i = 0; i < w->narrays; i++) {
         warray *a = w->arrays[i];
         for (uint64_t t = 0; t < a->ent.ntiles; t++)
@@ -1174,8 +1072,6 @@ void vt_writer_free(vt_writer *w)
     pthread_cond_destroy(&w->cv_job);
     pthread_cond_destroy(&w->cv_space);
     pthread_cond_destroy(&w->cv_idle);
-    free(w->tmp);
-    free(w->dir);
     free(w->path);
     free(w);
 }
