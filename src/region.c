@@ -631,12 +631,15 @@ int vt_read(const vt_array *a, const int64_t *start, const uint64_t *size, const
         return vt__fail(st, VT_ERANGE, "%s: array '%s': box too large", st->path, a->ent.name);
     int64_t es = (int64_t)r.c.des;
     if (opts->strides) {
-        /* every offset the box reaches, in bytes, must fit */
-        int64_t span = 0, reach;
+        /* every offset the box reaches, in bytes, must fit an int64 (magnitudes
+         * in unsigned arithmetic: -INT64_MIN does not exist) */
+        uint64_t span = 0, reach;
         for (int d = 0; d < nd; d++) {
+            uint64_t mag;
             if (__builtin_mul_overflow(opts->strides[d], es, &r.ostr[d]) ||
-                __builtin_mul_overflow(r.ostr[d] < 0 ? -r.ostr[d] : r.ostr[d], (int64_t)size[d] - 1, &reach) ||
-                __builtin_add_overflow(span, reach, &span))
+                (mag = r.ostr[d] < 0 ? 0 - (uint64_t)r.ostr[d] : (uint64_t)r.ostr[d]) > (uint64_t)INT64_MAX ||
+                __builtin_mul_overflow(mag, size[d] - 1, &reach) || __builtin_add_overflow(span, reach, &span) ||
+                span > (uint64_t)INT64_MAX)
                 return vt__fail(st, VT_ERANGE, "%s: vt_read: stride %lld of axis %d overflows", st->path,
                                 (long long)opts->strides[d], d);
         }

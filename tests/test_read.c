@@ -410,6 +410,9 @@ START_TEST(argument_errors)
     strides[1] = INT64_MAX / 3; /* each fits, but the box's span does not */
     strides[3] = INT64_MAX / 3;
     ck_assert_int_eq(vt_read(a, start, size, &o, out), VT_ERANGE);
+    strides[1] = INT64_MIN / 2; /* x 2 bytes is INT64_MIN, whose magnitude no int64 holds (fuzzing found it) */
+    strides[3] = 1;
+    ck_assert_int_eq(vt_read(a, start, size, &o, out), VT_ERANGE);
     o.strides = NULL;
     uint64_t huge[4] = {UINT64_C(1) << 40, UINT64_C(1) << 40, 1, 1};
     ck_assert_int_eq(vt_read(a, start, huge, &o, out), VT_ERANGE);
