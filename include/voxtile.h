@@ -330,9 +330,9 @@ VT_API void vt_read_opts_init(vt_read_opts *opts);
  * @param out    output buffer: C-contiguous box of the output dtype, or laid out
  *               by opts->strides (element strides, may be negative); it must be
  *               suitably aligned for the output dtype.
- * @return 0; VT_EINVAL (NULL pointer, bad dtype, pad mode or strides);
- *         VT_ERANGE (an extent of 0, or a box whose coordinates or byte size
- *         overflow); VT_ECORRUPT (a tile's checksum does not match or it does
+ * @return 0; VT_EINVAL (NULL pointer, bad dtype or pad mode);
+ *         VT_ERANGE (an extent of 0, or a box whose coordinates, byte size or
+ *         strided byte offsets overflow 64 bits); VT_ECORRUPT (a tile's checksum does not match or it does
  *         not decode; the message names array and tile coordinates);
  *         VT_ENOMEM; VT_EIO (a decode thread cannot be started).
  *         On failure @p out may be partly written.

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define VT_HAVE_X86 1
 #endif
@@ -338,11 +339,21 @@ static void (*planes_rows_impl)(const unsigned char *, size_t, int64_t, size_t, 
 static void (*f32_to_f16_impl)(const void *, uint16_t *, size_t) = f32_to_f16_portable;
 static void (*f16_to_f32_impl)(const void *, float *, size_t) = f16_to_f32_portable;
 
+/* F16C from CPUID (leaf 1, ECX bit 29), with AVX and the OS saving YMM state
+ * (OSXSAVE, then XCR0 bits 1-2): __builtin_cpu_supports("f16c") is GCC-only
+ * (clang 14 rejects the feature name). */
 static int cpu_has_f16c(void)
 {
 #ifdef VT_HAVE_X86
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return 0;
+    if (!(c & bit_OSXSAVE) || !(c & bit_AVX) || !(c & bit_F16C))
+        return 0;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    (void)hi;
+    return (lo & 6) == 6;
 #else
     return 0;
 #endif

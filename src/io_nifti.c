@@ -9,6 +9,8 @@
 #include "source.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -283,14 +285,27 @@ static void affines(const nifti_hdr *h, vt_source *s)
 static int nifti_read_slab(vt_source *s, uint64_t c, uint64_t z0, uint64_t nz, void *buf);
 static void nifti_close(vt_source *s);
 
-/* Open @p path with zlib (gzip or plain), reporting errors against the file. */
+/* Open @p path with zlib (gzip or plain), reporting errors against the file.
+ * Only regular files: the descriptor is opened non-blocking and checked
+ * first, so a FIFO (a .img named next to a .hdr) is refused, not waited on. */
 static gzFile open_gz(const char *path)
 {
-    gzFile g = gzopen(path, "rbe");
-    if (g == NULL)
-        vt__fail(NULL, errno == ENOENT ? VT_EIO : VT_EIO, "%s: cannot open: %s", path,
-                 errno ? strerror(errno) : "out of memory");
-    else
+    int fd = vt__open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK, 0);
+    if (fd < 0) {
+        vt__fail(NULL, VT_EIO, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        vt__close(fd);
+        vt__fail(NULL, VT_EIO, "%s: not a regular file", path);
+        return NULL;
+    }
+    gzFile g = gzdopen(fd, "rb");
+    if (g == NULL) {
+        vt__close(fd);
+        vt__fail(NULL, VT_ENOMEM, "%s: out of memory", path);
+    } else
         gzbuffer(g, 1u << 18);
     return g;
 }

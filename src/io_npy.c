@@ -204,7 +204,7 @@ int vt__npy_open(const char *path, vt_npy *n)
     memset(n, 0, sizeof *n);
     n->fd = -1;
     n->path = path;
-    int fd = vt__open(path, O_RDONLY | O_CLOEXEC, 0);
+    int fd = vt__open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK, 0); /* a FIFO: refused below, not waited on */
     if (fd < 0)
         return vt__fail(NULL, VT_EIO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;

@@ -246,7 +246,7 @@ int vt_open(const char *path, unsigned flags, vt_store **out)
         free(s);
         return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", path);
     }
-    int fd = vt__open(path, O_RDONLY | O_CLOEXEC, 0);
+    int fd = vt__open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK, 0); /* a FIFO: refused below, not waited on */
     if (fd < 0) {
         int err = errno;
         vt_close(s);

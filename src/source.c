@@ -200,9 +200,10 @@ int vt__npy_source_open(const char *path, vt_source **out)
     }
     vt_npy *n = &im->n;
     if (n->ndim != 3 && n->ndim != 4) {
+        int nd = n->ndim; /* closing frees n */
         vt__source_close(s);
         return vt__fail(NULL, VT_EUNSUPPORTED, "%s: a %d-d .npy is not an image: expected (z, y, x) or (c, z, y, x)",
-                        path, n->ndim);
+                        path, nd);
     }
     if (n->fortran && n->ndim != 3) {
         vt__source_close(s);
@@ -286,7 +287,7 @@ int vt__lines_open(vt_lines *r, const char *path, size_t max)
     memset(r, 0, sizeof *r);
     r->path = path;
     r->max = max;
-    r->fd = vt__open(path, O_RDONLY | O_CLOEXEC, 0);
+    r->fd = vt__open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK, 0); /* a FIFO must not block: refused below */
     if (r->fd < 0)
         return vt__fail(NULL, VT_EIO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
@@ -793,7 +794,8 @@ int vt__flat_attach(vt_source *s, const vt_flat_spec *sp)
         return vt__fail(NULL, VT_EFORMAT, "%s: the image sizes describe %llu bytes, implausibly large", s->path,
                         (unsigned long long)total);
     f->total = total;
-    f->fd = vt__open(f->path, O_RDONLY | O_CLOEXEC, 0);
+    /* named by an untrusted header: O_NONBLOCK so a FIFO is refused below instead of hanging the open */
+    f->fd = vt__open(f->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK, 0);
     if (f->fd < 0)
         return vt__fail(NULL, VT_EIO, "%s: cannot open the data file: %s", f->path, strerror(errno));
     struct stat st;

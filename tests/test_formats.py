@@ -552,6 +552,58 @@ class FormatTest(unittest.TestCase):
         np.testing.assert_array_equal(np.load(box), np.concatenate([vol, vol * 2]))
 
 
+class FifoTest(unittest.TestCase):
+    """A FIFO where a file is expected -- named by a hostile NRRD or MetaImage header, a NIfTI
+    pair's .img, or given as the input or store -- is refused at once, never waited on (the
+    fuzzing review found the converter blocking in open(2) forever)."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="vt-fifo-")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp)
+
+    def refused(self, *args):
+        p = subprocess.run([VOXTILE, *args], capture_output=True, text=True, timeout=20)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("not a regular file", p.stderr)
+        return p
+
+    def test_fifos_are_refused(self):
+        fifo = os.path.join(self.tmp, "data.raw")
+        os.mkfifo(fifo)
+        out = os.path.join(self.tmp, "o.vxt")
+        nhdr = os.path.join(self.tmp, "h.nhdr")
+        with open(nhdr, "w") as f:
+            f.write("NRRD0004\ntype: uint8\ndimension: 3\nsizes: 2 2 2\nencoding: raw\ndata file: data.raw\n\n")
+        p = self.refused("convert", nhdr, "-o", out)
+        self.assertIn(fifo, p.stderr)
+        mhd = os.path.join(self.tmp, "h.mhd")
+        with open(mhd, "w") as f:
+            f.write("ObjectType = Image\nNDims = 3\nDimSize = 2 2 2\nElementType = MET_UCHAR\n"
+                    "ElementDataFile = data.raw\n")
+        self.refused("convert", mhd, "-o", out)
+        for name in ("in.npy", "in.nii", "in.nii.gz", "s.vxt"):
+            os.mkfifo(os.path.join(self.tmp, name))
+        self.refused("convert", os.path.join(self.tmp, "in.npy"), "-o", out)
+        self.refused("convert", os.path.join(self.tmp, "in.nii"), "-o", out)
+        self.refused("convert", os.path.join(self.tmp, "in.nii.gz"), "-o", out)
+        self.refused("info", os.path.join(self.tmp, "s.vxt"))
+        # a NIfTI pair whose .img is a FIFO
+        import struct
+        hdr = bytearray(348)
+        struct.pack_into("<i", hdr, 0, 348)
+        struct.pack_into("<8h", hdr, 40, 3, 2, 2, 2, 1, 1, 1, 1)
+        struct.pack_into("<hh", hdr, 70, 2, 8)
+        struct.pack_into("<8f", hdr, 76, 1, 1, 1, 1, 1, 1, 1, 1)
+        hdr[344:348] = b"ni1\0"
+        with open(os.path.join(self.tmp, "pair.hdr"), "wb") as f:
+            f.write(hdr)
+        os.mkfifo(os.path.join(self.tmp, "pair.img"))
+        self.refused("convert", os.path.join(self.tmp, "pair.hdr"), "-o", out)
+        self.assertFalse(os.path.exists(out))
+
+
 class RawTest(unittest.TestCase):
     """Headerless files with the shape and dtype given on the command line."""
 
