@@ -1,6 +1,7 @@
 #!/bin/sh
 # Every test: install what is missing, build, run all suites (unit, slow),
-# then the unit suites again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# then the unit suites and the fuzz corpora again under AddressSanitizer +
+# UndefinedBehaviorSanitizer.
 set -eu
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -13,7 +14,7 @@ meson test -C build --print-errorlogs --num-processes 2
     -Dc_args=-fno-sanitize-recover=all -Dbuildtype=debug >/dev/null
 ninja -C build-asan
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    meson test -C build-asan --suite unit --print-errorlogs --num-processes 2
+    meson test -C build-asan --suite unit --suite fuzz-regress --print-errorlogs --num-processes 2
 # One end-to-end run under valgrind (memcheck): conversion with a segmentation,
 # crop and pyramid levels, a reflect-padded float16 read, verify, export.
 vg="valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite"
