@@ -1,0 +1,60 @@
+/* The voxtile command-line tool: shared declarations.
+ *
+ * Each command lives in tools/cmd_*.c as `int cmd_NAME(int argc, char **argv)`
+ * (argv[0] is the command name) and returns the exit status:
+ * 0 success, 1 failure (bad file, failed check), 2 usage error.
+ * Errors go to stderr as "voxtile: FILE: what is wrong". */
+#ifndef VOXTILE_CLI_H
+#define VOXTILE_CLI_H
+
+#include "voxtile.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define EXIT_USAGE 2
+
+/* The whole tool: main() of tools/main.c; callable more than once in a
+ * process (the fuzz harnesses do), as long as no usage error ends it. */
+int vt_cli_main(int argc, char **argv);
+
+int cmd_convert(int argc, char **argv);
+int cmd_convert_dataset(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_dump(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_extract(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
+int cmd_preview(int argc, char **argv);
+int cmd_stat_tiles(int argc, char **argv);
+
+extern const char *cli_command;
+
+/* "voxtile: <message>\nTry 'voxtile COMMAND --help'." on stderr, exit status 2. */
+void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+/* A library failure (its message names the file) on stderr; returns 1. */
+int lib_error(const char *msg, int rc);
+/* "voxtile: FILE: what" on stderr; returns 1. */
+int file_error(const char *file, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+double now(void);
+const char *human(double bytes, char *buf, size_t len);
+/* "a,b,c" into up to max integers: the count, or -1. */
+int parse_list(const char *s, int64_t *v, int max);
+/* An integer option in lo..hi, or a usage error. */
+long parse_int(const char *opt, const char *s, long lo, long hi);
+/* A number option, or a usage error. */
+double parse_double(const char *opt, const char *s);
+bool has_suffix(const char *s, const char *suffix);
+
+/* JSON output on stdout. */
+void json_string(const char *s);
+void json_double(double v);
+
+/* The array a command works on: --array NAME, else "image", else the first.
+ * On failure prints the error and returns nonzero. */
+int open_array(vt_store *s, const char *name, const vt_array **out);
+
+#endif

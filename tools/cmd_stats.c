@@ -1,0 +1,389 @@
+/* voxtile stats */
+#include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <dirent.h>
+#include <sys/stat.h>
+
+/* ---- stats -------------------------------------------------------------- */
+
+static const char stats_help[] =
+    "usage: voxtile stats PATH... [--budget SIZE] [--json]\n"
+    "\n"
+    "Know your data before you train: over stores, image files and folders (searched\n"
+    "recursively; label folders skipped; CASE_0000, CASE_0001 ... counted as one case),\n"
+    "the distribution of shapes, spacings, dtypes and bytes per case as float32 and as\n"
+    "stored, and the largest cases. With --budget, the cases over it and the crop\n"
+    "(fraction kept per axis) or downsampling factor per axis that brings each under.\n"
+    "\n"
+    "      --budget SIZE       bytes per case as float32, e.g. 2GiB, 512MiB, 1e9\n"
+    "      --json              one JSON object (see docs/cli.md)\n"
+    "\n"
+    "example: voxtile stats nnUNet_raw/Dataset001_Liver/imagesTr --budget 1GiB\n";
+
+typedef struct scase {
+    char *path;
+    char *key;            /* case identity: path without _XXXX */
+    uint64_t shape[4];    /* (c, z, y, x) */
+    vt_dtype dtype;
+    double spacing[3];
+    uint64_t stored;      /* stores: bytes of the image array */
+    int store;
+} scase;
+
+typedef struct scases {
+    scase *v;
+    size_t n, failed;
+} scases;
+
+static const char *const image_suffixes[] = {".nii.gz", ".nii", ".hdr", ".hdr.gz", ".npy", ".nrrd",
+                                             ".nhdr", ".mha", ".mhd"};
+
+/* The case a file belongs to: its path without the extension and _XXXX. */
+static char *case_key(const char *path)
+{
+    for (size_t i = 0; i < sizeof image_suffixes / sizeof image_suffixes[0]; i++)
+        if (has_suffix(path, image_suffixes[i])) {
+            size_t n = strlen(path) - strlen(image_suffixes[i]);
+            if (n > 5 && path[n - 5] == '_' && strspn(path + n - 4, "0123456789") >= 4)
+                n -= 5;
+            return strndup(path, n);
+        }
+    return strdup(path);
+}
+
+static void stats_add(scases *cs, const char *path)
+{
+    scase c;
+    memset(&c, 0, sizeof c);
+    if (has_suffix(path, ".vxt")) {
+        vt_store *s;
+        if (vt_open(path, 0, &s) != 0) {
+            fprintf(stderr, "voxtile: %s\n", vt_errmsg(NULL));
+            cs->failed++;
+            return;
+        }
+        const vt_array *a;
+        if (vt_store_array(s, "image", &a) != 0 && vt_store_array_at(s, 0, &a) != 0) {
+            vt_close(s);
+            return;
+        }
+        vt_array_info ai;
+        vt_array_info_get(a, &ai);
+        for (int d = 0; d < 4; d++)
+            c.shape[d] = 1;
+        for (int d = 0; d < ai.ndim && d < 4; d++)
+            c.shape[4 - ai.ndim + d] = ai.shape[d];
+        c.dtype = ai.dtype;
+        c.stored = ai.stored_bytes;
+        c.store = 1;
+        vt_meta_type t;
+        const void *sp;
+        size_t n;
+        if (vt_meta_get(s, "spacing", &t, &sp, &n) == 0 && t == VT_META_F64 && n == 3)
+            memcpy(c.spacing, sp, sizeof c.spacing);
+        else
+            c.spacing[0] = c.spacing[1] = c.spacing[2] = 1;
+        vt_close(s);
+        c.path = strdup(path);
+        c.key = strdup(path);
+    } else {
+        vt_image_info ii;
+        if (vt_image_probe(path, &ii) != 0) {
+            fprintf(stderr, "voxtile: %s\n", vt_errmsg(NULL));
+            cs->failed++;
+            return;
+        }
+        memcpy(c.shape, ii.shape, sizeof c.shape);
+        c.dtype = ii.dtype;
+        memcpy(c.spacing, ii.spacing, sizeof c.spacing);
+        c.key = case_key(path);
+        for (size_t i = 0; i < cs->n; i++) /* another channel of a known case */
+            if (!cs->v[i].store && strcmp(cs->v[i].key, c.key) == 0) {
+                cs->v[i].shape[0] += c.shape[0];
+                free(c.key);
+                return;
+            }
+        c.path = strdup(path);
+    }
+    scase *nv = realloc(cs->v, (cs->n + 1) * sizeof *nv);
+    if (nv == NULL)
+        return;
+    cs->v = nv;
+    cs->v[cs->n++] = c;
+}
+
+static void stats_walk(scases *cs, const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        fprintf(stderr, "voxtile: %s: %s\n", path, strerror(errno));
+        cs->failed++;
+        return;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        stats_add(cs, path);
+        return;
+    }
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return;
+    struct dirent *e;
+    char **names = NULL;
+    size_t n = 0;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' || strncmp(e->d_name, "labels", 6) == 0)
+            continue;
+        char **nn = realloc(names, (n + 1) * sizeof *nn);
+        if (nn == NULL)
+            break;
+        names = nn;
+        names[n++] = strdup(e->d_name);
+    }
+    closedir(d);
+    for (size_t i = 0; i < n; i++) { /* sorted, so channels and output come in order */
+        for (size_t k = i + 1; k < n; k++)
+            if (strcmp(names[k], names[i]) < 0) {
+                char *t = names[i];
+                names[i] = names[k];
+                names[k] = t;
+            }
+        char sub[4096];
+        snprintf(sub, sizeof sub, "%s/%s", path, names[i]);
+        struct stat ss;
+        bool known = has_suffix(names[i], ".vxt");
+        for (size_t k = 0; k < sizeof image_suffixes / sizeof image_suffixes[0] && !known; k++)
+            known = has_suffix(names[i], image_suffixes[k]);
+        if (stat(sub, &ss) == 0 && (S_ISDIR(ss.st_mode) || known))
+            stats_walk(cs, sub);
+        free(names[i]);
+    }
+    free(names);
+}
+
+static uint64_t case_f32(const scase *c) { return c->shape[0] * c->shape[1] * c->shape[2] * c->shape[3] * 4; }
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static bool parse_size(const char *s, double *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || v <= 0)
+        return false;
+    static const struct {
+        const char *u;
+        double f;
+    } units[] = {{"", 1},       {"B", 1},       {"K", 1e3},         {"KB", 1e3}, {"KiB", 1024},
+                 {"M", 1e6},    {"MB", 1e6},    {"MiB", 1048576.0}, {"G", 1e9},  {"GB", 1e9},
+                 {"GiB", 1073741824.0}, {"T", 1e12}, {"TiB", 1099511627776.0}};
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (strcmp(end, units[i].u) == 0) {
+            *out = v * units[i].f;
+            return true;
+        }
+    return false;
+}
+
+int cmd_stats(int argc, char **argv)
+{
+    static const struct option opts[] = {{"budget", required_argument, 0, 'b'},
+                                         {"json", no_argument, 0, 'J'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    double budget = 0;
+    int json = 0, c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'b':
+            if (!parse_size(optarg, &budget))
+                die_usage("--budget: expected a size such as 2GiB, got '%s'", optarg);
+            break;
+        case 'J': json = 1; break;
+        case 'h': fputs(stats_help, stdout); return 0;
+        default: die_usage("stats: bad option");
+        }
+    }
+    if (optind >= argc)
+        die_usage("stats: expected at least one path");
+    scases cs = {0};
+    for (int i = optind; i < argc; i++)
+        stats_walk(&cs, argv[i]);
+    size_t n = cs.n;
+    if (n == 0) {
+        fprintf(stderr, "voxtile: no images or stores found\n");
+        return 1;
+    }
+    /* distributions: min, median, max */
+    uint64_t *sh[4], *bytes = malloc(n * sizeof *bytes);
+    double *sp[3];
+    for (int d = 0; d < 4; d++)
+        sh[d] = malloc(n * sizeof **sh);
+    for (int d = 0; d < 3; d++)
+        sp[d] = malloc(n * sizeof **sp);
+    uint64_t total = 0, stored = 0, stored_raw = 0;
+    size_t stores = 0, dtype_count[VT_F64 + 1] = {0};
+    for (size_t i = 0; i < n; i++) {
+        for (int d = 0; d < 4; d++)
+            sh[d][i] = cs.v[i].shape[d];
+        for (int d = 0; d < 3; d++)
+            sp[d][i] = cs.v[i].spacing[d];
+        bytes[i] = case_f32(&cs.v[i]);
+        total += bytes[i];
+        if (cs.v[i].store) {
+            stores++;
+            stored += cs.v[i].stored;
+            stored_raw += bytes[i] / 4 * vt_dtype_size(cs.v[i].dtype);
+        }
+        if (cs.v[i].dtype <= VT_F64)
+            dtype_count[cs.v[i].dtype]++;
+    }
+    for (int d = 0; d < 4; d++)
+        qsort(sh[d], n, sizeof **sh, cmp_u64);
+    for (int d = 0; d < 3; d++)
+        qsort(sp[d], n, sizeof **sp, cmp_dbl);
+    uint64_t *sorted = malloc(n * sizeof *sorted);
+    memcpy(sorted, bytes, n * sizeof *sorted);
+    qsort(sorted, n, sizeof *sorted, cmp_u64);
+    size_t *order = malloc(n * sizeof *order); /* cases by size, largest first */
+    for (size_t i = 0; i < n; i++)
+        order[i] = i;
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = i + 1; k < n; k++)
+            if (bytes[order[k]] > bytes[order[i]]) {
+                size_t t = order[i];
+                order[i] = order[k];
+                order[k] = t;
+            }
+    size_t mid = n / 2, over = 0;
+    for (size_t i = 0; i < n; i++)
+        over += budget > 0 && (double)bytes[i] > budget;
+    char b1[32], b2[32], b3[32], b4[32];
+    if (json) {
+        printf("{\"cases\": %zu, \"stores\": %zu, \"unreadable\": %zu, \"shape\": {", n, stores, cs.failed);
+        const char *which[3] = {"min", "median", "max"};
+        size_t at[3] = {0, mid, n - 1};
+        for (int q = 0; q < 3; q++) {
+            printf("%s\"%s\": [", q ? ", " : "", which[q]);
+            for (int d = 0; d < 4; d++)
+                printf("%s%" PRIu64, d ? ", " : "", sh[d][at[q]]);
+            printf("]");
+        }
+        printf("}, \"spacing\": {");
+        for (int q = 0; q < 3; q++) {
+            printf("%s\"%s\": [", q ? ", " : "", which[q]);
+            for (int d = 0; d < 3; d++)
+                printf("%s%.17g", d ? ", " : "", sp[d][at[q]]);
+            printf("]");
+        }
+        printf("}, \"dtypes\": {");
+        int first = 1;
+        for (int d = VT_U8; d <= VT_F64; d++)
+            if (dtype_count[d]) {
+                printf("%s\"%s\": %zu", first ? "" : ", ", vt_dtype_name((vt_dtype)d), dtype_count[d]);
+                first = 0;
+            }
+        printf("}, \"bytes_float32\": {\"min\": %" PRIu64 ", \"median\": %" PRIu64 ", \"max\": %" PRIu64
+               ", \"total\": %" PRIu64 "}, \"stored_bytes\": %" PRIu64 ", \"largest\": [",
+               sorted[0], sorted[mid], sorted[n - 1], total, stored);
+        for (size_t i = 0; i < n && i < 5; i++) {
+            const scase *k = &cs.v[order[i]];
+            printf("%s{\"path\": ", i ? ", " : "");
+            json_string(k->path);
+            printf(", \"shape\": [%" PRIu64 ", %" PRIu64 ", %" PRIu64 ", %" PRIu64 "], \"bytes_float32\": %" PRIu64 "}",
+                   k->shape[0], k->shape[1], k->shape[2], k->shape[3], bytes[order[i]]);
+        }
+        printf("]");
+        if (budget > 0) {
+            printf(", \"budget\": {\"bytes\": %.0f, \"over\": [", budget);
+            size_t w = 0;
+            for (size_t i = 0; i < n; i++) {
+                const scase *k = &cs.v[order[i]];
+                double b = (double)bytes[order[i]];
+                if (b <= budget)
+                    continue;
+                printf("%s{\"path\": ", w++ ? ", " : "");
+                json_string(k->path);
+                printf(", \"bytes_float32\": %.0f, \"crop_per_axis\": %.4f, \"downsample_per_axis\": %.4f}", b,
+                       cbrt(budget / b), cbrt(b / budget));
+            }
+            printf("]}");
+        }
+        printf("}\n");
+    } else {
+        printf("%zu cases (%zu stores, %zu image cases)%s\n", n, stores, n - stores,
+               cs.failed ? ", some files unreadable (above)" : "");
+        printf("%-26s %-30s %-30s %s\n", "", "min", "median", "max");
+        char cell[3][64];
+        size_t at[3] = {0, mid, n - 1};
+        for (int q = 0; q < 3; q++)
+            snprintf(cell[q], sizeof cell[q], "%" PRIu64 " x %" PRIu64 " x %" PRIu64 " x %" PRIu64, sh[0][at[q]],
+                     sh[1][at[q]], sh[2][at[q]], sh[3][at[q]]);
+        printf("%-26s %-30s %-30s %s\n", "shape (c, z, y, x)", cell[0], cell[1], cell[2]);
+        for (int q = 0; q < 3; q++)
+            snprintf(cell[q], sizeof cell[q], "%.4g x %.4g x %.4g", sp[0][at[q]], sp[1][at[q]], sp[2][at[q]]);
+        printf("%-26s %-30s %-30s %s\n", "spacing (z, y, x) mm", cell[0], cell[1], cell[2]);
+        printf("%-26s %-30s %-30s %s\n", "bytes per case as float32", human((double)sorted[0], b1, sizeof b1),
+               human((double)sorted[mid], b2, sizeof b2), human((double)sorted[n - 1], b3, sizeof b3));
+        printf("dtypes:");
+        for (int d = VT_U8; d <= VT_F64; d++)
+            if (dtype_count[d])
+                printf(" %s %zu", vt_dtype_name((vt_dtype)d), dtype_count[d]);
+        printf("\ntotal as float32: %s", human((double)total, b1, sizeof b1));
+        if (stores)
+            printf("; stores hold %s for %s raw (ratio %.2f)", human((double)stored, b2, sizeof b2),
+                   human((double)stored_raw, b3, sizeof b3), (double)stored_raw / (double)(stored ? stored : 1));
+        printf("\nlargest cases:\n");
+        for (size_t i = 0; i < n && i < 5; i++) {
+            const scase *k = &cs.v[order[i]];
+            printf("  %10s  %" PRIu64 " x %" PRIu64 " x %" PRIu64 " x %" PRIu64 "  %s\n",
+                   human((double)bytes[order[i]], b1, sizeof b1), k->shape[0], k->shape[1], k->shape[2],
+                   k->shape[3], k->path);
+        }
+        if (budget > 0) {
+            printf("budget %s per case as float32: %zu case%s over\n", human(budget, b4, sizeof b4), over,
+                   over == 1 ? "" : "s");
+            for (size_t i = 0; i < n; i++) {
+                double b = (double)bytes[order[i]];
+                if (b <= budget)
+                    continue;
+                printf("  %10s  crop to %.2f per axis (%.0f%% of voxels) or downsample by %.2f per axis  %s\n",
+                       human(b, b1, sizeof b1), cbrt(budget / b), 100 * budget / b, cbrt(b / budget),
+                       cs.v[order[i]].path);
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(cs.v[i].path);
+        free(cs.v[i].key);
+    }
+    free(cs.v);
+    for (int d = 0; d < 4; d++)
+        free(sh[d]);
+    for (int d = 0; d < 3; d++)
+        free(sp[d]);
+    free(bytes);
+    free(sorted);
+    free(order);
+    return cs.failed ? 1 : 0;
+}
+
