@@ -342,12 +342,24 @@ VT_API int vt_read(const vt_array *array, const int64_t *start, const uint64_t *
 
 /**
  * Check every tile of one array: checksum of the stored bytes, decode to the
- * exact size, constant-tile values, and min/max against the decoded values.
+ * exact size, constant-tile values, min/max against the decoded values and,
+ * for a label array, the label index's voxel counts against the tile's.
  * @param array     the array.
  * @param bad_tile  if not NULL, receives the number of the first bad tile (unchanged on success).
  * @return 0 when every tile holds; VT_ECORRUPT naming the first bad tile; VT_ENOMEM.
  */
 VT_API int vt_verify_array(const vt_array *array, uint64_t *bad_tile);
+
+/**
+ * Check one tile as vt_verify_array() does; to report every damaged tile
+ * rather than the first (`voxtile verify`), or to spread the checks over
+ * threads (the store is safe to share).
+ * @param array  the array.
+ * @param tile   tile number, 0 .. ntiles-1 (C order over the tile grid).
+ * @return 0; VT_ERANGE (no such tile); VT_ECORRUPT (vt_errmsg() names the
+ *         array, the tile number and coordinates, and what differs); VT_ENOMEM.
+ */
+VT_API int vt_verify_tile(const vt_array *array, uint64_t tile);
 
 /** One label of a label array's index (vt_label_get()). */
 typedef struct vt_label_info {

@@ -380,6 +380,87 @@ START_TEST(not_a_store)
 }
 END_TEST
 
+/* A label index that passes every check at open (sums, order, bounds) but
+ * disagrees with the tiles: one voxel of a label moved from one tile's count
+ * to another's. vt_verify_tile names both tiles and the value; the other
+ * tiles verify. The expected counts come from a histogram of the data here. */
+START_TEST(label_index_disagrees_with_tiles)
+{
+    char *p = tu_path(dir, "labels.vxt");
+    uint64_t shape[3] = {8, 8, 8};
+    uint8_t lab[512];
+    for (int i = 0; i < 512; i++)
+        lab[i] = (uint8_t)((i / 64 + i % 8) % 3); /* values 0, 1, 2 in every tile */
+    vt_writer *w;
+    ck_assert_int_eq(vt_writer_open(p, NULL, &w), 0);
+    vt_array_spec spec;
+    vt_array_spec_init(&spec);
+    spec.name = "seg";
+    spec.dtype = VT_U8;
+    spec.ndim = 3;
+    memcpy(spec.shape, shape, sizeof shape);
+    spec.tile[0] = spec.tile[1] = spec.tile[2] = 4; /* 8 tiles */
+    spec.labels = 1;
+    int id;
+    ck_assert_int_eq(vt_writer_add_array(w, &spec, &id), 0);
+    uint64_t st[3] = {0};
+    ck_assert_int_eq(vt_writer_write(w, id, st, shape, lab), 0);
+    ck_assert_int_eq(vt_writer_finalize(w), 0);
+    vt_writer_free(w);
+    size_t len;
+    unsigned char *f = tu_read_file(p, &len);
+    uint64_t dir_off = ld64(f + 32);
+    unsigned char *e = f + dir_off;
+    uint64_t loff = ld64(e + 184), lsize = ld64(e + 192);
+    ck_assert_uint_gt(lsize, 0);
+    /* label 1 (entry 1): its first two pairs are tiles 0 and 1 */
+    unsigned char *ent = f + loff + 8 + 32;
+    ck_assert_uint_eq(ld64(ent), 1);
+    uint32_t nlabels = ld32(f + loff);
+    ck_assert_uint_eq(nlabels, 3);
+    unsigned char *pairs = f + loff + 8 + 32 * nlabels + ld64(ent + 24) * 16;
+    uint64_t t0 = ld64(pairs), t1 = ld64(pairs + 16);
+    /* the true counts, from the data */
+    uint64_t want[8] = {0};
+    for (int z = 0; z < 8; z++)
+        for (int y = 0; y < 8; y++)
+            for (int x = 0; x < 8; x++)
+                if (lab[z * 64 + y * 8 + x] == 1)
+                    want[(z / 4) * 4 + (y / 4) * 2 + x / 4]++;
+    ck_assert_uint_eq(ld64(pairs + 8), want[t0]);
+    ck_assert_uint_eq(ld64(pairs + 24), want[t1]);
+    st64(pairs + 8, want[t0] + 1);
+    st64(pairs + 24, want[t1] - 1);
+    st64(e + 200, XXH3_64bits(f + loff, (size_t)lsize));
+    st64(f + 48, XXH3_64bits(f + dir_off, (size_t)ld64(f + 40)));
+    st64(f + 4088, XXH3_64bits(f, 4088));
+    tu_write_file(p, f, len);
+    vt_store *s;
+    ck_assert_int_eq(vt_open(p, 0, &s), 0); /* every rule checked at open holds */
+    const vt_array *a;
+    ck_assert_int_eq(vt_store_array(s, "seg", &a), 0);
+    for (uint64_t t = 0; t < 8; t++) {
+        int rc = vt_verify_tile(a, t);
+        if (t == t0 || t == t1) {
+            ck_assert_int_eq(rc, VT_ECORRUPT);
+            char expect[128];
+            snprintf(expect, sizeof expect, "tile %llu (", (unsigned long long)t);
+            TU_CHECK(strstr(vt_errmsg(s), expect) && strstr(vt_errmsg(s), "of value 1"),
+                     "tile %llu: '%s'", (unsigned long long)t, vt_errmsg(s));
+        } else
+            TU_CHECK(rc == 0, "tile %llu: %s", (unsigned long long)t, vt_errmsg(s));
+    }
+    uint64_t bad = UINT64_MAX;
+    ck_assert_int_eq(vt_verify_array(a, &bad), VT_ECORRUPT);
+    ck_assert_uint_eq(bad, t0 < t1 ? t0 : t1);
+    ck_assert_int_eq(vt_verify_tile(a, 8), VT_ERANGE);
+    vt_close(s);
+    unlink(p);
+    free(p);
+    free(f);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("corrupt");
@@ -391,6 +472,7 @@ int main(void)
     tcase_add_test(tc, hostile_fields_with_valid_checksums);
     tcase_add_test(tc, damaged_tile_data);
     tcase_add_test(tc, not_a_store);
+    tcase_add_test(tc, label_index_disagrees_with_tiles);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
