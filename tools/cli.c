@@ -20,6 +20,7 @@ static const struct command {
     {"convert", cmd_convert, "convert images (.nii[.gz], .nrrd, .mha, .npy, raw) and a segmentation to a store"},
     {"convert-dataset", cmd_convert_dataset, "convert an nnU-Net raw dataset folder, case by case, in parallel"},
     {"info", cmd_info, "summarise a store (--json for machines)"},
+    {"dump", cmd_dump, "the file's layout, its tile index (--tiles) or raw header fields (--header)"},
     {"verify", cmd_verify, "check every checksum and structure of stores"},
     {"extract", cmd_extract, "read a box (padded, converted) into a .npy"},
     {"export", cmd_export, "write an array back to NIfTI (.nii, .nii.gz)"},

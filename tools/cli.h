@@ -57,4 +57,8 @@ void json_double(double v);
  * On failure prints the error and returns nonzero. */
 int open_array(vt_store *s, const char *name, const vt_array **out);
 
+/* Orientation code ("RAS", "LPS" ...) of the voxel axes x, y, z of a 4x4
+ * row-major NIfTI-style affine; false if degenerate. */
+bool orientation_code(const double *aff, char code[4]);
+
 #endif

@@ -1,4 +1,9 @@
-/* voxtile info */
+/* voxtile info: a summary of a store for people (text) and programs (--json).
+ *
+ * Beyond the arrays and the raw metadata it interprets the metadata the
+ * converter writes: the geometry (spacing, origin, direction, orientation
+ * code, crop box) and the source (file names, format, the NIfTI header's
+ * fields decoded from the verbatim copy in "nifti.header"). */
 #include "cli.h"
 
 #include <errno.h>
@@ -17,10 +22,393 @@
 static const char info_help[] =
     "usage: voxtile info STORE [--json]\n"
     "\n"
-    "Summarise a store: arrays (dtype, shape, tiles, codec, raw vs stored bytes,\n"
-    "value range) and metadata. --json prints one JSON object (see docs/cli.md).\n"
+    "Summarise a store: each array (dtype, shape, tile shape, codec and shuffle,\n"
+    "raw vs stored bytes and ratio, constant tiles, value range, labels with their\n"
+    "voxel counts), the geometry (spacing, origin, direction, orientation, crop box),\n"
+    "the source (files, format, NIfTI header fields) and all metadata.\n"
     "\n"
-    "example: voxtile info ct.vxt --json\n";
+    "      --json          one JSON object with stable keys (see docs/cli.md)\n"
+    "\n"
+    "example: voxtile info ct.vxt --json | python3 -m json.tool\n";
+
+/* ---- geometry and source ------------------------------------------------ */
+
+static bool meta_f64(const vt_store *s, const char *key, size_t n, const double **out)
+{
+    vt_meta_type t;
+    const void *d;
+    size_t c;
+    if (vt_meta_get(s, key, &t, &d, &c) != 0 || t != VT_META_F64 || c != n)
+        return false;
+    *out = d;
+    return true;
+}
+
+static const char *meta_str(const vt_store *s, const char *key)
+{
+    vt_meta_type t;
+    const void *d;
+    size_t c;
+    return vt_meta_get(s, key, &t, &d, &c) == 0 && t == VT_META_STRING ? d : NULL;
+}
+
+/* Orientation code of the voxel axes (i, j, k) = (x, y, z) of a NIfTI-style
+ * affine (4x4 row-major, to RAS+): for each axis the world direction it
+ * mostly points to, R/L, A/P, S/I -- nibabel's aff2axcodes for affines
+ * without shear. Axes are assigned greedily by the largest component so that
+ * no world axis is used twice. Returns false for a degenerate affine. */
+bool orientation_code(const double *aff, char code[4])
+{
+    static const char pos[3] = {'R', 'A', 'S'}, neg[3] = {'L', 'P', 'I'};
+    int used_row = 0, used_col = 0;
+    for (int k = 0; k < 3; k++) {
+        double best = 0;
+        int br = -1, bc = -1;
+        for (int c = 0; c < 3; c++)
+            for (int r = 0; r < 3; r++)
+                if (!(used_row & 1 << r) && !(used_col & 1 << c) && fabs(aff[4 * r + c]) > best) {
+                    best = fabs(aff[4 * r + c]);
+                    br = r;
+                    bc = c;
+                }
+        if (br < 0)
+            return false;
+        used_row |= 1 << br;
+        used_col |= 1 << bc;
+        code[bc] = aff[4 * br + bc] > 0 ? pos[br] : neg[br];
+    }
+    code[3] = 0;
+    return true;
+}
+
+/* The fields of a NIfTI-1 (348 bytes) or NIfTI-2 (540 bytes) header, in
+ * either byte order. */
+typedef struct nifti_fields {
+    int version;
+    int datatype, bitpix, intent_code, qform_code, sform_code, xyzt_units, slice_code;
+    int64_t dim[8];
+    double pixdim[8], vox_offset, scl_slope, scl_inter, cal_min, cal_max, toffset;
+    char descrip[81], aux_file[25], intent_name[17];
+} nifti_fields;
+
+static uint64_t rdu(const unsigned char *b, size_t off, size_t n, bool swap)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) /* little-endian, or big-endian when swapped */
+        v |= (uint64_t)b[off + (swap ? n - 1 - i : i)] << (8 * i);
+    return v;
+}
+static int64_t rdi16(const unsigned char *b, size_t off, bool swap) { return (int16_t)rdu(b, off, 2, swap); }
+static int64_t rdi32(const unsigned char *b, size_t off, bool swap) { return (int32_t)rdu(b, off, 4, swap); }
+static int64_t rdi64(const unsigned char *b, size_t off, bool swap) { return (int64_t)rdu(b, off, 8, swap); }
+static double rdf32(const unsigned char *b, size_t off, bool swap)
+{
+    uint32_t u = (uint32_t)rdu(b, off, 4, swap);
+    float f;
+    memcpy(&f, &u, 4);
+    return (double)f;
+}
+static double rdf64(const unsigned char *b, size_t off, bool swap)
+{
+    uint64_t u = rdu(b, off, 8, swap);
+    double d;
+    memcpy(&d, &u, 8);
+    return d;
+}
+
+static bool nifti_decode(const unsigned char *b, size_t n, nifti_fields *h)
+{
+    uint32_t sz;
+    if (n < 348)
+        return false;
+    memcpy(&sz, b, 4);
+    bool swap = sz == 0x5c010000u || sz == 0x1c020000u;
+    if (swap)
+        sz = __builtin_bswap32(sz);
+    if (!((sz == 348 && n == 348) || (sz == 540 && n == 540)))
+        return false;
+    memset(h, 0, sizeof *h);
+    if (sz == 348) {
+        h->version = 1;
+        for (int i = 0; i < 8; i++) {
+            h->dim[i] = rdi16(b, 40 + 2 * i, swap);
+            h->pixdim[i] = rdf32(b, 76 + 4 * i, swap);
+        }
+        h->intent_code = rdi16(b, 68, swap);
+        h->datatype = rdi16(b, 70, swap);
+        h->bitpix = rdi16(b, 72, swap);
+        h->vox_offset = rdf32(b, 108, swap);
+        h->scl_slope = rdf32(b, 112, swap);
+        h->scl_inter = rdf32(b, 116, swap);
+        h->slice_code = b[122];
+        h->xyzt_units = b[123];
+        h->cal_max = rdf32(b, 124, swap);
+        h->cal_min = rdf32(b, 128, swap);
+        h->toffset = rdf32(b, 136, swap);
+        memcpy(h->descrip, b + 148, 80);
+        memcpy(h->aux_file, b + 228, 24);
+        h->qform_code = rdi16(b, 252, swap);
+        h->sform_code = rdi16(b, 254, swap);
+        memcpy(h->intent_name, b + 328, 16);
+    } else {
+        h->version = 2;
+        h->datatype = rdi16(b, 12, swap);
+        h->bitpix = rdi16(b, 14, swap);
+        for (int i = 0; i < 8; i++) {
+            h->dim[i] = rdi64(b, 16 + 8 * i, swap);
+            h->pixdim[i] = rdf64(b, 104 + 8 * i, swap);
+        }
+        h->vox_offset = (double)rdi64(b, 168, swap);
+        h->scl_slope = rdf64(b, 176, swap);
+        h->scl_inter = rdf64(b, 184, swap);
+        h->cal_max = rdf64(b, 192, swap);
+        h->cal_min = rdf64(b, 200, swap);
+        h->toffset = rdf64(b, 216, swap);
+        memcpy(h->descrip, b + 240, 80);
+        memcpy(h->aux_file, b + 320, 24);
+        h->qform_code = rdi32(b, 344, swap);
+        h->sform_code = rdi32(b, 348, swap);
+        h->slice_code = rdi32(b, 496, swap);
+        h->xyzt_units = rdi32(b, 500, swap);
+        h->intent_code = rdi32(b, 504, swap);
+        memcpy(h->intent_name, b + 508, 16);
+    }
+    return true;
+}
+
+static const char *xform_name(int code)
+{
+    switch (code) {
+    case 0: return "unknown";
+    case 1: return "scanner";
+    case 2: return "aligned";
+    case 3: return "talairach";
+    case 4: return "mni";
+    case 5: return "template";
+    default: return "?";
+    }
+}
+
+static const char *space_unit(int units)
+{
+    switch (units & 7) {
+    case 1: return "m";
+    case 2: return "mm";
+    case 3: return "um";
+    default: return "unknown";
+    }
+}
+
+/* A printable copy of a fixed-size header string (non-printable bytes as '?'). */
+static void clean(char *s)
+{
+    for (unsigned char *p = (unsigned char *)s; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            *p = '?';
+}
+
+static void print_nifti(nifti_fields *h, int json)
+{
+    clean(h->descrip);
+    clean(h->aux_file);
+    clean(h->intent_name);
+    int nd = h->dim[0] >= 1 && h->dim[0] <= 7 ? (int)h->dim[0] : 7;
+    if (json) {
+        printf(", \"header\": {\"sizeof_hdr\": %d, \"datatype\": %d, \"bitpix\": %d, \"dim\": [",
+               h->version == 1 ? 348 : 540, h->datatype, h->bitpix);
+        for (int i = 0; i < 8; i++)
+            printf("%s%" PRId64, i ? ", " : "", h->dim[i]);
+        printf("], \"pixdim\": [");
+        for (int i = 0; i < 8; i++) {
+            printf("%s", i ? ", " : "");
+            json_double(h->pixdim[i]);
+        }
+        printf("], \"vox_offset\": ");
+        json_double(h->vox_offset);
+        printf(", \"scl_slope\": ");
+        json_double(h->scl_slope);
+        printf(", \"scl_inter\": ");
+        json_double(h->scl_inter);
+        printf(", \"cal_min\": ");
+        json_double(h->cal_min);
+        printf(", \"cal_max\": ");
+        json_double(h->cal_max);
+        printf(", \"xyzt_units\": %d, \"qform_code\": %d, \"sform_code\": %d, \"intent_code\": %d"
+               ", \"slice_code\": %d, \"descrip\": ",
+               h->xyzt_units, h->qform_code, h->sform_code, h->intent_code, h->slice_code);
+        json_string(h->descrip);
+        printf(", \"aux_file\": ");
+        json_string(h->aux_file);
+        printf(", \"intent_name\": ");
+        json_string(h->intent_name);
+        printf("}");
+        return;
+    }
+    printf("  nifti%d header: datatype %d (%d bits), dim [", h->version, h->datatype, h->bitpix);
+    for (int i = 0; i <= nd; i++)
+        printf("%s%" PRId64, i ? " " : "", h->dim[i]);
+    printf("], pixdim [");
+    for (int i = 0; i <= nd; i++)
+        printf("%s%g", i ? " " : "", h->pixdim[i]);
+    printf("] %s\n", space_unit(h->xyzt_units));
+    printf("    qform_code %d (%s), sform_code %d (%s), scl_slope %g, scl_inter %g, vox_offset %g\n",
+           h->qform_code, xform_name(h->qform_code), h->sform_code, xform_name(h->sform_code), h->scl_slope,
+           h->scl_inter, h->vox_offset);
+    if (h->descrip[0] || h->aux_file[0] || h->intent_code)
+        printf("    descrip \"%s\", aux_file \"%s\", intent %d \"%s\"\n", h->descrip, h->aux_file, h->intent_code,
+               h->intent_name);
+}
+
+static void print_list(const double *v, size_t n, int json, const char *sep)
+{
+    for (size_t i = 0; i < n; i++) {
+        printf("%s", i ? sep : "");
+        if (json)
+            json_double(v[i]);
+        else
+            printf("%g", v[i]);
+    }
+}
+
+/* The geometry and source objects (JSON: leading ", "). */
+static void print_geometry(const vt_store *s, int json)
+{
+    const double *sp = NULL, *org = NULL, *dir = NULL, *aff = NULL;
+    bool has_sp = meta_f64(s, "spacing", 3, &sp), has_org = meta_f64(s, "origin", 3, &org);
+    bool has_dir = meta_f64(s, "direction", 9, &dir), has_aff = meta_f64(s, "affine", 16, &aff);
+    char code[4] = "";
+    bool has_code = has_aff && orientation_code(aff, code);
+    vt_meta_type t;
+    const void *crop = NULL;
+    size_t nc = 0;
+    bool has_crop = vt_meta_get(s, "crop", &t, &crop, &nc) == 0 && t == VT_META_I64 && nc == 6;
+    if (json) {
+        printf(", \"geometry\": {");
+        const char *sep = "";
+        if (has_sp) {
+            printf("\"spacing\": [");
+            print_list(sp, 3, 1, ", ");
+            printf("]");
+            sep = ", ";
+        }
+        if (has_org) {
+            printf("%s\"origin\": [", sep);
+            print_list(org, 3, 1, ", ");
+            printf("]");
+            sep = ", ";
+        }
+        if (has_dir) {
+            printf("%s\"direction\": [", sep);
+            print_list(dir, 9, 1, ", ");
+            printf("]");
+            sep = ", ";
+        }
+        if (has_aff) {
+            printf("%s\"affine\": [", sep);
+            print_list(aff, 16, 1, ", ");
+            printf("]");
+            sep = ", ";
+        }
+        if (has_code) {
+            printf("%s\"orientation\": \"%s\"", sep, code);
+            sep = ", ";
+        }
+        if (has_crop) {
+            const int64_t *c = crop;
+            printf("%s\"crop\": [%" PRId64 ", %" PRId64 ", %" PRId64 ", %" PRId64 ", %" PRId64 ", %" PRId64 "]", sep,
+                   c[0], c[1], c[2], c[3], c[4], c[5]);
+        }
+        printf("}");
+    } else if (has_sp || has_org || has_dir || has_crop) {
+        printf("geometry:\n");
+        if (has_sp) {
+            printf("  spacing (z, y, x) ");
+            print_list(sp, 3, 0, " x ");
+            printf(" mm\n");
+        }
+        if (has_code)
+            printf("  orientation %s (voxel axes x, y, z point to these; RAS+ world)\n", code);
+        if (has_org) {
+            printf("  origin (first voxel, world x, y, z) (");
+            print_list(org, 3, 0, ", ");
+            printf(") mm\n");
+        }
+        if (has_dir) {
+            printf("  direction (columns: voxel x, y, z) [");
+            print_list(dir, 9, 0, " ");
+            printf("]\n");
+        }
+        if (has_crop) {
+            const int64_t *c = crop;
+            printf("  crop of the source: z %" PRId64 ":%" PRId64 ", y %" PRId64 ":%" PRId64 ", x %" PRId64 ":%" PRId64
+                   "\n",
+                   c[0], c[1], c[2], c[3], c[4], c[5]);
+        }
+    }
+    const char *src = meta_str(s, "source"), *srcs = meta_str(s, "sources"), *seg = meta_str(s, "seg.source");
+    const char *fmt = meta_str(s, "format");
+    const void *hdr = NULL;
+    size_t hn = 0;
+    nifti_fields nf;
+    bool has_nifti = vt_meta_get(s, "nifti.header", &t, &hdr, &hn) == 0 && t == VT_META_BYTES &&
+                     nifti_decode(hdr, hn, &nf);
+    if (json) {
+        printf(", \"source\": {");
+        const char *sep = "";
+        if (src) {
+            printf("\"path\": ");
+            json_string(src);
+            sep = ", ";
+        }
+        if (srcs) {
+            printf("%s\"paths\": [", sep);
+            const char *p = srcs;
+            for (int i = 0; *p || i == 0; i++) {
+                const char *nl = strchr(p, '\n');
+                size_t len = nl ? (size_t)(nl - p) : strlen(p);
+                char *one = strndup(p, len);
+                printf("%s", i ? ", " : "");
+                json_string(one ? one : "");
+                free(one);
+                p += len + (nl != NULL);
+                if (!nl)
+                    break;
+            }
+            printf("]");
+            sep = ", ";
+        }
+        if (seg) {
+            printf("%s\"seg\": ", sep);
+            json_string(seg);
+            sep = ", ";
+        }
+        if (fmt) {
+            printf("%s\"format\": ", sep);
+            json_string(fmt);
+        }
+        if (has_nifti)
+            print_nifti(&nf, 1);
+        printf("}");
+    } else if (src || fmt) {
+        printf("source: %s", src ? src : "?");
+        if (fmt)
+            printf(" (%s)", fmt);
+        if (srcs && strchr(srcs, '\n')) {
+            printf(", channels:");
+            for (const char *p = srcs; *p;) {
+                const char *nl = strchr(p, '\n');
+                size_t len = nl ? (size_t)(nl - p) : strlen(p);
+                printf("\n    %.*s", (int)len, p);
+                p += len + (nl != NULL);
+            }
+        }
+        printf("\n");
+        if (seg)
+            printf("  segmentation: %s\n", seg);
+        if (has_nifti)
+            print_nifti(&nf, 0);
+    }
+}
 
 static void print_meta_value(vt_meta_type type, const void *data, size_t count, int json)
 {
@@ -165,9 +553,12 @@ int cmd_info(int argc, char **argv)
             }
         }
     }
+    if (json)
+        printf("]");
+    print_geometry(s, json);
     size_t nm = vt_meta_count(s);
     if (json)
-        printf("], \"metadata\": {");
+        printf(", \"metadata\": {");
     else if (nm)
         printf("metadata:\n");
     for (size_t i = 0; i < nm; i++) {
