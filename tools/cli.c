@@ -24,6 +24,8 @@ static const struct command {
     {"verify", cmd_verify, "check every checksum and structure of stores"},
     {"extract", cmd_extract, "read a box (padded, converted) into a .npy"},
     {"export", cmd_export, "write an array back to NIfTI (.nii, .nii.gz)"},
+    {"preview", cmd_preview, "draw slices (window, label overlay, tile grid, montage) as a PNG"},
+    {"stat-tiles", cmd_stat_tiles, "a heat map of the compression ratio of every tile, as a PNG"},
     {"stats", cmd_stats, "shapes, spacings, sizes of a dataset; cases over a memory budget"},
 };
 

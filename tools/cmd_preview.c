@@ -1,0 +1,676 @@
+/* voxtile preview: orthogonal slices of a store as a PNG, read through the
+ * lazy reader (only the tiles a slice crosses are decoded), with window and
+ * level, a label overlay, tile grid lines, physical aspect ratio and
+ * radiological orientation.
+ *
+ * Picture rules (docs/cli.md gives them to users; the tests check them):
+ * - axis z shows rows y and columns x; axis y shows rows z, columns x; axis x
+ *   shows rows z, columns y.
+ * - Orientation: when the store has an affine from a NIfTI, NRRD or
+ *   MetaImage source, every displayed axis whose voxel index grows towards
+ *   R, A or S (the affine column's largest component is positive) is flipped,
+ *   so pictures come out the radiological way: patient right on the left,
+ *   anterior up in axial slices, superior up in coronal and sagittal ones.
+ *   --no-orient shows index 0 at the top left.
+ * - Aspect: a voxel of spacing (sr, sc) covers (sr/p, sc/p) output pixels,
+ *   p = min(sr, sc), times --zoom: out = max(1, round(n * s / p * zoom)).
+ *   Output pixel u samples display coordinate (u + 0.5) * n / out - 0.5:
+ *   bilinear for images, the voxel floor((u + 0.5) * n / out) for labels.
+ * - Grey = clamp(round((v - (C - W/2)) / W * 255), 0, 255); NaN is 0.
+ * - Overlay: label value L != 0 blends label_colour(L) with weight alpha
+ *   (default 0.5): round((1 - alpha) * grey + alpha * colour). */
+#include "cli.h"
+#include "render.h"
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char preview_help[] =
+    "usage: voxtile preview STORE -o OUT.png [options]\n"
+    "\n"
+    "Draw an orthogonal slice (or a montage of slices) of an array as a PNG. Only\n"
+    "the tiles the slices cross are read. Physical spacing is honoured (anisotropic\n"
+    "voxels are not squashed) and, for stores converted from NIfTI/NRRD/MetaImage,\n"
+    "slices are shown radiologically (patient right on the left, anterior or\n"
+    "superior up).\n"
+    "\n"
+    "  -o, --output FILE     the PNG to write (replaced atomically)\n"
+    "      --array NAME      array to show (default image, else the first); a label\n"
+    "                        array is drawn in label colours\n"
+    "      --channel C       channel of a 4-d array (default 0)\n"
+    "      --axis z|y|x      slice axis: z axial (default), y coronal, x sagittal\n"
+    "      --index N         slice number along the axis (default: the middle)\n"
+    "      --montage K       K evenly spaced slices side by side, each captioned\n"
+    "      --window C,W      grey window centre and width, or a CT preset: soft\n"
+    "                        (40,400), lung (-600,1500), bone (400,1800), brain (40,80);\n"
+    "                        default: the array's value range\n"
+    "      --overlay NAME    blend a label array (e.g. seg) over the slice in colours\n"
+    "      --alpha A         overlay opacity 0..1 (default 0.5)\n"
+    "      --grid            draw the tile grid\n"
+    "      --zoom F          scale factor (default 1: one pixel per finest voxel)\n"
+    "      --no-orient       index 0 at the top left, whatever the affine says\n"
+    "  -q, --quiet           no summary line\n"
+    "\n"
+    "example: voxtile preview ct.vxt --axis y --window soft --overlay seg --montage 9 -o ct.png\n";
+
+static const char stat_tiles_help[] =
+    "usage: voxtile stat-tiles STORE -o OUT.png [options]\n"
+    "\n"
+    "Where the bytes go: a heat map of the tile grid, one panel per z tile-slab (a\n"
+    "tile row along z), one cell per tile, coloured by its compression ratio (or\n"
+    "stored bytes) on a log scale; constant tiles, which take no bytes, are grey.\n"
+    "A colour bar gives the scale. Channels of a 4-d array are summed. The summary\n"
+    "on stdout lists the tiles that take the most bytes.\n"
+    "\n"
+    "  -o, --output FILE     the PNG to write (replaced atomically)\n"
+    "      --array NAME      array (default image, else the first)\n"
+    "      --metric M        ratio (default: raw/stored) or bytes (stored bytes)\n"
+    "      --project P       one panel instead of one per slab: max (the largest value\n"
+    "                        along z) or sum (ratio: all raw / all stored along z;\n"
+    "                        bytes: their sum)\n"
+    "      --cell N          pixels per tile cell (default: fits panels to ~256 px)\n"
+    "  -q, --quiet           no summary\n"
+    "\n"
+    "example: voxtile stat-tiles ct.vxt -o tiles.png --project sum\n";
+
+static const uint8_t bg[3] = {24, 24, 24}, ink[3] = {230, 230, 230}, grid_colour[3] = {255, 230, 0};
+
+/* ---- preview ------------------------------------------------------------ */
+
+typedef struct view {
+    const vt_array *a, *ov;
+    vt_array_info ai;
+    int lead;            /* leading (channel) axes: ndim - 3 */
+    uint64_t channel;
+    uint64_t shape[3];   /* z, y, x */
+    uint32_t tile[3];
+    double spacing[3];
+    bool flip[3];        /* per spatial axis */
+    int axis, rax, cax;  /* slice axis; displayed row and column axes */
+    uint64_t nr, nc;     /* slice rows and columns */
+    int out_h, out_w;
+    double lo, width;    /* grey window: lo = C - W/2 */
+    bool label_colours;  /* the array itself is drawn in label colours */
+    double alpha;
+    bool grid;
+} view;
+
+/* Read slice k of array a as doubles, rows nr x cols nc. */
+static int read_slice(const view *v, const vt_array *a, uint64_t k, double *out)
+{
+    int64_t start[VT_MAX_DIMS] = {0};
+    uint64_t size[VT_MAX_DIMS];
+    for (int d = 0; d < v->lead; d++) {
+        start[d] = d == v->lead - 1 ? (int64_t)v->channel : 0;
+        size[d] = 1;
+    }
+    for (int d = 0; d < 3; d++) {
+        start[v->lead + d] = d == v->axis ? (int64_t)k : 0;
+        size[v->lead + d] = d == v->axis ? 1 : v->shape[d];
+    }
+    vt_read_opts o;
+    vt_read_opts_init(&o);
+    o.dtype = VT_F64;
+    return vt_read(a, start, size, &o, out);
+}
+
+static double bilinear(const double *img, uint64_t nr, uint64_t nc, bool fr, bool fc, double r, double c)
+{
+    double r0f = floor(r), c0f = floor(c);
+    double wr = r - r0f, wc = c - c0f;
+    int64_t r0 = (int64_t)r0f, c0 = (int64_t)c0f;
+    int64_t rr[2] = {r0, r0 + 1}, cc[2] = {c0, c0 + 1};
+    double acc = 0;
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++) {
+            int64_t y = rr[i] < 0 ? 0 : rr[i] >= (int64_t)nr ? (int64_t)nr - 1 : rr[i];
+            int64_t x = cc[j] < 0 ? 0 : cc[j] >= (int64_t)nc ? (int64_t)nc - 1 : cc[j];
+            if (fr)
+                y = (int64_t)nr - 1 - y;
+            if (fc)
+                x = (int64_t)nc - 1 - x;
+            double w = (i ? wr : 1 - wr) * (j ? wc : 1 - wc);
+            if (w != 0)
+                acc += w * img[(uint64_t)y * nc + (uint64_t)x];
+        }
+    return acc;
+}
+
+static uint64_t nearest(uint64_t u, uint64_t n, int out, bool flip)
+{
+    uint64_t i = (uint64_t)floor(((double)u + 0.5) * (double)n / out);
+    if (i >= n)
+        i = n - 1;
+    return flip ? n - 1 - i : i;
+}
+
+static uint8_t grey(const view *v, double x)
+{
+    if (isnan(x))
+        return 0;
+    double g = round((x - v->lo) / v->width * 255);
+    return (uint8_t)(g < 0 ? 0 : g > 255 ? 255 : g);
+}
+
+/* Draw one slice at (x0, y0) of the canvas. */
+static void draw_slice(const view *v, const double *img, const double *lab, canvas *cv, int x0, int y0)
+{
+    bool fr = v->flip[v->rax], fc = v->flip[v->cax];
+    for (int u = 0; u < v->out_h; u++) {
+        double r = ((double)u + 0.5) * (double)v->nr / v->out_h - 0.5;
+        uint64_t rn = nearest((uint64_t)u, v->nr, v->out_h, fr);
+        for (int w = 0; w < v->out_w; w++) {
+            uint64_t cn = nearest((uint64_t)w, v->nc, v->out_w, fc);
+            uint8_t px[3];
+            if (v->label_colours) {
+                double L = img[rn * v->nc + cn];
+                if (L == 0 || isnan(L))
+                    px[0] = px[1] = px[2] = 0;
+                else
+                    label_colour((int64_t)L, px);
+            } else {
+                double c = ((double)w + 0.5) * (double)v->nc / v->out_w - 0.5;
+                px[0] = px[1] = px[2] = grey(v, bilinear(img, v->nr, v->nc, fr, fc, r, c));
+            }
+            uint8_t *p = cv->rgb + 3 * ((size_t)(y0 + u) * (size_t)cv->w + (size_t)(x0 + w));
+            memcpy(p, px, 3);
+            if (lab) {
+                double L = lab[rn * v->nc + cn];
+                if (L != 0 && !isnan(L)) {
+                    uint8_t col[3];
+                    label_colour((int64_t)L, col);
+                    canvas_blend(cv, x0 + w, y0 + u, col, v->alpha);
+                }
+            }
+        }
+    }
+    if (v->grid) { /* a line on the first output pixel at or after each tile boundary */
+        for (uint64_t b = v->tile[v->rax]; b < v->nr; b += v->tile[v->rax]) {
+            uint64_t db = fr ? v->nr - b : b;
+            int u = (int)ceil((double)db * v->out_h / (double)v->nr - 1e-9);
+            for (int w = 0; w < v->out_w; w++)
+                canvas_blend(cv, x0 + w, y0 + u, grid_colour, 0.6);
+        }
+        for (uint64_t b = v->tile[v->cax]; b < v->nc; b += v->tile[v->cax]) {
+            uint64_t db = fc ? v->nc - b : b;
+            int w = (int)ceil((double)db * v->out_w / (double)v->nc - 1e-9);
+            for (int u = 0; u < v->out_h; u++)
+                canvas_blend(cv, x0 + w, y0 + u, grid_colour, 0.6);
+        }
+    }
+}
+
+static bool parse_window(const char *s, double *c, double *w)
+{
+    static const struct {
+        const char *name;
+        double c, w;
+    } presets[] = {{"soft", 40, 400}, {"lung", -600, 1500}, {"bone", 400, 1800}, {"brain", 40, 80}};
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
+        if (strcmp(s, presets[i].name) == 0) {
+            *c = presets[i].c;
+            *w = presets[i].w;
+            return true;
+        }
+    char *end;
+    *c = strtod(s, &end);
+    if (end == s || *end != ',')
+        return false;
+    const char *p = end + 1;
+    *w = strtod(p, &end);
+    return end != p && *end == 0 && isfinite(*c) && isfinite(*w) && *w > 0;
+}
+
+/* Spacing (z, y, x) and the per-axis flips from the store's metadata. */
+static void geometry(const vt_store *s, bool orient, double spacing[3], bool flip[3])
+{
+    vt_meta_type t;
+    const void *d;
+    size_t n;
+    spacing[0] = spacing[1] = spacing[2] = 1;
+    flip[0] = flip[1] = flip[2] = false;
+    if (vt_meta_get(s, "spacing", &t, &d, &n) == 0 && t == VT_META_F64 && n == 3) {
+        const double *sp = d;
+        for (int k = 0; k < 3; k++)
+            if (sp[k] > 0 && isfinite(sp[k]))
+                spacing[k] = sp[k];
+    }
+    const void *fmt;
+    if (!orient || vt_meta_get(s, "format", &t, &fmt, &n) != 0 || t != VT_META_STRING ||
+        !(strncmp(fmt, "nifti", 5) == 0 || strcmp(fmt, "nrrd") == 0 || strcmp(fmt, "metaimage") == 0))
+        return;
+    if (vt_meta_get(s, "affine", &t, &d, &n) != 0 || t != VT_META_F64 || n != 16)
+        return;
+    const double *aff = d;
+    for (int a = 0; a < 3; a++) { /* array axis z, y, x = affine column 2, 1, 0 */
+        int col = 2 - a, best = 0;
+        for (int r = 1; r < 3; r++)
+            if (fabs(aff[4 * r + col]) > fabs(aff[4 * best + col]))
+                best = r;
+        flip[a] = aff[4 * best + col] > 0;
+    }
+}
+
+int cmd_preview(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"output", required_argument, 0, 'o'}, {"array", required_argument, 0, 'a'},
+        {"channel", required_argument, 0, 'c'}, {"axis", required_argument, 0, 'x'},
+        {"index", required_argument, 0, 'i'},   {"montage", required_argument, 0, 'm'},
+        {"window", required_argument, 0, 'w'},  {"overlay", required_argument, 0, 'O'},
+        {"alpha", required_argument, 0, 'A'},   {"grid", no_argument, 0, 'g'},
+        {"zoom", required_argument, 0, 'z'},    {"no-orient", no_argument, 0, 'N'},
+        {"quiet", no_argument, 0, 'q'},         {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    const char *out = NULL, *name = NULL, *ovname = NULL, *window = NULL;
+    long channel = 0, index = -1, montage = 1;
+    double zoom = 1;
+    int c, quiet = 0;
+    view v;
+    memset(&v, 0, sizeof v);
+    v.alpha = 0.5;
+    bool orient = true;
+    while ((c = getopt_long(argc, argv, "o:qh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': out = optarg; break;
+        case 'a': name = optarg; break;
+        case 'c': channel = parse_int("--channel", optarg, 0, INT32_MAX); break;
+        case 'x':
+            if (strlen(optarg) != 1 || !strchr("zyx", optarg[0]))
+                die_usage("--axis: expected z, y or x, got '%s'", optarg);
+            v.axis = optarg[0] == 'z' ? 0 : optarg[0] == 'y' ? 1 : 2;
+            break;
+        case 'i': index = parse_int("--index", optarg, 0, INT32_MAX); break;
+        case 'm': montage = parse_int("--montage", optarg, 1, 256); break;
+        case 'w': window = optarg; break;
+        case 'O': ovname = optarg; break;
+        case 'A':
+            v.alpha = parse_double("--alpha", optarg);
+            if (v.alpha < 0 || v.alpha > 1)
+                die_usage("--alpha: expected 0..1, got '%s'", optarg);
+            break;
+        case 'g': v.grid = true; break;
+        case 'z':
+            zoom = parse_double("--zoom", optarg);
+            if (!(zoom > 0 && zoom <= 64))
+                die_usage("--zoom: expected a factor in (0, 64], got '%s'", optarg);
+            break;
+        case 'N': orient = false; break;
+        case 'q': quiet = 1; break;
+        case 'h': fputs(preview_help, stdout); return 0;
+        default: die_usage("preview: bad option");
+        }
+    }
+    if (optind + 1 != argc || out == NULL)
+        die_usage("preview: expected one store and -o OUT.png");
+    double wc = 0, ww = 0;
+    if (window && !parse_window(window, &wc, &ww))
+        die_usage("--window: expected C,W with W > 0 or soft, lung, bone, brain; got '%s'", window);
+    if (index >= 0 && montage > 1)
+        die_usage("preview: --index and --montage exclude each other");
+    const char *path = argv[optind];
+    vt_store *s;
+    int rc = vt_open(path, 0, &s);
+    if (rc)
+        return lib_error(vt_errmsg(NULL), rc);
+    int status = 1;
+    double *img = NULL, *lab = NULL;
+    canvas cv = {0, 0, NULL};
+    if (open_array(s, name, &v.a) != 0)
+        goto done;
+    vt_array_info_get(v.a, &v.ai);
+    if (v.ai.ndim < 3) {
+        file_error(path, "array '%s' has %d dimension%s; preview needs 3 (z, y, x) or more", v.ai.name, v.ai.ndim,
+                   v.ai.ndim == 1 ? "" : "s");
+        goto done;
+    }
+    v.lead = v.ai.ndim - 3;
+    uint64_t nchan = v.lead ? v.ai.shape[v.lead - 1] : 1;
+    for (int d = 0; d < v.lead - 1; d++)
+        if (v.ai.shape[d] != 1) {
+            file_error(path, "array '%s' has %d dimensions with more than one channel axis", v.ai.name, v.ai.ndim);
+            goto done;
+        }
+    if ((uint64_t)channel >= nchan) {
+        fprintf(stderr, "voxtile: %s: array '%s' has %" PRIu64 " channel%s; --channel %ld is out of range\n", path,
+                v.ai.name, nchan, nchan == 1 ? "" : "s", channel);
+        status = EXIT_USAGE;
+        goto done;
+    }
+    v.channel = (uint64_t)channel;
+    for (int d = 0; d < 3; d++) {
+        v.shape[d] = v.ai.shape[v.lead + d];
+        v.tile[d] = v.ai.tile[v.lead + d];
+    }
+    if (ovname) {
+        if (open_array(s, ovname, &v.ov) != 0)
+            goto done;
+        vt_array_info oi;
+        vt_array_info_get(v.ov, &oi);
+        bool same = oi.ndim >= 3;
+        for (int d = 0; d < 3 && same; d++)
+            same = oi.shape[oi.ndim - 3 + d] == v.shape[d];
+        for (int d = 0; d < oi.ndim - 3 && same; d++)
+            same = oi.shape[d] == 1;
+        if (!same) {
+            file_error(path, "overlay '%s' does not have the spatial shape of '%s'", oi.name, v.ai.name);
+            goto done;
+        }
+    }
+    v.rax = v.axis == 0 ? 1 : 0;
+    v.cax = v.axis == 2 ? 1 : 2;
+    v.nr = v.shape[v.rax];
+    v.nc = v.shape[v.cax];
+    uint64_t naxis = v.shape[v.axis];
+    if (index >= 0 && (uint64_t)index >= naxis) {
+        fprintf(stderr, "voxtile: %s: --index %ld is outside 0..%" PRIu64 " along %c\n", path, index, naxis - 1,
+                "zyx"[v.axis]);
+        status = EXIT_USAGE;
+        goto done;
+    }
+    if ((uint64_t)montage > naxis)
+        montage = (long)naxis;
+    geometry(s, orient, v.spacing, v.flip);
+    double sr = v.spacing[v.rax], sc = v.spacing[v.cax], p = sr < sc ? sr : sc;
+    double oh = round((double)v.nr * sr / p * zoom), ow = round((double)v.nc * sc / p * zoom);
+    if (oh > 16384 || ow > 16384) {
+        fprintf(stderr, "voxtile: %s: a %.0f x %.0f pixel slice is too large; lower --zoom\n", path, ow, oh);
+        status = EXIT_USAGE;
+        goto done;
+    }
+    v.out_h = oh < 1 ? 1 : (int)oh;
+    v.out_w = ow < 1 ? 1 : (int)ow;
+    v.label_colours = vt_label_count(v.a) > 0 && window == NULL;
+    if (window) {
+        v.lo = wc - ww / 2;
+        v.width = ww;
+    } else {
+        double mn = isnan(v.ai.min) ? 0 : v.ai.min, mx = isnan(v.ai.max) ? 1 : v.ai.max;
+        v.lo = mn;
+        v.width = mx > mn ? mx - mn : 1;
+        wc = v.lo + v.width / 2;
+        ww = v.width;
+    }
+    /* layout: one slice alone; a montage in a grid with a caption strip over each */
+    int cols = 1, rows = 1, gap = 0, cap = 0, scale = v.out_w >= 200 ? 2 : 1;
+    if (montage > 1) {
+        cols = (int)ceil(sqrt((double)montage));
+        rows = (int)((montage + cols - 1) / cols);
+        gap = 4;
+        cap = text_height(scale) + 4;
+    }
+    int W = cols * v.out_w + (cols + 1) * gap, H = rows * (v.out_h + cap + gap) + gap;
+    if (!canvas_init(&cv, W, H, bg) || (img = malloc(v.nr * v.nc * sizeof *img)) == NULL ||
+        (v.ov && (lab = malloc(v.nr * v.nc * sizeof *lab)) == NULL)) {
+        file_error(path, "out of memory for a %d x %d picture", W, H);
+        goto done;
+    }
+    char slices[512] = "";
+    size_t sl = 0;
+    for (long i = 0; i < montage; i++) {
+        uint64_t k = montage > 1 ? (uint64_t)floor(((double)i + 0.5) * (double)naxis / (double)montage)
+                     : index >= 0 ? (uint64_t)index
+                                  : naxis / 2;
+        if ((rc = read_slice(&v, v.a, k, img)) != 0 || (v.ov && (rc = read_slice(&v, v.ov, k, lab)) != 0)) {
+            lib_error(vt_errmsg(s), rc);
+            goto done;
+        }
+        int x0 = gap + (int)(i % cols) * (v.out_w + gap), y0 = gap + (int)(i / cols) * (v.out_h + cap + gap) + cap;
+        draw_slice(&v, img, lab, &cv, x0, y0);
+        if (montage > 1) {
+            char caption[32];
+            snprintf(caption, sizeof caption, "%c %" PRIu64, "ZYX"[v.axis], k);
+            canvas_text(&cv, x0, y0 - cap + 2, caption, ink, scale);
+        }
+        if (sl < sizeof slices - 24)
+            sl += (size_t)snprintf(slices + sl, sizeof slices - sl, "%s%" PRIu64, i ? "," : "", k);
+    }
+    /* grey unless something is in colour */
+    bool colour = v.ov || v.grid || v.label_colours;
+    uint8_t *pix = cv.rgb;
+    if (!colour)
+        for (size_t i = 0; i < (size_t)W * (size_t)H; i++)
+            pix[i] = cv.rgb[3 * i];
+    char desc[1024], version[64];
+    snprintf(version, sizeof version, "voxtile %s", vt_version_string());
+    snprintf(desc, sizeof desc,
+             "array '%s' channel %" PRIu64 ", axis %c, slice%s %s of %" PRIu64 ", window %g,%g, spacing %g x %g mm, "
+             "%g mm per pixel, %s",
+             v.ai.name, v.channel, "zyx"[v.axis], montage > 1 ? "s" : "", slices, naxis, wc, ww, sr, sc, p / zoom,
+             orient && (v.flip[0] || v.flip[1] || v.flip[2]) ? "radiological orientation" : "index order");
+    const char *keys[] = {"Software", "Source", "Description"};
+    const char *values[] = {version, path, desc};
+    if (png_write(out, pix, W, H, colour ? 3 : 1, keys, values, 3) != 0)
+        goto done;
+    if (!quiet)
+        printf("%s: %d x %d px, %s\n", out, W, H, desc);
+    status = 0;
+done:
+    canvas_free(&cv);
+    free(img);
+    free(lab);
+    vt_close(s);
+    return status;
+}
+
+/* ---- stat-tiles --------------------------------------------------------- */
+
+int cmd_stat_tiles(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"output", required_argument, 0, 'o'}, {"array", required_argument, 0, 'a'},
+        {"metric", required_argument, 0, 'm'}, {"project", required_argument, 0, 'p'},
+        {"cell", required_argument, 0, 'c'},   {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+    const char *out = NULL, *name = NULL;
+    int bytes_metric = 0, project = 0, cell = 0, quiet = 0, c; /* project: 0 none, 1 max, 2 sum */
+    while ((c = getopt_long(argc, argv, "o:qh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': out = optarg; break;
+        case 'a': name = optarg; break;
+        case 'm':
+            if (strcmp(optarg, "ratio") != 0 && strcmp(optarg, "bytes") != 0)
+                die_usage("--metric: expected ratio or bytes, got '%s'", optarg);
+            bytes_metric = optarg[0] == 'b';
+            break;
+        case 'p':
+            if (strcmp(optarg, "max") != 0 && strcmp(optarg, "sum") != 0)
+                die_usage("--project: expected max or sum, got '%s'", optarg);
+            project = optarg[0] == 'm' ? 1 : 2;
+            break;
+        case 'c': cell = (int)parse_int("--cell", optarg, 1, 256); break;
+        case 'q': quiet = 1; break;
+        case 'h': fputs(stat_tiles_help, stdout); return 0;
+        default: die_usage("stat-tiles: bad option");
+        }
+    }
+    if (optind + 1 != argc || out == NULL)
+        die_usage("stat-tiles: expected one store and -o OUT.png");
+    const char *path = argv[optind];
+    vt_store *s;
+    int rc = vt_open(path, 0, &s);
+    if (rc)
+        return lib_error(vt_errmsg(NULL), rc);
+    int status = 1;
+    const vt_array *a;
+    double *raw = NULL, *stored = NULL, *val = NULL;
+    canvas cv = {0, 0, NULL};
+    if (open_array(s, name, &a) != 0)
+        goto done;
+    vt_array_info ai;
+    vt_array_info_get(a, &ai);
+    /* the grid's last three axes (fewer for 1-d/2-d arrays: missing ones are 1) */
+    uint64_t g[3] = {1, 1, 1};
+    int k0 = ai.ndim > 3 ? ai.ndim - 3 : 0;
+    for (int d = k0; d < ai.ndim; d++)
+        g[3 - (ai.ndim - d)] = ai.grid[d];
+    uint64_t ncell = g[0] * g[1] * g[2];
+    if (g[1] * g[2] > 4096 * 4096) {
+        file_error(path, "a %" PRIu64 " x %" PRIu64 " tile grid is too large to draw", g[1], g[2]);
+        goto done;
+    }
+    raw = calloc(ncell, sizeof *raw);
+    stored = calloc(ncell, sizeof *stored);
+    if (raw == NULL || stored == NULL) {
+        file_error(path, "out of memory");
+        goto done;
+    }
+    uint64_t top[5] = {0}, top_bytes[5] = {0};
+    int ntop = 0;
+    for (uint64_t t = 0; t < ai.ntiles; t++) {
+        vt_tile_info ti;
+        if ((rc = vt_tile_get(a, t, &ti)) != 0) {
+            lib_error(vt_errmsg(s), rc);
+            goto done;
+        }
+        uint64_t z = ai.ndim >= 3 ? ti.coord[ai.ndim - 3] : 0, y = ai.ndim >= 2 ? ti.coord[ai.ndim - 2] : 0,
+                 x = ti.coord[ai.ndim - 1];
+        uint64_t i = (z * g[1] + y) * g[2] + x;
+        raw[i] += (double)ti.raw_size;
+        stored[i] += (double)ti.stored_size;
+        /* the five tiles with the most stored bytes */
+        int pos = ntop;
+        while (pos > 0 && top_bytes[pos - 1] < ti.stored_size)
+            pos--;
+        if (pos < 5) {
+            for (int j = (ntop < 5 ? ntop : 4); j > pos; j--) {
+                top[j] = top[j - 1];
+                top_bytes[j] = top_bytes[j - 1];
+            }
+            top[pos] = t;
+            top_bytes[pos] = ti.stored_size;
+            if (ntop < 5)
+                ntop++;
+        }
+    }
+    /* values per panel cell; NaN = constant (no bytes) */
+    uint64_t npanel = project ? 1 : g[0];
+    val = malloc(npanel * g[1] * g[2] * sizeof *val);
+    if (val == NULL) {
+        file_error(path, "out of memory");
+        goto done;
+    }
+    for (uint64_t pz = 0; pz < npanel; pz++)
+        for (uint64_t yx = 0; yx < g[1] * g[2]; yx++) {
+            double v = (double)NAN, r = 0, b = 0;
+            uint64_t z0 = project ? 0 : pz, z1 = project ? g[0] : pz + 1;
+            for (uint64_t z = z0; z < z1; z++) {
+                uint64_t i = z * g[1] * g[2] + yx;
+                double m = stored[i] > 0 ? (bytes_metric ? stored[i] : raw[i] / stored[i]) : (double)NAN;
+                if (project == 1 && !isnan(m))
+                    v = isnan(v) || m > v ? m : v;
+                r += raw[i];
+                b += stored[i];
+            }
+            if (project != 1)
+                v = b > 0 ? (bytes_metric ? b : r / b) : (double)NAN;
+            val[pz * g[1] * g[2] + yx] = v;
+        }
+    double lo = INFINITY, hi = -INFINITY;
+    for (uint64_t i = 0; i < npanel * g[1] * g[2]; i++)
+        if (!isnan(val[i])) {
+            lo = val[i] < lo ? val[i] : lo;
+            hi = val[i] > hi ? val[i] : hi;
+        }
+    bool any = lo <= hi;
+    if (!any)
+        lo = hi = 1;
+    double llo = log(lo > 0 ? lo : 1e-9), lhi = log(hi > 0 ? hi : 1e-9);
+    /* layout */
+    uint64_t longest = g[1] > g[2] ? g[1] : g[2];
+    if (cell == 0)
+        cell = (int)(256 / longest) < 2 ? 2 : (int)(256 / longest) > 24 ? 24 : (int)(256 / longest);
+    int pw = (int)g[2] * cell, ph = (int)g[1] * cell, scale = 1;
+    int cols = (int)ceil(sqrt((double)npanel)), rows = (int)((npanel + (uint64_t)cols - 1) / (uint64_t)cols);
+    int gap = 6, cap = text_height(scale) + 4;
+    int W = cols * pw + (cols + 1) * gap, barh = 12, legend = barh + 2 * text_height(scale) + 16;
+    if (W < 260)
+        W = 260;
+    int H = rows * (ph + cap + gap) + gap + legend;
+    if ((double)W * H > 1e8) {
+        file_error(path, "the picture would be %d x %d pixels; use --project or a smaller --cell", W, H);
+        goto done;
+    }
+    if (!canvas_init(&cv, W, H, bg)) {
+        file_error(path, "out of memory for a %d x %d picture", W, H);
+        goto done;
+    }
+    static const uint8_t constant[3] = {150, 150, 150};
+    for (uint64_t pz = 0; pz < npanel; pz++) {
+        int x0 = gap + (int)(pz % (uint64_t)cols) * (pw + gap);
+        int y0 = gap + (int)(pz / (uint64_t)cols) * (ph + cap + gap) + cap;
+        char caption[64];
+        if (project)
+            snprintf(caption, sizeof caption, "%s OVER Z", project == 1 ? "MAX" : "SUM");
+        else {
+            int za = ai.ndim >= 3 ? ai.ndim - 3 : 0;
+            uint64_t z1 = (pz + 1) * ai.tile[za];
+            snprintf(caption, sizeof caption, "Z %" PRIu64 "-%" PRIu64, pz * ai.tile[za],
+                     (z1 < ai.shape[za] ? z1 : ai.shape[za]) - 1);
+        }
+        canvas_text(&cv, x0, y0 - cap + 2, caption, ink, scale);
+        for (uint64_t y = 0; y < g[1]; y++)
+            for (uint64_t x = 0; x < g[2]; x++) {
+                double v = val[(pz * g[1] + y) * g[2] + x];
+                uint8_t col[3];
+                if (isnan(v))
+                    memcpy(col, constant, 3);
+                else
+                    heat_colour(lhi > llo ? (log(v) - llo) / (lhi - llo) : 1, col);
+                canvas_rect(&cv, x0 + (int)x * cell, y0 + (int)y * cell, cell - (cell >= 6), cell - (cell >= 6), col);
+            }
+    }
+    /* colour bar with its ends, and the constant-tile swatch */
+    int by = H - legend + 4, bw = W - 2 * gap;
+    for (int x = 0; x < bw; x++) {
+        uint8_t col[3];
+        heat_colour((double)x / (bw - 1), col);
+        canvas_rect(&cv, gap + x, by, 1, barh, col);
+    }
+    char t1[64], t2[64], t3[64];
+    snprintf(t1, sizeof t1, bytes_metric ? "%.0f B" : "%.2fx", lo);
+    snprintf(t2, sizeof t2, bytes_metric ? "%.0f B" : "%.2fx", hi);
+    canvas_text(&cv, gap, by + barh + 3, t1, ink, scale);
+    canvas_text(&cv, W - gap - text_width(t2, scale), by + barh + 3, t2, ink, scale);
+    snprintf(t3, sizeof t3, "%s, LOG SCALE", bytes_metric ? "STORED BYTES" : "RATIO");
+    canvas_text(&cv, (W - text_width(t3, scale)) / 2, by + barh + 3, t3, ink, scale);
+    int sy = by + barh + 3 + text_height(scale) + 3;
+    canvas_rect(&cv, gap, sy, 7, 7, constant);
+    canvas_text(&cv, gap + 10, sy, "CONSTANT TILE (NO BYTES)", ink, scale);
+    char desc[512], version[64];
+    snprintf(version, sizeof version, "voxtile %s", vt_version_string());
+    snprintf(desc, sizeof desc, "array '%s', %s per tile, %s; range %g to %g", ai.name,
+             bytes_metric ? "stored bytes" : "compression ratio",
+             project == 1 ? "max over z" : project == 2 ? "summed over z" : "one panel per z tile-slab", lo, hi);
+    const char *keys[] = {"Software", "Source", "Description"};
+    const char *values[] = {version, path, desc};
+    if (png_write(out, cv.rgb, W, H, 3, keys, values, 3) != 0)
+        goto done;
+    if (!quiet) {
+        char b1[32], b2[32];
+        printf("%s: %d x %d px, %s\n", out, W, H, desc);
+        printf("array '%s': %s stored of %s raw, ratio %.3f; %" PRIu64 " of %" PRIu64 " tiles constant\n", ai.name,
+               human((double)ai.stored_bytes, b1, sizeof b1), human((double)ai.raw_bytes, b2, sizeof b2),
+               (double)ai.raw_bytes / (double)(ai.stored_bytes ? ai.stored_bytes : 1), ai.constant_tiles, ai.ntiles);
+        for (int i = 0; i < ntop && top_bytes[i] > 0; i++) {
+            vt_tile_info ti;
+            vt_tile_get(a, top[i], &ti);
+            printf("  tile %" PRIu64 " (", top[i]);
+            for (int d = 0; d < ai.ndim; d++)
+                printf("%s%" PRIu64, d ? "," : "", ti.coord[d]);
+            printf("): %u bytes, ratio %.2f\n", ti.stored_size, (double)ti.raw_size / ti.stored_size);
+        }
+    }
+    status = 0;
+done:
+    canvas_free(&cv);
+    free(raw);
+    free(stored);
+    free(val);
+    vt_close(s);
+    return status;
+}
