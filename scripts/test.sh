@@ -16,7 +16,8 @@ ninja -C build-asan
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     meson test -C build-asan --suite unit --suite fuzz-regress --print-errorlogs --num-processes 2
 # One end-to-end run under valgrind (memcheck): conversion with a segmentation,
-# crop and pyramid levels, a reflect-padded float16 read, verify, export.
+# crop and pyramid levels, a reflect-padded float16 read, verify, dump, info,
+# preview, stat-tiles, export.
 vg="valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite"
 work=$(mktemp -d "${TMPDIR:-/tmp}/voxtile-vg.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -24,6 +25,10 @@ $vg build/tools/voxtile convert tests/data/example_ct_sm.nii.gz --seg tests/data
     --crop-to-label 2 --levels 1 -j 2 -q -o "$work/ct.vxt"
 $vg build/tools/voxtile extract "$work/ct.vxt" --start 0,-4,-8,20 --size 1,24,40,40 --pad reflect \
     --dtype float16 -o "$work/p.npy"
-$vg build/tools/voxtile verify "$work/ct.vxt" >/dev/null
+$vg build/tools/voxtile verify "$work/ct.vxt" -j 2 >/dev/null
+$vg build/tools/voxtile dump "$work/ct.vxt" --header --tiles >/dev/null
+$vg build/tools/voxtile info "$work/ct.vxt" --json >/dev/null
+$vg build/tools/voxtile preview "$work/ct.vxt" --axis y --overlay seg --grid --montage 4 -q -o "$work/p.png"
+$vg build/tools/voxtile stat-tiles "$work/ct.vxt" -q -o "$work/t.png"
 $vg build/tools/voxtile export "$work/ct.vxt" --array seg -o "$work/seg.nii.gz"
 echo "valgrind end-to-end: clean"
