@@ -449,6 +449,22 @@ class Preview(Base):
         self.assertIn("cannot create", p.stderr)
         self.assertFalse(os.path.exists(out))
 
+    def test_slice_too_large_to_draw(self):
+        # 2 x 6000 x 6000 zeros from a sparse raw file: an axial slice has 36e6 > 2^25 voxels
+        raw = self.path("big.raw")
+        with open(raw, "wb") as f:
+            f.truncate(2 * 6000 * 6000)
+        big = self.path("big.vxt")
+        run("convert", raw, "--raw-shape", "2,6000,6000", "--raw-dtype", "uint8", "-q", "-o", big)
+        out = self.path("big.png")
+        p = run("preview", big, "-o", out, ok=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn(f"voxtile: {big}: a 6000 x 6000 slice is too large to draw", p.stderr)
+        self.assertFalse(os.path.exists(out))
+        # a sagittal slice of the same store (2 x 6000) is fine
+        run("preview", big, "--axis", "x", "-q", "-o", out)
+        self.assertEqual(png(out)[0].shape[1], 6000)
+
 
 @unittest.skipIf(Image is None, "Pillow (python3-pil) is needed to decode the pictures")
 class StatTiles(Base):

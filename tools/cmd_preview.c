@@ -365,6 +365,10 @@ int cmd_preview(int argc, char **argv)
     v.cax = v.axis == 2 ? 1 : 2;
     v.nr = v.shape[v.rax];
     v.nc = v.shape[v.cax];
+    if (v.nr > (UINT64_C(1) << 25) / v.nc) { /* the slice is read whole, as doubles */
+        file_error(path, "a %" PRIu64 " x %" PRIu64 " slice is too large to draw (at most 2^25 voxels)", v.nr, v.nc);
+        goto done;
+    }
     uint64_t naxis = v.shape[v.axis];
     if (index >= 0 && (uint64_t)index >= naxis) {
         fprintf(stderr, "voxtile: %s: --index %ld is outside 0..%" PRIu64 " along %c\n", path, index, naxis - 1,
