@@ -464,6 +464,21 @@ class Preview(Base):
         # a sagittal slice of the same store (2 x 6000) is fine
         run("preview", big, "--axis", "x", "-q", "-o", out)
         self.assertEqual(png(out)[0].shape[1], 6000)
+        # a spacing that stretches a 20 x 20 slice to 20000 pixels: the store's doing (exit 1),
+        # with a zoom that fits; asking for more with --zoom is a usage error (exit 2)
+        small = self.path("thin.raw")
+        np.arange(2 * 20 * 20, dtype=np.uint8).tofile(small)
+        thin = self.path("thin.vxt")
+        run("convert", small, "--raw-shape", "2,20,20", "--raw-dtype", "uint8", "--raw-spacing", "1,0.001,1",
+            "-q", "-o", thin)
+        p = run("preview", thin, "-o", out, ok=False)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn(f"voxtile: {thin}: a 20000 x 20 pixel slice (spacing 1 x 0.001 mm) is too large to draw "
+                      "(at most 16384 pixels a side); try --zoom 0.819", p.stderr)
+        self.assertEqual(run("preview", thin, "--zoom", "2", "-o", out, ok=False).returncode, 2)
+        run("preview", thin, "--zoom", "0.819", "--no-orient", "-q", "-o", out)
+        pix = png(out)[0]
+        self.assertEqual(pix.shape[:2], (round(20 * 0.819), round(20 / 0.001 * 0.819)))
 
 
 @unittest.skipIf(Image is None, "Pillow (python3-pil) is needed to decode the pictures")

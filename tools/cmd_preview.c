@@ -382,8 +382,15 @@ int cmd_preview(int argc, char **argv)
     double sr = v.spacing[v.rax], sc = v.spacing[v.cax], p = sr < sc ? sr : sc;
     double oh = round((double)v.nr * sr / p * zoom), ow = round((double)v.nc * sc / p * zoom);
     if (oh > 16384 || ow > 16384) {
-        fprintf(stderr, "voxtile: %s: a %.0f x %.0f pixel slice is too large; lower --zoom\n", path, ow, oh);
-        status = EXIT_USAGE;
+        /* with --zoom above 1 the command line asked for it; otherwise the store's shape
+         * and spacing do (a hostile spacing can ask for 1e300 pixels) */
+        double fit = 16384 / (oh > ow ? oh : ow) * zoom;
+        fprintf(stderr, "voxtile: %s: a %.6g x %.6g pixel slice (spacing %g x %g mm) is too large to draw "
+                "(at most 16384 pixels a side)", path, ow, oh, sc, sr);
+        if (fit >= 1e-3)
+            fprintf(stderr, "; try --zoom %.3g", floor(fit * 1000) / 1000);
+        fputc('\n', stderr);
+        status = zoom > 1 ? EXIT_USAGE : EXIT_FAILURE;
         goto done;
     }
     v.out_h = oh < 1 ? 1 : (int)oh;
