@@ -112,7 +112,7 @@ fuzz_one() {
             if { [ "$kind" = crash ] || [ "$kind" = leak ]; } && [ $n -lt 10 ]; then
                 n=$((n + 1))
                 min="$out/min-$(basename "$a")"
-                "$bin" -minimize_crash=1 -runs=20000 -max_total_time=60 -timeout=25 -rss_limit_mb=2048 \
+                "$bin" -minimize_crash=1 -artifact_prefix="$out/min-" -runs=20000 -max_total_time=60 -timeout=25 -rss_limit_mb=2048 \
                     -exact_artifact_path="$min" "$a" </dev/null >"$min.log" 2>&1
                 [ -s "$min" ] && final=$min
             fi
