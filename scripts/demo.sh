@@ -20,6 +20,11 @@ $vt convert "$ct" --seg "$seg" --crop-to-label 4 --levels 2 -j 2 -o "$work/ct.vx
 echo "== 2. what is in the store"
 $vt info "$work/ct.vxt"
 $vt verify "$work/ct.vxt"
+echo "   pictures (kept in build/demo/): slices with the organs over them, and where the bytes go"
+mkdir -p build/demo
+$vt preview "$work/ct.vxt" --window soft --overlay seg --montage 9 -o build/demo/axial.png
+$vt preview "$work/ct.vxt" --axis y --window soft --overlay seg --grid --zoom 3 -o build/demo/coronal.png
+$vt stat-tiles "$work/ct.vxt" -o build/demo/tiles.png
 
 echo "== 3. back to NIfTI: the same voxels and header fields as the source (checked with nibabel)"
 $vt convert "$ct" -o "$work/full.vxt" -q
