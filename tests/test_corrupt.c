@@ -227,10 +227,12 @@ START_TEST(every_truncation_and_extension)
 }
 END_TEST
 
-/* Hostile values in every 4- and 8-byte field, checksums recomputed. */
+/* Hostile values in every 4- and 8-byte field, checksums recomputed: the
+ * classic boundaries, and the file size - 1, + 0 and + 1 (offsets and sizes
+ * that end just inside, at, and just past the end of the file). */
 START_TEST(hostile_fields_with_valid_checksums)
 {
-    static const uint64_t vals[] = {0,
+    const uint64_t vals[] = {0,
                                     1,
                                     2,
                                     255,
@@ -240,7 +242,10 @@ START_TEST(hostile_fields_with_valid_checksums)
                                     UINT64_C(1) << 32,
                                     UINT64_C(1) << 63,
                                     UINT64_MAX,
-                                    UINT64_MAX - 4095};
+                                    UINT64_MAX - 4095,
+                                    (uint64_t)orig_len - 1,
+                                    (uint64_t)orig_len,
+                                    (uint64_t)orig_len + 1};
     unsigned char *f = malloc(orig_len);
     layout l = get_layout(orig);
     struct {
