@@ -270,6 +270,17 @@ static void print_list(const double *v, size_t n, int json, const char *sep)
     }
 }
 
+/* `"key": [v...]` after *sep, which then becomes ", "; nothing when v is NULL. */
+static void json_list(const char **sep, const char *key, const double *v, size_t n)
+{
+    if (v == NULL)
+        return;
+    printf("%s\"%s\": [", *sep, key);
+    print_list(v, n, 1, ", ");
+    printf("]");
+    *sep = ", ";
+}
+
 /* The geometry and source objects (JSON: leading ", "). */
 static void print_geometry(const vt_store *s, int json)
 {
@@ -285,30 +296,10 @@ static void print_geometry(const vt_store *s, int json)
     if (json) {
         printf(", \"geometry\": {");
         const char *sep = "";
-        if (has_sp) {
-            printf("\"spacing\": [");
-            print_list(sp, 3, 1, ", ");
-            printf("]");
-            sep = ", ";
-        }
-        if (has_org) {
-            printf("%s\"origin\": [", sep);
-            print_list(org, 3, 1, ", ");
-            printf("]");
-            sep = ", ";
-        }
-        if (has_dir) {
-            printf("%s\"direction\": [", sep);
-            print_list(dir, 9, 1, ", ");
-            printf("]");
-            sep = ", ";
-        }
-        if (has_aff) {
-            printf("%s\"affine\": [", sep);
-            print_list(aff, 16, 1, ", ");
-            printf("]");
-            sep = ", ";
-        }
+        json_list(&sep, "spacing", has_sp ? sp : NULL, 3);
+        json_list(&sep, "origin", has_org ? org : NULL, 3);
+        json_list(&sep, "direction", has_dir ? dir : NULL, 9);
+        json_list(&sep, "affine", has_aff ? aff : NULL, 16);
         if (has_code) {
             printf("%s\"orientation\": \"%s\"", sep, code);
             sep = ", ";
