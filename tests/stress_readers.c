@@ -273,37 +273,6 @@ static double now(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Array index for coordinate i, the slow way (numpy's "reflect" folds the
- * index back and forth until it lands inside). -1: constant pad. */
-static int64_t ref_map(int64_t i, int64_t n, vt_pad pad)
-{
-    if (i >= 0 && i < n)
-        return i;
-    if (pad == VT_PAD_CONSTANT)
-        return -1;
-    if (pad == VT_PAD_EDGE)
-        return i < 0 ? 0 : n - 1;
-    if (n == 1)
-        return 0;
-    while (i < 0 || i >= n) {
-        if (i < 0)
-            i = -i;
-        if (i >= n)
-            i = 2 * (n - 1) - i;
-    }
-    return i;
-}
-
-static bool same_value(vt_dtype dd, const unsigned char *a, const unsigned char *b, bool exact_nan)
-{
-    size_t es = vt_dtype_size(dd);
-    if (memcmp(a, b, es) == 0)
-        return true;
-    if (!exact_nan && (dd == VT_F16 || dd == VT_BF16 || dd == VT_F32 || dd == VT_F64))
-        return isnan(ref_load(dd, a)) && isnan(ref_load(dd, b));
-    return false;
-}
-
 static const vt_dtype out_dtypes[] = {VT_DTYPE_SAME, VT_F16, VT_F16, VT_F16, VT_BF16, VT_F32,
                                       VT_F64,        VT_U8,  VT_I16, VT_U16, VT_I32};
 static const double pad_values[] = {0.0, -3.5, 70000.0, 1e-7, 255.9, -1e9, NAN};
@@ -400,7 +369,7 @@ static void one_read(reader_ctx *ctx, rng *r, unsigned char *out, unsigned char 
     int64_t map[4][40];
     for (int d = 0; d < nd; d++)
         for (uint64_t k = 0; k < size[d]; k++)
-            map[d][k] = ref_map(start[d] + (int64_t)k, shape[d], o.pad);
+            map[d][k] = tu_ref_map(start[d] + (int64_t)k, shape[d], o.pad);
     uint64_t idx[4] = {0};
     uint64_t nvox = 1;
     for (int d = 0; d < nd; d++)
@@ -444,7 +413,7 @@ static void one_read(reader_ctx *ctx, rng *r, unsigned char *out, unsigned char 
                 exact = false;
             }
         }
-        if (!same_value(dd, out + v * des, want, exact)) {
+        if (!tu_same_value(dd, out + v * des, want, exact)) {
             if (ctx->st->mismatches++ == 0 && ctx->st->first[0] == 0) {
                 uint64_t got = 0, exp = 0;
                 memcpy(&got, out + v * des, des);

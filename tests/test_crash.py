@@ -190,10 +190,10 @@ class CrashTest(unittest.TestCase):
                 os.unlink(box)
         return same, "voxels differ from the source"
 
-    def outcome(self, replace, what):
-        """Check the folder after a kill against the contract; returns a short name of the state:
-        'none' / 'old' (nothing published), 'new' (the complete new store), plus '+tmp' when a
-        hidden temporary was left (then complete, and only between linkat and rename)."""
+    def path_state(self, replace, what):
+        """The folder after a kill: at most one hidden temporary beside the source, and at
+        out.vxt nothing ('none', and only when there was no old store), the old store byte for
+        byte ('old') or the complete new one ('new'). Returns the state and the temporaries."""
         names = sorted(os.listdir(self.dir))
         others = [n for n in names if n not in ("src.npy", "out.vxt")]
         for n in others:
@@ -212,6 +212,13 @@ class CrashTest(unittest.TestCase):
         else:
             self.assertFalse(replace, f"{what}: the old store at out.vxt disappeared: {names}")
             state = "none"
+        return state, others
+
+    def outcome(self, replace, what):
+        """Check the folder after a kill against the contract; returns a short name of the state:
+        'none' / 'old' (nothing published), 'new' (the complete new store), plus '+tmp' when a
+        hidden temporary was left (then complete, and only between linkat and rename)."""
+        state, others = self.path_state(replace, what)
         if others:
             # the linkat..rename window: nothing published yet, the hidden name holds the complete file
             self.assertNotEqual(state, "new", f"{what}: a temporary {others[0]} next to the published store")
@@ -331,23 +338,7 @@ class CrashTest(unittest.TestCase):
         """As outcome(), but a hidden temporary may be left at any time; it is then either
         rejected as incomplete by verify, or a complete store; never a store at out.vxt that
         is not the complete one."""
-        names = sorted(os.listdir(self.dir))
-        others = [n for n in names if n not in ("src.npy", "out.vxt")]
-        for n in others:
-            self.assertRegex(n, TMP_RE, f"{what}: unexpected file {n}: {names}")
-        self.assertLessEqual(len(others), 1, f"{what}: several temporaries: {names}")
-        if "out.vxt" in names:
-            with open(self.out, "rb") as f:
-                data = f.read()
-            if replace and data == self.old_bytes:
-                state = "old"
-            else:
-                ok, why = self.is_new_store(self.out)
-                self.assertTrue(ok, f"{what}: out.vxt is neither the old nor the complete new store: {why}")
-                state = "new"
-        else:
-            self.assertFalse(replace, f"{what}: the old store disappeared")
-            state = "none"
+        state, others = self.path_state(replace, what)
         if others:
             self.assertNotEqual(state, "new", f"{what}: a temporary next to the published store")
             tmp = os.path.join(self.dir, others[0])

@@ -22,14 +22,12 @@ import json
 import math
 import os
 import re
-import shutil
 import struct
-import subprocess
-import tempfile
 import unittest
 
 import numpy as np
-from cliutil import CT, DATA, SEG, VOXTILE, csv, file_bytes, run, to_store  # noqa: E402,F401
+from cliutil import (CT, DATA, SEG, VOXTILE, StoreCase, csv, file_bytes, rotation, run,  # noqa: E402,F401
+                     to_store, translation)
 import nibabel as nib
 
 
@@ -41,18 +39,6 @@ CROP_FIELDS = {348: [(40, 56), (268, 280), (280, 328)],
 def write_file(path, data):
     with (gzip.open if path.endswith(".gz") else open)(path, "wb") as f:
         f.write(data)
-
-
-def translation(x, y, z):
-    t = np.eye(4)
-    t[:3, 3] = [x, y, z]
-    return t
-
-
-def rotation(axis, angle):
-    axis = np.asarray(axis, float) / np.linalg.norm(axis)
-    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
 
 
 def raw_slope_inter(path):
@@ -172,67 +158,15 @@ def level_affine(affine, red):
     return affine @ m
 
 
-class DatasetTest(unittest.TestCase):
-    def setUp(self):
-        self.tmp = tempfile.mkdtemp(prefix="vt-dataset-")
-        self.rng = np.random.default_rng(23)
-        self.n = 0
-
-    def tearDown(self):
-        shutil.rmtree(self.tmp)
-
-    # ---- helpers --------------------------------------------------------
-
-    def path(self, *names):
-        return os.path.join(self.tmp, *names)
-
-    def outdir(self):
-        self.n += 1
-        d = self.path(f"out{self.n}")
-        os.mkdir(d)
-        return d
-
-    def save(self, img, name):
-        p = self.path(name)
-        os.makedirs(os.path.dirname(p), exist_ok=True)
-        nib.save(img, p)
-        return p
-
-    def convert(self, inputs, *opts, seg=None):
-        if isinstance(inputs, str):
-            inputs = [inputs]
-        out = os.path.join(self.outdir(), "s.vxt")
-        args = ["convert", *inputs, "-o", out, "-q", *opts]
-        if seg is not None:
-            args += ["--seg", seg]
-        run(*args)
-        return out
+class DatasetTest(StoreCase):
+    prefix = "vt-dataset-"
+    seed = 23
 
     def export(self, store, name, *opts):
         out = os.path.join(self.outdir(), name)
         run("export", store, "-o", out, *opts)
         self.assertEqual(os.listdir(os.path.dirname(out)), [name], "export left other files behind")
         return out
-
-    def info(self, store):
-        return json.loads(run("info", store, "--json").stdout)
-
-    def array_info(self, info, name):
-        for a in info["arrays"]:
-            if a["name"] == name:
-                return a
-        raise AssertionError(f"no array {name!r} in {[a['name'] for a in info['arrays']]}")
-
-    def extract(self, store, shape, *opts):
-        out = self.path("box.npy")
-        run("extract", store, "--start", csv([0] * len(shape)), "--size", csv(shape), "-o", out, *opts)
-        a = np.load(out)
-        os.remove(out)
-        return a
-
-    def read_array(self, store, name, info=None):
-        info = info or self.info(store)
-        return self.extract(store, self.array_info(info, name)["shape"], "--array", name)
 
     def int16_image(self, shape, cls=nib.Nifti1Image, endian="<", affine=None):
         data = self.rng.integers(-3000, 3000, shape).astype(np.int16)

@@ -17,7 +17,7 @@ import unittest
 import zlib
 
 import numpy as np
-from cliutil import VOXTILE, csv, run  # noqa: E402,F401
+from cliutil import VOXTILE, StoreCase, csv, run  # noqa: E402,F401
 
 
 # (numpy dtype, NRRD spellings, MetaImage ElementType); 64-bit integers are
@@ -604,25 +604,11 @@ class FifoTest(unittest.TestCase):
         self.assertFalse(os.path.exists(out))
 
 
-class RawTest(unittest.TestCase):
+class RawTest(StoreCase):
     """Headerless files with the shape and dtype given on the command line."""
 
-    def setUp(self):
-        self.tmp = tempfile.mkdtemp(prefix="vt-raw-")
-        self.rng = np.random.default_rng(3)
-
-    def tearDown(self):
-        shutil.rmtree(self.tmp)
-
-    def path(self, name):
-        return os.path.join(self.tmp, name)
-
-    def extract(self, store, array, shape):
-        out = self.path("box.npy")
-        run("extract", store, "--array", array, "--start", csv([0] * len(shape)), "--size", csv(shape), "-o", out)
-        v = np.load(out)
-        os.unlink(out)
-        return v
+    prefix = "vt-raw-"
+    seed = 3
 
     def test_raw_variants(self):
         a = self.rng.integers(-3000, 3000, (2, 5, 6, 7)).astype(np.int16)   # (c, z, y, x)
@@ -647,8 +633,8 @@ class RawTest(unittest.TestCase):
                 if order == ">":
                     args += ["--raw-big-endian"]
                 run(*args)
-                np.testing.assert_array_equal(self.extract(out, "image", a.shape), a)
-                np.testing.assert_array_equal(self.extract(out, "seg", seg.shape), seg)
+                np.testing.assert_array_equal(self.read_array(out, "image"), a)
+                np.testing.assert_array_equal(self.read_array(out, "seg"), seg)
                 meta = json.loads(run("info", out, "--json").stdout)["metadata"]
                 self.assertEqual(meta["spacing"], [2.5, 0.8, 0.7])
                 np.testing.assert_allclose(np.array(meta["affine"]).reshape(4, 4), np.diag([0.7, 0.8, 2.5, 1.0]))

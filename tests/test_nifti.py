@@ -11,17 +11,14 @@ A 3-d NIfTI (x, y, z) is stored as (1, z, y, x), a 4-d (x, y, z, t) as
 Run: VOXTILE=build/tools/voxtile /usr/bin/python3 tests/test_nifti.py
 """
 import gzip
-import json
 import os
 import re
-import shutil
 import struct
-import subprocess
-import tempfile
 import unittest
 
 import numpy as np
-from cliutil import CT, DATA, SEG, VOXTILE, csv, file_bytes, run, to_store  # noqa: E402,F401
+from cliutil import (CT, DATA, SEG, VOXTILE, StoreCase, csv, file_bytes, rotation, run,  # noqa: E402,F401
+                     to_store, translation)
 import nibabel as nib
 
 
@@ -46,74 +43,13 @@ def bits(a):
     return a
 
 
-def translation(x, y, z):
-    t = np.eye(4)
-    t[:3, 3] = [x, y, z]
-    return t
-
-
-def rotation(axis, angle):
-    axis = np.asarray(axis, float) / np.linalg.norm(axis)
-    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
-
-
-class NiftiTest(unittest.TestCase):
-    def setUp(self):
-        self.tmp = tempfile.mkdtemp(prefix="vt-nifti-")
-        self.rng = np.random.default_rng(11)
-        self.n = 0
-
-    def tearDown(self):
-        shutil.rmtree(self.tmp)
-
-    # ---- helpers --------------------------------------------------------
-
-    def path(self, name):
-        return os.path.join(self.tmp, name)
-
-    def outdir(self):
-        """A fresh, empty output folder."""
-        self.n += 1
-        d = self.path(f"out{self.n}")
-        os.mkdir(d)
-        return d
-
-    def save(self, img, name):
-        p = self.path(name)
-        nib.save(img, p)
-        return p
-
-    def convert(self, inputs, *opts, seg=None):
-        if isinstance(inputs, str):
-            inputs = [inputs]
-        out = os.path.join(self.outdir(), "s.vxt")
-        args = ["convert", *inputs, "-o", out, "-q", *opts]
-        if seg is not None:
-            args += ["--seg", seg]
-        run(*args)
-        return out
-
-    def info(self, store):
-        return json.loads(run("info", store, "--json").stdout)
-
-    def array_info(self, info, name):
-        for a in info["arrays"]:
-            if a["name"] == name:
-                return a
-        raise AssertionError(f"no array {name!r} in {[a['name'] for a in info['arrays']]}")
-
-    def extract(self, store, shape, *opts):
-        out = os.path.join(self.tmp, "box.npy")
-        run("extract", store, "--start", csv([0] * len(shape)), "--size", csv(shape), "-o", out, *opts)
-        a = np.load(out)
-        os.remove(out)
-        return a
+class NiftiTest(StoreCase):
+    prefix = "vt-nifti-"
+    seed = 11
 
     def read_all(self, store, name="image"):
         info = self.info(store)
-        shape = self.array_info(info, name)["shape"]
-        return self.extract(store, shape, "--array", name), info
+        return self.read_array(store, name, info), info
 
     def assert_fails(self, inputs, named, *fragments, opts=(), seg=None):
         """convert fails with exit 1, 'voxtile: NAMED: ...' and an empty output folder."""

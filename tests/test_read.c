@@ -113,27 +113,6 @@ static void teardown(void)
     free(dir);
 }
 
-/* Array index for coordinate i, computed the slow way: numpy's "reflect"
- * folds the index back and forth until it lands inside. -1: constant pad. */
-static int64_t ref_map(int64_t i, int64_t n, vt_pad pad)
-{
-    if (i >= 0 && i < n)
-        return i;
-    if (pad == VT_PAD_CONSTANT)
-        return -1;
-    if (pad == VT_PAD_EDGE)
-        return i < 0 ? 0 : n - 1;
-    if (n == 1)
-        return 0;
-    while (i < 0 || i >= n) {
-        if (i < 0)
-            i = -i;
-        if (i >= n)
-            i = 2 * (n - 1) - i;
-    }
-    return i;
-}
-
 typedef struct read_spec {
     int64_t start[VT_MAX_DIMS];
     uint64_t size[VT_MAX_DIMS];
@@ -150,7 +129,7 @@ static void ref_voxel(size_t c, const read_spec *rs, const uint64_t *idx, unsign
     size_t ses = vt_dtype_size(sd);
     uint64_t off = 0;
     for (int d = 0; d < ac->nd; d++) {
-        int64_t m = ref_map(rs->start[d] + (int64_t)idx[d], (int64_t)ac->shape[d], rs->o.pad);
+        int64_t m = tu_ref_map(rs->start[d] + (int64_t)idx[d], (int64_t)ac->shape[d], rs->o.pad);
         if (m < 0) {
             ref_store(dd, out, rs->o.pad_value);
             n_padded_voxels++;
@@ -180,18 +159,6 @@ static void ref_voxel(size_t c, const read_spec *rs, const uint64_t *idx, unsign
         v = v * rs->o.scale + rs->o.offset;
     }
     ref_store(dd, out, v);
-}
-
-/* Equal bits; NaNs of a floating output count as equal whatever their
- * payload, except where numpy fixes the bits (float32 -> float16). */
-static bool same_value(vt_dtype dd, const unsigned char *a, const unsigned char *b, bool exact_nan)
-{
-    size_t es = vt_dtype_size(dd);
-    if (memcmp(a, b, es) == 0)
-        return true;
-    if (!exact_nan && (dd == VT_F16 || dd == VT_BF16 || dd == VT_F32 || dd == VT_F64))
-        return isnan(ref_load(dd, a)) && isnan(ref_load(dd, b));
-    return false;
 }
 
 static void random_read(const vt_store *s, size_t c, rng *r, int iteration)
@@ -295,7 +262,7 @@ static void random_read(const vt_store *s, size_t c, rng *r, int iteration)
             o += (int64_t)idx[d] * rs.strides[d];
         unsigned char want[8];
         ref_voxel(c, &rs, idx, want);
-        if (!same_value(dd, out + o * (int64_t)des, want, exact_nan)) {
+        if (!tu_same_value(dd, out + o * (int64_t)des, want, exact_nan)) {
             char pos[128];
             size_t p = 0;
             for (int d = 0; d < nd; d++)

@@ -9,6 +9,7 @@
 #include <check.h>
 #include <dirent.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -251,6 +252,39 @@ static inline void ref_store(vt_dtype dt, void *p, double v)
     case VT_F64: memcpy(p, &v, 8); break;
     default: break;
     }
+}
+
+/* Array index for coordinate i, computed the slow way: numpy's "reflect"
+ * folds the index back and forth until it lands inside. -1: constant pad. */
+static inline int64_t tu_ref_map(int64_t i, int64_t n, vt_pad pad)
+{
+    if (i >= 0 && i < n)
+        return i;
+    if (pad == VT_PAD_CONSTANT)
+        return -1;
+    if (pad == VT_PAD_EDGE)
+        return i < 0 ? 0 : n - 1;
+    if (n == 1)
+        return 0;
+    while (i < 0 || i >= n) {
+        if (i < 0)
+            i = -i;
+        if (i >= n)
+            i = 2 * (n - 1) - i;
+    }
+    return i;
+}
+
+/* Equal bits; NaNs of a floating output count as equal whatever their
+ * payload, except where numpy fixes the bits (float32 -> float16). */
+static inline bool tu_same_value(vt_dtype dd, const unsigned char *a, const unsigned char *b, bool exact_nan)
+{
+    size_t es = vt_dtype_size(dd);
+    if (memcmp(a, b, es) == 0)
+        return true;
+    if (!exact_nan && (dd == VT_F16 || dd == VT_BF16 || dd == VT_F32 || dd == VT_F64))
+        return isnan(ref_load(dd, a)) && isnan(ref_load(dd, b));
+    return false;
 }
 
 static inline int tu_run(Suite *s)
