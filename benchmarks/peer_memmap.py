@@ -20,25 +20,15 @@ strided cast releases the GIL, so they overlap), as bench_read --threads 2.
 Last line: RESULT peer=numpy_memmap threads=1 cold=0 patches_per_s=... p50_ms=... p99_ms=... peak_anon_mib=...
 """
 import argparse
-import ctypes
 import gc
-import mmap
-import os
 import statistics
 import threading
 import time
 
 import numpy as np
 
-M64 = (1 << 64) - 1
-
-
-def splitmix64(state):
-    state = (state + 0x9E3779B97F4A7C15) & M64
-    z = state
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
-    return state, z ^ (z >> 31)
+# the page-cache helpers, percentiles and the position generator are compare.py's
+from compare import evict, pct, resident_pct, splitmix64, warm  # noqa: E402
 
 
 def positions(shape, size, n, seed):
@@ -61,56 +51,6 @@ def rss_anon_kib():
             if line.startswith("RssAnon:"):
                 return int(line.split()[1])
     return -1
-
-
-def evict(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-
-
-def warm(path):
-    with open(path, "rb", buffering=0) as f:
-        while f.read(8 << 20):
-            pass
-
-
-def pct(sorted_v, q):
-    k = max(1, min(len(sorted_v), int(np.ceil(q / 100.0 * len(sorted_v)))))
-    return sorted_v[k - 1]
-
-
-def resident_pct(path):
-    """Percentage of the file's pages in the page cache (mincore on a fresh mapping), or -1."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                          ctypes.c_int, ctypes.c_long]
-    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
-    size = os.path.getsize(path)
-    if size == 0:
-        return -1.0
-    pg = os.sysconf("SC_PAGE_SIZE")
-    npages = (size + pg - 1) // pg
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
-        if addr in (None, ctypes.c_void_p(-1).value):
-            return -1.0
-        try:
-            vec = ctypes.create_string_buffer(npages)
-            if libc.mincore(addr, size, vec) != 0:
-                return -1.0
-            res = np.frombuffer(vec.raw, np.uint8, npages) & 1
-            return 100.0 * float(res.sum()) / npages
-        finally:
-            libc.munmap(addr, size)
-    finally:
-        os.close(fd)
 
 
 def run_once(arr, pos, size, threads):
