@@ -86,13 +86,8 @@ typedef struct nrrd_hdr {
  * its length, 0 at the end, -1 when too long. */
 static int next_token(const char **p, char *tok, size_t cap)
 {
-    const char *s = *p;
-    while (vt__text_space(*s))
-        s++;
-    size_t n = 0;
-    while (s[n] && !vt__text_space(s[n]))
-        n++;
-    *p = s + n;
+    const char *s;
+    size_t n = vt__text_token(p, &s);
     if (n >= cap)
         return -1;
     memcpy(tok, s, n);

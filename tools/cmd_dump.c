@@ -125,6 +125,22 @@ static const char *hex64(uint64_t v, char *buf, size_t n)
     return buf;
 }
 
+/* The row of a checksum field: "ok" or what [off, off+len) hashes to when the
+ * region is valid (checkable), "-" when it is not. */
+static void checksum_row(const rawfile *f, uint64_t at, const char *field, uint64_t want, bool checkable,
+                         uint64_t off, uint64_t len, const char *what)
+{
+    char v[40], c[96];
+    hex64(want, v, sizeof v);
+    if (!checkable) {
+        row(at, 8, field, v, "-");
+        return;
+    }
+    uint64_t x = XXH3_64bits(f->map + off, (size_t)len);
+    snprintf(c, sizeof c, "MISMATCH: %s hashes to 0x%016" PRIx64, what, x);
+    row(at, 8, field, v, x == want ? "ok" : c);
+}
+
 static void dump_direntry(const rawfile *f, uint64_t at, uint32_t i)
 {
     const unsigned char *e = f->map + at;
@@ -194,24 +210,14 @@ static void dump_direntry(const rawfile *f, uint64_t at, uint32_t i)
     snprintf(v, sizeof v, "%" PRIu64, is);
     snprintf(c, sizeof c, "must be ntiles x 40 = %" PRIu64, nt <= UINT64_MAX / 40 ? nt * 40 : 0);
     row(at + 168, 8, "index_size", v, nt <= UINT64_MAX / 40 && is == nt * 40 ? "ok" : c);
-    if (iok) {
-        uint64_t h = XXH3_64bits(f->map + io, (size_t)is);
-        snprintf(c, sizeof c, "MISMATCH: the index hashes to 0x%016" PRIx64, h);
-        row(at + 176, 8, "index_checksum", hex64(ic, v, sizeof v), h == ic ? "ok" : c);
-    } else
-        row(at + 176, 8, "index_checksum", hex64(ic, v, sizeof v), "-");
+    checksum_row(f, at + 176, "index_checksum", ic, iok, io, is, "the index");
     uint64_t lo = ld64(e + 184), ls = ld64(e + 192), lc = ld64(e + 200);
     bool lok2 = ls == 0 ? lo == 0 && lc == 0 : region_ok(f, lo, ls) && lo % 8 == 0;
     snprintf(v, sizeof v, "%" PRIu64, lo);
     row(at + 184, 8, "labels_offset", v, lok2 ? "ok" : "outside the file, not 8-aligned, or set without a size");
     snprintf(v, sizeof v, "%" PRIu64 "%s", ls, ls ? "" : " (no label index)");
     row(at + 192, 8, "labels_size", v, "-");
-    if (ls && lok2) {
-        uint64_t h = XXH3_64bits(f->map + lo, (size_t)ls);
-        snprintf(c, sizeof c, "MISMATCH: the label index hashes to 0x%016" PRIx64, h);
-        row(at + 200, 8, "labels_checksum", hex64(lc, v, sizeof v), h == lc ? "ok" : c);
-    } else
-        row(at + 200, 8, "labels_checksum", hex64(lc, v, sizeof v), "-");
+    checksum_row(f, at + 200, "labels_checksum", lc, ls && lok2, lo, ls, "the label index");
     bool rz = true;
     for (int k = 208; k < 256; k++)
         rz &= e[k] == 0;
@@ -250,24 +256,14 @@ static int dump_header(const rawfile *f)
     snprintf(v, sizeof v, "%" PRIu64, dsz);
     snprintf(c, sizeof c, "must be narrays x 256 = %" PRIu64, (uint64_t)narrays * DIRENT);
     row(40, 8, "dir_size", v, dsz == (uint64_t)narrays * DIRENT ? "ok" : c);
-    if (dok) {
-        uint64_t x = XXH3_64bits(f->map + doff, (size_t)dsz);
-        snprintf(c, sizeof c, "MISMATCH: the directory hashes to 0x%016" PRIx64, x);
-        row(48, 8, "dir_checksum", hex64(dck, v, sizeof v), x == dck ? "ok" : c);
-    } else
-        row(48, 8, "dir_checksum", hex64(dck, v, sizeof v), "-");
+    checksum_row(f, 48, "dir_checksum", dck, dok, doff, dsz, "the directory");
     uint64_t moff = ld64(h + 56), msz = ld64(h + 64), mck = ld64(h + 72);
     bool mok = region_ok(f, moff, msz) && moff % 8 == 0;
     snprintf(v, sizeof v, "%" PRIu64, moff);
     row(56, 8, "meta_offset", v, mok ? "ok" : "outside the file or not 8-aligned");
     snprintf(v, sizeof v, "%" PRIu64, msz);
     row(64, 8, "meta_size", v, msz >= 8 && msz % 8 == 0 ? "ok" : "must be >= 8 and a multiple of 8");
-    if (mok) {
-        uint64_t x = XXH3_64bits(f->map + moff, (size_t)msz);
-        snprintf(c, sizeof c, "MISMATCH: the metadata hashes to 0x%016" PRIx64, x);
-        row(72, 8, "meta_checksum", hex64(mck, v, sizeof v), x == mck ? "ok" : c);
-    } else
-        row(72, 8, "meta_checksum", hex64(mck, v, sizeof v), "-");
+    checksum_row(f, 72, "meta_checksum", mck, mok, moff, msz, "the metadata");
     snprintf(v, sizeof v, "%u", narrays);
     row(80, 4, "narrays", v, narrays >= 1 ? "ok" : "must be >= 1");
     uint32_t wv = ld32(h + 84);
