@@ -356,8 +356,9 @@ VT_API int vt_verify_array(const vt_array *array, uint64_t *bad_tile);
  * threads (the store is safe to share).
  * @param array  the array.
  * @param tile   tile number, 0 .. ntiles-1 (C order over the tile grid).
- * @return 0; VT_ERANGE (no such tile); VT_ECORRUPT (vt_errmsg() names the
- *         array, the tile number and coordinates, and what differs); VT_ENOMEM.
+ * @return 0; VT_EINVAL (NULL array); VT_ERANGE (no such tile); VT_ECORRUPT
+ *         (vt_errmsg() names the array, the tile number and coordinates, and
+ *         what differs); VT_ENOMEM.
  */
 VT_API int vt_verify_tile(const vt_array *array, uint64_t tile);
 
