@@ -26,6 +26,11 @@
 #include <unistd.h>
 
 #define AUTO_SAMPLE_TILES 8
+/* Encoded tiles are gathered per thread and appended with one pwrite per
+ * WRITE_BATCH bytes: one small write per tile made the threads queue on the
+ * file's inode lock and had the kernel zero partial pages (issue 3's
+ * conversion benchmark, docs/performance.md). */
+#define WRITE_BATCH ((size_t)1 << 20)
 
 enum { TILE_UNTOUCHED = 0, TILE_PENDING = 1, TILE_DONE = 2 };
 
@@ -56,11 +61,22 @@ typedef struct job {
     unsigned char *buf;
 } job;
 
+/* A tile waiting in a write batch: where its bytes start in the batch. */
+typedef struct batched {
+    struct warray *a;
+    uint64_t tile;
+    size_t at;
+} batched;
+
 /* Buffers of one encoding thread. */
 typedef struct scratch {
     vt_codec_ctx ctx;
     unsigned char *shuf, *out1, *out2;
     size_t shuf_cap, out_cap;
+    unsigned char *batch; /* encoded tiles not yet written, WRITE_BATCH bytes */
+    size_t batch_len;
+    batched *held;        /* the tiles in it */
+    size_t nheld, held_cap;
 } scratch;
 
 struct vt_writer {
@@ -83,6 +99,7 @@ struct vt_writer {
     int idle;          /* workers waiting for a job */
     int space_waiter;  /* the writing thread waits for room in the queue */
     int stop;
+    int abandon;         /* vt_writer_free: drop the batches instead of writing them */
     int err;             /* first worker error, guarded by mtx */
     char errmsg[512];
     scratch inline_scratch;
@@ -156,6 +173,8 @@ static void scratch_free(scratch *s)
     free(s->shuf);
     free(s->out1);
     free(s->out2);
+    free(s->batch);
+    free(s->held);
     memset(s, 0, sizeof *s);
 }
 
@@ -261,7 +280,65 @@ static int encode_tile(vt_writer *w, scratch *s, warray *a, unsigned char *raw, 
     return 0;
 }
 
-/* Encode tile @p t of @p a held in @p raw and append it to the file. */
+/* Append @p len bytes at the end of the file; their offset in @p off. */
+static int append(vt_writer *w, const unsigned char *bytes, size_t len, uint64_t *off)
+{
+    pthread_mutex_lock(&w->mtx);
+    *off = w->end;
+    w->end += len;
+    pthread_mutex_unlock(&w->mtx);
+    int r = vt__pwrite_all(w->tf.fd, bytes, len, *off);
+    if (r < 0)
+        return vt__fail(w, vt__errno_code(-r), "%s: cannot write tile data: %s", w->path,
+                        strerror(-r));
+    return 0;
+}
+
+/* Write the batch of @p s and give its tiles their offsets. */
+static int flush_batch(vt_writer *w, scratch *s)
+{
+    if (s->batch_len == 0)
+        return 0;
+    uint64_t off;
+    int rc = append(w, s->batch, s->batch_len, &off);
+    if (rc == 0)
+        for (size_t i = 0; i < s->nheld; i++)
+            s->held[i].a->tiles[s->held[i].tile].offset = off + s->held[i].at;
+    s->batch_len = 0;
+    s->nheld = 0;
+    return rc;
+}
+
+/* Put the @p len bytes of tile @p t in the batch of @p s (written when full). */
+static int batch_tile(vt_writer *w, scratch *s, warray *a, uint64_t t, const unsigned char *bytes,
+                      size_t len)
+{
+    if (s->batch_len + len > WRITE_BATCH) {
+        int rc = flush_batch(w, s);
+        if (rc)
+            return rc;
+    }
+    if (s->batch == NULL && (s->batch = vt__malloc(WRITE_BATCH)) == NULL)
+        return vt__fail(w, VT_ENOMEM, "%s: out of memory for a write buffer", w->path);
+    if (s->nheld == s->held_cap) {
+        size_t cap = s->held_cap ? 2 * s->held_cap : 256;
+        batched *n = vt__malloc(cap * sizeof *n);
+        if (n == NULL)
+            return vt__fail(w, VT_ENOMEM, "%s: out of memory for a write buffer", w->path);
+        if (s->nheld)
+            memcpy(n, s->held, s->nheld * sizeof *n);
+        free(s->held);
+        s->held = n;
+        s->held_cap = cap;
+    }
+    memcpy(s->batch + s->batch_len, bytes, len);
+    s->held[s->nheld++] = (batched){a, t, s->batch_len};
+    s->batch_len += len;
+    return 0;
+}
+
+/* Encode tile @p t of @p a held in @p raw and queue its bytes for the file:
+ * its offset is set when its batch is written (flush_batch). */
 static int store_tile(vt_writer *w, scratch *s, warray *a, uint64_t t, unsigned char *raw)
 {
     uint64_t c[VT_MAX_DIMS], ext[VT_MAX_DIMS];
@@ -277,18 +354,14 @@ static int store_tile(vt_writer *w, scratch *s, warray *a, uint64_t t, unsigned 
         return vt__fail(w, rc, "%s: array '%s' tile %s: cannot encode (%s)", w->path, a->ent.name,
                         cs, vt_strerror(rc));
     }
-    if (len > 0) {
-        pthread_mutex_lock(&w->mtx);
-        uint64_t off = w->end;
-        w->end += len;
-        pthread_mutex_unlock(&w->mtx);
-        int r = vt__pwrite_all(w->tf.fd, bytes, len, off);
-        if (r < 0)
-            return vt__fail(w, vt__errno_code(-r), "%s: cannot write tile data: %s", w->path,
-                            strerror(-r));
-        e.offset = off;
-    }
     a->tiles[t] = e;
+    if (len > WRITE_BATCH / 2) { /* a big tile goes straight to the file */
+        rc = append(w, bytes, len, &a->tiles[t].offset);
+        if (rc)
+            return rc;
+    } else if (len > 0 && (rc = batch_tile(w, s, a, t, bytes, len)) != 0) {
+        return rc;
+    }
     if (a->hist) {
         rc = vt__label_hist((vt_dtype)a->ent.dtype, raw, rawsize / a->es, &a->hist[t]);
         if (rc)
@@ -334,7 +407,19 @@ static void *worker_main(void *arg)
         if (w->qlen == 0 && w->busy == 0)
             pthread_cond_broadcast(&w->cv_idle);
     }
+    /* the tiles still in this thread's batch: written unless the writer failed
+     * or is being abandoned (its temporary file is then removed anyway) */
+    int flush = !w->err && !w->abandon;
     pthread_mutex_unlock(&w->mtx);
+    int rc = flush ? flush_batch(w, &s) : 0;
+    if (rc) {
+        pthread_mutex_lock(&w->mtx);
+        if (!w->err) {
+            w->err = rc;
+            snprintf(w->errmsg, sizeof w->errmsg, "%s", vt__errmsg(w));
+        }
+        pthread_mutex_unlock(&w->mtx);
+    }
     scratch_free(&s);
     return NULL;
 }
@@ -678,6 +763,18 @@ static pending *pending_new(const warray *a, uint64_t voxels)
     return p;
 }
 
+/* Advance @p idx over [lo, hi) on axes 0..n-1, the last fastest; false when
+ * it wraps around (every index visited). */
+static bool next_index(uint64_t *idx, const uint64_t *lo, const uint64_t *hi, int n)
+{
+    for (int d = n - 1; d >= 0; d--) {
+        if (++idx[d] < hi[d])
+            return true;
+        idx[d] = lo[d];
+    }
+    return false;
+}
+
 /* Walk the rows of the part [lo, hi) of tile @p c (extents @p ext) inside
  * box (start, size). With @p dst: copy each row of @p data there and mark it
  * in @p bits (when given). Without: return false if a row already has a
@@ -704,13 +801,7 @@ static bool copy_rows(const warray *a, const uint64_t *c, const uint64_t *ext, c
             memcpy(at, idx, sizeof idx);
             return false;
         }
-        int d = nd - 2;
-        for (; d >= 0; d--) {
-            if (++idx[d] < hi[d])
-                break;
-            idx[d] = lo[d];
-        }
-        if (d < 0)
+        if (!next_index(idx, lo, hi, nd - 1))
             return true;
     }
 }
@@ -771,6 +862,73 @@ static int write_into_tile(vt_writer *w, warray *a, uint64_t t, const uint64_t *
     return 0;
 }
 
+#define ROW_TILES 64                 /* tiles filled together by write_tile_row() */
+#define ROW_BYTES ((uint64_t)16 << 20) /* ... holding at most this many bytes */
+
+/* The tiles lo..hi (at most ROW_TILES) along the last axis whose other tile
+ * coordinates are @p tc, when the box covers them whole and none is started:
+ * allocate them all and fill them row by row, so that each row of the box is
+ * read once, front to back. (Filling one tile after the other read the box in
+ * short strided pieces, and the copy ran at memory latency: half the
+ * converter's main thread.) Returns 1 when done, 0 when the tiles need
+ * write_into_tile(), or an error. */
+static int write_tile_row(vt_writer *w, warray *a, const uint64_t *tc, uint64_t lo, uint64_t hi,
+                          const uint64_t *start, const uint64_t *size, const unsigned char *data)
+{
+    int nd = a->ent.ndim, last = nd - 1;
+    size_t es = a->es;
+    uint64_t n = hi - lo + 1, c[VT_MAX_DIMS], ext[VT_MAX_DIMS], t0 = 0;
+    memcpy(c, tc, sizeof c);
+    c[last] = hi; /* the last tile: the only one that may be narrower */
+    uint64_t vox = tile_extent(a, c, ext);
+    if (n < 2 || n > ROW_TILES || n * vox * es > ROW_BYTES)
+        return 0;
+    for (int d = 0; d < nd; d++) { /* do the tiles lie inside the box? */
+        uint64_t from = (d == last ? lo : c[d]) * a->ent.tile[d];
+        if (from < start[d] || c[d] * a->ent.tile[d] + ext[d] > start[d] + size[d])
+            return 0;
+        t0 = t0 * a->grid[d] + (d == last ? lo : c[d]);
+    }
+    for (uint64_t k = 0; k < n; k++)
+        if (a->state[t0 + k] != TILE_UNTOUCHED)
+            return 0;
+    uint64_t rows = vox / ext[last];
+    size_t tw = (size_t)a->ent.tile[last] * es, lastw = (size_t)ext[last] * es;
+    unsigned char *bufs[ROW_TILES];
+    for (uint64_t k = 0; k < n; k++) {
+        if ((bufs[k] = vt__malloc((size_t)rows * (k + 1 < n ? tw : lastw))) == NULL) {
+            while (k-- > 0)
+                free(bufs[k]);
+            return fail_hard(w, VT_ENOMEM, "out of memory for a tile buffer");
+        }
+    }
+    uint64_t idx[VT_MAX_DIMS], rlo[VT_MAX_DIMS], rhi[VT_MAX_DIMS];
+    for (int d = 0; d < last; d++) {
+        rlo[d] = idx[d] = c[d] * a->ent.tile[d];
+        rhi[d] = rlo[d] + ext[d];
+    }
+    size_t first = (size_t)(lo * a->ent.tile[last] - start[last]) * es;
+    for (uint64_t r = 0;; r++) {
+        uint64_t boff = 0;
+        for (int d = 0; d < last; d++)
+            boff = boff * size[d] + (idx[d] - start[d]);
+        const unsigned char *src = data + boff * size[last] * es + first;
+        for (uint64_t k = 0; k + 1 < n; k++)
+            memcpy(bufs[k] + r * tw, src + k * tw, tw);
+        memcpy(bufs[n - 1] + r * lastw, src + (n - 1) * tw, lastw);
+        if (!next_index(idx, rlo, rhi, last))
+            break;
+    }
+    int rc = 0;
+    for (uint64_t k = 0; k < n; k++) {
+        if (rc == 0)
+            rc = submit(w, a, t0 + k, bufs[k]);
+        else
+            free(bufs[k]);
+    }
+    return rc ? rc : 1;
+}
+
 int vt_writer_write(vt_writer *w, int id, const uint64_t *start, const uint64_t *size,
                     const void *data)
 {
@@ -799,14 +957,27 @@ int vt_writer_write(vt_writer *w, int id, const uint64_t *start, const uint64_t 
     uint64_t tc[VT_MAX_DIMS];
     memcpy(tc, tlo, sizeof tc);
     for (;;) {
-        uint64_t t = 0;
-        for (int d = 0; d < nd; d++)
-            t = t * a->grid[d] + tc[d];
-        rc = write_into_tile(w, a, t, start, size, data);
-        if (rc) {
-            w->state = 1;
-            return rc;
+        if ((tc[nd - 1] - tlo[nd - 1]) % ROW_TILES == 0) {
+            uint64_t hi = thi[nd - 1] - tc[nd - 1] < ROW_TILES ? thi[nd - 1] : tc[nd - 1] + ROW_TILES - 1;
+            rc = write_tile_row(w, a, tc, tc[nd - 1], hi, start, size, data);
+            if (rc < 0) {
+                w->state = 1;
+                return rc;
+            }
+            if (rc == 1)
+                tc[nd - 1] = hi;
         }
+        if (rc != 1) {
+            uint64_t t = 0;
+            for (int d = 0; d < nd; d++)
+                t = t * a->grid[d] + tc[d];
+            rc = write_into_tile(w, a, t, start, size, data);
+            if (rc) {
+                w->state = 1;
+                return rc;
+            }
+        }
+        rc = 0;
         int d = nd - 1;
         for (; d >= 0; d--) {
             if (++tc[d] <= thi[d])
@@ -995,7 +1166,17 @@ int vt_writer_finalize(vt_writer *w)
         w->state = 1;
         return rc;
     }
+    /* the workers write their last batches as they exit */
     stop_workers(w);
+    if (w->err) {
+        w->state = 1;
+        return vt__fail(w, w->err, "%s", w->errmsg);
+    }
+    rc = flush_batch(w, &w->inline_scratch);
+    if (rc) {
+        w->state = 1;
+        return rc;
+    }
 
     uint64_t off = (w->end + 7u) & ~UINT64_C(7);
     vt_hdr h;
@@ -1038,6 +1219,9 @@ void vt_writer_free(vt_writer *w)
 {
     if (w == NULL)
         return;
+    pthread_mutex_lock(&w->mtx);
+    w->abandon = 1;
+    pthread_mutex_unlock(&w->mtx);
     stop_workers(w);
     /* jobs never taken by a worker still own their buffers */
     while (w->qlen > 0) {

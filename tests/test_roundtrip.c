@@ -26,6 +26,10 @@ static const shape_case shapes[] = {
     {4, {2, 11, 7, 13}, {1, 4, 4, 4}},
     {4, {1, 23, 29, 31}, {0}},          /* default tiles, primes */
     {5, {2, 2, 3, 5, 7}, {1, 2, 2, 2, 3}},
+    /* more tiles along the last axis than the writer fills at once (64), the
+     * last one narrower */
+    {4, {1, 5, 3, 1100}, {1, 2, 2, 16}},
+    {2, {3, 700}, {2, 8}},
 };
 
 /* The documented default tile: 16 on the last three axes, 1 before them;
