@@ -33,6 +33,7 @@ typedef struct hdr {
     unsigned char b[544];
     const layout *l;
     bool swap;
+    bool widen; /* 64-bit integers in the source, stored narrowed to 32 bits */
 } hdr;
 
 static void put_int(hdr *h, size_t off, int64_t v, int width)
@@ -196,8 +197,15 @@ static int make_header(const vt_store *s, const vt_array_info *ai, vt_dtype out_
     for (int i = 0; i < 8; i++)
         put_int(h, l->dim + (size_t)(iw * i), dims[i], iw);
     int code = nifti_code(out_dt);
+    if (from_source) { /* int64/uint64 sources were narrowed (values checked): widen back */
+        uint16_t src_code = vt__ld16(h->b + l->datatype);
+        src_code = h->swap ? __builtin_bswap16(src_code) : src_code;
+        h->widen = (src_code == 1024 && out_dt == VT_I32) || (src_code == 1280 && out_dt == VT_U32);
+        if (h->widen)
+            code = src_code;
+    }
     put_int(h, l->datatype, code, 2);
-    put_int(h, l->bitpix, (int64_t)(8 * vt_dtype_size(out_dt)), 2);
+    put_int(h, l->bitpix, (int64_t)(8 * vt_dtype_size(out_dt)) * (h->widen ? 2 : 1), 2);
     /* scaling: the header's own fields stay when they still hold (raw values
      * with their slope, or no scaling at all); cleared when the store holds
      * scaled values or labels */
@@ -336,7 +344,7 @@ int vt_export_nifti(const char *store_path, const char *array, const char *out)
     if (wrote && pad)
         wrote = gzwrite(g, zeros, (unsigned)pad) == (int)pad;
     /* data, volume by volume, in slabs of z */
-    size_t es = vt_dtype_size(dt);
+    size_t es = vt_dtype_size(dt) * (h.widen ? 2 : 1); /* bytes per voxel in the file */
     uint64_t slice = ai.shape[2] * ai.shape[3];
     uint64_t step = slice * es >= (16u << 20) ? 1 : (16u << 20) / (slice * es);
     unsigned char *buf = vt__malloc((size_t)(step * slice * es));
@@ -357,6 +365,10 @@ int vt_export_nifti(const char *store_path, const char *array, const char *out)
                 break;
             }
             uint64_t n = nz * slice;
+            for (uint64_t i = n; h.widen && i-- > 0;) { /* in place, from the end */
+                uint32_t v = vt__ld32(buf + 4 * i);
+                vt__st64(buf + 8 * i, dt == VT_I32 ? (uint64_t)(int64_t)(int32_t)v : v);
+            }
             if (h.swap)
                 for (uint64_t i = 0; i < n; i++) {
                     unsigned char *e = buf + i * es;

@@ -89,13 +89,16 @@ static int descr_dtype(const char *d, vt_npy *n)
     static const struct {
         const char *code;
         vt_dtype dt;
-    } map[] = {{"u1", VT_U8}, {"b1", VT_U8}, {"i1", VT_I8},  {"u2", VT_U16}, {"i2", VT_I16},
-               {"u4", VT_U32}, {"i4", VT_I32}, {"f2", VT_F16}, {"f4", VT_F32}, {"f8", VT_F64}};
+        size_t fes;
+    } map[] = {{"u1", VT_U8, 1}, {"b1", VT_U8, 1},  {"i1", VT_I8, 1},  {"u2", VT_U16, 2},
+               {"i2", VT_I16, 2}, {"u4", VT_U32, 4}, {"i4", VT_I32, 4}, {"f2", VT_F16, 2},
+               {"f4", VT_F32, 4}, {"f8", VT_F64, 8}, {"i8", VT_I32, 8}, {"u8", VT_U32, 8}};
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
         if (strcmp(t, map[i].code) == 0) {
             n->dtype = map[i].dt;
             n->es = vt_dtype_size(map[i].dt);
-            n->swap = order == '>' && n->es > 1;
+            n->fes = map[i].fes;
+            n->swap = order == '>' && n->fes > 1;
             return 0;
         }
     return -1;
@@ -176,7 +179,7 @@ int vt__npy_parse(const char *path, const unsigned char *buf, size_t len, uint64
         goto bad;
     if (descr_dtype(descr, n) != 0)
         return vt__fail(NULL, VT_EUNSUPPORTED,
-                        "%s: .npy dtype '%s' is not supported (u1 i1 u2 i2 u4 i4 f2 f4 f8 b1)", path,
+                        "%s: .npy dtype '%s' is not supported (u1 i1 u2 i2 u4 i4 u8 i8 f2 f4 f8 b1)", path,
                         descr);
     n->data_offset = hstart + hlen;
     uint64_t count = 1;
@@ -186,7 +189,7 @@ int vt__npy_parse(const char *path, const unsigned char *buf, size_t len, uint64
         if (!vt__mul_ok(count, n->shape[d], &count))
             return vt__fail(NULL, VT_EFORMAT, "%s: .npy shape overflows", path);
     }
-    if (!vt__mul_ok(count, n->es, &n->data_bytes))
+    if (!vt__mul_ok(count, n->fes, &n->data_bytes))
         return vt__fail(NULL, VT_EFORMAT, "%s: .npy shape overflows", path);
     uint64_t need;
     if (!vt__add_ok(n->data_offset, n->data_bytes, &need) || need != file_size)
@@ -236,22 +239,50 @@ void vt__npy_close(vt_npy *n)
         vt__close(n->fd);
         n->fd = -1;
     }
+    if (n) {
+        free(n->wide);
+        n->wide = NULL;
+        n->wide_cap = 0;
+    }
+}
+
+/* Narrow @p count 64-bit integers at @p src (host order) into 32-bit ones at @p dst. */
+static int narrow(const vt_npy *n, const unsigned char *src, size_t count, unsigned char *dst)
+{
+    for (size_t i = 0; i < count; i++) {
+        uint64_t v = vt__ld64(src + 8 * i);
+        if (n->dtype == VT_I32 && ((int64_t)v < INT32_MIN || (int64_t)v > INT32_MAX))
+            return vt__fail(NULL, VT_ERANGE, "%s: int64 value %lld does not fit int32 (the store's widest integer)",
+                            n->path, (long long)v);
+        if (n->dtype == VT_U32 && v > UINT32_MAX)
+            return vt__fail(NULL, VT_ERANGE, "%s: uint64 value %llu does not fit uint32 (the store's widest integer)",
+                            n->path, (unsigned long long)v);
+        vt__st32(dst + 4 * i, (uint32_t)v);
+    }
+    return 0;
 }
 
 int vt__npy_read(vt_npy *n, uint64_t off, void *buf, size_t len)
 {
-    int r = vt__pread_all(n->fd, buf, len, n->data_offset + off);
+    size_t ratio = n->fes / n->es, flen = len * ratio;
+    unsigned char *into = buf;
+    if (ratio > 1) {
+        if (vt__grow(&n->wide, &n->wide_cap, flen))
+            return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", n->path);
+        into = n->wide;
+    }
+    int r = vt__pread_all(n->fd, into, flen, n->data_offset + off * ratio);
     if (r < 0)
         return vt__fail(NULL, vt__errno_code(-r), "%s: cannot read: %s", n->path,
                         r == -EIO ? "unexpected end of file" : strerror(-r));
     if (n->swap) {
-        unsigned char *p = buf;
-        for (size_t i = 0; i + n->es <= len; i += n->es)
-            for (size_t a = 0, b = n->es - 1; a < b; a++, b--) {
+        unsigned char *p = into;
+        for (size_t i = 0; i + n->fes <= flen; i += n->fes)
+            for (size_t a = 0, b = n->fes - 1; a < b; a++, b--) {
                 unsigned char t = p[i + a];
                 p[i + a] = p[i + b];
                 p[i + b] = t;
             }
     }
-    return 0;
+    return ratio > 1 ? narrow(n, into, len / n->es, buf) : 0;
 }

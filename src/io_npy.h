@@ -10,7 +10,10 @@ typedef struct vt_npy {
     const char *path;
     int fd;
     vt_dtype dtype;
-    size_t es;
+    size_t es;     /* bytes per element as read (vt_dtype_size(dtype)) */
+    size_t fes;    /* bytes per element in the file: es, or 8 for int64/uint64 read narrowed */
+    unsigned char *wide; /* read buffer for narrowed elements */
+    size_t wide_cap;
     bool swap;     /* big-endian data */
     bool fortran;  /* Fortran (column-major) order */
     int ndim;
@@ -26,7 +29,10 @@ VT_INTERNAL void vt__npy_close(vt_npy *n);
 /* Parse a header from memory (the first @p len bytes of a file of @p file_size bytes). */
 VT_INTERNAL int vt__npy_parse(const char *path, const unsigned char *buf, size_t len,
                               uint64_t file_size, vt_npy *n);
-/* Read @p len bytes of data starting @p off bytes into the data, in host byte order. */
+/* Read @p len bytes of data starting @p off bytes into the data, in host byte
+ * order. Offsets and lengths count elements of n->es bytes: int64/uint64 files
+ * are read as int32/uint32 (the store's widest integers), every value checked
+ * to fit (VT_ERANGE naming the file and the value otherwise). */
 VT_INTERNAL int vt__npy_read(vt_npy *n, uint64_t off, void *buf, size_t len);
 
 #endif

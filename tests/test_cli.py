@@ -58,6 +58,31 @@ class CliTest(unittest.TestCase):
                     np.testing.assert_array_equal(got, expect, err_msg=f"{shape} {dt} fortran={fortran}")
                     self.assertEqual(got.dtype, expect.dtype)
 
+    def test_int64_npy_is_narrowed_when_the_values_fit(self):
+        # numpy's default integer: stored as int32/uint32 (the store's widest
+        # integers) when every value fits, else an error naming the value
+        for dt, stored, lo, hi, bad in (("<i8", np.int32, -(2**31), 2**31 - 1, -(2**31) - 1),
+                                        (">i8", np.int32, -(2**31), 2**31 - 1, 2**31),
+                                        ("<u8", np.uint32, 0, 2**32 - 1, 2**32),
+                                        (">u8", np.uint32, 0, 2**32 - 1, 2**63 + 3)):
+            for fortran in (False, True):
+                with self.subTest(dtype=dt, fortran=fortran):
+                    a = self.rng.integers(lo, hi, (3, 5, 7), endpoint=True, dtype=np.int64 if "i" in dt else np.uint64)
+                    a.flat[0], a.flat[1] = lo, hi
+                    a = a.astype(dt)
+                    arr = np.asfortranarray(a) if fortran else a
+                    store = self.convert(arr, "w", "--tile", "2,2,3")
+                    got = self.extract(store, [0, 0, 0, 0], [1, 3, 5, 7])[0]
+                    self.assertEqual(got.dtype, stored)
+                    np.testing.assert_array_equal(got.astype(a.dtype.newbyteorder("=")), a)
+                    a.flat[-1] = bad
+                    np.save(self.path("bad.npy"), np.asfortranarray(a) if fortran else a)
+                    p = run("convert", self.path("bad.npy"), "-o", self.path("bad.vxt"), ok=False)
+                    self.assertEqual(p.returncode, 1)
+                    self.assertIn(f"voxtile: {self.path('bad.npy')}: {'u' if 'u' in dt else ''}int64 value {bad} does not fit",
+                                  p.stderr)
+                    self.assertFalse(os.path.exists(self.path("bad.vxt")))
+
     def test_npy_format_versions(self):
         a = self.rng.integers(-1000, 1000, (4, 5, 6)).astype(np.int16)
         for version in [(1, 0), (2, 0), (3, 0)]:
@@ -176,9 +201,9 @@ class CliTest(unittest.TestCase):
         write_bytes(bad, b"\x93NUMPY\x01\x00\x10\x00{'descr': <f4 }   \n")
         p = run("convert", bad, "-o", out, ok=False)
         self.assertIn(f"voxtile: {bad}: malformed .npy header", p.stderr)
-        np.save(self.path("i64.npy"), np.zeros((2, 2, 2), np.int64))
+        np.save(self.path("i64.npy"), np.array([[[0, 2**31]]], np.int64))
         p = run("convert", self.path("i64.npy"), "-o", out, ok=False)
-        self.assertIn("dtype '<i8' is not supported", p.stderr)
+        self.assertIn(f"voxtile: {self.path('i64.npy')}: int64 value 2147483648 does not fit int32", p.stderr)
         # truncated data
         a = np.zeros((4, 4, 4), np.float32)
         np.save(self.path("t.npy"), a)
