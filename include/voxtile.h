@@ -411,6 +411,22 @@ VT_API int vt_meta_at(const vt_store *store, size_t index, const char **key,
  */
 VT_API int vt_meta_get(const vt_store *store, const char *key, vt_meta_type *type,
                        const void **data, size_t *count);
+
+/**
+ * The intensity scaling of @p array's values, from a NIfTI source's
+ * `scl_slope`/`scl_inter` kept in the metadata ("scl_slope", "scl_inter", one
+ * float64 each; written by the converter when it stores raw values, the
+ * default). It applies to the image array "image" and its pyramid levels
+ * "image@K", never to "seg". The stored values are the raw ones: a reader that
+ * wants physical values (e.g. Hounsfield units) sets vt_read_opts.transform
+ * with scale = @p slope and offset = @p inter. The CLI and the Python package
+ * do that by default for floating output.
+ * @param array  the array.
+ * @param slope  receives the slope (1 when there is no scaling); may be NULL.
+ * @param inter  receives the intercept (0 when there is no scaling); may be NULL.
+ * @return 1 when the array has a scaling, 0 when it has none (or @p array is NULL).
+ */
+VT_API int vt_array_scaling(const vt_array *array, double *slope, double *inter);
 /**@}*/
 
 /* ------------------------------------------------------------------------- */

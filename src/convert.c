@@ -707,6 +707,20 @@ int vt_convert_images(const char *const *images, size_t nimages, const char *seg
     }
     if (scaling)
         j.img_dtype = promote(j.img_dtype, VT_F32);
+    /* raw values keep one scaling in the metadata: channels must share it */
+    for (size_t i = 1; i < nimages && !opts->apply_scaling; i++) {
+        const vt_source *a = j.img[0], *b = j.img[i];
+        bool sa = a->scl_slope != 0 && !(a->scl_slope == 1 && a->scl_inter == 0);
+        bool sb = b->scl_slope != 0 && !(b->scl_slope == 1 && b->scl_inter == 0);
+        if (sa != sb || (sa && (a->scl_slope != b->scl_slope || a->scl_inter != b->scl_inter))) {
+            rc = vt__fail(NULL, VT_EINVAL,
+                          "%s: scl_slope/scl_inter (%g, %g) differ from %s's (%g, %g): the channels of one "
+                          "array share one scaling; convert with --apply-scaling",
+                          images[i], sb ? b->scl_slope : 1, sb ? b->scl_inter : 0, images[0],
+                          sa ? a->scl_slope : 1, sa ? a->scl_inter : 0);
+            goto done;
+        }
+    }
     if (opts->dtype != VT_DTYPE_SAME)
         j.img_dtype = opts->dtype;
     if (j.seg)

@@ -549,6 +549,18 @@ int vt__nifti_open(const char *path, vt_source **out)
         if (rc)
             goto done;
     }
+    /* an uncompressed file must hold the voxels the header describes: said
+     * now, before a store the size of the header's claim is set up */
+    struct stat st;
+    const char *dpath = h.pair ? ipath : hpath;
+    uint64_t need;
+    if (gzdirect(g) && stat(dpath, &st) == 0 &&
+        (!vt__add_ok(vox_offset, total, &need) || need > (uint64_t)st.st_size)) {
+        rc = vt__fail(NULL, VT_EFORMAT,
+                      "%s: file truncated: the header describes %llu bytes of voxels from offset %llu, the file has %lld bytes",
+                      dpath, (unsigned long long)total, (unsigned long long)vox_offset, (long long)st.st_size);
+        goto done;
+    }
     im->gz = g;
     g = NULL;
     im->data_path = ipath;

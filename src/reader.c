@@ -666,3 +666,34 @@ int vt_meta_get(const vt_store *s, const char *key, vt_meta_type *type, const vo
         }
     return vt__fail(s, VT_ENOTFOUND, "%s: no metadata key '%s'", s->path, key);
 }
+
+int vt_array_scaling(const vt_array *a, double *slope, double *inter)
+{
+    if (slope)
+        *slope = 1;
+    if (inter)
+        *inter = 0;
+    if (a == NULL)
+        return 0;
+    const char *name = a->ent.name;
+    if (strcmp(name, "image") != 0 && strncmp(name, "image@", 6) != 0)
+        return 0;
+    double v[2];
+    const char *keys[2] = {"scl_slope", "scl_inter"};
+    for (int k = 0; k < 2; k++) {
+        const vt_meta *m = NULL;
+        for (size_t i = 0; i < a->store->nmeta && m == NULL; i++)
+            if (strcmp(a->store->meta[i].key, keys[k]) == 0)
+                m = &a->store->meta[i];
+        if (m == NULL || m->type != VT_META_F64 || m->nbytes != 8)
+            return 0;
+        v[k] = vt__load_f64(VT_F64, m->data);
+    }
+    if (!isfinite(v[0]) || !isfinite(v[1]) || v[0] == 0 || (v[0] == 1 && v[1] == 0))
+        return 0;
+    if (slope)
+        *slope = v[0];
+    if (inter)
+        *inter = v[1];
+    return 1;
+}

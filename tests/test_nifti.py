@@ -20,6 +20,7 @@ import numpy as np
 from cliutil import (CT, DATA, SEG, VOXTILE, StoreCase, csv, file_bytes, rotation, run,  # noqa: E402,F401
                      to_store, translation)
 import nibabel as nib
+from PIL import Image
 
 
 NATIVE_DTYPES = ["u1", "i1", "u2", "i2", "u4", "i4", "f4", "f8"]
@@ -198,6 +199,13 @@ class NiftiTest(StoreCase):
                     want = to_store(np.asarray(img.dataobj))
                     np.testing.assert_array_equal(got.astype(np.int64 if dt == "i8" else np.uint64), want)
                     self.check_geometry(p, info, img)
+                    # export widens back to the source's 64-bit datatype: same header, same voxels
+                    back = self.path(f"back_{tag}.nii")
+                    run("export", store, "-o", back)
+                    bimg = nib.load(back)
+                    self.assertEqual(bimg.get_data_dtype(), img.get_data_dtype())
+                    np.testing.assert_array_equal(np.asarray(bimg.dataobj), np.asarray(img.dataobj))
+                    self.assertEqual(bimg.header["bitpix"], 64)
                     for i, v in enumerate(bad):
                         b = data.copy()
                         b[2, 3, 1] = v
@@ -390,6 +398,12 @@ class NiftiTest(StoreCase):
                         self.assertAlmostEqual(meta["scl_slope"][0], float(img.dataobj.slope), places=12)
                         self.assertAlmostEqual(meta["scl_inter"][0], float(img.dataobj.inter), places=12)
                         self.check_geometry(p, info, img)
+                        # reading floats applies the scaling (nibabel's get_fdata); --raw does not
+                        shape = self.array_info(info, "image")["shape"]
+                        want = img.get_fdata(dtype=np.float64)
+                        np.testing.assert_array_equal(self.extract(store, shape, "--dtype", "float64"), to_store(want))
+                        np.testing.assert_array_equal(self.extract(store, shape, "--dtype", "float64", "--raw"),
+                                                      to_store(raw).astype(np.float64))
                         # applied: float32 as nibabel's get_fdata
                         want = img.get_fdata(dtype=np.float32)
                         self.assertEqual(want.dtype, np.float32)
@@ -400,6 +414,45 @@ class NiftiTest(StoreCase):
                         np.testing.assert_allclose(got, to_store(want), rtol=2e-7, atol=1e-6)
                         self.assertNotIn("scl_slope", info["metadata"])
                         self.assertNotIn("scl_inter", info["metadata"])
+
+    def test_scaling_is_applied_to_levels_and_preview_not_to_seg(self):
+        p, img, raw = self.scaled_file(nib.Nifti1Image, "<", 0.5, -1024.0, False, "scl")
+        seg = self.save(nib.Nifti1Image((raw > 0).astype(np.uint8), img.affine), "scl_seg.nii")
+        store = self.convert(p, "--seg", seg, "--levels", "1")
+        applied = self.convert(p, "--seg", seg, "--levels", "1", "--apply-scaling")
+        info, info_applied = self.info(store), self.info(applied)
+        for name in ("image", "image@1"):
+            shape = self.array_info(info, name)["shape"]
+            got = self.extract(store, shape, "--array", name, "--dtype", "float32")
+            raw_level = self.extract(store, shape, "--array", name)
+            np.testing.assert_array_equal(got, (raw_level.astype(np.float64) * 0.5 - 1024).astype(np.float32))
+            if name == "image":  # the stored level of applied values is filtered in float, not rounded
+                want = self.extract(applied, shape, "--array", name, "--dtype", "float32")
+                np.testing.assert_array_equal(got, want)
+        seg_shape = self.array_info(info, "seg")["shape"]
+        np.testing.assert_array_equal(self.extract(store, seg_shape, "--array", "seg", "--dtype", "float32"),
+                                      to_store((raw > 0).astype(np.float32)))
+        # preview draws physical values: the same picture as from the applied store
+        pics = []
+        for st in (store, applied):
+            out = self.path(f"pv{len(pics)}.png")
+            run("preview", st, "--window=-1024,1200", "-q", "-o", out)
+            with Image.open(out) as im:
+                pics.append(np.asarray(im.convert("RGB")))
+        self.assertGreater(len(np.unique(pics[0])), 8)  # not a flat picture
+        np.testing.assert_array_equal(pics[0], pics[1])
+        self.assertEqual(self.array_info(info_applied, "image")["dtype"], "float32")
+
+    def test_channels_with_different_scalings(self):
+        a, _, _ = self.scaled_file(nib.Nifti1Image, "<", 2.0, -100.0, False, "ch_a")
+        b, _, _ = self.scaled_file(nib.Nifti1Image, "<", 0.5, 3.0, False, "ch_b")
+        c, _, _ = self.scaled_file(nib.Nifti1Image, "<", 2.0, -100.0, False, "ch_c")
+        self.assert_fails([a, b], b, "differ from", "--apply-scaling")
+        info = self.info(self.convert([a, c]))  # the same scaling: kept, raw values
+        self.assertEqual(info["metadata"]["scl_slope"], [2.0])
+        got, _ = self.read_all(self.convert([a, b], "--apply-scaling"))
+        want = np.stack([nib.load(x).get_fdata(dtype=np.float32).transpose(2, 1, 0) for x in (a, b)])
+        np.testing.assert_allclose(got, want, rtol=2e-7, atol=1e-6)
 
     def test_scaling_with_dtype(self):
         p, img, raw = self.scaled_file(nib.Nifti1Image, "<", 2.0, -100.0, False, "scd")
@@ -786,6 +839,17 @@ class NiftiTest(StoreCase):
                 p = self.good_nii(f"dim2_{i}", nifti2=True)
                 self.patch(p, off, "q", v)
                 self.assert_fails(p, p, msg)
+        # sizes whose product overflows 64 bits, or is implausibly large (NIfTI-2)
+        for i, (v, msg) in enumerate([(2**40, r"dim sizes overflow"), (2**20, r"implausibly large")]):
+            with self.subTest(nifti2=True, dims=v):
+                p = self.good_nii(f"ovf{i}", nifti2=True)
+                self.patch(p, 24, "qqq", v, v, v)
+                self.assert_fails(p, p, msg)
+        # a NIfTI-1 header claiming far more voxels than the file holds: said
+        # before a store that size is set up, naming the input
+        p = self.good_nii("huge")
+        self.patch(p, 42, "hhh", 32767, 32767, 32767)
+        self.assert_fails(p, p, r"file truncated: the header describes 70362301923326 bytes")
         # the same header gzipped
         p = self.good_nii("dimgz")
         self.patch(p, 44, "h", 0)

@@ -27,6 +27,8 @@ static const char extract_help[] =
     "                          float16 float32 float64; default: stored)\n"
     "      --pad M             constant (default), edge or reflect\n"
     "      --pad-value V       value of constant padding (default 0)\n"
+    "      --raw               floating output keeps the stored values: no NIfTI\n"
+    "                          scl_slope/scl_inter applied (they are by default)\n"
     "  -o, --output FILE       .npy to write\n"
     "\n"
     "example: voxtile extract ct.vxt --start 0,-16,40,40 --size 1,64,64,64 --dtype float16 -o patch.npy\n";
@@ -53,8 +55,10 @@ int cmd_extract(int argc, char **argv)
         {"array", required_argument, 0, 'a'}, {"start", required_argument, 0, 's'},
         {"size", required_argument, 0, 'z'},  {"dtype", required_argument, 0, 'd'},
         {"pad", required_argument, 0, 'p'},   {"pad-value", required_argument, 0, 'v'},
-        {"output", required_argument, 0, 'o'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"output", required_argument, 0, 'o'}, {"raw", no_argument, 0, 'r'},
+        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     const char *name = NULL, *out = NULL;
+    bool raw = false;
     int64_t start[VT_MAX_DIMS], size[VT_MAX_DIMS];
     int nstart = -1, nsize = -1, c;
     vt_read_opts ro;
@@ -92,6 +96,7 @@ int cmd_extract(int argc, char **argv)
             break;
         }
         case 'o': out = optarg; break;
+        case 'r': raw = true; break;
         case 'h': fputs(extract_help, stdout); return 0;
         default: die_usage("extract: bad option");
         }
@@ -117,6 +122,10 @@ int cmd_extract(int argc, char **argv)
     vt_array_info ai;
     vt_array_info_get(a, &ai);
     vt_dtype dd = ro.dtype == VT_DTYPE_SAME ? ai.dtype : ro.dtype;
+    /* floating output of a scaled NIfTI image: physical values, as nibabel's get_fdata() */
+    bool floating = dd == VT_F16 || dd == VT_BF16 || dd == VT_F32 || dd == VT_F64;
+    if (floating && !raw && vt_array_scaling(a, &ro.scale, &ro.offset))
+        ro.transform = 1;
     const char *descr = npy_descr(dd);
     int nd = ai.ndim;
     if (nstart != nd || nsize != nd) {

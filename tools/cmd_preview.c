@@ -115,6 +115,8 @@ static int read_slice(const view *v, const vt_array *a, uint64_t k, double *out)
     vt_read_opts o;
     vt_read_opts_init(&o);
     o.dtype = VT_F64;
+    /* physical values (a scaled NIfTI's HU), which the windows assume */
+    o.transform = vt_array_scaling(a, &o.scale, &o.offset);
     return vt_read(a, start, size, &o, out);
 }
 
@@ -401,6 +403,12 @@ int cmd_preview(int argc, char **argv)
         v.width = ww;
     } else {
         double mn = isnan(v.ai.min) ? 0 : v.ai.min, mx = isnan(v.ai.max) ? 1 : v.ai.max;
+        double slope, inter;
+        if (vt_array_scaling(v.a, &slope, &inter)) { /* the range of the values drawn */
+            double a = mn * slope + inter, b = mx * slope + inter;
+            mn = a < b ? a : b;
+            mx = a < b ? b : a;
+        }
         v.lo = mn;
         v.width = mx > mn ? mx - mn : 1;
         wc = v.lo + v.width / 2;
