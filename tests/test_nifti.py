@@ -824,6 +824,42 @@ class NiftiTest(StoreCase):
         os.remove(self.path("lonely.img"))
         self.assert_fails(pr2, self.path("lonely.img"), r"cannot open")
 
+    def convert_on_tty(self, *opts):
+        """convert the CT with standard error on a pseudo-terminal; what it wrote there."""
+        import pty
+        import subprocess
+        master, slave = pty.openpty()
+        out = os.path.join(self.outdir(), "s.vxt")
+        p = subprocess.Popen([VOXTILE, "convert", CT, "-o", out, *opts], stdout=subprocess.DEVNULL, stderr=slave)
+        os.close(slave)
+        got = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            got += chunk
+        os.close(master)
+        self.assertEqual(p.wait(), 0)
+        self.assertTrue(os.path.exists(out))
+        return got.decode()
+
+    def test_progress_bar_only_on_a_terminal(self):
+        bar = self.convert_on_tty("-j", "1")
+        steps = re.findall(r"\r\[(=*) *\] +(\d+)%", bar)
+        self.assertGreaterEqual(len(steps), 2, repr(bar))
+        pcts = [int(p) for _, p in steps]
+        self.assertEqual(pcts, sorted(pcts))  # it only moves forward
+        self.assertEqual(pcts[-1], 100)
+        for fill, pct in steps:
+            self.assertEqual(len(fill), int(pct) // 4)
+        self.assertEqual(self.convert_on_tty("-q"), "")  # -q: nothing
+        p = run("convert", CT, "-o", os.path.join(self.outdir(), "s.vxt"))  # not a terminal: no bar
+        self.assertNotIn("\r", p.stderr)
+        self.assertNotIn("%", p.stderr)
+
     def test_bad_dims(self):
         cases = [(42, "h", 0, r"dim\[1\]"), (44, "h", -3, r"dim\[2\]"), (46, "h", 0, r"dim\[3\]"),
                  (40, "h", 0, r"dim\[0\]"), (40, "h", 8, r"dim\[0\]"), (40, "h", -1, r"dim\[0\]")]

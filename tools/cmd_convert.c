@@ -221,6 +221,8 @@ int cmd_convert(int argc, char **argv)
         die_usage("convert: expected at least one input image");
     if (out == NULL)
         die_usage("convert: -o OUT.vxt is required");
+    if (o.crop_mode == VT_CROP_LABEL && seg == NULL)
+        die_usage("convert: --crop-to-label needs --seg LABEL");
     if (o.codec == VT_CODEC_NONE)
         o.level = 0;
     int last = -1;
