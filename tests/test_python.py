@@ -523,6 +523,66 @@ class TestStoreBasics(unittest.TestCase):
             assert_same(self, st["image"][...], vol[:1])
             self.assertEqual(st.spacing, (1.0, 1.0, 1.0))
 
+    def test_error_classes(self):
+        """Missing files: FileNotFound (a voxtile.Error and a FileNotFoundError, errno ENOENT, the C message);
+        the library out of memory: OutOfMemory (a voxtile.Error and a MemoryError)."""
+        import errno
+        d = tmpdir()
+        missing = os.path.join(d, "missing.vxt")
+        nodir = os.path.join(d, "no-such-dir", "out.vxt")
+        calls = {"open": (lambda: voxtile.open(missing), missing),
+                 "probe": (lambda: voxtile.probe(missing + ".nii"), missing + ".nii"),
+                 "convert image": (lambda: voxtile.convert(missing + ".nii.gz", os.path.join(d, "o.vxt")),
+                                   missing + ".nii.gz"),
+                 "convert seg": (lambda: voxtile.convert(CT, os.path.join(d, "o.vxt"), seg=missing + ".nii"),
+                                 missing + ".nii"),
+                 "convert into a missing folder": (lambda: voxtile.convert(CT, nodir), os.path.dirname(nodir)),
+                 "export_nifti": (lambda: voxtile.export_nifti(missing, os.path.join(d, "o.nii")), missing),
+                 "Writer": (lambda: voxtile.Writer(nodir), os.path.dirname(nodir))}
+        for what, (call, path) in calls.items():
+            with self.assertRaises(FileNotFoundError, msg=what) as cm:
+                call()
+            e = cm.exception
+            self.assertIsInstance(e, voxtile.FileNotFound, what)
+            self.assertIsInstance(e, voxtile.Error, what)
+            self.assertEqual(e.errno, errno.ENOENT, what)
+            self.assertEqual(e.filename, path, what)
+            self.assertEqual(e.code, -1, what)  # VT_EIO
+            self.assertIn(os.path.basename(path), str(e), what)
+            self.assertNotIn("[Errno", str(e), what)  # the library's message, not OSError's format
+        self.assertEqual(sorted(os.listdir(d)), [], "nothing left behind")
+        # a file that exists but is no store is not a missing file
+        bad = os.path.join(d, "bad.vxt")
+        with open(bad, "wb") as f:
+            f.write(b"x" * 5000)
+        with self.assertRaises(voxtile.Error) as cm:
+            voxtile.open(bad)
+        self.assertNotIsInstance(cm.exception, FileNotFoundError)
+        with self.assertRaises(voxtile.Error) as cm:
+            voxtile.open(d)  # a folder
+        self.assertNotIsInstance(cm.exception, FileNotFoundError)
+        # VT_ENOMEM from the library: a converter whose 512 MiB slab does not fit under an address-space limit
+        raw = os.path.join(d, "big.raw")
+        with open(raw, "wb") as f:
+            f.truncate(16384 * 16384 * 2)  # sparse: no disk used
+        code = (
+            "import os, resource, voxtile\n"
+            "vm = [int(l.split()[1]) * 1024 for l in open('/proc/self/status') if l.startswith('VmSize:')][0]\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (vm + (96 << 20), vm + (96 << 20)))\n"
+            "try:\n"
+            f"    voxtile.convert({raw!r}, {os.path.join(d, 'big.vxt')!r}, threads=1,\n"
+            "                    raw={'shape': (1, 16384, 16384), 'dtype': 'int16'})\n"
+            "except voxtile.OutOfMemory as e:\n"
+            "    print('OutOfMemory', isinstance(e, MemoryError), isinstance(e, voxtile.Error), e.code, e)\n")
+        env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
+                   PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(voxtile.__file__))),
+                   VOXTILE_LIB=os.path.abspath(voxtile._lib._path))
+        p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertTrue(p.stdout.startswith("OutOfMemory True True -6 "), p.stdout + p.stderr)
+        self.assertIn("big.raw: out of memory", p.stdout)
+        self.assertEqual(sorted(os.listdir(d)), ["bad.vxt", "big.raw"], "nothing left behind")
+
     def test_closed_store(self):
         path = os.path.join(tmpdir(), "c.vxt")
         a = np.arange(60, dtype=np.float32).reshape(3, 4, 5)

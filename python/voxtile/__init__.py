@@ -11,14 +11,15 @@ A store is read through its memory map; reads release the GIL. Handles may
 be shared by threads, and survive fork() in DataLoader workers.
 """
 import ctypes
+import errno
 import os
 
 import numpy as np
 
 from . import _ffi
 
-__all__ = ["open", "Store", "Array", "Error", "InvalidArgument", "NotFound", "convert", "export_nifti",
-           "probe", "Writer", "version"]
+__all__ = ["open", "Store", "Array", "Error", "InvalidArgument", "NotFound", "FileNotFound", "OutOfMemory",
+           "convert", "export_nifti", "probe", "Writer", "version"]
 
 _lib = _ffi.load()
 
@@ -46,20 +47,43 @@ class NotFound(Error, KeyError):
         return OSError.__str__(self)
 
 
-def _raise(code, message):
+class OutOfMemory(Error, MemoryError):
+    """The library or a buffer for a read could not get memory (VT_ENOMEM); also a MemoryError."""
+
+
+class FileNotFound(Error, FileNotFoundError):
+    """A file named in the call does not exist (VT_EIO from a missing path); also a FileNotFoundError,
+    with errno ENOENT and .filename the missing path."""
+
+    def __init__(self, code, message, filename=None):
+        super().__init__(code, message)
+        self.errno = errno.ENOENT
+        self.filename = filename
+
+    def __str__(self):  # the C message, not OSError's "[Errno 2] ..." form
+        return str(self.args[0])
+
+
+def _raise(code, message, paths=()):
+    """Raise the Error subclass for a VT_E* code. paths: files the call named; when the failure is an I/O
+    error and one of them does not exist, FileNotFound."""
     if code in (_EINVAL, _ERANGE):
         raise InvalidArgument(code, message)
     if code == _ENOTFOUND:
         raise NotFound(code, message)
     if code == _ENOMEM:
-        raise MemoryError(message)
+        raise OutOfMemory(code, message)
+    if code == _EIO:
+        for p in paths:
+            if p is not None and not os.path.lexists(p):
+                raise FileNotFound(code, message, os.fsdecode(p))
     raise Error(code, message)
 
 
-def _check(code, handle=None):
+def _check(code, handle=None, paths=()):
     if code:
         msg = _lib.vt_errmsg(handle)
-        _raise(code, (msg or b"").decode(errors="replace") or _lib.vt_strerror(code).decode())
+        _raise(code, (msg or b"").decode(errors="replace") or _lib.vt_strerror(code).decode(), paths)
 
 
 def version():
@@ -112,7 +136,7 @@ class Store:
     def __init__(self, path):
         self._h = None
         h = ctypes.c_void_p()
-        _check(_lib.vt_open(os.fsencode(path), 0, ctypes.byref(h)))
+        _check(_lib.vt_open(os.fsencode(path), 0, ctypes.byref(h)), paths=(path,))
         self._h = h
         self.path = os.fspath(path)
         self._pid = os.getpid()
@@ -438,7 +462,8 @@ class Writer:
         _lib.vt_writer_opts_init(ctypes.byref(opts))
         opts.threads = int(threads)
         h = ctypes.c_void_p()
-        _check(_lib.vt_writer_open(os.fsencode(path), ctypes.byref(opts), ctypes.byref(h)))
+        _check(_lib.vt_writer_open(os.fsencode(path), ctypes.byref(opts), ctypes.byref(h)),
+               paths=(os.path.dirname(os.path.abspath(path)),))
         self._h = h
         self._dtypes = []
 
@@ -580,17 +605,18 @@ def convert(images, out, seg=None, crop=None, crop_margin=0, levels=0, dtype=Non
     arr = (ctypes.c_char_p * len(paths))(*paths)
     segp = os.fsencode(seg) if seg is not None else None
     rc = _lib.vt_convert_images(arr, len(paths), segp, os.fsencode(out), ctypes.byref(opts))
-    _check(rc)
+    _check(rc, paths=list(images) + [seg, os.path.dirname(os.path.abspath(out))])
 
 
 def export_nifti(store, out, array=None):
     """Write an array of a store (default "image") back to NIfTI (.nii or .nii.gz), source header kept."""
-    _check(_lib.vt_export_nifti(os.fsencode(store), array.encode() if array else None, os.fsencode(out)))
+    _check(_lib.vt_export_nifti(os.fsencode(store), array.encode() if array else None, os.fsencode(out)),
+           paths=(store, os.path.dirname(os.path.abspath(out))))
 
 
 def probe(path):
     """Header of an image file: {shape: (c, z, y, x), dtype, spacing: (z, y, x), format}."""
     info = _ffi.ImageInfo()
-    _check(_lib.vt_image_probe(os.fsencode(path), ctypes.byref(info)))
+    _check(_lib.vt_image_probe(os.fsencode(path), ctypes.byref(info)), paths=(path,))
     return {"shape": tuple(int(v) for v in info.shape), "dtype": _VT_DTYPES[info.dtype],
             "spacing": tuple(info.spacing), "format": info.format.decode()}
