@@ -621,6 +621,19 @@ class TestStoreBasics(unittest.TestCase):
 
 # ---- 2. numpy basic indexing -------------------------------------------------------
 
+class Index:
+    """An object with __index__ (as numpy takes for an integer key)."""
+
+    def __init__(self, v):
+        self.v = v
+
+    def __index__(self):
+        return self.v
+
+    def __repr__(self):
+        return f"Index({self.v})"
+
+
 def random_key(rng, shape):
     nd = len(shape)
     n_real = int(rng.integers(0, nd + 1))
@@ -694,9 +707,29 @@ class TestIndexing(unittest.TestCase):
                     slice(None, None, -n - 5), slice(n - 1, -n - 1, -1), slice(5, 2, -1), slice(0, 0),
                     (Ellipsis, 0), (Ellipsis, -1), (0, Ellipsis), (None,) * 3, (Ellipsis, None),
                     (slice(None, None, 2),) * a.ndim, (slice(None, None, -2),) * a.ndim, (0,) * a.ndim,
-                    (-1,) * a.ndim, (np.newaxis, 0, Ellipsis, np.newaxis), np.int32(-1), np.uint8(0)]
+                    (-1,) * a.ndim, (np.newaxis, 0, Ellipsis, np.newaxis), np.int32(-1), np.uint8(0),
+                    # integer keys numpy takes besides int: 0-d integer arrays, objects with __index__
+                    np.array(0), np.array(-1, np.int8), (Ellipsis, np.array(-1)), (np.array(n - 1), Ellipsis),
+                    Index(0), (Index(-1), Ellipsis), (np.array(0),) * a.ndim, (Index(0),) * a.ndim,
+                    slice(Index(1), np.array(n), np.int64(2)), slice(np.array(-1), None, Index(-1))]
             for key in keys:
                 self.check(a, x, key)
+            if a.ndim > 1:
+                self.check(a, x, (0, np.array(a.shape[1] - 1)))
+                self.check(a, x, (Index(-1), np.array(0), Ellipsis))
+            # boolean scalars are masks to numpy (a[True] adds an axis, a[False] an empty one): not integers;
+            # voxtile does basic indexing only and says so
+            self.assertEqual(a[True].shape, (1,) + a.shape)
+            for key in (True, False, np.bool_(True), np.array(True), (0, True), (Ellipsis, np.bool_(False))):
+                if isinstance(key, tuple) and a.ndim < 2:
+                    continue
+                with self.assertRaises(IndexError, msg=repr(key)) as cm:
+                    x[key]
+                self.assertIn("boolean", str(cm.exception))
+            # non-integer 0-d arrays and integer arrays of one element are not integer keys
+            for key in (np.array(1.0), np.array([0]), [0]):
+                with self.assertRaises(IndexError, msg=repr(key)):
+                    x[key]
             assert_same(self, np.asarray(x), a)
             assert_same(self, np.array(x), a)
             assert_same(self, np.asarray(x, dtype=np.float64), a.astype(np.float64))

@@ -12,6 +12,7 @@ be shared by threads, and survive fork() in DataLoader workers.
 """
 import ctypes
 import errno
+import operator
 import os
 
 import numpy as np
@@ -390,14 +391,14 @@ class Array:
                     stop = r[0] - lo + len(r) * r.step
                     local.append(slice(r[0] - lo, stop if stop >= 0 else None, r.step))
             else:
+                if isinstance(k, (bool, np.bool_)) or (isinstance(k, np.ndarray) and k.dtype == np.bool_):
+                    raise IndexError("boolean keys are masks to numpy (advanced indexing: a[True] adds an axis); "
+                                     "voxtile does basic indexing only: use None (numpy.newaxis) to add an axis")
                 try:
-                    i = int(np.asarray(k).item()) if not isinstance(k, (int, np.integer)) else int(k)
-                except (TypeError, ValueError):
+                    i = operator.index(k)  # ints, numpy integers, 0-d integer arrays, objects with __index__
+                except TypeError:
                     raise IndexError("only integers, slices (`:`), ellipsis (`...`) and numpy.newaxis (`None`) "
-                                     "are valid indices") from None
-                if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
-                    raise IndexError("only integers, slices (`:`), ellipsis (`...`) and numpy.newaxis (`None`) "
-                                     "are valid indices")
+                                     "are valid indices (voxtile does numpy basic indexing only)") from None
                 if i < -n or i >= n:
                     raise IndexError(f"index {i} is out of bounds for axis {axis} with size {n}")
                 i = i + n if i < 0 else i
