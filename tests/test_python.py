@@ -154,11 +154,11 @@ def padded_box(ref, start, size, mode="constant", value=0):
 
 
 def assert_same(tc, got, exp, msg=""):
-    """Same shape, dtype and values (NaN equal to NaN; bitwise for floats)."""
+    """Same shape, dtype and values (NaN equal to NaN, complex too; bitwise for floats)."""
     got, exp = np.asarray(got), np.asarray(exp)
     tc.assertEqual(got.shape, exp.shape, msg)
     tc.assertEqual(got.dtype, exp.dtype, msg)
-    if exp.dtype.kind == "f":
+    if exp.dtype.kind in "fc":
         eq = (got == exp) | (np.isnan(got) & np.isnan(exp))
         if not eq.all():
             bad = np.argwhere(~eq)[:5]
@@ -845,7 +845,50 @@ class TestRead(unittest.TestCase):
             # names numpy knows
             assert_same(self, x.read([0] * a.ndim, a.shape, dtype="f4"), convert_ref(a, np.float32))
             assert_same(self, x.read([0] * a.ndim, a.shape, dtype=float), convert_ref(a, np.float64))
-            assert_same(self, x.read([0] * a.ndim, a.shape, dtype=bool), convert_ref(a, np.uint8))
+            with np.errstate(invalid="ignore"):
+                assert_same(self, x.read([0] * a.ndim, a.shape, dtype=bool), a.astype(bool))
+
+    def test_numpy_only_dtypes(self):
+        """dtypes the library cannot produce (bool, int64, uint64, longdouble, complex, other byte order):
+        numpy's astype of the exact values, boxes and pads and out= included."""
+        rng = np.random.default_rng(23)
+        targets = [bool, np.int64, np.uint64, np.longdouble, np.complex64, np.complex128, ">i8", "<u8", "?"]
+        for name, a in self.arrays.items():
+            x = self.st[name]
+            for t in targets:
+                dt = np.dtype(t)
+                with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf to integers, as numpy warns
+                    got = x.read([0] * a.ndim, a.shape, dtype=t)
+                    assert_same(self, got, a.astype(dt), f"{name} -> {dt}")
+                    self.assertEqual(got.dtype, dt)
+                    start, size = self.random_box(rng, a.shape, reach=0.5)
+                    for mode, pv in (("constant", 0), ("constant", -3), ("constant", 2.5), ("edge", 0),
+                                     ("reflect", 0)):
+                        got = x.read(start, size, dtype=t, pad=mode, pad_value=pv)
+                        if mode == "constant":  # the pad value is cast like the data
+                            exp = padded_box(a.astype(np.float64), start, size, "constant", pv).astype(dt)
+                        else:
+                            exp = padded_box(a, start, size, mode).astype(dt)
+                        assert_same(self, got, exp, f"{name} -> {dt} {start} {size} {mode} {pv}")
+                    # a transform: computed in float64, then cast
+                    got = x.read(start, size, dtype=t, transform=(-50, 60, 0.5, -2), pad="edge")
+                    exp = (np.clip(padded_box(a, start, size, "edge").astype(np.float64), -50, 60) * 0.5 - 2)
+                    assert_same(self, got, exp.astype(dt), f"{name} -> {dt} transform")
+                    # out=: a strided slot of a batch of that dtype, the rest untouched
+                    batch = np.ones((2,) + tuple(2 * n for n in size), dt)
+                    slot = batch[(1,) + tuple(slice(None, None, 2) for _ in size)]
+                    self.assertIs(x.read(start, size, dtype=t, out=slot, pad="reflect"), slot)
+                    assert_same(self, slot, padded_box(a, start, size, "reflect").astype(dt), f"{name} out {dt}")
+                    self.assertTrue((batch[0] == 1).all())
+        # bool is value != 0: 255 and -1 and 0.5 are True, not kept as numbers
+        v = self.st["u8"].read((0, 0), self.arrays["u8"].shape, dtype=bool)
+        self.assertEqual(v.dtype, np.dtype(bool))
+        np.testing.assert_array_equal(v, self.arrays["u8"] != 0)
+        # int64/uint64 hold values no voxtile dtype does once transformed
+        big = self.st["i32"].read((0, 0), (6, 7), dtype=np.int64, transform=(None, None, 4.0, 0.0))
+        assert_same(self, big, (self.arrays["i32"].astype(np.float64) * 4).astype(np.int64), "int64 past int32")
+        with self.assertRaises(ValueError):  # out= of the wrong dtype
+            self.st["u8"].read((0, 0), (5, 4), dtype=bool, out=np.zeros((5, 4), np.uint8))
 
     def test_float32_to_float16_bits(self):
         rng = np.random.default_rng(9)
@@ -1003,15 +1046,45 @@ class TestRead(unittest.TestCase):
         odd = np.lib.stride_tricks.as_strided(buf.view(np.float32), size, (36, 12, 3))
         with self.assertRaises(ValueError):
             x.read((0, 0, 0), size, out=odd)
-        for kw in [{"pad": "wrap"}, {"pad": "symmetric"}, {"pad": None}, {"dtype": "int64"}, {"dtype": "complex64"},
-                   {"dtype": "nonsense"}, {"dtype": np.uint64}, {"dtype": object}]:
-            with self.assertRaises(ValueError, msg=str(kw)):
+        for kw in [{"pad": "wrap"}, {"pad": "symmetric"}, {"pad": None}, {"dtype": "nonsense"}, {"dtype": object},
+                   {"dtype": "U4"}, {"dtype": "S3"}, {"dtype": "M8[s]"}, {"dtype": "m8[s]"}, {"dtype": "V4"},
+                   {"dtype": [("a", "f4")]}]:
+            with self.assertRaises(voxtile.InvalidArgument, msg=str(kw)):
                 x.read((0, 0, 0), size, **kw)
         for start, sz in [((0, 0), (1, 1)), ((0, 0, 0, 0), (1, 1, 1, 1)), ((0, 0, 0), (1, 0, 1)),
                           ((0, 0, 0), (1, -1, 1))]:
             with self.assertRaises(ValueError, msg=f"{start} {sz}"):
                 x.read(start, sz)
         self.assertIsInstance(voxtile.InvalidArgument(1, "m"), voxtile.Error)
+        # start/size entries: integers (operator.index) in range, never wrapped or truncated
+        Idx = Index
+        a = self.arrays["f32"]
+        ok = x.read((np.int64(1), Idx(2), np.array(3)), (np.uint8(2), Idx(3), np.array(4)))
+        assert_same(self, ok, a[1:3, 2:5, 3:7], "numpy integers, __index__ objects, 0-d integer arrays")
+        assert_same(self, x.read(np.array([1, 2, 3]), np.array([2, 3, 4], np.uint64)), a[1:3, 2:5, 3:7])
+        far = x.read((-(1 << 63), 0, 0), (1, 1, 1), pad_value=4)
+        assert_same(self, far, np.full((1, 1, 1), 4, np.float32), "start -2**63 is valid")
+        bad = [((2 ** 64 + 5, 0, 0), size, "start wraps to 5"), ((2 ** 63, 0, 0), size, "start 2**63"),
+               ((-(2 ** 63) - 1, 0, 0), size, "start below -2**63"), ((5.7, 0, 0), size, "float start"),
+               ((np.float64(1.0), 0, 0), size, "numpy float start"), ((True, 0, 0), size, "bool start"),
+               ((np.bool_(False), 0, 0), size, "numpy bool start"), ((0, 0, 0), (2.0, 3, 4), "float size"),
+               ((0, 0, 0), (True, 3, 4), "bool size"), ((0, 0, 0), (2, 3, 2 ** 63), "size 2**63"),
+               ((0, 0, 0), (2, 3, 2 ** 64 + 4), "size wraps to 4"), ((0, 0, 0), (2, 3, "4"), "str size"),
+               ((0, 0, 0), (2, 3, None), "None size"), (0, size, "start not a sequence"),
+               ((0, 0, 0), (2, 3, np.array([4])), "1-d array entry")]
+        for start, sz, what in bad:
+            with self.assertRaises(voxtile.InvalidArgument, msg=what) as cm:
+                x.read(start, sz)
+            self.assertIsInstance(cm.exception, ValueError, what)
+            self.assertIn("r.vxt", str(cm.exception), what)
+        # a box numpy cannot allocate: OutOfMemory, a voxtile.Error and a MemoryError
+        with self.assertRaises(voxtile.OutOfMemory) as cm:
+            x.read((0, 0, 0), (1 << 20, 1 << 20, 1 << 20))
+        self.assertIsInstance(cm.exception, MemoryError)
+        self.assertIsInstance(cm.exception, voxtile.Error)
+        # a box whose byte count overflows: InvalidArgument
+        with self.assertRaises(voxtile.InvalidArgument):
+            x.read((0, 0, 0), (1 << 62, 1 << 62, 1 << 62))
 
 
 # ---- 4. Writer ---------------------------------------------------------------------------

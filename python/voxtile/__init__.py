@@ -121,6 +121,61 @@ def _vt_dtype(dtype):
     return code
 
 
+_F32, _F64 = 9, 10
+
+
+def _read_dtype(dtype):
+    """Output of read(dtype=...): (vt code the C library produces, final numpy dtype or None).
+
+    The final dtype is set for dtypes numpy has but the library cannot produce (bool, int64, uint64,
+    longdouble, complex): read() then reads an intermediate that holds the values exactly and casts it
+    with numpy's astype."""
+    if isinstance(dtype, str) and dtype in ("bfloat16", "bf16"):
+        return _BF16, None
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as e:
+        raise InvalidArgument(_EINVAL, f"unknown dtype {dtype!r}") from e
+    code = _NP_TO_VT.get(dt.newbyteorder("=") if dt.byteorder not in "=|" else dt)
+    if code is not None:
+        return code, None
+    if dt.kind in "biufc":
+        return None, dt
+    raise InvalidArgument(_EINVAL, f"dtype {dt} is not a numeric dtype voxtile can produce (bool, integers, "
+                                   f"floats, complex, bfloat16)")
+
+
+def _holds(ndt, value):
+    """Whether value converts to numpy dtype ndt without change (the pad value in an intermediate)."""
+    v = float(value)
+    if ndt.kind == "f":
+        with np.errstate(over="ignore"):
+            return np.isnan(v) or float(ndt.type(v)) == v
+    info = np.iinfo(ndt)
+    return v.is_integer() and info.min <= v <= info.max
+
+
+def _int_entries(values, what, lo, hi, where):
+    """start/size entries as Python ints: integers only (operator.index: no float, no bool), in [lo, hi)."""
+    try:
+        values = list(values)
+    except TypeError:
+        raise InvalidArgument(_EINVAL, f"{where}: {what} must be a sequence of integers, not {values!r}") from None
+    out = []
+    for v in values:
+        try:
+            if isinstance(v, (bool, np.bool_)):
+                raise TypeError
+            i = operator.index(v)
+        except TypeError:
+            raise InvalidArgument(_EINVAL, f"{where}: {what} entries must be integers, not "
+                                           f"{type(v).__name__} {v!r}") from None
+        if not lo <= i < hi:
+            raise InvalidArgument(_ERANGE, f"{where}: {what} entry {i} is outside [{lo}, {hi})")
+        out.append(i)
+    return out
+
+
 _PADS = {"constant": 0, "edge": 1, "reflect": 2}
 
 
@@ -301,7 +356,9 @@ class Array:
              verify=True):
         """Read the box [start, start+size) (one entry per dimension; it may leave the array).
 
-        dtype: anything numpy takes (None keeps the stored dtype; "bfloat16" gives uint16 bits).
+        start: integers in [-2**63, 2**63); size: integers in [1, 2**63) (no floats, no bools).
+        dtype: anything numpy takes (None keeps the stored dtype; "bfloat16" gives uint16 bits). bool,
+             int64, uint64, longdouble and complex are numpy's astype of the exact values (bool: value != 0).
         pad: "constant" (pad_value), "edge" or "reflect" (numpy's modes) for voxels outside.
         transform: (clip_lo, clip_hi, scale, offset) applied before the conversion: clip, then x*scale+offset.
         out: an array to fill (e.g. a slot of a batch): its shape must be size and dtype the output dtype;
@@ -309,17 +366,14 @@ class Array:
         """
         h = self._handle()
         nd = self.ndim
-        start = [int(v) for v in start]
-        size = [int(v) for v in size]
+        where = f"{self.store.path}: array '{self.name}'"
+        start = _int_entries(start, "start", -(1 << 63), 1 << 63, where)
+        size = _int_entries(size, "size", 1, 1 << 63, where)
         if len(start) != nd or len(size) != nd:
-            raise InvalidArgument(_EINVAL, f"{self.store.path}: array '{self.name}' has {nd} dimensions; "
-                                           f"start and size need {nd} entries each")
-        if min(size) < 1:
-            raise InvalidArgument(_ERANGE, f"{self.store.path}: box size {size} has an empty axis")
+            raise InvalidArgument(_EINVAL, f"{where} has {nd} dimensions; start and size need {nd} entries each")
         opts = _ffi.ReadOpts()
         _lib.vt_read_opts_init(ctypes.byref(opts))
-        code = self._code if dtype is None else _vt_dtype(dtype)
-        opts.dtype = code
+        code, final = (self._code, None) if dtype is None else _read_dtype(dtype)
         if pad not in _PADS:
             raise InvalidArgument(_EINVAL, f"pad must be one of {sorted(_PADS)}, not {pad!r}")
         opts.pad = _PADS[pad]
@@ -330,27 +384,45 @@ class Array:
             opts.clip_lo = -np.inf if lo is None else float(lo)
             opts.clip_hi = np.inf if hi is None else float(hi)
             opts.scale, opts.offset = float(scale), float(offset)
+        if final is not None:  # an intermediate that holds the values exactly, cast by numpy below
+            code = _F64
+            if transform is None:
+                inter = _F32 if self._code == _BF16 else self._code
+                if pad != "constant" or _holds(_np_dtype(inter), opts.pad_value):
+                    code = inter
+        opts.dtype = code
         opts.threads = int(threads)
         opts.verify = 1 if verify else 0
         ndt = _np_dtype(code)
-        if out is None:
-            out = np.empty(size, dtype=ndt)
-        else:
+        want = ndt if final is None else final
+        if out is not None:
             if not isinstance(out, np.ndarray):
                 raise InvalidArgument(_EINVAL, "out must be a numpy array")
-            if out.dtype != ndt or tuple(out.shape) != tuple(size) or not out.flags.writeable:
-                raise InvalidArgument(_EINVAL, f"out must be a writeable {ndt} array of shape {tuple(size)}, "
+            if out.dtype != want or tuple(out.shape) != tuple(size) or not out.flags.writeable:
+                raise InvalidArgument(_EINVAL, f"out must be a writeable {want} array of shape {tuple(size)}, "
                                                f"not {out.dtype} {out.shape}")
-            if any(s % ndt.itemsize for s in out.strides):
+            if any(s % want.itemsize for s in out.strides):
                 raise InvalidArgument(_EINVAL, "out's strides must be multiples of its item size")
-            if not out.flags.c_contiguous:
-                strides = (ctypes.c_int64 * nd)(*[s // ndt.itemsize for s in out.strides])
-                opts.strides = ctypes.cast(strides, _ffi.c_i64p)
-        if out.size == 0:
-            return out
-        st = (ctypes.c_int64 * nd)(*start)
-        sz = (ctypes.c_uint64 * nd)(*size)
-        _check(_lib.vt_read(h, st, sz, ctypes.byref(opts), ctypes.c_void_p(out.ctypes.data)), self.store._h)
+        dest = out if final is None else None
+        if dest is None:
+            try:
+                dest = np.empty(size, dtype=ndt)
+            except MemoryError as e:
+                raise OutOfMemory(_ENOMEM, f"{where}: cannot allocate {ndt} box of size {tuple(size)}") from e
+            except ValueError as e:
+                raise InvalidArgument(_ERANGE, f"{where}: box of size {tuple(size)} is too large: {e}") from None
+        elif not dest.flags.c_contiguous:
+            strides = (ctypes.c_int64 * nd)(*[s // ndt.itemsize for s in dest.strides])
+            opts.strides = ctypes.cast(strides, _ffi.c_i64p)
+        if dest.size:
+            st = (ctypes.c_int64 * nd)(*start)
+            sz = (ctypes.c_uint64 * nd)(*size)
+            _check(_lib.vt_read(h, st, sz, ctypes.byref(opts), ctypes.c_void_p(dest.ctypes.data)), self.store._h)
+        if final is None:
+            return dest
+        if out is None:
+            return dest.astype(final)
+        np.copyto(out, dest, casting="unsafe")
         return out
 
     # numpy basic indexing: ints, slices (any step), Ellipsis, None
