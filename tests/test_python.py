@@ -425,6 +425,110 @@ class TestStoreBasics(unittest.TestCase):
         voxtile.export_nifti(path, out, array="seg")
         np.testing.assert_array_equal(to_store_layout(np.asanyarray(nib.load(out).dataobj)), seg_data)
 
+    def test_nifti_scaling(self):
+        """scl_slope/scl_inter kept raw in the store and applied by read() to floating outputs, against
+        nibabel's get_fdata() (scaled) and dataobj.get_unscaled() (raw)."""
+        d = tmpdir()
+        rng = np.random.default_rng(31)
+        raw = rng.integers(-3000, 3000, size=(13, 11, 9), dtype=np.int16)
+        raw[0, 0, :3] = [-32768, 32767, 0]
+        nimg = nib.Nifti1Image(raw, np.diag([1.5, 2.0, 3.0, 1.0]))
+        nimg.header.set_slope_inter(2.0, -100.0)
+        src = os.path.join(d, "scaled.nii.gz")
+        nib.save(nimg, src)
+        seg_src = os.path.join(d, "seg.nii.gz")
+        seg = (raw > 1000).astype(np.uint8) * 3
+        nseg = nib.Nifti1Image(seg, np.diag([1.5, 2.0, 3.0, 1.0]))
+        nib.save(nseg, seg_src)
+        out = os.path.join(d, "scaled.vxt")
+        cli = os.environ.get("VOXTILE") or os.path.join(os.path.dirname(os.path.realpath(voxtile._lib._path)),
+                                                        "tools", "voxtile")
+        if os.path.exists(cli):  # the CLI of this build (build/tools/voxtile)
+            p = subprocess.run([cli, "convert", src, "--seg", seg_src, "--levels", "1", "-q", "-o", out],
+                               capture_output=True, text=True)
+            self.assertEqual(p.returncode, 0, p.stderr)
+        else:  # an installed library without the build tree: the same converter through Python
+            voxtile.convert(src, out, seg=seg_src, levels=1)
+        back = nib.load(src)
+        self.assertEqual((float(back.dataobj.slope), float(back.dataobj.inter)), (2.0, -100.0))
+        scaled = to_store_layout(back.get_fdata())  # float64, raw * 2 - 100
+        unscaled = to_store_layout(back.dataobj.get_unscaled())
+        self.assertEqual(unscaled.dtype, np.dtype(np.int16))
+        with voxtile.open(out) as st:
+            self.assertEqual(float(st.metadata["scl_slope"][0]), 2.0)
+            self.assertEqual(float(st.metadata["scl_inter"][0]), -100.0)
+            x = st["image"]
+            self.assertEqual(x.dtype, np.dtype(np.int16), "stored raw")
+            self.assertEqual(x.scaling, (2.0, -100.0))
+            self.assertIsNone(st["seg"].scaling, "labels are never scaled")
+            self.assertEqual(st["image@1"].scaling, (2.0, -100.0), "pyramid levels are raw too")
+            full = ((0,) * 4, x.shape)
+            # floating outputs are scaled
+            assert_same(self, x.read(*full, dtype=np.float32), scaled.astype(np.float32), "float32")
+            assert_same(self, x.read(*full, dtype=np.float64), scaled, "float64")
+            with np.errstate(over="ignore"):  # -32768 * 2 - 100 is past float16's range: inf, as numpy
+                assert_same(self, x.read(*full, dtype=np.float16), scaled.astype(np.float16), "float16")
+            assert_same(self, x.read(*full, dtype="bfloat16"), bf16_bits_ref(scaled.astype(np.float32)), "bf16")
+            # raw: dtype None, indexing, __array__, integer outputs, scaling=False
+            assert_same(self, x.read(*full), unscaled, "dtype None")
+            assert_same(self, x[...], unscaled, "a[...]")
+            assert_same(self, np.asarray(x), unscaled, "np.asarray")
+            assert_same(self, x[0, 3, ::-2], unscaled[0, 3, ::-2], "a[0, 3, ::-2]")
+            assert_same(self, x.read(*full, dtype=np.int32), unscaled.astype(np.int32), "int32")
+            assert_same(self, x.read(*full, dtype=np.float32, scaling=False), unscaled.astype(np.float32),
+                        "scaling=False")
+            # a box leaving the volume: constant pad is the output value (not scaled), edge pads are scaled
+            start, size = (0, -2, 3, -4), (1, 6, 12, 8)
+            assert_same(self, x.read(start, size, dtype=np.float32, pad_value=-7),
+                        padded_box(scaled, start, size, "constant", -7).astype(np.float32), "constant pad")
+            assert_same(self, x.read(start, size, dtype=np.float64, pad="edge"),
+                        padded_box(scaled, start, size, "edge"), "edge pad")
+            # a user transform applies to the scaled values: clip, then scale and offset
+            for lo, hi, sc, off in [(-1000.0, 2000.0, 0.5, 3.0), (None, 500.0, -0.25, 1.0), (0.0, None, 1.0, 0.0),
+                                    (-3000.0, -2999.0, 2.0, 0.0)]:
+                exp = np.clip(scaled, -np.inf if lo is None else lo, np.inf if hi is None else hi) * sc + off
+                got = x.read(*full, dtype=np.float64, transform=(lo, hi, sc, off))
+                np.testing.assert_allclose(got, exp, rtol=1e-12, atol=1e-9, err_msg=f"{lo, hi, sc, off}")
+                assert_same(self, x.read(*full, dtype=np.float32, transform=(lo, hi, sc, off)),
+                            exp.astype(np.float32), f"{lo, hi, sc, off} float32")
+            # scaling=False: the transform applies to the raw values
+            assert_same(self, x.read(*full, dtype=np.float32, transform=(-100, 100, 2, 1), scaling=False),
+                        (np.clip(unscaled, -100, 100) * 2.0 + 1).astype(np.float32), "raw transform")
+            # dtypes only numpy has: the cast of the scaled values
+            assert_same(self, x.read(*full, dtype=np.complex128), scaled.astype(np.complex128), "complex128")
+            # PatchDataset reads the image as float: scaled; the label and its sampling are untouched
+            ds = PatchDataset([out], (4, 6, 5), dtype=torch.float32, seed=2, length=12, oversample_foreground=0.5)
+            seg_ref = to_store_layout(seg).astype(np.int16)
+            for i in range(len(ds)):
+                it = ds[i]
+                st_ = [0] + [int(v) for v in it["start"]]
+                assert_same(self, it["image"].numpy(), padded_box(scaled, st_, (1, 4, 6, 5)).astype(np.float32),
+                            f"PatchDataset item {i}")
+                assert_same(self, it["seg"].numpy(), padded_box(seg_ref, st_, (1, 4, 6, 5), "constant", -1),
+                            f"PatchDataset item {i} seg")
+        # a negative slope swaps the clip bounds
+        nimg.header.set_slope_inter(-0.5, 10.0)
+        src2 = os.path.join(d, "neg.nii")
+        nib.save(nimg, src2)
+        out2 = os.path.join(d, "neg.vxt")
+        voxtile.convert(src2, out2)
+        neg = to_store_layout(nib.load(src2).get_fdata())
+        with voxtile.open(out2) as st:
+            x = st["image"]
+            self.assertEqual(x.scaling, (-0.5, 10.0))
+            assert_same(self, x.read((0,) * 4, x.shape, dtype=np.float64), neg)
+            for t in [(-200.0, 300.0, 1.0, 0.0), (None, 0.0, 3.0, -1.0), (5.0, None, -2.0, 0.5)]:
+                exp = np.clip(neg, -np.inf if t[0] is None else t[0], np.inf if t[1] is None else t[1]) * t[2] + t[3]
+                np.testing.assert_allclose(x.read((0,) * 4, x.shape, dtype=np.float64, transform=t), exp,
+                                           rtol=1e-12, atol=1e-9, err_msg=str(t))
+        # --apply-scaling stores the scaled values: nothing left to scale
+        out3 = os.path.join(d, "applied.vxt")
+        voxtile.convert(src, out3, apply_scaling=True)
+        with voxtile.open(out3) as st:
+            self.assertIsNone(st["image"].scaling)
+            self.assertNotIn("scl_slope", st.metadata)
+            np.testing.assert_array_equal(st["image"].read((0,) * 4, st["image"].shape, dtype=np.float64), scaled)
+
     def test_oblique_nifti_geometry(self):
         """A rotated, flipped, anisotropic grid: spacing, affine, origin and direction against nibabel."""
         d = tmpdir()

@@ -14,6 +14,7 @@ import ctypes
 import errno
 import operator
 import os
+import re
 
 import numpy as np
 
@@ -121,7 +122,8 @@ def _vt_dtype(dtype):
     return code
 
 
-_F32, _F64 = 9, 10
+_F16, _F32, _F64 = 7, 9, 10
+_FLOAT_CODES = (_F16, _BF16, _F32, _F64)
 
 
 def _read_dtype(dtype):
@@ -176,7 +178,23 @@ def _int_entries(values, what, lo, hi, where):
     return out
 
 
+def _compose_scaling(scaling, transform):
+    """The one C transform (clip to [lo, hi], then x*scale+offset) that gives `transform` applied to the
+    scaled values x*slope+inter: the clip bounds move back through the scaling (and swap for a negative
+    slope), the two affine steps multiply out."""
+    m, b = scaling
+    lo, hi, s, o = transform if transform is not None else (None, None, 1.0, 0.0)
+    lo = -np.inf if lo is None else float(lo)
+    hi = np.inf if hi is None else float(hi)
+    s, o = float(s), float(o)
+    xlo, xhi = (lo - b) / m, (hi - b) / m
+    if m < 0:
+        xlo, xhi = xhi, xlo
+    return xlo, xhi, m * s, b * s + o
+
+
 _PADS = {"constant": 0, "edge": 1, "reflect": 2}
+_SCALED = re.compile(r"image(@[0-9]+)?")  # arrays the NIfTI scaling of a store applies to
 
 
 # ---- stores -----------------------------------------------------------------
@@ -340,6 +358,7 @@ class Array:
         self.fill = info.fill
         self.min, self.max = info.min, info.max
         self._labels = None
+        self._scaling = False  # not looked up yet
 
     def _handle(self):
         self.store._handle()  # raises when closed
@@ -352,8 +371,25 @@ class Array:
     def size(self):
         return int(np.prod(self.shape))
 
+    @property
+    def scaling(self):
+        """(slope, inter) of the source NIfTI's scl_slope/scl_inter when the store keeps raw values that
+        read() scales (arrays "image" and its levels "image@K" of a store converted without
+        --apply-scaling); None otherwise (labels are never scaled)."""
+        if self._scaling is False:
+            scaling = None
+            if _SCALED.fullmatch(self.name):
+                meta = self.store.metadata
+                slope, inter = meta.get("scl_slope"), meta.get("scl_inter")
+                m = float(slope[0]) if slope is not None and len(slope) == 1 else 0.0
+                b = float(inter[0]) if inter is not None and len(inter) == 1 else 0.0
+                if np.isfinite(m) and np.isfinite(b) and m != 0 and (m, b) != (1.0, 0.0):
+                    scaling = (m, b)
+            self._scaling = scaling
+        return self._scaling
+
     def read(self, start, size, dtype=None, pad="constant", pad_value=0, transform=None, out=None, threads=1,
-             verify=True):
+             verify=True, scaling=True):
         """Read the box [start, start+size) (one entry per dimension; it may leave the array).
 
         start: integers in [-2**63, 2**63); size: integers in [1, 2**63) (no floats, no bools).
@@ -361,6 +397,9 @@ class Array:
              int64, uint64, longdouble and complex are numpy's astype of the exact values (bool: value != 0).
         pad: "constant" (pad_value), "edge" or "reflect" (numpy's modes) for voxels outside.
         transform: (clip_lo, clip_hi, scale, offset) applied before the conversion: clip, then x*scale+offset.
+        scaling: with a floating output dtype, apply the store's NIfTI scaling (Array.scaling: x*slope+inter)
+             first, then transform, to the scaled values; False reads the raw stored values. dtype=None and
+             integer outputs are never scaled.
         out: an array to fill (e.g. a slot of a batch): its shape must be size and dtype the output dtype;
              any strides (multiples of the item size) -- no extra copy.
         """
@@ -378,6 +417,9 @@ class Array:
             raise InvalidArgument(_EINVAL, f"pad must be one of {sorted(_PADS)}, not {pad!r}")
         opts.pad = _PADS[pad]
         opts.pad_value = float(pad_value)
+        floating = code in _FLOAT_CODES if final is None else final.kind in "fc"
+        if scaling and dtype is not None and floating and self.scaling is not None:
+            transform = _compose_scaling(self.scaling, transform)
         if transform is not None:
             lo, hi, scale, offset = transform
             opts.transform = 1

@@ -33,7 +33,9 @@ class PatchDataset(torch.utils.data.Dataset):
     random voxel of a random foreground label (a value != 0 of the label array, or one of `labels`),
     found through the label index in the file: no label data is scanned. The others start uniformly
     in the volume. Patches may extend past the border: the image is padded with `pad`/`pad_value`
-    (nnU-Net: constant 0), the label with `seg_pad_value` (nnU-Net: -1).
+    (nnU-Net: constant 0), the label with `seg_pad_value` (nnU-Net: -1). A floating `dtype` gives the
+    image with the store's NIfTI scaling applied (Array.scaling: raw * scl_slope + scl_inter, as nibabel's
+    get_fdata()); an integer one the raw stored values. Labels are never scaled.
     """
 
     def __init__(self, paths, patch_size, *, arrays=("image", "seg"), oversample_foreground=0.33,
