@@ -837,6 +837,12 @@ class TestIndexing(unittest.TestCase):
             assert_same(self, np.asarray(x), a)
             assert_same(self, np.array(x), a)
             assert_same(self, np.asarray(x, dtype=np.float64), a.astype(np.float64))
+            # numpy 2 passes copy= to __array__: None and True give a new array, False cannot be honoured
+            assert_same(self, x.__array__(copy=None), a)
+            got = x.__array__(np.float32, copy=True)
+            assert_same(self, got, a.astype(np.float32))
+            with self.assertRaises(ValueError):
+                x.__array__(copy=False)
 
     def test_errors_like_numpy(self):
         for a, st in self.cases:

@@ -528,9 +528,14 @@ class Array:
             return box[tuple(local) + (Ellipsis,)]
         return box[tuple(local)]
 
-    def __array__(self, dtype=None):
+    def __array__(self, dtype=None, copy=None):
+        """The whole array, raw stored values (as a[...]); numpy 2's copy=False cannot be honoured: the
+        values are always read into a new array."""
+        if copy is False:
+            raise ValueError(f"voxtile array '{self.name}': np.asarray(..., copy=False) is impossible, the "
+                             f"values are read from the file into a new array")
         a = self[...]
-        return a if dtype is None else a.astype(dtype)
+        return a if dtype is None else a.astype(dtype, copy=False)
 
     def verify(self):
         """Check every tile's checksum, decoding and statistics; raises Error naming the first bad tile."""
