@@ -1815,6 +1815,41 @@ class TestDask(unittest.TestCase):
         with dask.config.set(scheduler="sync"):
             self.assertEqual(int(s.sum().compute()), int((self.a > 1).sum()))
 
+    def test_rewritten_store(self):
+        """A store rewritten at the same path (published by rename, as voxtile writers do) is read anew by
+        from_store(), not served from the per-process open cache; a graph of the old file fails loudly."""
+        import dask
+        d = tmpdir()
+        path = os.path.join(d, "re.vxt")
+        rng = np.random.default_rng(19)
+        first = rng.integers(-100, 100, size=(1, 9, 10, 11)).astype(np.int16)
+        second = rng.integers(-100, 100, size=(1, 9, 10, 11)).astype(np.int16)  # same shape and dtype
+        self.assertNotEqual(int(first.sum()), int(second.sum()))
+        write_store(path, {"image": (first, {"tile": (1, 4, 4, 4)})})
+        with dask.config.set(scheduler="sync"):
+            old = voxtile.dask.from_store(path)
+            self.assertEqual(int(old.sum(dtype=np.int64).compute()), int(first.astype(np.int64).sum()))
+            ino = os.stat(path).st_ino
+            write_store(path, {"image": (second, {"tile": (1, 4, 4, 4)})})  # a temporary file renamed over it
+            self.assertNotEqual(os.stat(path).st_ino, ino, "published by rename")
+            new = voxtile.dask.from_store(path)
+            self.assertNotEqual(new.name, old.name)
+            self.assertEqual(int(new.sum(dtype=np.int64).compute()), int(second.astype(np.int64).sum()))
+            assert_same(self, new.compute(), second)
+            # the old graph's file is gone from the path: an error naming it, not a mix of both files
+            with self.assertRaises(voxtile.Error) as cm:
+                old.sum().compute()
+            self.assertIn("from_store() again", str(cm.exception))
+            # a third version, rewritten in place through another name and os.replace
+            third = second[:, :, :, ::-1] * 2
+            tmp_path = os.path.join(d, "re.tmp.vxt")
+            write_store(tmp_path, {"image": (third, {"tile": (1, 4, 4, 4)})})
+            os.replace(tmp_path, path)
+            assert_same(self, voxtile.dask.from_store(path).compute(), third)
+        with dask.config.set(scheduler="threads"):
+            self.assertEqual(int(voxtile.dask.from_store(path).sum(dtype=np.int64).compute()),
+                             int(third.astype(np.int64).sum()))
+
     def test_two_chunkings_compose(self):
         """Two dask arrays of the same store array with different chunks are different graphs."""
         import dask
