@@ -1907,6 +1907,83 @@ class TestLoading(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(p.stdout.split("\n")[:2], [lib, voxtile.version()])
 
+    def run_clean(self, code, pythonpath, cwd):
+        """code in a fresh interpreter with no VOXTILE_LIB, only `pythonpath` to find the package."""
+        env = {k: v for k, v in os.environ.items() if k not in ("VOXTILE_LIB", "PYTHONPATH")}
+        env["PYTHONPATH"] = pythonpath
+        return subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, text=True,
+                              timeout=120)
+
+    def test_checkout_lookup(self):
+        """From a checkout, with VOXTILE_LIB unset, the package loads ROOT/build/libvoxtile.so."""
+        built = os.path.join(ROOT, "build", "libvoxtile.so")
+        if not os.path.exists(built):
+            self.skipTest(f"no {built}: the checkout was built in another folder")
+        code = ("import os, voxtile; print(voxtile.__file__); print(voxtile._lib._path); "
+                "print(os.environ.get('VOXTILE_LIB'))")
+        p = self.run_clean(code, os.path.join(ROOT, "python"), tmpdir())
+        self.assertEqual(p.returncode, 0, p.stderr)
+        pkg, lib, env = p.stdout.split("\n")[:3]
+        self.assertEqual(env, "None")
+        self.assertEqual(pkg, os.path.join(ROOT, "python", "voxtile", "__init__.py"))
+        self.assertEqual(lib, built)
+
+    def test_installed_layout(self):
+        """The package and library copied where `meson install` puts them (the build's own install plan,
+        meson-info/intro-installed.json) import and read with nothing set."""
+        import json
+        build = os.path.dirname(os.path.realpath(voxtile._lib._path))
+        info = os.path.join(build, "meson-info")
+        try:
+            with open(os.path.join(info, "intro-installed.json")) as f:
+                installed = json.load(f)
+            with open(os.path.join(info, "intro-buildoptions.json")) as f:
+                prefix = next(o["value"] for o in json.load(f) if o["name"] == "prefix")
+        except (OSError, StopIteration) as e:
+            self.skipTest(f"no meson install plan next to the library ({e})")
+        dest = tmpdir()
+
+        def place(path):
+            self.assertTrue(path.startswith(prefix + os.sep), path)
+            return os.path.join(dest, os.path.relpath(path, prefix))
+
+        pkg_dir = lib0 = None
+        links = []
+        for src, to in installed.items():
+            name = os.path.basename(src)
+            if os.path.basename(os.path.dirname(src)) == "voxtile" and name.endswith(".py"):
+                target = place(to)
+                pkg_dir = os.path.dirname(target)
+            elif name.startswith("libvoxtile.so"):
+                target = place(to)
+                if not os.path.isabs(src):  # a symlink meson makes (libvoxtile.so.0, libvoxtile.so)
+                    links.append(target)
+                    if name == "libvoxtile.so.0":
+                        lib0 = target
+                    continue
+            else:
+                continue
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.copy2(src, target)
+        self.assertIsNotNone(pkg_dir, installed)
+        self.assertIsNotNone(lib0, installed)
+        for link in links:  # to the real library file in the same folder
+            real = [f for f in os.listdir(os.path.dirname(link)) if f.startswith("libvoxtile.so.")
+                    and not os.path.islink(os.path.join(os.path.dirname(link), f)) and f.count(".") > 2]
+            self.assertEqual(len(real), 1, real)
+            os.symlink(real[0], link)
+        store = os.path.join(dest, "s.vxt")
+        a = np.arange(2 * 3 * 4, dtype=np.int16).reshape(2, 3, 4)
+        write_store(store, {"x": (a, {})})
+        code = ("import voxtile; print(voxtile.__file__); print(voxtile._lib._path)\n"
+                f"with voxtile.open({store!r}) as st: print(int(st['x'][1].sum()))\n")
+        p = self.run_clean(code, os.path.dirname(pkg_dir), dest)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        pkg, lib, total = p.stdout.split("\n")[:3]
+        self.assertEqual(pkg, os.path.join(pkg_dir, "__init__.py"))
+        self.assertEqual(lib, lib0)
+        self.assertEqual(int(total), int(a[1].sum()))
+
     def test_missing_lib(self):
         missing = os.path.join(TMP, "no-such-dir", "libvoxtile.so")
         code = ("try:\n import voxtile\nexcept ImportError as e:\n print('IMPORTERROR', e)\n"
