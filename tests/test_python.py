@@ -1512,6 +1512,38 @@ class TestPatchDataset(unittest.TestCase):
         got, = self.loader_batches(ds, epochs=(2,), multiprocessing_context="spawn")
         assert_batches_equal(self, got, ref, "spawn")
 
+    def batch_mode(self, ctx):
+        """batch_size mode (each patch read into its slot of a shared-memory batch in the worker) through a
+        2-worker DataLoader(batch_size=None): the same batches as a single-process pass, and as the
+        item-mode patches collated."""
+        paths = [ct_store(), self.small_path]  # one channel each: one batch tensor
+        kw = dict(seed=14, length=26, oversample_foreground=0.5, dtype=torch.float32)
+        ds = PatchDataset(paths, (8, 16, 12), batch_size=4, **kw)
+        self.assertEqual(len(ds), 6)
+        ds.set_epoch(1)
+        ref = [ds[i] for i in range(len(ds))]  # in this process: no shared memory
+        items = PatchDataset(paths, (8, 16, 12), **kw)
+        items.set_epoch(1)
+        collated = [collate([items[i] for i in range(4 * b, 4 * b + 4)]) for b in range(len(ds))]
+        assert_batches_equal(self, ref, collated, "batch mode vs item mode collated")
+        self.check_items(items, [items[i] for i in range(24)])  # and so against numpy
+        loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context=ctx)
+        got = list(loader)
+        assert_batches_equal(self, got, ref, f"batch mode, 2 {ctx} workers")
+        for b in got:
+            self.assertEqual(tuple(b["image"].shape), (4, 1, 8, 16, 12))
+            self.assertEqual(tuple(b["seg"].shape), (4, 1, 8, 16, 12))
+
+    def test_dataloader_batch_mode_fork(self):
+        self.batch_mode("fork")
+        # stores with other channel counts cannot share a batch tensor: a clear error, not a shape mismatch
+        mixed = PatchDataset([ct_store(), self.fg_path], (4, 4, 4), batch_size=8, seed=1, length=16)
+        with self.assertRaisesRegex(voxtile.InvalidArgument, "same number of channels"):
+            mixed[0]
+
+    def test_dataloader_batch_mode_spawn(self):
+        self.batch_mode("spawn")
+
     def test_dataloader_persistent(self):
         ds = PatchDataset([ct_store(), self.small_path], (8, 16, 16), seed=13, length=16)
         ref = [self.reference_batches(ds, e) for e in (0, 1, 2)]

@@ -127,6 +127,10 @@ class PatchDataset(torch.utils.data.Dataset):
     def _read(self, i, image_out=None, seg_out=None):
         """Patch i into new arrays, or into the given ones (slots of a batch)."""
         case, st, img, start = self._draw(i)
+        if image_out is not None and image_out.shape[0] != img.shape[0]:
+            raise voxtile.InvalidArgument(-7, f"{self.paths[case]}: '{img.name}' has {img.shape[0]} channels, the "
+                                              f"batch {image_out.shape[0]}: batch_size mode needs the same number "
+                                              f"of channels in every store")
         bf16 = self.dtype == torch.bfloat16
         image = img.read([0] + start, (img.shape[0],) + self.patch_size,
                          dtype="bfloat16" if bf16 else _TORCH_TO_NP[self.dtype], pad=self.pad,
