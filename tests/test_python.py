@@ -7,20 +7,25 @@ stitching, binomial bounds for the foreground oversampling).
 
 1. Store / Array basics: Writer and convert (.npy, NIfTI + seg, crops, raw
    files), properties, tile index, metadata types, geometry against nibabel
-   (also an oblique grid), pickling, the closed-store contract.
-2. numpy basic indexing: thousands of random keys, error cases, __array__.
-3. Array.read(): boxes outside the array, pad modes, dtype conversion,
-   transform, out= slots, threads (decode threads and Python threads sharing
-   one store), argument errors.
+   (also an oblique grid), NIfTI scl_slope/scl_inter applied by read()
+   against nibabel, pickling, the closed-store contract, the error classes
+   (FileNotFound, OutOfMemory from a real allocation failure).
+2. numpy basic indexing: thousands of random keys, integer-like keys (0-d
+   arrays, __index__), error cases, __array__.
+3. Array.read(): boxes outside the array, pad modes, dtype conversion (also
+   to dtypes only numpy has, against astype), transform, out= slots, threads
+   (decode threads and Python threads sharing one store), argument errors.
 4. Writer: sparse arrays, double writes, incomplete arrays, abandoned writers,
    label index.
 5. voxtile.torch.PatchDataset with DataLoader workers (fork, spawn,
-   persistent), epochs, foreground oversampling, labels=, dtypes.
+   persistent; item and batch mode), epochs, foreground oversampling,
+   labels=, dtypes.
 6. GridPatches / sliding_window_steps against nnU-Net's step computation.
 7. Stitcher against an in-memory Gaussian-weighted reference.
-8. voxtile.dask.from_store, locally (two chunkings of one array combined)
-   and on a distributed LocalCluster.
-9. Library loading through VOXTILE_LIB.
+8. voxtile.dask.from_store, locally (two chunkings of one array combined,
+   a store rewritten at its path) and on a distributed LocalCluster.
+9. Library loading: VOXTILE_LIB, a checkout with nothing set, the installed
+   layout.
 
 Run: PYTHONPATH=python /usr/bin/python3 tests/test_python.py
 """
