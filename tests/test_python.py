@@ -660,6 +660,10 @@ class TestStoreBasics(unittest.TestCase):
             self.assertIn(os.path.basename(path), str(e), what)
             self.assertNotIn("[Errno", str(e), what)  # the library's message, not OSError's format
         self.assertEqual(sorted(os.listdir(d)), [], "nothing left behind")
+        dangling = os.path.join(tmpdir(), "link.vxt")
+        os.symlink(missing, dangling)
+        with self.assertRaises(voxtile.FileNotFound):
+            voxtile.open(dangling)
         # a file that exists but is no store is not a missing file
         bad = os.path.join(d, "bad.vxt")
         with open(bad, "wb") as f:

@@ -77,9 +77,21 @@ def _raise(code, message, paths=()):
         raise OutOfMemory(code, message)
     if code == _EIO:
         for p in paths:
-            if p is not None and not os.path.lexists(p):
+            if p is not None and _missing(p):
                 raise FileNotFound(code, message, os.fsdecode(p))
     raise Error(code, message)
+
+
+def _missing(path):
+    """Whether path names nothing (ENOENT, a dangling symlink too); a path stat() cannot look at for
+    another reason (EACCES, ENOTDIR) is not called missing."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return True
+    except (OSError, ValueError):
+        return False
+    return False
 
 
 def _check(code, handle=None, paths=()):
