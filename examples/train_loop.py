@@ -1,9 +1,13 @@
 #!/usr/bin/python3
 """A tiny 3-D segmentation net trained for a few steps on the bundled CT, fed
 by voxtile.torch.PatchDataset through a 2-worker DataLoader. Prints the
-loader's throughput and the resident memory of every process.
+loader's throughput (through training, and of the loader alone in a pass
+without the net) and the resident memory of every process.
 
-    PYTHONPATH=python /usr/bin/python3 examples/train_loop.py [--steps 20] [--workers 2]
+    PYTHONPATH=python /usr/bin/python3 examples/train_loop.py [--steps 20] [--epochs 2] [--workers 2]
+
+Items depend on (seed, epoch, index): ds.set_epoch(epoch) before each epoch
+draws new patches (without it every epoch repeats the first one).
 """
 import argparse
 import os
@@ -54,7 +58,8 @@ class TinyNet(nn.Module):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=20, help="training steps per epoch")
+    ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--patch", type=int, nargs=3, default=(32, 64, 64))
@@ -74,25 +79,34 @@ def main():
         net = TinyNet(classes)
         opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
         t_load, t0 = 0.0, time.perf_counter()
-        tick = time.perf_counter()
-        for step, batch in enumerate(loader):
-            t_load += time.perf_counter() - tick
-            x = batch["image"].clamp(-1000, 1000) / 1000.0  # CT: clip to +-1000 HU, scale to [-1, 1]
-            y = batch["seg"][:, 0].long()  # -1 where the patch left the volume: ignored by the loss
-            loss = F.cross_entropy(net(x), y, ignore_index=-1)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if step % 5 == 0 or step == args.steps - 1:
-                procs = [os.getpid()] + children(os.getpid())
-                rss = " + ".join(f"{rss_mib(p):.0f}" for p in procs)
-                print(f"step {step:3d}  loss {loss.item():.3f}  fg voxels {int((y > 0).sum())}  RSS MiB {rss}")
+        for epoch in range(args.epochs):
+            ds.set_epoch(epoch)  # other patches each epoch (reaches the persistent workers too)
             tick = time.perf_counter()
+            for step, batch in enumerate(loader):
+                t_load += time.perf_counter() - tick
+                x = batch["image"].clamp(-1000, 1000) / 1000.0  # CT: clip to +-1000 HU, scale to [-1, 1]
+                y = batch["seg"][:, 0].long()  # -1 where the patch left the volume: ignored by the loss
+                loss = F.cross_entropy(net(x), y, ignore_index=-1)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                if step % 5 == 0 or step == args.steps - 1:
+                    procs = [os.getpid()] + children(os.getpid())
+                    rss = " + ".join(f"{rss_mib(p):.0f}" for p in procs)
+                    print(f"epoch {epoch} step {step:3d}  loss {loss.item():.3f}  fg voxels {int((y > 0).sum())}  "
+                          f"RSS MiB {rss}")
+                tick = time.perf_counter()
         total = time.perf_counter() - t0
-        n = len(ds)
+        n = len(ds) * args.epochs
         print(f"{n} patches of {tuple(args.patch)} in {total:.2f} s: {n / total:.1f} patches/s through "
-              f"training, the loop waited {t_load:.2f} s on the loader ({args.workers} workers)")
-
+              f"training; the loop waited {t_load:.2f} s on the loader ({args.workers} workers)")
+        # the loader alone: one more epoch with no net, so the figure is what the loader delivers,
+        # not what the training step lets it show
+        ds.set_epoch(args.epochs)
+        t1 = time.perf_counter()
+        m = sum(int(b["image"].shape[0]) for b in loader)
+        alone = time.perf_counter() - t1
+        print(f"loader alone: {m} patches in {alone:.2f} s: {m / alone:.1f} patches/s ({args.workers} workers)")
 
 if __name__ == "__main__":
     main()

@@ -7,20 +7,25 @@ stitching, binomial bounds for the foreground oversampling).
 
 1. Store / Array basics: Writer and convert (.npy, NIfTI + seg, crops, raw
    files), properties, tile index, metadata types, geometry against nibabel
-   (also an oblique grid), pickling, the closed-store contract.
-2. numpy basic indexing: thousands of random keys, error cases, __array__.
-3. Array.read(): boxes outside the array, pad modes, dtype conversion,
-   transform, out= slots, threads (decode threads and Python threads sharing
-   one store), argument errors.
+   (also an oblique grid), NIfTI scl_slope/scl_inter applied by read()
+   against nibabel, pickling, the closed-store contract, the error classes
+   (FileNotFound, OutOfMemory from a real allocation failure).
+2. numpy basic indexing: thousands of random keys, integer-like keys (0-d
+   arrays, __index__), error cases, __array__.
+3. Array.read(): boxes outside the array, pad modes, dtype conversion (also
+   to dtypes only numpy has, against astype), transform, out= slots, threads
+   (decode threads and Python threads sharing one store), argument errors.
 4. Writer: sparse arrays, double writes, incomplete arrays, abandoned writers,
    label index.
 5. voxtile.torch.PatchDataset with DataLoader workers (fork, spawn,
-   persistent), epochs, foreground oversampling, labels=, dtypes.
+   persistent; item and batch mode), epochs, foreground oversampling,
+   labels=, dtypes.
 6. GridPatches / sliding_window_steps against nnU-Net's step computation.
 7. Stitcher against an in-memory Gaussian-weighted reference.
-8. voxtile.dask.from_store, locally (two chunkings of one array combined)
-   and on a distributed LocalCluster.
-9. Library loading through VOXTILE_LIB.
+8. voxtile.dask.from_store, locally (two chunkings of one array combined,
+   a store rewritten at its path) and on a distributed LocalCluster.
+9. Library loading: VOXTILE_LIB, a checkout with nothing set, the installed
+   layout.
 
 Run: PYTHONPATH=python /usr/bin/python3 tests/test_python.py
 """
@@ -154,11 +159,11 @@ def padded_box(ref, start, size, mode="constant", value=0):
 
 
 def assert_same(tc, got, exp, msg=""):
-    """Same shape, dtype and values (NaN equal to NaN; bitwise for floats)."""
+    """Same shape, dtype and values (NaN equal to NaN, complex too; bitwise for floats)."""
     got, exp = np.asarray(got), np.asarray(exp)
     tc.assertEqual(got.shape, exp.shape, msg)
     tc.assertEqual(got.dtype, exp.dtype, msg)
-    if exp.dtype.kind == "f":
+    if exp.dtype.kind in "fc":
         eq = (got == exp) | (np.isnan(got) & np.isnan(exp))
         if not eq.all():
             bad = np.argwhere(~eq)[:5]
@@ -425,6 +430,110 @@ class TestStoreBasics(unittest.TestCase):
         voxtile.export_nifti(path, out, array="seg")
         np.testing.assert_array_equal(to_store_layout(np.asanyarray(nib.load(out).dataobj)), seg_data)
 
+    def test_nifti_scaling(self):
+        """scl_slope/scl_inter kept raw in the store and applied by read() to floating outputs, against
+        nibabel's get_fdata() (scaled) and dataobj.get_unscaled() (raw)."""
+        d = tmpdir()
+        rng = np.random.default_rng(31)
+        raw = rng.integers(-3000, 3000, size=(13, 11, 9), dtype=np.int16)
+        raw[0, 0, :3] = [-32768, 32767, 0]
+        nimg = nib.Nifti1Image(raw, np.diag([1.5, 2.0, 3.0, 1.0]))
+        nimg.header.set_slope_inter(2.0, -100.0)
+        src = os.path.join(d, "scaled.nii.gz")
+        nib.save(nimg, src)
+        seg_src = os.path.join(d, "seg.nii.gz")
+        seg = (raw > 1000).astype(np.uint8) * 3
+        nseg = nib.Nifti1Image(seg, np.diag([1.5, 2.0, 3.0, 1.0]))
+        nib.save(nseg, seg_src)
+        out = os.path.join(d, "scaled.vxt")
+        cli = os.environ.get("VOXTILE") or os.path.join(os.path.dirname(os.path.realpath(voxtile._lib._path)),
+                                                        "tools", "voxtile")
+        if os.path.exists(cli):  # the CLI of this build (build/tools/voxtile)
+            p = subprocess.run([cli, "convert", src, "--seg", seg_src, "--levels", "1", "-q", "-o", out],
+                               capture_output=True, text=True)
+            self.assertEqual(p.returncode, 0, p.stderr)
+        else:  # an installed library without the build tree: the same converter through Python
+            voxtile.convert(src, out, seg=seg_src, levels=1)
+        back = nib.load(src)
+        self.assertEqual((float(back.dataobj.slope), float(back.dataobj.inter)), (2.0, -100.0))
+        scaled = to_store_layout(back.get_fdata())  # float64, raw * 2 - 100
+        unscaled = to_store_layout(back.dataobj.get_unscaled())
+        self.assertEqual(unscaled.dtype, np.dtype(np.int16))
+        with voxtile.open(out) as st:
+            self.assertEqual(float(st.metadata["scl_slope"][0]), 2.0)
+            self.assertEqual(float(st.metadata["scl_inter"][0]), -100.0)
+            x = st["image"]
+            self.assertEqual(x.dtype, np.dtype(np.int16), "stored raw")
+            self.assertEqual(x.scaling, (2.0, -100.0))
+            self.assertIsNone(st["seg"].scaling, "labels are never scaled")
+            self.assertEqual(st["image@1"].scaling, (2.0, -100.0), "pyramid levels are raw too")
+            full = ((0,) * 4, x.shape)
+            # floating outputs are scaled
+            assert_same(self, x.read(*full, dtype=np.float32), scaled.astype(np.float32), "float32")
+            assert_same(self, x.read(*full, dtype=np.float64), scaled, "float64")
+            with np.errstate(over="ignore"):  # -32768 * 2 - 100 is past float16's range: inf, as numpy
+                assert_same(self, x.read(*full, dtype=np.float16), scaled.astype(np.float16), "float16")
+            assert_same(self, x.read(*full, dtype="bfloat16"), bf16_bits_ref(scaled.astype(np.float32)), "bf16")
+            # raw: dtype None, indexing, __array__, integer outputs, scaling=False
+            assert_same(self, x.read(*full), unscaled, "dtype None")
+            assert_same(self, x[...], unscaled, "a[...]")
+            assert_same(self, np.asarray(x), unscaled, "np.asarray")
+            assert_same(self, x[0, 3, ::-2], unscaled[0, 3, ::-2], "a[0, 3, ::-2]")
+            assert_same(self, x.read(*full, dtype=np.int32), unscaled.astype(np.int32), "int32")
+            assert_same(self, x.read(*full, dtype=np.float32, scaling=False), unscaled.astype(np.float32),
+                        "scaling=False")
+            # a box leaving the volume: constant pad is the output value (not scaled), edge pads are scaled
+            start, size = (0, -2, 3, -4), (1, 6, 12, 8)
+            assert_same(self, x.read(start, size, dtype=np.float32, pad_value=-7),
+                        padded_box(scaled, start, size, "constant", -7).astype(np.float32), "constant pad")
+            assert_same(self, x.read(start, size, dtype=np.float64, pad="edge"),
+                        padded_box(scaled, start, size, "edge"), "edge pad")
+            # a user transform applies to the scaled values: clip, then scale and offset
+            for lo, hi, sc, off in [(-1000.0, 2000.0, 0.5, 3.0), (None, 500.0, -0.25, 1.0), (0.0, None, 1.0, 0.0),
+                                    (-3000.0, -2999.0, 2.0, 0.0)]:
+                exp = np.clip(scaled, -np.inf if lo is None else lo, np.inf if hi is None else hi) * sc + off
+                got = x.read(*full, dtype=np.float64, transform=(lo, hi, sc, off))
+                np.testing.assert_allclose(got, exp, rtol=1e-12, atol=1e-9, err_msg=f"{lo, hi, sc, off}")
+                assert_same(self, x.read(*full, dtype=np.float32, transform=(lo, hi, sc, off)),
+                            exp.astype(np.float32), f"{lo, hi, sc, off} float32")
+            # scaling=False: the transform applies to the raw values
+            assert_same(self, x.read(*full, dtype=np.float32, transform=(-100, 100, 2, 1), scaling=False),
+                        (np.clip(unscaled, -100, 100) * 2.0 + 1).astype(np.float32), "raw transform")
+            # dtypes only numpy has: the cast of the scaled values
+            assert_same(self, x.read(*full, dtype=np.complex128), scaled.astype(np.complex128), "complex128")
+            # PatchDataset reads the image as float: scaled; the label and its sampling are untouched
+            ds = PatchDataset([out], (4, 6, 5), dtype=torch.float32, seed=2, length=12, oversample_foreground=0.5)
+            seg_ref = to_store_layout(seg).astype(np.int16)
+            for i in range(len(ds)):
+                it = ds[i]
+                st_ = [0] + [int(v) for v in it["start"]]
+                assert_same(self, it["image"].numpy(), padded_box(scaled, st_, (1, 4, 6, 5)).astype(np.float32),
+                            f"PatchDataset item {i}")
+                assert_same(self, it["seg"].numpy(), padded_box(seg_ref, st_, (1, 4, 6, 5), "constant", -1),
+                            f"PatchDataset item {i} seg")
+        # a negative slope swaps the clip bounds
+        nimg.header.set_slope_inter(-0.5, 10.0)
+        src2 = os.path.join(d, "neg.nii")
+        nib.save(nimg, src2)
+        out2 = os.path.join(d, "neg.vxt")
+        voxtile.convert(src2, out2)
+        neg = to_store_layout(nib.load(src2).get_fdata())
+        with voxtile.open(out2) as st:
+            x = st["image"]
+            self.assertEqual(x.scaling, (-0.5, 10.0))
+            assert_same(self, x.read((0,) * 4, x.shape, dtype=np.float64), neg)
+            for t in [(-200.0, 300.0, 1.0, 0.0), (None, 0.0, 3.0, -1.0), (5.0, None, -2.0, 0.5)]:
+                exp = np.clip(neg, -np.inf if t[0] is None else t[0], np.inf if t[1] is None else t[1]) * t[2] + t[3]
+                np.testing.assert_allclose(x.read((0,) * 4, x.shape, dtype=np.float64, transform=t), exp,
+                                           rtol=1e-12, atol=1e-9, err_msg=str(t))
+        # --apply-scaling stores the scaled values: nothing left to scale
+        out3 = os.path.join(d, "applied.vxt")
+        voxtile.convert(src, out3, apply_scaling=True)
+        with voxtile.open(out3) as st:
+            self.assertIsNone(st["image"].scaling)
+            self.assertNotIn("scl_slope", st.metadata)
+            np.testing.assert_array_equal(st["image"].read((0,) * 4, st["image"].shape, dtype=np.float64), scaled)
+
     def test_oblique_nifti_geometry(self):
         """A rotated, flipped, anisotropic grid: spacing, affine, origin and direction against nibabel."""
         d = tmpdir()
@@ -523,6 +632,70 @@ class TestStoreBasics(unittest.TestCase):
             assert_same(self, st["image"][...], vol[:1])
             self.assertEqual(st.spacing, (1.0, 1.0, 1.0))
 
+    def test_error_classes(self):
+        """Missing files: FileNotFound (a voxtile.Error and a FileNotFoundError, errno ENOENT, the C message);
+        the library out of memory: OutOfMemory (a voxtile.Error and a MemoryError)."""
+        import errno
+        d = tmpdir()
+        missing = os.path.join(d, "missing.vxt")
+        nodir = os.path.join(d, "no-such-dir", "out.vxt")
+        calls = {"open": (lambda: voxtile.open(missing), missing),
+                 "probe": (lambda: voxtile.probe(missing + ".nii"), missing + ".nii"),
+                 "convert image": (lambda: voxtile.convert(missing + ".nii.gz", os.path.join(d, "o.vxt")),
+                                   missing + ".nii.gz"),
+                 "convert seg": (lambda: voxtile.convert(CT, os.path.join(d, "o.vxt"), seg=missing + ".nii"),
+                                 missing + ".nii"),
+                 "convert into a missing folder": (lambda: voxtile.convert(CT, nodir), os.path.dirname(nodir)),
+                 "export_nifti": (lambda: voxtile.export_nifti(missing, os.path.join(d, "o.nii")), missing),
+                 "Writer": (lambda: voxtile.Writer(nodir), os.path.dirname(nodir))}
+        for what, (call, path) in calls.items():
+            with self.assertRaises(FileNotFoundError, msg=what) as cm:
+                call()
+            e = cm.exception
+            self.assertIsInstance(e, voxtile.FileNotFound, what)
+            self.assertIsInstance(e, voxtile.Error, what)
+            self.assertEqual(e.errno, errno.ENOENT, what)
+            self.assertEqual(e.filename, path, what)
+            self.assertEqual(e.code, -1, what)  # VT_EIO
+            self.assertIn(os.path.basename(path), str(e), what)
+            self.assertNotIn("[Errno", str(e), what)  # the library's message, not OSError's format
+        self.assertEqual(sorted(os.listdir(d)), [], "nothing left behind")
+        dangling = os.path.join(tmpdir(), "link.vxt")
+        os.symlink(missing, dangling)
+        with self.assertRaises(voxtile.FileNotFound):
+            voxtile.open(dangling)
+        # a file that exists but is no store is not a missing file
+        bad = os.path.join(d, "bad.vxt")
+        with open(bad, "wb") as f:
+            f.write(b"x" * 5000)
+        with self.assertRaises(voxtile.Error) as cm:
+            voxtile.open(bad)
+        self.assertNotIsInstance(cm.exception, FileNotFoundError)
+        with self.assertRaises(voxtile.Error) as cm:
+            voxtile.open(d)  # a folder
+        self.assertNotIsInstance(cm.exception, FileNotFoundError)
+        # VT_ENOMEM from the library: a converter whose 512 MiB slab does not fit under an address-space limit
+        raw = os.path.join(d, "big.raw")
+        with open(raw, "wb") as f:
+            f.truncate(16384 * 16384 * 2)  # sparse: no disk used
+        code = (
+            "import os, resource, voxtile\n"
+            "vm = [int(l.split()[1]) * 1024 for l in open('/proc/self/status') if l.startswith('VmSize:')][0]\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (vm + (96 << 20), vm + (96 << 20)))\n"
+            "try:\n"
+            f"    voxtile.convert({raw!r}, {os.path.join(d, 'big.vxt')!r}, threads=1,\n"
+            "                    raw={'shape': (1, 16384, 16384), 'dtype': 'int16'})\n"
+            "except voxtile.OutOfMemory as e:\n"
+            "    print('OutOfMemory', isinstance(e, MemoryError), isinstance(e, voxtile.Error), e.code, e)\n")
+        env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
+                   PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(voxtile.__file__))),
+                   VOXTILE_LIB=os.path.abspath(voxtile._lib._path))
+        p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertTrue(p.stdout.startswith("OutOfMemory True True -6 "), p.stdout + p.stderr)
+        self.assertIn("big.raw: out of memory", p.stdout)
+        self.assertEqual(sorted(os.listdir(d)), ["bad.vxt", "big.raw"], "nothing left behind")
+
     def test_closed_store(self):
         path = os.path.join(tmpdir(), "c.vxt")
         a = np.arange(60, dtype=np.float32).reshape(3, 4, 5)
@@ -560,6 +733,19 @@ class TestStoreBasics(unittest.TestCase):
 
 
 # ---- 2. numpy basic indexing -------------------------------------------------------
+
+class Index:
+    """An object with __index__ (as numpy takes for an integer key)."""
+
+    def __init__(self, v):
+        self.v = v
+
+    def __index__(self):
+        return self.v
+
+    def __repr__(self):
+        return f"Index({self.v})"
+
 
 def random_key(rng, shape):
     nd = len(shape)
@@ -634,12 +820,38 @@ class TestIndexing(unittest.TestCase):
                     slice(None, None, -n - 5), slice(n - 1, -n - 1, -1), slice(5, 2, -1), slice(0, 0),
                     (Ellipsis, 0), (Ellipsis, -1), (0, Ellipsis), (None,) * 3, (Ellipsis, None),
                     (slice(None, None, 2),) * a.ndim, (slice(None, None, -2),) * a.ndim, (0,) * a.ndim,
-                    (-1,) * a.ndim, (np.newaxis, 0, Ellipsis, np.newaxis), np.int32(-1), np.uint8(0)]
+                    (-1,) * a.ndim, (np.newaxis, 0, Ellipsis, np.newaxis), np.int32(-1), np.uint8(0),
+                    # integer keys numpy takes besides int: 0-d integer arrays, objects with __index__
+                    np.array(0), np.array(-1, np.int8), (Ellipsis, np.array(-1)), (np.array(n - 1), Ellipsis),
+                    Index(0), (Index(-1), Ellipsis), (np.array(0),) * a.ndim, (Index(0),) * a.ndim,
+                    slice(Index(1), np.array(n), np.int64(2)), slice(np.array(-1), None, Index(-1))]
             for key in keys:
                 self.check(a, x, key)
+            if a.ndim > 1:
+                self.check(a, x, (0, np.array(a.shape[1] - 1)))
+                self.check(a, x, (Index(-1), np.array(0), Ellipsis))
+            # boolean scalars are masks to numpy (a[True] adds an axis, a[False] an empty one): not integers;
+            # voxtile does basic indexing only and says so
+            self.assertEqual(a[True].shape, (1,) + a.shape)
+            for key in (True, False, np.bool_(True), np.array(True), (0, True), (Ellipsis, np.bool_(False))):
+                if isinstance(key, tuple) and a.ndim < 2:
+                    continue
+                with self.assertRaises(IndexError, msg=repr(key)) as cm:
+                    x[key]
+                self.assertIn("boolean", str(cm.exception))
+            # non-integer 0-d arrays and integer arrays of one element are not integer keys
+            for key in (np.array(1.0), np.array([0]), [0]):
+                with self.assertRaises(IndexError, msg=repr(key)):
+                    x[key]
             assert_same(self, np.asarray(x), a)
             assert_same(self, np.array(x), a)
             assert_same(self, np.asarray(x, dtype=np.float64), a.astype(np.float64))
+            # numpy 2 passes copy= to __array__: None and True give a new array, False cannot be honoured
+            assert_same(self, x.__array__(copy=None), a)
+            got = x.__array__(np.float32, copy=True)
+            assert_same(self, got, a.astype(np.float32))
+            with self.assertRaises(ValueError):
+                x.__array__(copy=False)
 
     def test_errors_like_numpy(self):
         for a, st in self.cases:
@@ -752,7 +964,50 @@ class TestRead(unittest.TestCase):
             # names numpy knows
             assert_same(self, x.read([0] * a.ndim, a.shape, dtype="f4"), convert_ref(a, np.float32))
             assert_same(self, x.read([0] * a.ndim, a.shape, dtype=float), convert_ref(a, np.float64))
-            assert_same(self, x.read([0] * a.ndim, a.shape, dtype=bool), convert_ref(a, np.uint8))
+            with np.errstate(invalid="ignore"):
+                assert_same(self, x.read([0] * a.ndim, a.shape, dtype=bool), a.astype(bool))
+
+    def test_numpy_only_dtypes(self):
+        """dtypes the library cannot produce (bool, int64, uint64, longdouble, complex, other byte order):
+        numpy's astype of the exact values, boxes and pads and out= included."""
+        rng = np.random.default_rng(23)
+        targets = [bool, np.int64, np.uint64, np.longdouble, np.complex64, np.complex128, ">i8", "<u8", "?"]
+        for name, a in self.arrays.items():
+            x = self.st[name]
+            for t in targets:
+                dt = np.dtype(t)
+                with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf to integers, as numpy warns
+                    got = x.read([0] * a.ndim, a.shape, dtype=t)
+                    assert_same(self, got, a.astype(dt), f"{name} -> {dt}")
+                    self.assertEqual(got.dtype, dt)
+                    start, size = self.random_box(rng, a.shape, reach=0.5)
+                    for mode, pv in (("constant", 0), ("constant", -3), ("constant", 2.5), ("edge", 0),
+                                     ("reflect", 0)):
+                        got = x.read(start, size, dtype=t, pad=mode, pad_value=pv)
+                        if mode == "constant":  # the pad value is cast like the data
+                            exp = padded_box(a.astype(np.float64), start, size, "constant", pv).astype(dt)
+                        else:
+                            exp = padded_box(a, start, size, mode).astype(dt)
+                        assert_same(self, got, exp, f"{name} -> {dt} {start} {size} {mode} {pv}")
+                    # a transform: computed in float64, then cast
+                    got = x.read(start, size, dtype=t, transform=(-50, 60, 0.5, -2), pad="edge")
+                    exp = (np.clip(padded_box(a, start, size, "edge").astype(np.float64), -50, 60) * 0.5 - 2)
+                    assert_same(self, got, exp.astype(dt), f"{name} -> {dt} transform")
+                    # out=: a strided slot of a batch of that dtype, the rest untouched
+                    batch = np.ones((2,) + tuple(2 * n for n in size), dt)
+                    slot = batch[(1,) + tuple(slice(None, None, 2) for _ in size)]
+                    self.assertIs(x.read(start, size, dtype=t, out=slot, pad="reflect"), slot)
+                    assert_same(self, slot, padded_box(a, start, size, "reflect").astype(dt), f"{name} out {dt}")
+                    self.assertTrue((batch[0] == 1).all())
+        # bool is value != 0: 255 and -1 and 0.5 are True, not kept as numbers
+        v = self.st["u8"].read((0, 0), self.arrays["u8"].shape, dtype=bool)
+        self.assertEqual(v.dtype, np.dtype(bool))
+        np.testing.assert_array_equal(v, self.arrays["u8"] != 0)
+        # int64/uint64 hold values no voxtile dtype does once transformed
+        big = self.st["i32"].read((0, 0), (6, 7), dtype=np.int64, transform=(None, None, 4.0, 0.0))
+        assert_same(self, big, (self.arrays["i32"].astype(np.float64) * 4).astype(np.int64), "int64 past int32")
+        with self.assertRaises(ValueError):  # out= of the wrong dtype
+            self.st["u8"].read((0, 0), (5, 4), dtype=bool, out=np.zeros((5, 4), np.uint8))
 
     def test_float32_to_float16_bits(self):
         rng = np.random.default_rng(9)
@@ -910,15 +1165,45 @@ class TestRead(unittest.TestCase):
         odd = np.lib.stride_tricks.as_strided(buf.view(np.float32), size, (36, 12, 3))
         with self.assertRaises(ValueError):
             x.read((0, 0, 0), size, out=odd)
-        for kw in [{"pad": "wrap"}, {"pad": "symmetric"}, {"pad": None}, {"dtype": "int64"}, {"dtype": "complex64"},
-                   {"dtype": "nonsense"}, {"dtype": np.uint64}, {"dtype": object}]:
-            with self.assertRaises(ValueError, msg=str(kw)):
+        for kw in [{"pad": "wrap"}, {"pad": "symmetric"}, {"pad": None}, {"dtype": "nonsense"}, {"dtype": object},
+                   {"dtype": "U4"}, {"dtype": "S3"}, {"dtype": "M8[s]"}, {"dtype": "m8[s]"}, {"dtype": "V4"},
+                   {"dtype": [("a", "f4")]}]:
+            with self.assertRaises(voxtile.InvalidArgument, msg=str(kw)):
                 x.read((0, 0, 0), size, **kw)
         for start, sz in [((0, 0), (1, 1)), ((0, 0, 0, 0), (1, 1, 1, 1)), ((0, 0, 0), (1, 0, 1)),
                           ((0, 0, 0), (1, -1, 1))]:
             with self.assertRaises(ValueError, msg=f"{start} {sz}"):
                 x.read(start, sz)
         self.assertIsInstance(voxtile.InvalidArgument(1, "m"), voxtile.Error)
+        # start/size entries: integers (operator.index) in range, never wrapped or truncated
+        Idx = Index
+        a = self.arrays["f32"]
+        ok = x.read((np.int64(1), Idx(2), np.array(3)), (np.uint8(2), Idx(3), np.array(4)))
+        assert_same(self, ok, a[1:3, 2:5, 3:7], "numpy integers, __index__ objects, 0-d integer arrays")
+        assert_same(self, x.read(np.array([1, 2, 3]), np.array([2, 3, 4], np.uint64)), a[1:3, 2:5, 3:7])
+        far = x.read((-(1 << 63), 0, 0), (1, 1, 1), pad_value=4)
+        assert_same(self, far, np.full((1, 1, 1), 4, np.float32), "start -2**63 is valid")
+        bad = [((2 ** 64 + 5, 0, 0), size, "start wraps to 5"), ((2 ** 63, 0, 0), size, "start 2**63"),
+               ((-(2 ** 63) - 1, 0, 0), size, "start below -2**63"), ((5.7, 0, 0), size, "float start"),
+               ((np.float64(1.0), 0, 0), size, "numpy float start"), ((True, 0, 0), size, "bool start"),
+               ((np.bool_(False), 0, 0), size, "numpy bool start"), ((0, 0, 0), (2.0, 3, 4), "float size"),
+               ((0, 0, 0), (True, 3, 4), "bool size"), ((0, 0, 0), (2, 3, 2 ** 63), "size 2**63"),
+               ((0, 0, 0), (2, 3, 2 ** 64 + 4), "size wraps to 4"), ((0, 0, 0), (2, 3, "4"), "str size"),
+               ((0, 0, 0), (2, 3, None), "None size"), (0, size, "start not a sequence"),
+               ((0, 0, 0), (2, 3, np.array([4])), "1-d array entry")]
+        for start, sz, what in bad:
+            with self.assertRaises(voxtile.InvalidArgument, msg=what) as cm:
+                x.read(start, sz)
+            self.assertIsInstance(cm.exception, ValueError, what)
+            self.assertIn("r.vxt", str(cm.exception), what)
+        # a box numpy cannot allocate: OutOfMemory, a voxtile.Error and a MemoryError
+        with self.assertRaises(voxtile.OutOfMemory) as cm:
+            x.read((0, 0, 0), (1 << 20, 1 << 20, 1 << 20))
+        self.assertIsInstance(cm.exception, MemoryError)
+        self.assertIsInstance(cm.exception, voxtile.Error)
+        # a box whose byte count overflows: InvalidArgument
+        with self.assertRaises(voxtile.InvalidArgument):
+            x.read((0, 0, 0), (1 << 62, 1 << 62, 1 << 62))
 
 
 # ---- 4. Writer ---------------------------------------------------------------------------
@@ -1236,6 +1521,38 @@ class TestPatchDataset(unittest.TestCase):
         got, = self.loader_batches(ds, epochs=(2,), multiprocessing_context="spawn")
         assert_batches_equal(self, got, ref, "spawn")
 
+    def batch_mode(self, ctx):
+        """batch_size mode (each patch read into its slot of a shared-memory batch in the worker) through a
+        2-worker DataLoader(batch_size=None): the same batches as a single-process pass, and as the
+        item-mode patches collated."""
+        paths = [ct_store(), self.small_path]  # one channel each: one batch tensor
+        kw = dict(seed=14, length=26, oversample_foreground=0.5, dtype=torch.float32)
+        ds = PatchDataset(paths, (8, 16, 12), batch_size=4, **kw)
+        self.assertEqual(len(ds), 6)
+        ds.set_epoch(1)
+        ref = [ds[i] for i in range(len(ds))]  # in this process: no shared memory
+        items = PatchDataset(paths, (8, 16, 12), **kw)
+        items.set_epoch(1)
+        collated = [collate([items[i] for i in range(4 * b, 4 * b + 4)]) for b in range(len(ds))]
+        assert_batches_equal(self, ref, collated, "batch mode vs item mode collated")
+        self.check_items(items, [items[i] for i in range(24)])  # and so against numpy
+        loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context=ctx)
+        got = list(loader)
+        assert_batches_equal(self, got, ref, f"batch mode, 2 {ctx} workers")
+        for b in got:
+            self.assertEqual(tuple(b["image"].shape), (4, 1, 8, 16, 12))
+            self.assertEqual(tuple(b["seg"].shape), (4, 1, 8, 16, 12))
+
+    def test_dataloader_batch_mode_fork(self):
+        self.batch_mode("fork")
+        # stores with other channel counts cannot share a batch tensor: a clear error, not a shape mismatch
+        mixed = PatchDataset([ct_store(), self.fg_path], (4, 4, 4), batch_size=8, seed=1, length=16)
+        with self.assertRaisesRegex(voxtile.InvalidArgument, "same number of channels"):
+            mixed[0]
+
+    def test_dataloader_batch_mode_spawn(self):
+        self.batch_mode("spawn")
+
     def test_dataloader_persistent(self):
         ds = PatchDataset([ct_store(), self.small_path], (8, 16, 16), seed=13, length=16)
         ref = [self.reference_batches(ds, e) for e in (0, 1, 2)]
@@ -1539,6 +1856,41 @@ class TestDask(unittest.TestCase):
         with dask.config.set(scheduler="sync"):
             self.assertEqual(int(s.sum().compute()), int((self.a > 1).sum()))
 
+    def test_rewritten_store(self):
+        """A store rewritten at the same path (published by rename, as voxtile writers do) is read anew by
+        from_store(), not served from the per-process open cache; a graph of the old file fails loudly."""
+        import dask
+        d = tmpdir()
+        path = os.path.join(d, "re.vxt")
+        rng = np.random.default_rng(19)
+        first = rng.integers(-100, 100, size=(1, 9, 10, 11)).astype(np.int16)
+        second = rng.integers(-100, 100, size=(1, 9, 10, 11)).astype(np.int16)  # same shape and dtype
+        self.assertNotEqual(int(first.sum()), int(second.sum()))
+        write_store(path, {"image": (first, {"tile": (1, 4, 4, 4)})})
+        with dask.config.set(scheduler="sync"):
+            old = voxtile.dask.from_store(path)
+            self.assertEqual(int(old.sum(dtype=np.int64).compute()), int(first.astype(np.int64).sum()))
+            ino = os.stat(path).st_ino
+            write_store(path, {"image": (second, {"tile": (1, 4, 4, 4)})})  # a temporary file renamed over it
+            self.assertNotEqual(os.stat(path).st_ino, ino, "published by rename")
+            new = voxtile.dask.from_store(path)
+            self.assertNotEqual(new.name, old.name)
+            self.assertEqual(int(new.sum(dtype=np.int64).compute()), int(second.astype(np.int64).sum()))
+            assert_same(self, new.compute(), second)
+            # the old graph's file is gone from the path: an error naming it, not a mix of both files
+            with self.assertRaises(voxtile.Error) as cm:
+                old.sum().compute()
+            self.assertIn("from_store() again", str(cm.exception))
+            # a third version, rewritten in place through another name and os.replace
+            third = second[:, :, :, ::-1] * 2
+            tmp_path = os.path.join(d, "re.tmp.vxt")
+            write_store(tmp_path, {"image": (third, {"tile": (1, 4, 4, 4)})})
+            os.replace(tmp_path, path)
+            assert_same(self, voxtile.dask.from_store(path).compute(), third)
+        with dask.config.set(scheduler="threads"):
+            self.assertEqual(int(voxtile.dask.from_store(path).sum(dtype=np.int64).compute()),
+                             int(third.astype(np.int64).sum()))
+
     def test_two_chunkings_compose(self):
         """Two dask arrays of the same store array with different chunks are different graphs."""
         import dask
@@ -1595,6 +1947,83 @@ class TestLoading(unittest.TestCase):
         p = self.run_py("import voxtile; print(voxtile._lib._path); print(voxtile.version())", lib)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(p.stdout.split("\n")[:2], [lib, voxtile.version()])
+
+    def run_clean(self, code, pythonpath, cwd):
+        """code in a fresh interpreter with no VOXTILE_LIB, only `pythonpath` to find the package."""
+        env = {k: v for k, v in os.environ.items() if k not in ("VOXTILE_LIB", "PYTHONPATH")}
+        env["PYTHONPATH"] = pythonpath
+        return subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, text=True,
+                              timeout=120)
+
+    def test_checkout_lookup(self):
+        """From a checkout, with VOXTILE_LIB unset, the package loads ROOT/build/libvoxtile.so."""
+        built = os.path.join(ROOT, "build", "libvoxtile.so")
+        if not os.path.exists(built):
+            self.skipTest(f"no {built}: the checkout was built in another folder")
+        code = ("import os, voxtile; print(voxtile.__file__); print(voxtile._lib._path); "
+                "print(os.environ.get('VOXTILE_LIB'))")
+        p = self.run_clean(code, os.path.join(ROOT, "python"), tmpdir())
+        self.assertEqual(p.returncode, 0, p.stderr)
+        pkg, lib, env = p.stdout.split("\n")[:3]
+        self.assertEqual(env, "None")
+        self.assertEqual(pkg, os.path.join(ROOT, "python", "voxtile", "__init__.py"))
+        self.assertEqual(lib, built)
+
+    def test_installed_layout(self):
+        """The package and library copied where `meson install` puts them (the build's own install plan,
+        meson-info/intro-installed.json) import and read with nothing set."""
+        import json
+        build = os.path.dirname(os.path.realpath(voxtile._lib._path))
+        info = os.path.join(build, "meson-info")
+        try:
+            with open(os.path.join(info, "intro-installed.json")) as f:
+                installed = json.load(f)
+            with open(os.path.join(info, "intro-buildoptions.json")) as f:
+                prefix = next(o["value"] for o in json.load(f) if o["name"] == "prefix")
+        except (OSError, StopIteration) as e:
+            self.skipTest(f"no meson install plan next to the library ({e})")
+        dest = tmpdir()
+
+        def place(path):
+            self.assertTrue(path.startswith(prefix + os.sep), path)
+            return os.path.join(dest, os.path.relpath(path, prefix))
+
+        pkg_dir = lib0 = None
+        links = []
+        for src, to in installed.items():
+            name = os.path.basename(src)
+            if os.path.basename(os.path.dirname(src)) == "voxtile" and name.endswith(".py"):
+                target = place(to)
+                pkg_dir = os.path.dirname(target)
+            elif name.startswith("libvoxtile.so"):
+                target = place(to)
+                if not os.path.isabs(src):  # a symlink meson makes (libvoxtile.so.0, libvoxtile.so)
+                    links.append(target)
+                    if name == "libvoxtile.so.0":
+                        lib0 = target
+                    continue
+            else:
+                continue
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.copy2(src, target)
+        self.assertIsNotNone(pkg_dir, installed)
+        self.assertIsNotNone(lib0, installed)
+        for link in links:  # to the real library file in the same folder
+            real = [f for f in os.listdir(os.path.dirname(link)) if f.startswith("libvoxtile.so.")
+                    and not os.path.islink(os.path.join(os.path.dirname(link), f)) and f.count(".") > 2]
+            self.assertEqual(len(real), 1, real)
+            os.symlink(real[0], link)
+        store = os.path.join(dest, "s.vxt")
+        a = np.arange(2 * 3 * 4, dtype=np.int16).reshape(2, 3, 4)
+        write_store(store, {"x": (a, {})})
+        code = ("import voxtile; print(voxtile.__file__); print(voxtile._lib._path)\n"
+                f"with voxtile.open({store!r}) as st: print(int(st['x'][1].sum()))\n")
+        p = self.run_clean(code, os.path.dirname(pkg_dir), dest)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        pkg, lib, total = p.stdout.split("\n")[:3]
+        self.assertEqual(pkg, os.path.join(pkg_dir, "__init__.py"))
+        self.assertEqual(lib, lib0)
+        self.assertEqual(int(total), int(a[1].sum()))
 
     def test_missing_lib(self):
         missing = os.path.join(TMP, "no-such-dir", "libvoxtile.so")

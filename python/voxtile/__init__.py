@@ -11,14 +11,17 @@ A store is read through its memory map; reads release the GIL. Handles may
 be shared by threads, and survive fork() in DataLoader workers.
 """
 import ctypes
+import errno
+import operator
 import os
+import re
 
 import numpy as np
 
 from . import _ffi
 
-__all__ = ["open", "Store", "Array", "Error", "InvalidArgument", "NotFound", "convert", "export_nifti",
-           "probe", "Writer", "version"]
+__all__ = ["open", "Store", "Array", "Error", "InvalidArgument", "NotFound", "FileNotFound", "OutOfMemory",
+           "convert", "export_nifti", "probe", "Writer", "version"]
 
 _lib = _ffi.load()
 
@@ -46,20 +49,55 @@ class NotFound(Error, KeyError):
         return OSError.__str__(self)
 
 
-def _raise(code, message):
+class OutOfMemory(Error, MemoryError):
+    """The library or a buffer for a read could not get memory (VT_ENOMEM); also a MemoryError."""
+
+
+class FileNotFound(Error, FileNotFoundError):
+    """A file named in the call does not exist (VT_EIO from a missing path); also a FileNotFoundError,
+    with errno ENOENT and .filename the missing path."""
+
+    def __init__(self, code, message, filename=None):
+        super().__init__(code, message)
+        self.errno = errno.ENOENT
+        self.filename = filename
+
+    def __str__(self):  # the C message, not OSError's "[Errno 2] ..." form
+        return str(self.args[0])
+
+
+def _raise(code, message, paths=()):
+    """Raise the Error subclass for a VT_E* code. paths: files the call named; when the failure is an I/O
+    error and one of them does not exist, FileNotFound."""
     if code in (_EINVAL, _ERANGE):
         raise InvalidArgument(code, message)
     if code == _ENOTFOUND:
         raise NotFound(code, message)
     if code == _ENOMEM:
-        raise MemoryError(message)
+        raise OutOfMemory(code, message)
+    if code == _EIO:
+        for p in paths:
+            if p is not None and _missing(p):
+                raise FileNotFound(code, message, os.fsdecode(p))
     raise Error(code, message)
 
 
-def _check(code, handle=None):
+def _missing(path):
+    """Whether path names nothing (ENOENT, a dangling symlink too); a path stat() cannot look at for
+    another reason (EACCES, ENOTDIR) is not called missing."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return True
+    except (OSError, ValueError):
+        return False
+    return False
+
+
+def _check(code, handle=None, paths=()):
     if code:
         msg = _lib.vt_errmsg(handle)
-        _raise(code, (msg or b"").decode(errors="replace") or _lib.vt_strerror(code).decode())
+        _raise(code, (msg or b"").decode(errors="replace") or _lib.vt_strerror(code).decode(), paths)
 
 
 def version():
@@ -96,7 +134,79 @@ def _vt_dtype(dtype):
     return code
 
 
+_F16, _F32, _F64 = 7, 9, 10
+_FLOAT_CODES = (_F16, _BF16, _F32, _F64)
+
+
+def _read_dtype(dtype):
+    """Output of read(dtype=...): (vt code the C library produces, final numpy dtype or None).
+
+    The final dtype is set for dtypes numpy has but the library cannot produce (bool, int64, uint64,
+    longdouble, complex): read() then reads an intermediate that holds the values exactly and casts it
+    with numpy's astype."""
+    if isinstance(dtype, str) and dtype in ("bfloat16", "bf16"):
+        return _BF16, None
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as e:
+        raise InvalidArgument(_EINVAL, f"unknown dtype {dtype!r}") from e
+    code = _NP_TO_VT.get(dt.newbyteorder("=") if dt.byteorder not in "=|" else dt)
+    if code is not None:
+        return code, None
+    if dt.kind in "biufc":
+        return None, dt
+    raise InvalidArgument(_EINVAL, f"dtype {dt} is not a numeric dtype voxtile can produce (bool, integers, "
+                                   f"floats, complex, bfloat16)")
+
+
+def _holds(ndt, value):
+    """Whether value converts to numpy dtype ndt without change (the pad value in an intermediate)."""
+    v = float(value)
+    if ndt.kind == "f":
+        with np.errstate(over="ignore"):
+            return np.isnan(v) or float(ndt.type(v)) == v
+    info = np.iinfo(ndt)
+    return v.is_integer() and info.min <= v <= info.max
+
+
+def _int_entries(values, what, lo, hi, where):
+    """start/size entries as Python ints: integers only (operator.index: no float, no bool), in [lo, hi)."""
+    try:
+        values = list(values)
+    except TypeError:
+        raise InvalidArgument(_EINVAL, f"{where}: {what} must be a sequence of integers, not {values!r}") from None
+    out = []
+    for v in values:
+        try:
+            if isinstance(v, (bool, np.bool_)):
+                raise TypeError
+            i = operator.index(v)
+        except TypeError:
+            raise InvalidArgument(_EINVAL, f"{where}: {what} entries must be integers, not "
+                                           f"{type(v).__name__} {v!r}") from None
+        if not lo <= i < hi:
+            raise InvalidArgument(_ERANGE, f"{where}: {what} entry {i} is outside [{lo}, {hi})")
+        out.append(i)
+    return out
+
+
+def _compose_scaling(scaling, transform):
+    """The one C transform (clip to [lo, hi], then x*scale+offset) that gives `transform` applied to the
+    scaled values x*slope+inter: the clip bounds move back through the scaling (and swap for a negative
+    slope), the two affine steps multiply out."""
+    m, b = scaling
+    lo, hi, s, o = transform if transform is not None else (None, None, 1.0, 0.0)
+    lo = -np.inf if lo is None else float(lo)
+    hi = np.inf if hi is None else float(hi)
+    s, o = float(s), float(o)
+    xlo, xhi = (lo - b) / m, (hi - b) / m
+    if m < 0:
+        xlo, xhi = xhi, xlo
+    return xlo, xhi, m * s, b * s + o
+
+
 _PADS = {"constant": 0, "edge": 1, "reflect": 2}
+_SCALED = re.compile(r"image(@[0-9]+)?")  # arrays the NIfTI scaling of a store applies to
 
 
 # ---- stores -----------------------------------------------------------------
@@ -112,7 +222,7 @@ class Store:
     def __init__(self, path):
         self._h = None
         h = ctypes.c_void_p()
-        _check(_lib.vt_open(os.fsencode(path), 0, ctypes.byref(h)))
+        _check(_lib.vt_open(os.fsencode(path), 0, ctypes.byref(h)), paths=(path,))
         self._h = h
         self.path = os.fspath(path)
         self._pid = os.getpid()
@@ -260,6 +370,7 @@ class Array:
         self.fill = info.fill
         self.min, self.max = info.min, info.max
         self._labels = None
+        self._scaling = False  # not looked up yet
 
     def _handle(self):
         self.store._handle()  # raises when closed
@@ -272,60 +383,100 @@ class Array:
     def size(self):
         return int(np.prod(self.shape))
 
+    @property
+    def scaling(self):
+        """(slope, inter) of the source NIfTI's scl_slope/scl_inter when the store keeps raw values that
+        read() scales (arrays "image" and its levels "image@K" of a store converted without
+        --apply-scaling); None otherwise (labels are never scaled)."""
+        if self._scaling is False:
+            scaling = None
+            if _SCALED.fullmatch(self.name):
+                meta = self.store.metadata
+                slope, inter = meta.get("scl_slope"), meta.get("scl_inter")
+                m = float(slope[0]) if slope is not None and len(slope) == 1 else 0.0
+                b = float(inter[0]) if inter is not None and len(inter) == 1 else 0.0
+                if np.isfinite(m) and np.isfinite(b) and m != 0 and (m, b) != (1.0, 0.0):
+                    scaling = (m, b)
+            self._scaling = scaling
+        return self._scaling
+
     def read(self, start, size, dtype=None, pad="constant", pad_value=0, transform=None, out=None, threads=1,
-             verify=True):
+             verify=True, scaling=True):
         """Read the box [start, start+size) (one entry per dimension; it may leave the array).
 
-        dtype: anything numpy takes (None keeps the stored dtype; "bfloat16" gives uint16 bits).
+        start: integers in [-2**63, 2**63); size: integers in [1, 2**63) (no floats, no bools).
+        dtype: anything numpy takes (None keeps the stored dtype; "bfloat16" gives uint16 bits). bool,
+             int64, uint64, longdouble and complex are numpy's astype of the exact values (bool: value != 0).
         pad: "constant" (pad_value), "edge" or "reflect" (numpy's modes) for voxels outside.
         transform: (clip_lo, clip_hi, scale, offset) applied before the conversion: clip, then x*scale+offset.
+        scaling: with a floating output dtype, apply the store's NIfTI scaling (Array.scaling: x*slope+inter)
+             first, then transform, to the scaled values; False reads the raw stored values. dtype=None and
+             integer outputs are never scaled.
         out: an array to fill (e.g. a slot of a batch): its shape must be size and dtype the output dtype;
              any strides (multiples of the item size) -- no extra copy.
         """
         h = self._handle()
         nd = self.ndim
-        start = [int(v) for v in start]
-        size = [int(v) for v in size]
+        where = f"{self.store.path}: array '{self.name}'"
+        start = _int_entries(start, "start", -(1 << 63), 1 << 63, where)
+        size = _int_entries(size, "size", 1, 1 << 63, where)
         if len(start) != nd or len(size) != nd:
-            raise InvalidArgument(_EINVAL, f"{self.store.path}: array '{self.name}' has {nd} dimensions; "
-                                           f"start and size need {nd} entries each")
-        if min(size) < 1:
-            raise InvalidArgument(_ERANGE, f"{self.store.path}: box size {size} has an empty axis")
+            raise InvalidArgument(_EINVAL, f"{where} has {nd} dimensions; start and size need {nd} entries each")
         opts = _ffi.ReadOpts()
         _lib.vt_read_opts_init(ctypes.byref(opts))
-        code = self._code if dtype is None else _vt_dtype(dtype)
-        opts.dtype = code
+        code, final = (self._code, None) if dtype is None else _read_dtype(dtype)
         if pad not in _PADS:
             raise InvalidArgument(_EINVAL, f"pad must be one of {sorted(_PADS)}, not {pad!r}")
         opts.pad = _PADS[pad]
         opts.pad_value = float(pad_value)
+        floating = code in _FLOAT_CODES if final is None else final.kind in "fc"
+        if scaling and dtype is not None and floating and self.scaling is not None:
+            transform = _compose_scaling(self.scaling, transform)
         if transform is not None:
             lo, hi, scale, offset = transform
             opts.transform = 1
             opts.clip_lo = -np.inf if lo is None else float(lo)
             opts.clip_hi = np.inf if hi is None else float(hi)
             opts.scale, opts.offset = float(scale), float(offset)
+        if final is not None:  # an intermediate that holds the values exactly, cast by numpy below
+            code = _F64
+            if transform is None:
+                inter = _F32 if self._code == _BF16 else self._code
+                if pad != "constant" or _holds(_np_dtype(inter), opts.pad_value):
+                    code = inter
+        opts.dtype = code
         opts.threads = int(threads)
         opts.verify = 1 if verify else 0
         ndt = _np_dtype(code)
-        if out is None:
-            out = np.empty(size, dtype=ndt)
-        else:
+        want = ndt if final is None else final
+        if out is not None:
             if not isinstance(out, np.ndarray):
                 raise InvalidArgument(_EINVAL, "out must be a numpy array")
-            if out.dtype != ndt or tuple(out.shape) != tuple(size) or not out.flags.writeable:
-                raise InvalidArgument(_EINVAL, f"out must be a writeable {ndt} array of shape {tuple(size)}, "
+            if out.dtype != want or tuple(out.shape) != tuple(size) or not out.flags.writeable:
+                raise InvalidArgument(_EINVAL, f"out must be a writeable {want} array of shape {tuple(size)}, "
                                                f"not {out.dtype} {out.shape}")
-            if any(s % ndt.itemsize for s in out.strides):
+            if any(s % want.itemsize for s in out.strides):
                 raise InvalidArgument(_EINVAL, "out's strides must be multiples of its item size")
-            if not out.flags.c_contiguous:
-                strides = (ctypes.c_int64 * nd)(*[s // ndt.itemsize for s in out.strides])
-                opts.strides = ctypes.cast(strides, _ffi.c_i64p)
-        if out.size == 0:
-            return out
-        st = (ctypes.c_int64 * nd)(*start)
-        sz = (ctypes.c_uint64 * nd)(*size)
-        _check(_lib.vt_read(h, st, sz, ctypes.byref(opts), ctypes.c_void_p(out.ctypes.data)), self.store._h)
+        dest = out if final is None else None
+        if dest is None:
+            try:
+                dest = np.empty(size, dtype=ndt)
+            except MemoryError as e:
+                raise OutOfMemory(_ENOMEM, f"{where}: cannot allocate {ndt} box of size {tuple(size)}") from e
+            except ValueError as e:
+                raise InvalidArgument(_ERANGE, f"{where}: box of size {tuple(size)} is too large: {e}") from None
+        elif not dest.flags.c_contiguous:
+            strides = (ctypes.c_int64 * nd)(*[s // ndt.itemsize for s in dest.strides])
+            opts.strides = ctypes.cast(strides, _ffi.c_i64p)
+        if dest.size:
+            st = (ctypes.c_int64 * nd)(*start)
+            sz = (ctypes.c_uint64 * nd)(*size)
+            _check(_lib.vt_read(h, st, sz, ctypes.byref(opts), ctypes.c_void_p(dest.ctypes.data)), self.store._h)
+        if final is None:
+            return dest
+        if out is None:
+            return dest.astype(final)
+        np.copyto(out, dest, casting="unsafe")
         return out
 
     # numpy basic indexing: ints, slices (any step), Ellipsis, None
@@ -366,14 +517,14 @@ class Array:
                     stop = r[0] - lo + len(r) * r.step
                     local.append(slice(r[0] - lo, stop if stop >= 0 else None, r.step))
             else:
+                if isinstance(k, (bool, np.bool_)) or (isinstance(k, np.ndarray) and k.dtype == np.bool_):
+                    raise IndexError("boolean keys are masks to numpy (advanced indexing: a[True] adds an axis); "
+                                     "voxtile does basic indexing only: use None (numpy.newaxis) to add an axis")
                 try:
-                    i = int(np.asarray(k).item()) if not isinstance(k, (int, np.integer)) else int(k)
-                except (TypeError, ValueError):
+                    i = operator.index(k)  # ints, numpy integers, 0-d integer arrays, objects with __index__
+                except TypeError:
                     raise IndexError("only integers, slices (`:`), ellipsis (`...`) and numpy.newaxis (`None`) "
-                                     "are valid indices") from None
-                if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
-                    raise IndexError("only integers, slices (`:`), ellipsis (`...`) and numpy.newaxis (`None`) "
-                                     "are valid indices")
+                                     "are valid indices (voxtile does numpy basic indexing only)") from None
                 if i < -n or i >= n:
                     raise IndexError(f"index {i} is out of bounds for axis {axis} with size {n}")
                 i = i + n if i < 0 else i
@@ -389,9 +540,14 @@ class Array:
             return box[tuple(local) + (Ellipsis,)]
         return box[tuple(local)]
 
-    def __array__(self, dtype=None):
+    def __array__(self, dtype=None, copy=None):
+        """The whole array, raw stored values (as a[...]); numpy 2's copy=False cannot be honoured: the
+        values are always read into a new array."""
+        if copy is False:
+            raise ValueError(f"voxtile array '{self.name}': np.asarray(..., copy=False) is impossible, the "
+                             f"values are read from the file into a new array")
         a = self[...]
-        return a if dtype is None else a.astype(dtype)
+        return a if dtype is None else a.astype(dtype, copy=False)
 
     def verify(self):
         """Check every tile's checksum, decoding and statistics; raises Error naming the first bad tile."""
@@ -438,7 +594,8 @@ class Writer:
         _lib.vt_writer_opts_init(ctypes.byref(opts))
         opts.threads = int(threads)
         h = ctypes.c_void_p()
-        _check(_lib.vt_writer_open(os.fsencode(path), ctypes.byref(opts), ctypes.byref(h)))
+        _check(_lib.vt_writer_open(os.fsencode(path), ctypes.byref(opts), ctypes.byref(h)),
+               paths=(os.path.dirname(os.path.abspath(path)),))
         self._h = h
         self._dtypes = []
 
@@ -580,17 +737,18 @@ def convert(images, out, seg=None, crop=None, crop_margin=0, levels=0, dtype=Non
     arr = (ctypes.c_char_p * len(paths))(*paths)
     segp = os.fsencode(seg) if seg is not None else None
     rc = _lib.vt_convert_images(arr, len(paths), segp, os.fsencode(out), ctypes.byref(opts))
-    _check(rc)
+    _check(rc, paths=list(images) + [seg, os.path.dirname(os.path.abspath(out))])
 
 
 def export_nifti(store, out, array=None):
     """Write an array of a store (default "image") back to NIfTI (.nii or .nii.gz), source header kept."""
-    _check(_lib.vt_export_nifti(os.fsencode(store), array.encode() if array else None, os.fsencode(out)))
+    _check(_lib.vt_export_nifti(os.fsencode(store), array.encode() if array else None, os.fsencode(out)),
+           paths=(store, os.path.dirname(os.path.abspath(out))))
 
 
 def probe(path):
     """Header of an image file: {shape: (c, z, y, x), dtype, spacing: (z, y, x), format}."""
     info = _ffi.ImageInfo()
-    _check(_lib.vt_image_probe(os.fsencode(path), ctypes.byref(info)))
+    _check(_lib.vt_image_probe(os.fsencode(path), ctypes.byref(info)), paths=(path,))
     return {"shape": tuple(int(v) for v in info.shape), "dtype": _VT_DTYPES[info.dtype],
             "spacing": tuple(info.spacing), "format": info.format.decode()}

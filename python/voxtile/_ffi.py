@@ -209,7 +209,7 @@ def _candidates():
         return
     here = os.path.dirname(os.path.abspath(__file__))
     # a checkout: python/voxtile -> build/
-    yield os.path.join(here, "..", "..", "build", "libvoxtile.so")
+    yield os.path.normpath(os.path.join(here, "..", "..", "build", "libvoxtile.so"))
     # installed: PREFIX/lib/python3/dist-packages/voxtile -> PREFIX/lib*/
     prefix = os.path.abspath(os.path.join(here, "..", "..", "..", ".."))
     for sub in ("lib", "lib64", "lib/x86_64-linux-gnu", "lib/aarch64-linux-gnu"):

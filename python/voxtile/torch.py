@@ -33,7 +33,9 @@ class PatchDataset(torch.utils.data.Dataset):
     random voxel of a random foreground label (a value != 0 of the label array, or one of `labels`),
     found through the label index in the file: no label data is scanned. The others start uniformly
     in the volume. Patches may extend past the border: the image is padded with `pad`/`pad_value`
-    (nnU-Net: constant 0), the label with `seg_pad_value` (nnU-Net: -1).
+    (nnU-Net: constant 0), the label with `seg_pad_value` (nnU-Net: -1). A floating `dtype` gives the
+    image with the store's NIfTI scaling applied (Array.scaling: raw * scl_slope + scl_inter, as nibabel's
+    get_fdata()); an integer one the raw stored values. Labels are never scaled.
     """
 
     def __init__(self, paths, patch_size, *, arrays=("image", "seg"), oversample_foreground=0.33,
@@ -125,6 +127,10 @@ class PatchDataset(torch.utils.data.Dataset):
     def _read(self, i, image_out=None, seg_out=None):
         """Patch i into new arrays, or into the given ones (slots of a batch)."""
         case, st, img, start = self._draw(i)
+        if image_out is not None and image_out.shape[0] != img.shape[0]:
+            raise voxtile.InvalidArgument(-7, f"{self.paths[case]}: '{img.name}' has {img.shape[0]} channels, the "
+                                              f"batch {image_out.shape[0]}: batch_size mode needs the same number "
+                                              f"of channels in every store")
         bf16 = self.dtype == torch.bfloat16
         image = img.read([0] + start, (img.shape[0],) + self.patch_size,
                          dtype="bfloat16" if bf16 else _TORCH_TO_NP[self.dtype], pad=self.pad,
