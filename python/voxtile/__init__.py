@@ -14,7 +14,6 @@ import ctypes
 import errno
 import operator
 import os
-import re
 
 import numpy as np
 
@@ -206,7 +205,6 @@ def _compose_scaling(scaling, transform):
 
 
 _PADS = {"constant": 0, "edge": 1, "reflect": 2}
-_SCALED = re.compile(r"image(@[0-9]+)?")  # arrays the NIfTI scaling of a store applies to
 
 
 # ---- stores -----------------------------------------------------------------
@@ -388,16 +386,10 @@ class Array:
         """(slope, inter) of the source NIfTI's scl_slope/scl_inter when the store keeps raw values that
         read() scales (arrays "image" and its levels "image@K" of a store converted without
         --apply-scaling); None otherwise (labels are never scaled)."""
-        if self._scaling is False:
-            scaling = None
-            if _SCALED.fullmatch(self.name):
-                meta = self.store.metadata
-                slope, inter = meta.get("scl_slope"), meta.get("scl_inter")
-                m = float(slope[0]) if slope is not None and len(slope) == 1 else 0.0
-                b = float(inter[0]) if inter is not None and len(inter) == 1 else 0.0
-                if np.isfinite(m) and np.isfinite(b) and m != 0 and (m, b) != (1.0, 0.0):
-                    scaling = (m, b)
-            self._scaling = scaling
+        if self._scaling is False:  # the library's rule (vt_array_scaling), looked up once
+            m, b = ctypes.c_double(), ctypes.c_double()
+            has = _lib.vt_array_scaling(self._handle(), ctypes.byref(m), ctypes.byref(b))
+            self._scaling = (m.value, b.value) if has else None
         return self._scaling
 
     def read(self, start, size, dtype=None, pad="constant", pad_value=0, transform=None, out=None, threads=1,

@@ -177,6 +177,7 @@ FUNCTIONS = {
     "vt_store_array_at": (_I, [_P, _SZ, ctypes.POINTER(_P)]),
     "vt_store_array": (_I, [_P, _S, ctypes.POINTER(_P)]),
     "vt_array_info_get": (_I, [_P, ctypes.POINTER(ArrayInfo)]),
+    "vt_array_scaling": (_I, [_P, ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_double)]),
     "vt_tile_get": (_I, [_P, _U64, ctypes.POINTER(TileInfo)]),
     "vt_read_opts_init": (None, [ctypes.POINTER(ReadOpts)]),
     "vt_read": (_I, [_P, c_i64p, c_u64p, ctypes.POINTER(ReadOpts), _P]),
