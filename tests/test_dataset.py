@@ -869,9 +869,39 @@ class DatasetTest(StoreCase):
         self.assertNotIn("budget", st2)
         for k in ("cases", "stores", "shape", "spacing", "dtypes", "bytes_float32", "stored_bytes", "largest"):
             self.assertEqual(st2[k], st[k], k)
-        # text output
+        # text output: the same figures as the oracle, in the table's rows
+        def human(b):
+            units, u = ["B", "KiB", "MiB", "GiB"], 0
+            while b >= 1024 and u < 3:
+                b, u = b / 1024, u + 1
+            return f"{b:.2f} {units[u]}" if u else f"{b:.0f} B"
+
         p = run("stats", root, s2, "--budget", "4KiB")
-        self.assertIn(f"{n} cases", p.stdout)
+        lines = p.stdout.splitlines()
+        self.assertEqual(lines[0], f"{n} cases (3 stores, {n - 3} image cases)")
+
+        def row(label):
+            got = [l for l in lines if l.startswith(label)]
+            self.assertEqual(len(got), 1, label)
+            return got[0][len(label):].split()
+
+        x = " x "
+        self.assertEqual(" ".join(row("shape (c, z, y, x)")),
+                         " ".join(x.join(map(str, v)) for v in (shapes.min(0), ss[med], shapes.max(0))))
+        self.assertEqual(row("bytes per case as float32"),
+                         " ".join(human(int(v)) for v in (bs[0], bs[med], bs[-1])).split())
+        self.assertIn(f"total as float32: {human(int(nbytes.sum()))}", p.stdout)
+        top = lines[lines.index("largest cases:") + 1:][:5]
+        for line, i in zip(top, order):
+            self.assertEqual(line.split(), [*human(int(nbytes[i])).split(), *x.join(map(str, cases[i][1])).split(),
+                                            cases[i][0]])
+        budget_lines = [l for l in lines if "crop to" in l]
+        self.assertEqual(len(budget_lines), len(over))
+        for line in budget_lines:
+            path = line.split()[-1]
+            f = (budget / over[path]) ** (1 / 3)
+            self.assertIn(f"crop to {f:.2f} per axis ({100 * f ** 3:.0f}% of voxels) or downsample by {1 / f:.2f}",
+                          line)
 
     def test_stats_nothing_found(self):
         d = self.outdir()
