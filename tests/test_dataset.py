@@ -903,6 +903,19 @@ class DatasetTest(StoreCase):
             self.assertIn(f"crop to {f:.2f} per axis ({100 * f ** 3:.0f}% of voxels) or downsample by {1 / f:.2f}",
                           line)
 
+    def test_stats_counts_channels_of_one_case_only(self):
+        d = self.outdir()
+        shapes = {"t.nii": (4, 5, 6), "t.nii.gz": (4, 5, 7), "c_0000.nii.gz": (3, 5, 6), "c_0001.nii.gz": (3, 5, 6),
+                  "c_0000.nii": (2, 2, 2)}
+        for name, shape in shapes.items():
+            self.save(nib.Nifti1Image(np.zeros(shape, np.int16), np.eye(4)), os.path.join(d, name))
+        st = json.loads(run("stats", d, "--json").stdout)
+        # t.nii and t.nii.gz are two cases; c_0000/c_0001.nii.gz one case of 2 channels; c_0000.nii its own
+        got = sorted((os.path.basename(l["path"]), l["shape"]) for l in st["largest"])
+        self.assertEqual(got, [("c_0000.nii", [1, 2, 2, 2]), ("c_0000.nii.gz", [2, 6, 5, 3]),
+                               ("t.nii", [1, 6, 5, 4]), ("t.nii.gz", [1, 7, 5, 4])])
+        self.assertEqual(st["cases"], 4)
+
     def test_stats_nothing_found(self):
         d = self.outdir()
         p = run("stats", d, "--json", ok=False)

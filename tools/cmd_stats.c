@@ -53,10 +53,17 @@ static char *case_key(const char *path)
 {
     for (size_t i = 0; i < sizeof image_suffixes / sizeof image_suffixes[0]; i++)
         if (has_suffix(path, image_suffixes[i])) {
+            /* CASE_0000.nii.gz, CASE_0001.nii.gz ... -> CASE.nii.gz; a file
+             * without the channel suffix is a case of its own (t.nrrd and
+             * t.mha are two) */
             size_t n = strlen(path) - strlen(image_suffixes[i]);
-            if (n > 5 && path[n - 5] == '_' && strspn(path + n - 4, "0123456789") >= 4)
-                n -= 5;
-            return strndup(path, n);
+            if (n > 5 && path[n - 5] == '_' && strspn(path + n - 4, "0123456789") >= 4) {
+                char *key = strdup(path);
+                if (key)
+                    memmove(key + n - 5, key + n, strlen(key + n) + 1);
+                return key;
+            }
+            break;
         }
     return strdup(path);
 }
