@@ -607,6 +607,20 @@ typedef struct vt_convert_opts {
 VT_API void vt_convert_opts_init(vt_convert_opts *opts);
 
 /**
+ * The options that shape a converted store, as one canonical line
+ * ("array=image dtype=same apply_scaling=0 crop=none levels=0 tile=16,16,16
+ * codec=lz4hc level=4 shuffle=auto"): defaults written out, threads and
+ * progress left out. vt_convert_images() stores it as metadata
+ * "convert.options", so a rerun can tell whether a store was made the same way.
+ * @param opts  the options.
+ * @param buf   receives the text, NUL-terminated and truncated to @p len - 1
+ *              bytes; may be NULL when @p len is 0.
+ * @param len   size of @p buf.
+ * @return the length of the whole text (as snprintf), or -1 for a NULL @p opts.
+ */
+VT_API int vt_convert_opts_string(const vt_convert_opts *opts, char *buf, size_t len);
+
+/**
  * Convert one image file to a store, streaming in bounded memory; as
  * vt_convert_images() with one image and no segmentation, except that a
  * `.npy` of any rank is accepted (a 3-d (z, y, x) array becomes a (1, z, y, x)

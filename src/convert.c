@@ -1,4 +1,5 @@
 /* vt_convert: stream an input file into a store in bounded memory. */
+#include "codec.h"
 #include "io_npy.h"
 #include "labels.h"
 #include "resample.h"
@@ -24,6 +25,33 @@ void vt_convert_opts_init(vt_convert_opts *o)
     o->array = "image";
     o->dtype = VT_DTYPE_SAME;
     o->crop_mode = VT_CROP_NONE;
+}
+
+int vt_convert_opts_string(const vt_convert_opts *o, char *buf, size_t len)
+{
+    if (o == NULL)
+        return -1;
+    static const char *const filters[] = {"off", "on", "auto"};
+    static const char *const crops[] = {"none", "box", "nonzero", "label"};
+    char crop[128];
+    switch (o->crop_mode) {
+    case VT_CROP_BOX:
+        snprintf(crop, sizeof crop, "box:%lld:%lld,%lld:%lld,%lld:%lld", (long long)o->crop[0],
+                 (long long)o->crop[1], (long long)o->crop[2], (long long)o->crop[3], (long long)o->crop[4],
+                 (long long)o->crop[5]);
+        break;
+    case VT_CROP_LABEL: snprintf(crop, sizeof crop, "label:%lld", (long long)o->crop_margin); break;
+    default: snprintf(crop, sizeof crop, "%s", (unsigned)o->crop_mode < 4 ? crops[o->crop_mode] : "?");
+    }
+    uint32_t t[3];
+    for (int d = 0; d < 3; d++)
+        t[d] = o->tile[d] ? o->tile[d] : VT_DEFAULT_TILE_EDGE;
+    return snprintf(buf, len, "array=%s dtype=%s apply_scaling=%d crop=%s levels=%d tile=%u,%u,%u codec=%s level=%d shuffle=%s",
+                    o->array ? o->array : "image",
+                    o->dtype == VT_DTYPE_SAME ? "same" : vt_dtype_name(o->dtype), o->apply_scaling ? 1 : 0,
+                    crop, o->levels, t[0], t[1], t[2], vt_codec_name(o->codec),
+                    o->level ? o->level : vt__codec_default_level(o->codec),
+                    (unsigned)o->filter < 3 ? filters[o->filter] : "?");
 }
 
 static bool ends_with(const char *s, const char *suffix)
@@ -475,6 +503,9 @@ static int write_meta_common(vt_writer *w, job *j, const char *const *images, co
     if (segpath)
         META("seg.source", VT_META_STRING, segpath, strlen(segpath));
     META("format", VT_META_STRING, s->format, strlen(s->format));
+    char how[512];
+    if (vt_convert_opts_string(j->o, how, sizeof how) < (int)sizeof how)
+        META("convert.options", VT_META_STRING, how, strlen(how));
     META("spacing", VT_META_F64, s->spacing, 3);
     META("affine", VT_META_F64, aff, 16);
     META("origin", VT_META_F64, origin, 3);

@@ -639,9 +639,14 @@ class DatasetTest(StoreCase):
         return raw, text, cases
 
     def dataset_summary(self, stdout):
-        m = re.search(r"(\d+) cases: (\d+) converted, (\d+) already there, (\d+) failed", stdout)
+        """(cases, converted, already there, failed) of the summary line; the 'converted again'
+        count is checked to be 0 (dataset_redone() reads it)."""
+        m = re.search(r"(\d+) cases: (\d+) converted \((\d+) again: made with other options\), (\d+) already there, "
+                      r"(\d+) failed", stdout)
         self.assertIsNotNone(m, f"no summary in {stdout!r}")
-        return tuple(int(g) for g in m.groups())
+        g = [int(x) for x in m.groups()]
+        self.last_redone = g[2]
+        return g[0], g[1], g[3], g[4]
 
     def store_states(self, out):
         states = {}
@@ -713,8 +718,18 @@ class DatasetTest(StoreCase):
                   os.path.join(raw, "imagesTr", "bad_004_0001.nii.gz"))
         p = run("convert-dataset", raw, "-o", out)
         self.assertEqual(self.dataset_summary(p.stdout), (5, 1, 4, 0))
+        self.assertEqual(self.last_redone, 0)
         np.testing.assert_array_equal(self.read_array(os.path.join(out, "bad_004.vxt"), "image"),
                                       np.concatenate([to_store(c) for c in chans]))
+        # a rerun with other store options converts every case again (a store records its options)
+        p = run("convert-dataset", raw, "-o", out, "--codec", "lz4", "--tile", "4,4,4")
+        self.assertEqual(self.dataset_summary(p.stdout), (5, 5, 0, 0))
+        self.assertEqual(self.last_redone, 5)
+        info = self.info(os.path.join(out, "case_001.vxt"))
+        self.assertEqual(self.array_info(info, "image")["tile"], [1, 4, 4, 4])
+        self.assertIn("codec=lz4 ", info["metadata"]["convert.options"])
+        p = run("convert-dataset", raw, "-o", out, "--codec", "lz4", "--tile", "4,4,4")  # and then they are there
+        self.assertEqual(self.dataset_summary(p.stdout), (5, 0, 5, 0))
 
     def test_convert_dataset_options_pass_through(self):
         raw, _, cases = self.make_raw_dataset()

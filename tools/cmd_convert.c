@@ -275,8 +275,9 @@ static const char dataset_help[] =
     "Convert an nnU-Net raw dataset folder (dataset.json, imagesTr/CASE_XXXX.nii.gz,\n"
     "labelsTr/CASE.nii.gz, optional imagesTs/) to one store per case: OUT_DIR/CASE.vxt\n"
     "(with 'seg' when a label exists) and OUT_DIR/imagesTs/CASE.vxt, plus a copy of\n"
-    "dataset.json. Cases run in parallel; a rerun skips cases already converted; a\n"
-    "failing case is reported and the others go on (exit status 1 if any failed).\n"
+    "dataset.json. Cases run in parallel; a rerun skips cases already converted with\n"
+    "the same store options (and converts again those made with others); a failing\n"
+    "case is reported and the others go on (exit status 1 if any failed).\n"
     "\n"
     "  -o, --output DIR          output folder (created)\n"
     "  -j, --jobs N              cases converted at once (default: all cores)\n"
@@ -557,17 +558,27 @@ int cmd_convert_dataset(int argc, char **argv)
     }
     free(json);
     o.threads = 1;
-    size_t done = 0, skipped = 0, failed = 0, running = 0, next = 0;
+    char how[512]; /* a store made with other options is converted again */
+    vt_convert_opts_string(&o, how, sizeof how);
+    size_t done = 0, skipped = 0, failed = 0, running = 0, next = 0, redone = 0;
     pid_t *pids = calloc(ncases ? ncases : 1, sizeof *pids);
     double t0 = now();
     while (next < ncases || running > 0) {
         while (next < ncases && running < (size_t)jobs) {
             dcase *k = &cases[next++];
             vt_store *st;
-            if (vt_open(k->out, 0, &st) == 0) { /* finished by an earlier run */
+            if (vt_open(k->out, 0, &st) == 0) { /* finished by an earlier run: the same options? */
+                vt_meta_type t;
+                const void *v;
+                size_t n;
+                bool same = vt_meta_get(st, "convert.options", &t, &v, &n) == 0 && t == VT_META_STRING &&
+                            n == strlen(how) && memcmp(v, how, n) == 0;
                 vt_close(st);
-                skipped++;
-                continue;
+                if (same) {
+                    skipped++;
+                    continue;
+                }
+                redone++;
             }
             fflush(NULL);
             pid_t pid = fork();
@@ -605,8 +616,9 @@ int cmd_convert_dataset(int argc, char **argv)
     if (!quiet && isatty(STDERR_FILENO))
         fputc('\n', stderr);
     if (!quiet)
-        printf("%s: %zu cases: %zu converted, %zu already there, %zu failed, in %.1f s with %d jobs\n", out, ncases,
-               done, skipped, failed, now() - t0, jobs);
+        printf("%s: %zu cases: %zu converted (%zu again: made with other options), %zu already there, %zu failed, "
+               "in %.1f s with %d jobs\n",
+               out, ncases, done, redone, skipped, failed, now() - t0, jobs);
     for (size_t i = 0; i < ncases; i++) {
         for (int ch = 0; ch < cases[i].nchan; ch++)
             free(cases[i].chan[ch]);
