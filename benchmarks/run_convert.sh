@@ -79,7 +79,7 @@ for ((r = 1; r <= rounds; r++)); do
         cpu[$i]+="$c "
     done
 done
-"$build/tools/voxtile" verify "$dir"/conv_*.vxt | tee -a "$log" >&2
+((rounds > 0)) && "$build/tools/voxtile" verify "$dir"/conv_*.vxt | tee -a "$log" >&2
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END{print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 echo
