@@ -158,20 +158,31 @@ def main():
 
 
 def rss_only(args, patch):
-    """Summed resident size of a 2-worker loader over many patches."""
-    ds = PatchDataset([args.store], patch, arrays=("image",), dtype=torch.float16, seed=11,
-                      length=args.rss_patches, batch_size=2)
-    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2)
-    samples = []
-    n = 0
-    for b in loader:
-        n += b["image"].shape[0]
-        if n % 50 == 0:
-            samples.append(rss_total(os.getpid()))
-    for k, what in ((0, "VmRSS"), (1, "anonymous"), (2, "file + shared")):
-        v = [s[k] for s in samples]
-        print(f"summed {what} of the {samples[-1][3]} loader processes over {n} patches (2 workers, sampled every "
-              f"50): first {v[0]:.0f} MiB, median {statistics.median(v):.0f}, max {max(v):.0f}, last {v[-1]:.0f}")
+    """Summed resident size of a 2-worker loader over many patches, in both dataset modes: items
+    collated by torch (batch_size=2 in the DataLoader) and batches made by PatchDataset."""
+    for mode in ("items", "batched"):
+        batched = mode == "batched"
+        ds = PatchDataset([args.store], patch, arrays=("image",), dtype=torch.float16, seed=11,
+                          length=args.rss_patches, batch_size=2 if batched else None)
+        loader = torch.utils.data.DataLoader(ds, batch_size=None if batched else 2, num_workers=2)
+        samples = []
+        n = 0
+        for b in loader:
+            n += b["image"].shape[0]
+            if n % 50 == 0:
+                samples.append(rss_total(os.getpid()))
+        del loader
+        for k, what in ((0, "VmRSS"), (1, "anonymous"), (2, "file + shared")):
+            v = [s[k] for s in samples]
+            print(f"{mode}: summed {what} of the {samples[-1][3]} loader processes over {n} patches (2 workers, "
+                  f"sampled every 50): first {v[0]:.0f} MiB, median {statistics.median(v):.0f}, max {max(v):.0f}, "
+                  f"last {v[-1]:.0f}")
+        # flat: after the first samples (workers importing, first pages mapped) anonymous memory must
+        # not keep growing; a leak of one 4 MiB patch per 50 would add > 60 MiB over 1000 patches
+        anon = [s[1] for s in samples]
+        growth = anon[-1] - anon[min(2, len(anon) - 1)]
+        print(f"{mode}: anonymous memory growth from patch 150 to {n}: {growth:+.1f} MiB -> "
+              f"{'flat' if growth <= 16 else 'NOT FLAT'}")
 
 
 if __name__ == "__main__":
