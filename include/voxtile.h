@@ -126,23 +126,41 @@ typedef enum vt_meta_type {
 /** @name Library */
 /**@{*/
 
-/** Library version linked at run time, as VT_VERSION_NUMBER. */
+/** Library version linked at run time.
+ * @return the version as VT_VERSION_NUMBER computes it (major * 10000 + minor * 100 + patch). */
 VT_API int vt_version_number(void);
-/** Library version as a static string such as "0.1.0". */
+/** Library version linked at run time, as text.
+ * @return a static string such as "0.1.0" (never freed, never NULL). */
 VT_API const char *vt_version_string(void);
-/** Static text for an error code ("checksum or data corrupt" ...); never NULL. */
+/**
+ * Name an error code.
+ * @param code  0 or a VT_E* code.
+ * @return static text ("success", "input/output error" ...); "unknown error"
+ *         for any other value; never NULL.
+ */
 VT_API const char *vt_strerror(int code);
 /**
- * sizeof() of a public struct, by name ("vt_read_opts", "vt_array_info",
- * "vt_tile_info", "vt_label_info", "vt_array_spec", "vt_writer_opts",
- * "vt_convert_opts", "vt_raw_spec", "vt_image_info"), so that bindings (the
- * Python package) can check at load time that they lay the structs out as
- * this build of the library does. 0 for an unknown name.
+ * sizeof() of a public struct, by name, so that bindings (the Python
+ * package) can check at load time that they lay the structs out as this
+ * build of the library does.
+ * @param name  "vt_read_opts", "vt_array_info", "vt_tile_info",
+ *              "vt_label_info", "vt_array_spec", "vt_writer_opts",
+ *              "vt_convert_opts", "vt_raw_spec" or "vt_image_info"; may be NULL.
+ * @return the size in bytes; 0 for an unknown name or NULL.
  */
 VT_API size_t vt_struct_size(const char *name);
-/** Size in bytes of one element of @p dtype, or 0 for an invalid dtype. */
+/**
+ * Size of one element.
+ * @param dtype  an element type (not VT_DTYPE_SAME).
+ * @return the size in bytes, or 0 for an invalid dtype (VT_DTYPE_SAME included).
+ */
 VT_API size_t vt_dtype_size(vt_dtype dtype);
-/** Short name of @p dtype as numpy spells it ("uint8", "float16", "bfloat16" ...); "?" when invalid. */
+/**
+ * Name of a dtype as numpy spells it.
+ * @param dtype  an element type.
+ * @return a static string ("uint8", "float16", "bfloat16" ...; never freed);
+ *         "?" for an invalid dtype (VT_DTYPE_SAME included).
+ */
 VT_API const char *vt_dtype_name(vt_dtype dtype);
 /**
  * Parse a dtype name: numpy names ("float32", "int16", "uint8", "float16",
@@ -153,7 +171,12 @@ VT_API const char *vt_dtype_name(vt_dtype dtype);
  * @return 0, or VT_EINVAL for an unknown name.
  */
 VT_API int vt_dtype_parse(const char *name, vt_dtype *out);
-/** Name of a codec ("none", "lz4", "lz4hc"); "?" when invalid. */
+/**
+ * Name of a codec.
+ * @param codec  a codec.
+ * @return a static string ("none", "lz4", "lz4hc"; never freed); "?" for an
+ *         invalid codec.
+ */
 VT_API const char *vt_codec_name(vt_codec codec);
 /**@}*/
 
@@ -188,7 +211,10 @@ typedef struct vt_array vt_array;
  */
 VT_API int vt_open(const char *path, unsigned flags, vt_store **out);
 
-/** Close a store and unmap it. Every pointer borrowed from it becomes invalid. NULL is ignored. */
+/**
+ * Close a store and unmap it. Every pointer borrowed from it becomes invalid.
+ * @param store  the store; NULL is ignored.
+ */
 VT_API void vt_close(vt_store *store);
 
 /**
@@ -196,6 +222,7 @@ VT_API void vt_close(vt_store *store);
  * (each thread sees its own last failure, so concurrent readers do not
  * overwrite each other's messages). With @p store NULL: the calling thread's
  * last failure of any call (use it after a vt_open() or vt_convert() failure).
+ * @param store  the store, or NULL.
  * @return a NUL-terminated message, "" if there was none; valid until the next
  *         failing call in this thread.
  */
@@ -207,19 +234,30 @@ VT_API const char *vt_errmsg(const vt_store *store);
  * keeps the data, and later reads fault the pages in again. Useful in
  * long-running data-loader processes, whose resident size otherwise grows
  * towards the size of the stores they read. Safe while other threads read.
- * @return 0, or VT_EIO (madvise failed) or VT_EINVAL.
+ * @param store  the store.
+ * @return 0, or VT_EIO (madvise failed) or VT_EINVAL (NULL store).
  */
 VT_API int vt_store_release(const vt_store *store);
 
-/** Path the store was opened with (borrowed; valid until vt_close()). */
+/** Path the store was opened with.
+ * @param store  the store.
+ * @return the path (borrowed; valid until vt_close()); NULL for a NULL store. */
 VT_API const char *vt_store_path(const vt_store *store);
-/** File size in bytes. */
+/** Size of the store's file.
+ * @param store  the store.
+ * @return the size in bytes; 0 for a NULL store. */
 VT_API uint64_t vt_store_file_size(const vt_store *store);
-/** Format version of the file (VT_FORMAT_VERSION for every file vt_open() accepts). */
+/** Format version of the file.
+ * @param store  the store.
+ * @return VT_FORMAT_VERSION for every file vt_open() accepts; 0 for a NULL store. */
 VT_API uint32_t vt_store_format_version(const vt_store *store);
-/** VT_VERSION_NUMBER of the library that wrote the file. */
+/** Version of the library that wrote the file.
+ * @param store  the store.
+ * @return its VT_VERSION_NUMBER; 0 for a NULL store. */
 VT_API uint32_t vt_store_writer_version(const vt_store *store);
-/** Number of arrays in the store. */
+/** Number of arrays in the store.
+ * @param store  the store.
+ * @return the number (at least 1 in a store vt_open() accepts); 0 for a NULL store. */
 VT_API size_t vt_store_narrays(const vt_store *store);
 
 /**
@@ -285,7 +323,12 @@ typedef struct vt_tile_info {
 
 /**
  * Index entry of tile number @p tile (C order over the tile grid).
- * @return 0, VT_ERANGE (no such tile) or VT_EINVAL.
+ * @param array  the array.
+ * @param tile   tile number, 0 .. ntiles-1 (vt_array_info::ntiles).
+ * @param out    filled in with the tile's coordinates, voxel box, index entry
+ *               (offset, stored and raw size, flags, checksum) and value range;
+ *               it holds no pointers.
+ * @return 0, VT_ERANGE (no such tile) or VT_EINVAL (NULL argument).
  */
 VT_API int vt_tile_get(const vt_array *array, uint64_t tile, vt_tile_info *out);
 
@@ -300,11 +343,13 @@ typedef struct vt_read_opts {
     double scale;         /**< default 1 */
     double offset;        /**< default 0 */
     const int64_t *strides; /**< output strides in elements, one per dimension; NULL = C-contiguous box */
-    int threads;          /**< threads to decode one read with (default 1); 0 or 1 = the calling thread only */
+    int threads;          /**< threads to decode one read with, 0..256 (default 1; others: VT_EINVAL);
+                               0 or 1 = the calling thread only */
     int verify;           /**< nonzero (default): check each tile's checksum before decoding it */
 } vt_read_opts;
 
-/** Fill @p opts with the defaults documented on each field. */
+/** Fill @p opts with the defaults documented on each field.
+ * @param opts  the options to fill in; NULL is ignored. */
 VT_API void vt_read_opts_init(vt_read_opts *opts);
 
 /**
@@ -330,8 +375,8 @@ VT_API void vt_read_opts_init(vt_read_opts *opts);
  * @param out    output buffer: C-contiguous box of the output dtype, or laid out
  *               by opts->strides (element strides, may be negative); it must be
  *               suitably aligned for the output dtype.
- * @return 0; VT_EINVAL (NULL pointer, bad dtype or pad mode);
- *         VT_ERANGE (an extent of 0, or a box whose coordinates, byte size or
+ * @return 0; VT_EINVAL (NULL pointer, bad dtype or pad mode, opts->threads
+ *         outside 0..256); VT_ERANGE (an extent of 0, or a box whose coordinates, byte size or
  *         strided byte offsets overflow 64 bits); VT_ECORRUPT (a tile's checksum does not match or it does
  *         not decode; the message names array and tile coordinates);
  *         VT_ENOMEM; VT_EIO (a decode thread cannot be started).
@@ -346,7 +391,8 @@ VT_API int vt_read(const vt_array *array, const int64_t *start, const uint64_t *
  * for a label array, the label index's voxel counts against the tile's.
  * @param array     the array.
  * @param bad_tile  if not NULL, receives the number of the first bad tile (unchanged on success).
- * @return 0 when every tile holds; VT_ECORRUPT naming the first bad tile; VT_ENOMEM.
+ * @return 0 when every tile holds; VT_ECORRUPT naming the first bad tile;
+ *         VT_ENOMEM; VT_EINVAL (NULL array).
  */
 VT_API int vt_verify_array(const vt_array *array, uint64_t *bad_tile);
 
@@ -371,7 +417,9 @@ typedef struct vt_label_info {
                                  number; borrowed from the store's mapping, valid until vt_close() */
 } vt_label_info;
 
-/** Number of label values in the label index of @p array; 0 when it has none. */
+/** Number of label values in the label index of an array.
+ * @param array  the array.
+ * @return the number; 0 when the array has no label index, or for a NULL array. */
 VT_API size_t vt_label_count(const vt_array *array);
 
 /**
@@ -383,7 +431,9 @@ VT_API size_t vt_label_count(const vt_array *array);
  */
 VT_API int vt_label_get(const vt_array *array, size_t index, vt_label_info *out);
 
-/** Number of metadata entries. */
+/** Number of metadata entries.
+ * @param store  the store.
+ * @return the number; 0 for a NULL store. */
 VT_API size_t vt_meta_count(const vt_store *store);
 
 /**
@@ -397,17 +447,26 @@ VT_API size_t vt_meta_count(const vt_store *store);
  *               `const char *` for STRING); may be NULL.
  * @param count  receives the number of values (bytes, characters without the
  *               NUL, doubles or integers); may be NULL.
- * @return 0, VT_ERANGE or VT_EINVAL.
+ * @return 0, VT_ERANGE (no such entry) or VT_EINVAL (NULL store).
  */
 VT_API int vt_meta_at(const vt_store *store, size_t index, const char **key,
                       vt_meta_type *type, const void **data, size_t *count);
 
 /**
- * Metadata entry called @p key; as vt_meta_at().
+ * Metadata entry called @p key.
  * Reserved keys, written by the converters where the input has them:
  * "spacing", "origin" (F64, one per spatial axis, in array axis order z, y, x),
  * "direction" (F64[9], row-major 3x3), "source" (STRING, the file converted from).
- * @return 0, VT_ENOTFOUND or VT_EINVAL.
+ * @param store  the store.
+ * @param key    the key (exact, case-sensitive match).
+ * @param type   receives the value type; may be NULL.
+ * @param data   receives the value (borrowed from the store, valid until
+ *               vt_close(); 8-byte aligned: a `const double *` for F64,
+ *               `const int64_t *` for I64, a NUL-terminated `const char *`
+ *               for STRING); may be NULL.
+ * @param count  receives the number of values (bytes, characters without the
+ *               NUL, doubles or integers); may be NULL.
+ * @return 0, VT_ENOTFOUND (no such key) or VT_EINVAL (NULL store or key).
  */
 VT_API int vt_meta_get(const vt_store *store, const char *key, vt_meta_type *type,
                        const void **data, size_t *count);
@@ -437,10 +496,12 @@ typedef struct vt_writer vt_writer;
 
 /** Options of vt_writer_open(); initialise with vt_writer_opts_init(). */
 typedef struct vt_writer_opts {
-    int threads; /**< compression threads (default 1: compress in the calling thread) */
+    int threads; /**< compression threads, 0..1024 (others: VT_EINVAL); default 1; 0 or 1 =
+                      compress in the calling thread */
 } vt_writer_opts;
 
-/** Fill @p opts with the defaults. */
+/** Fill @p opts with the defaults.
+ * @param opts  the options to fill in; NULL is ignored. */
 VT_API void vt_writer_opts_init(vt_writer_opts *opts);
 
 /**
@@ -455,7 +516,11 @@ VT_API void vt_writer_opts_init(vt_writer_opts *opts);
  * @param path  final file name.
  * @param opts  options or NULL for defaults.
  * @param out   receives the writer; NULL on failure. Free with vt_writer_free().
- * @return 0; VT_EIO (cannot create the temporary file); VT_ENOMEM; VT_EINVAL.
+ * @return 0; VT_EINVAL (NULL or empty path, NULL out, opts->threads outside
+ *         0..1024, or a file name the file system rejects); VT_ENOSPC (no
+ *         space or disk quota left for the temporary file); VT_EIO (any other
+ *         failure to create or write the temporary file, or to start the
+ *         compression threads); VT_ENOMEM.
  *         vt_errmsg(NULL) gives the detail.
  */
 VT_API int vt_writer_open(const char *path, const vt_writer_opts *opts, vt_writer **out);
@@ -477,7 +542,8 @@ typedef struct vt_array_spec {
                                           index, for each value the tiles holding it and how many voxels */
 } vt_array_spec;
 
-/** Fill @p spec with the defaults documented on each field (ndim 0, name NULL: set them). */
+/** Fill @p spec with the defaults documented on each field (ndim 0, name NULL: set them).
+ * @param spec  the description to fill in; NULL is ignored. */
 VT_API void vt_array_spec_init(vt_array_spec *spec);
 
 /**
@@ -520,7 +586,11 @@ VT_API int vt_writer_write(vt_writer *w, int id, const uint64_t *start, const ui
  * @param type   value type.
  * @param data   @p count values (bytes, chars without NUL, doubles or int64); copied.
  * @param count  number of values.
- * @return 0; VT_EINVAL; VT_ENOMEM; VT_ESTATE.
+ * @return 0; VT_EINVAL (NULL writer or key, NULL data with count > 0, a key
+ *         of 0 or more than VT_KEY_MAX bytes, an invalid type, a string
+ *         holding a NUL byte); VT_ERANGE (a value whose byte size overflows,
+ *         or a new key beyond 4096 entries); VT_ENOMEM; VT_ESTATE (writer
+ *         failed or finalized). None of these fails the writer.
  */
 VT_API int vt_writer_set_meta(vt_writer *w, const char *key, vt_meta_type type,
                               const void *data, size_t count);
@@ -529,8 +599,9 @@ VT_API int vt_writer_set_meta(vt_writer *w, const char *key, vt_meta_type type,
  * Finish the store: wait for every tile, check that every tile of every array
  * was written (or is sparse), write the tile indexes, directory, metadata and
  * header, fsync the file, rename it to the final path and fsync the directory.
- * @return 0; VT_EINVAL (an array not completely written: the message names
- *         it and the first missing tile); VT_EIO / VT_ENOSPC; VT_ENOMEM;
+ * @param w  the writer.
+ * @return 0; VT_EINVAL (NULL writer, no array declared, or an array not
+ *         completely written: the message names it and the first missing tile); VT_EIO / VT_ENOSPC; VT_ENOMEM;
  *         VT_ESTATE. On failure nothing is published (a store being replaced
  *         stays as it was) -- except when only the final fsync of the
  *         directory fails: the new store is then in place and complete, and
@@ -541,13 +612,18 @@ VT_API int vt_writer_finalize(vt_writer *w);
 
 /**
  * Free a writer. If it was not finalized, stop its threads and delete its
- * temporary file: nothing is left behind. NULL is ignored.
+ * temporary file: nothing is left behind.
+ * @param w  the writer; NULL is ignored.
  */
 VT_API void vt_writer_free(vt_writer *w);
 
 /**
  * Detail of the last failure of a call on @p w made by the calling thread;
- * as vt_errmsg(). @return a message, "" if none.
+ * as vt_errmsg().
+ * @param w  the writer, or NULL: the calling thread's last failure of any call
+ *           (use it after a vt_writer_open() failure).
+ * @return a NUL-terminated message, "" if there was none; valid until the
+ *         next failing call in this thread.
  */
 VT_API const char *vt_writer_errmsg(const vt_writer *w);
 /**@}*/
@@ -581,7 +657,7 @@ typedef struct vt_convert_opts {
     vt_codec codec;    /**< default VT_CODEC_LZ4HC */
     int level;         /**< 0 = codec default */
     vt_filter filter;  /**< default VT_FILTER_AUTO */
-    int threads;       /**< compression threads (default 1) */
+    int threads;       /**< compression threads, 0..1024 (default 1); as vt_writer_opts::threads */
     const char *array; /**< name of the image array (default "image") */
     vt_dtype dtype;    /**< store the image as this dtype (default VT_DTYPE_SAME: the input's, or a
                             common type of several inputs); values that do not fit are an error;
@@ -603,7 +679,8 @@ typedef struct vt_convert_opts {
     void *progress_ctx;
 } vt_convert_opts;
 
-/** Fill @p opts with the defaults. */
+/** Fill @p opts with the defaults documented on each field.
+ * @param opts  the options to fill in; NULL is ignored. */
 VT_API void vt_convert_opts_init(vt_convert_opts *opts);
 
 /**
@@ -625,7 +702,11 @@ VT_API int vt_convert_opts_string(const vt_convert_opts *opts, char *buf, size_t
  * vt_convert_images() with one image and no segmentation, except that a
  * `.npy` of any rank is accepted (a 3-d (z, y, x) array becomes a (1, z, y, x)
  * image, other ranks are kept) when no image option (crop, dtype) is set.
- * @return as vt_convert_images().
+ * @param in    input path (any input vt_convert_images() takes).
+ * @param out   store to write (replaced atomically; nothing is left on failure).
+ * @param opts  options or NULL for the defaults.
+ * @return as vt_convert_images(); VT_EINVAL also for a NULL path or an empty
+ *         opts->array.
  */
 VT_API int vt_convert(const char *in, const char *out, const vt_convert_opts *opts);
 
@@ -660,7 +741,8 @@ VT_API int vt_convert(const char *in, const char *out, const vt_convert_opts *op
  *         header, truncated or corrupt gzip stream, sizes that do not match
  *         the file); VT_EUNSUPPORTED (RGB, complex, more than 4 dimensions);
  *         VT_EINVAL (inputs that disagree in shape or geometry, a bad crop
- *         box, a segmentation that is not integral); VT_ERANGE (a value that
+ *         box, a segmentation that is not integral, opts->threads outside
+ *         0..1024); VT_ERANGE (a value that
  *         does not fit the requested dtype); VT_ENOSPC; VT_ENOMEM.
  *         vt_errmsg(NULL) names the file and what is wrong.
  */

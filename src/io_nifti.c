@@ -310,14 +310,18 @@ static gzFile open_gz(const char *path)
     return g;
 }
 
-/* zlib's message for the last error of @p g, without the "PATH: " zlib puts
- * in front (our messages name the file already). */
+/* zlib's message for the last error of @p g, without the "NAME: " zlib puts
+ * in front -- the path, or "<fd:N>" for a gzdopen()ed stream (our messages
+ * name the file already). */
 static const char *gz_msg(gzFile g, const char *path, int *zerr)
 {
     const char *m = gzerror(g, zerr);
     size_t n = strlen(path);
+    const char *fd_end = strncmp(m, "<fd:", 4) == 0 ? strstr(m, ">: ") : NULL;
     if (strncmp(m, path, n) == 0 && m[n] == ':' && m[n + 1] == ' ')
         m += n + 2;
+    else if (fd_end != NULL)
+        m = fd_end + 3;
     return *zerr == Z_ERRNO ? strerror(errno) : m;
 }
 

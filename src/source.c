@@ -528,7 +528,7 @@ static int z_error(flat_impl *f, int zr)
     if (zr == Z_NEED_DICT)
         return vt__fail(NULL, VT_EUNSUPPORTED, "%s: the %s stream needs a preset dictionary", f->path,
                         flat_codec_name(f->codec));
-    return vt__fail(NULL, VT_ECORRUPT, "%s: corrupt %s data: %s", f->path, flat_codec_name(f->codec),
+    return vt__fail(NULL, VT_EFORMAT, "%s: corrupt %s data: %s", f->path, flat_codec_name(f->codec),
                     f->z.msg ? f->z.msg : "stream error");
 }
 

@@ -231,8 +231,51 @@ END_TEST
 
 /* ---- exhaustive (slow suite) -------------------------------------------- */
 
+/* The patterns of a chunk as a byte-shuffled float32 block: 4 planes of n
+ * bytes, byte k of every element in plane k (what vt_read decodes a shuffled
+ * float32 tile to before its fused unshuffle + convert). */
+static void to_planes(const uint32_t *buf, size_t n, unsigned char *planes)
+{
+    for (size_t i = 0; i < n; i++) {
+        planes[i] = (unsigned char)buf[i];
+        planes[n + i] = (unsigned char)(buf[i] >> 8);
+        planes[2 * n + i] = (unsigned char)(buf[i] >> 16);
+        planes[3 * n + i] = (unsigned char)(buf[i] >> 24);
+    }
+}
+
+static void same_as(const uint32_t *buf, const uint16_t *want, const uint16_t *got, size_t n,
+                    const char *variant, const char *kernel)
+{
+    if (memcmp(want, got, n * 2) == 0)
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (got[i] != want[i]) {
+            float f;
+            memcpy(&f, &buf[i], 4);
+            ck_abort_msg("%s, %s: f32 0x%08x -> 0x%04x, reference 0x%04x", variant, kernel, buf[i], got[i],
+                         ref_f16_from_f32(f));
+        }
+}
+
+/* The fused kernels on the chunk laid out as planes, against @p want (each
+ * pattern's reference conversion): one call over the whole block (16 lanes a
+ * step), and the block as rows of 16 one after another, as a 16-wide tile
+ * gives them (with AVX2, two rows a step; n / 16 is even). */
+static void sweep_planes(const uint32_t *buf, size_t n, unsigned char *planes, const uint16_t *want,
+                         uint16_t *got, const char *variant)
+{
+    to_planes(buf, n, planes);
+    vt__f32_planes_to_f16(planes, n, 0, n, got);
+    same_as(buf, want, got, n, variant, "vt__f32_planes_to_f16");
+    vt__f32_planes_to_f16_rows(planes, n, 0, 16, n / 16, 16, got, 16);
+    same_as(buf, want, got, n, variant, "vt__f32_planes_to_f16_rows");
+}
+
 typedef struct part {
     uint64_t lo, hi;
+    int first_pass;      /* nonzero: array and scalar paths against the reference too */
+    const char *variant; /* the dispatch in use, for messages */
 } part;
 
 static void *sweep_part(void *arg)
@@ -240,15 +283,31 @@ static void *sweep_part(void *arg)
     part *p = arg;
     enum { N = 1 << 16 };
     uint32_t *buf = malloc(N * 4);
-    uint16_t *out = malloc(N * 2);
-    for (uint64_t lo = p->lo; lo < p->hi; lo += N)
-        sweep(lo, N, buf, out);
+    uint16_t *out = malloc(N * 2), *got = malloc(N * 2);
+    unsigned char *planes = malloc(N * 4);
+    for (uint64_t lo = p->lo; lo < p->hi; lo += N) {
+        if (p->first_pass) {
+            /* buf and out: the patterns and their reference conversions */
+            sweep(lo, N, buf, out);
+        } else {
+            /* the scalar path is the reference here: the first pass checked
+             * it against ref_f16_from_f32 on every pattern */
+            for (uint64_t i = 0; i < N; i++) {
+                buf[i] = (uint32_t)(lo + i);
+                out[i] = vt__f32_to_f16_bits(buf[i]);
+            }
+        }
+        sweep_planes(buf, N, planes, out, got, p->variant);
+    }
     free(buf);
     free(out);
+    free(got);
+    free(planes);
     return NULL;
 }
 
-START_TEST(all_2_32_patterns)
+/* Every pattern through the current dispatch, on all CPUs (at most 8). */
+static void sweep_all(int first_pass, const char *variant)
 {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int nt = ncpu > 1 ? (int)(ncpu > 8 ? 8 : ncpu) : 1;
@@ -258,10 +317,37 @@ START_TEST(all_2_32_patterns)
     for (int i = 0; i < nt; i++) {
         parts[i].lo = span * (uint64_t)i;
         parts[i].hi = i == nt - 1 ? (UINT64_C(1) << 32) : span * (uint64_t)(i + 1);
+        parts[i].first_pass = first_pass;
+        parts[i].variant = variant;
         ck_assert_int_eq(pthread_create(&th[i], NULL, sweep_part, &parts[i]), 0);
     }
     for (int i = 0; i < nt; i++)
         pthread_join(th[i], NULL);
+}
+
+/* All 2^32 patterns through vt__f32_to_f16 (the default dispatch), the
+ * scalar path and the fused plane kernels vt_read uses on shuffled float32
+ * tiles, in every dispatch this CPU can select: F16C with the AVX2 rows
+ * kernel, F16C without it (VT_NO_AVX2), portable. The dispatch is global:
+ * it changes only between passes, with no sweeping thread running. */
+START_TEST(all_2_32_patterns)
+{
+    int f16c = vt__half_uses_f16c(), avx2 = 0;
+#if defined(__x86_64__) || defined(__i386__)
+    avx2 = f16c && __builtin_cpu_supports("avx2") && getenv("VT_NO_AVX2") == NULL;
+#endif
+    sweep_all(1, avx2 ? "F16C + AVX2" : f16c ? "F16C" : "portable");
+    if (avx2) {
+        setenv("VT_NO_AVX2", "1", 1);
+        vt__half_force_portable(0);
+        sweep_all(0, "F16C (VT_NO_AVX2)");
+        unsetenv("VT_NO_AVX2");
+    }
+    if (f16c) {
+        vt__half_force_portable(1);
+        sweep_all(0, "portable");
+    }
+    vt__half_force_portable(0);
 }
 END_TEST
 

@@ -29,6 +29,7 @@ stitching, binomial bounds for the foreground oversampling).
 
 Run: PYTHONPATH=python /usr/bin/python3 tests/test_python.py
 """
+import gzip
 import itertools
 import math
 import os
@@ -631,6 +632,26 @@ class TestStoreBasics(unittest.TestCase):
         with voxtile.open(out) as st:
             assert_same(self, st["image"][...], vol[:1])
             self.assertEqual(st.spacing, (1.0, 1.0, 1.0))
+        # a damaged gzip stream is a malformed input (VT_EFORMAT) whichever reader meets it -- the
+        # .raw.gz/NRRD/MetaImage inflater or zlib's gzread for .nii.gz -- and the message names the
+        # file, not zlib's "<fd:N>" for it; VT_ECORRUPT is for damaged stores
+        gz_raw = os.path.join(d, "bad.raw.gz")
+        nii_gz = os.path.join(d, "bad.nii.gz")
+        nib.save(nib.Nifti1Image(vol[0].T.copy(), np.eye(4)), nii_gz)
+        with open(gz_raw, "wb") as f:
+            f.write(gzip.compress(vol.astype("<i2").tobytes()))
+        for path in (gz_raw, nii_gz):
+            with open(path, "rb") as f:
+                z = bytearray(f.read())
+            z[-6] ^= 0xFF  # the CRC-32 of the gzip trailer
+            with open(path, "wb") as f:
+                f.write(z)
+            with self.subTest(path=path), self.assertRaises(voxtile.Error) as cm:
+                voxtile.convert(path, os.path.join(d, "x.vxt"), raw={"shape": vol.shape, "dtype": "int16"})
+            self.assertEqual(cm.exception.code, voxtile._EFORMAT, str(cm.exception))
+            self.assertIn(path, str(cm.exception))
+            self.assertNotIn("<fd:", str(cm.exception))
+            self.assertFalse(os.path.exists(os.path.join(d, "x.vxt")))
 
     def test_error_classes(self):
         """Missing files: FileNotFound (a voxtile.Error and a FileNotFoundError, errno ENOENT, the C message);

@@ -370,6 +370,65 @@ START_TEST(compression_and_constant_tiles)
     }
     /* auto keeps whichever of the two is smaller on its sample */
     ck_assert_uint_le(stored[VT_FILTER_AUTO], (stored[0] > stored[1] ? stored[0] : stored[1]));
+
+    /* Incompressible tiles (random bytes; partial tiles at the far borders)
+     * under lz4 and lz4hc, with shuffle off and auto: LZ4's output is larger,
+     * so every tile is stored raw, byte for byte, and reads back equal. */
+    uint64_t rshape[4] = {1, 20, 32, 40};
+    uint64_t rn = count_of(4, rshape);
+    unsigned char *rnd = malloc(rn), *back = malloc(rn);
+    rng r = {2024};
+    for (uint64_t i = 0; i < rn; i++)
+        rnd[i] = (unsigned char)(rng_next(&r) >> 56);
+    static const vt_codec codecs[] = {VT_CODEC_LZ4, VT_CODEC_LZ4HC};
+    static const vt_filter filters[] = {VT_FILTER_NONE, VT_FILTER_AUTO};
+    for (int c = 0; c < 2; c++)
+        for (int f = 0; f < 2; f++) {
+            vt_writer *w;
+            ck_assert_int_eq(vt_writer_open(path, NULL, &w), 0);
+            vt_array_spec spec;
+            vt_array_spec_init(&spec);
+            spec.name = "noise";
+            spec.dtype = VT_U8;
+            spec.ndim = 4;
+            memcpy(spec.shape, rshape, sizeof rshape);
+            spec.tile[0] = 1;
+            spec.tile[1] = spec.tile[2] = spec.tile[3] = 16;
+            spec.codec = codecs[c];
+            spec.filter = filters[f];
+            int id;
+            ck_assert_int_eq(vt_writer_add_array(w, &spec, &id), 0);
+            uint64_t st[4] = {0};
+            ck_assert_int_eq(vt_writer_write(w, id, st, rshape, rnd), 0);
+            ck_assert_int_eq(vt_writer_finalize(w), 0);
+            vt_writer_free(w);
+            vt_store *s;
+            ck_assert_int_eq(vt_open(path, 0, &s), 0);
+            const vt_array *a;
+            vt_array_info ai;
+            ck_assert_int_eq(vt_store_array(s, "noise", &a), 0);
+            ck_assert_int_eq(vt_array_info_get(a, &ai), 0);
+            ck_assert_uint_eq(ai.ntiles, 2 * 2 * 3);
+            for (uint64_t t = 0; t < ai.ntiles; t++) {
+                vt_tile_info ti;
+                ck_assert_int_eq(vt_tile_get(a, t, &ti), 0);
+                ck_assert_msg(ti.flags == VT_TILE_RAW, "%s, filter %d: tile %llu has flags 0x%x, not raw",
+                              vt_codec_name(codecs[c]), (int)filters[f], (unsigned long long)t, ti.flags);
+                ck_assert_uint_eq(ti.raw_size, ti.extent[1] * ti.extent[2] * ti.extent[3]);
+                ck_assert_uint_eq(ti.stored_size, ti.raw_size);
+            }
+            ck_assert_uint_eq(ai.raw_tiles, ai.ntiles);
+            ck_assert_uint_eq(ai.stored_bytes, ai.raw_bytes);
+            ck_assert_int_eq(ai.codec, codecs[c]);
+            int64_t at[4] = {0};
+            memset(back, 0, rn);
+            ck_assert_int_eq(vt_read(a, at, rshape, NULL, back), 0);
+            ck_assert(memcmp(back, rnd, rn) == 0);
+            ck_assert_int_eq(vt_verify_array(a, NULL), 0);
+            vt_close(s);
+        }
+    free(rnd);
+    free(back);
     free(v);
     unlink(path);
     tu_rmtree(dir);
