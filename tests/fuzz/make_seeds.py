@@ -146,6 +146,10 @@ def npys():
     save("i1_1d.npy", np.arange(5, dtype=np.int8))
     save("scalar.npy", np.float32(1.5))
     save("i4_big4d.npy", np.arange(24, dtype=">i4").reshape(1, 2, 3, 4))
+    # int64/uint64 are read narrowed to 32 bits: C and Fortran order, big-endian, a value too big
+    save("i8_3d.npy", (np.arange(24).reshape(2, 3, 4) - 12).astype("<i8"))
+    save("i8f_3d.npy", np.asfortranarray((np.arange(24).reshape(2, 3, 4) - 12).astype("<i8")))
+    save("u8be_big.npy", np.array([[[1, 2**40]]], dtype=">u8"))
     put("fuzz_npy", "structured.npy", b"\x93NUMPY\x01\x00v\x00{'descr': [('a', '<i4')], 'fortran_order': False, "
         b"'shape': (2,), }" + b" " * 56 + b"\n" + bytes(8))
     put("fuzz_npy", "py2_long.npy", b"\x93NUMPY\x01\x00F\x00{\"descr\": \"<u2\", \"shape\": (2L, 1L, 2L), "
