@@ -311,6 +311,35 @@ START_TEST(all_dtypes_codecs_filters_shapes)
 }
 END_TEST
 
+/* Write @p data as the only array of a store at @p path -- 4-d, 16^3 tiles,
+ * one box -- and open it; the store and the array in *out. */
+static vt_store *write_one_array(const char *path, const char *name, vt_dtype dtype, const uint64_t *shape,
+                                 vt_codec codec, vt_filter filter, const void *data, const vt_array **out)
+{
+    vt_writer *w;
+    ck_assert_int_eq(vt_writer_open(path, NULL, &w), 0);
+    vt_array_spec spec;
+    vt_array_spec_init(&spec);
+    spec.name = name;
+    spec.dtype = dtype;
+    spec.ndim = 4;
+    memcpy(spec.shape, shape, 4 * sizeof *shape);
+    spec.tile[0] = 1;
+    spec.tile[1] = spec.tile[2] = spec.tile[3] = 16;
+    spec.codec = codec;
+    spec.filter = filter;
+    int id;
+    ck_assert_int_eq(vt_writer_add_array(w, &spec, &id), 0);
+    uint64_t st[4] = {0};
+    ck_assert_int_eq(vt_writer_write(w, id, st, shape, data), 0);
+    ck_assert_int_eq(vt_writer_finalize(w), 0);
+    vt_writer_free(w);
+    vt_store *s;
+    ck_assert_int_eq(vt_open(path, 0, &s), 0);
+    ck_assert_int_eq(vt_store_array(s, name, out), 0);
+    return s;
+}
+
 /* Compression actually happens: a smooth volume shrinks, shuffle helps floats,
  * constant tiles store no bytes. */
 START_TEST(compression_and_constant_tiles)
@@ -326,28 +355,9 @@ START_TEST(compression_and_constant_tiles)
     }
     uint64_t stored[3];
     for (int f = 0; f < 3; f++) {
-        vt_writer *w;
-        ck_assert_int_eq(vt_writer_open(path, NULL, &w), 0);
-        vt_array_spec spec;
-        vt_array_spec_init(&spec);
-        spec.name = "image";
-        spec.dtype = VT_F32;
-        spec.ndim = 4;
-        memcpy(spec.shape, shape, sizeof shape);
-        spec.tile[0] = 1;
-        spec.tile[1] = spec.tile[2] = spec.tile[3] = 16;
-        spec.filter = (vt_filter)f;
-        int id;
-        ck_assert_int_eq(vt_writer_add_array(w, &spec, &id), 0);
-        uint64_t st[4] = {0};
-        ck_assert_int_eq(vt_writer_write(w, id, st, shape, v), 0);
-        ck_assert_int_eq(vt_writer_finalize(w), 0);
-        vt_writer_free(w);
-        vt_store *s;
-        ck_assert_int_eq(vt_open(path, 0, &s), 0);
         const vt_array *a;
+        vt_store *s = write_one_array(path, "image", VT_F32, shape, VT_CODEC_LZ4HC, (vt_filter)f, v, &a);
         vt_array_info ai;
-        vt_store_array(s, "image", &a);
         vt_array_info_get(a, &ai);
         ck_assert_uint_eq(ai.constant_tiles, 16); /* z < 16: 1 x 4 x 4 tiles */
         for (uint64_t t = 0; t < ai.ntiles; t++) {
@@ -384,29 +394,9 @@ START_TEST(compression_and_constant_tiles)
     static const vt_filter filters[] = {VT_FILTER_NONE, VT_FILTER_AUTO};
     for (int c = 0; c < 2; c++)
         for (int f = 0; f < 2; f++) {
-            vt_writer *w;
-            ck_assert_int_eq(vt_writer_open(path, NULL, &w), 0);
-            vt_array_spec spec;
-            vt_array_spec_init(&spec);
-            spec.name = "noise";
-            spec.dtype = VT_U8;
-            spec.ndim = 4;
-            memcpy(spec.shape, rshape, sizeof rshape);
-            spec.tile[0] = 1;
-            spec.tile[1] = spec.tile[2] = spec.tile[3] = 16;
-            spec.codec = codecs[c];
-            spec.filter = filters[f];
-            int id;
-            ck_assert_int_eq(vt_writer_add_array(w, &spec, &id), 0);
-            uint64_t st[4] = {0};
-            ck_assert_int_eq(vt_writer_write(w, id, st, rshape, rnd), 0);
-            ck_assert_int_eq(vt_writer_finalize(w), 0);
-            vt_writer_free(w);
-            vt_store *s;
-            ck_assert_int_eq(vt_open(path, 0, &s), 0);
             const vt_array *a;
+            vt_store *s = write_one_array(path, "noise", VT_U8, rshape, codecs[c], filters[f], rnd, &a);
             vt_array_info ai;
-            ck_assert_int_eq(vt_store_array(s, "noise", &a), 0);
             ck_assert_int_eq(vt_array_info_get(a, &ai), 0);
             ck_assert_uint_eq(ai.ntiles, 2 * 2 * 3);
             for (uint64_t t = 0; t < ai.ntiles; t++) {
