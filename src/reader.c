@@ -654,17 +654,25 @@ int vt_meta_at(const vt_store *s, size_t index, const char **key, vt_meta_type *
     return 0;
 }
 
+/* The metadata entry @p key of @p s, or NULL. */
+static const vt_meta *find_meta(const vt_store *s, const char *key)
+{
+    for (size_t i = 0; i < s->nmeta; i++)
+        if (strcmp(s->meta[i].key, key) == 0)
+            return &s->meta[i];
+    return NULL;
+}
+
 int vt_meta_get(const vt_store *s, const char *key, vt_meta_type *type, const void **data,
                 size_t *count)
 {
     if (s == NULL || key == NULL)
         return vt__fail(s, VT_EINVAL, "vt_meta_get: NULL argument");
-    for (size_t i = 0; i < s->nmeta; i++)
-        if (strcmp(s->meta[i].key, key) == 0) {
-            meta_out(&s->meta[i], NULL, type, data, count);
-            return 0;
-        }
-    return vt__fail(s, VT_ENOTFOUND, "%s: no metadata key '%s'", s->path, key);
+    const vt_meta *m = find_meta(s, key);
+    if (m == NULL)
+        return vt__fail(s, VT_ENOTFOUND, "%s: no metadata key '%s'", s->path, key);
+    meta_out(m, NULL, type, data, count);
+    return 0;
 }
 
 int vt_array_scaling(const vt_array *a, double *slope, double *inter)
@@ -681,10 +689,7 @@ int vt_array_scaling(const vt_array *a, double *slope, double *inter)
     double v[2];
     const char *keys[2] = {"scl_slope", "scl_inter"};
     for (int k = 0; k < 2; k++) {
-        const vt_meta *m = NULL;
-        for (size_t i = 0; i < a->store->nmeta && m == NULL; i++)
-            if (strcmp(a->store->meta[i].key, keys[k]) == 0)
-                m = &a->store->meta[i];
+        const vt_meta *m = find_meta(a->store, keys[k]);
         if (m == NULL || m->type != VT_META_F64 || m->nbytes != 8)
             return 0;
         v[k] = vt__load_f64(VT_F64, m->data);
