@@ -54,6 +54,12 @@ int vt_convert_opts_string(const vt_convert_opts *o, char *buf, size_t len)
                     (unsigned)o->filter < 3 ? filters[o->filter] : "?");
 }
 
+/* Whether source @p s has an intensity scaling other than x*1+0 (slope 0 means none). */
+static bool has_scaling(const vt_source *s)
+{
+    return s->scl_slope != 0 && !(s->scl_slope == 1 && s->scl_inter == 0);
+}
+
 static bool ends_with(const char *s, const char *suffix)
 {
     size_t n = strlen(s), m = strlen(suffix);
@@ -530,7 +536,7 @@ static int write_meta_common(vt_writer *w, job *j, const char *const *images, co
         if (text && tlen)
             META(key, VT_META_BYTES, text, tlen);
     }
-    if (s->scl_slope != 0 && !(s->scl_slope == 1 && s->scl_inter == 0) && !j->o->apply_scaling) {
+    if (has_scaling(s) && !j->o->apply_scaling) {
         META("scl_slope", VT_META_F64, &s->scl_slope, 1);
         META("scl_inter", VT_META_F64, &s->scl_inter, 1);
     }
@@ -733,16 +739,14 @@ int vt_convert_images(const char *const *images, size_t nimages, const char *seg
     j.img_dtype = ref->dtype;
     for (size_t i = 0; i < nimages; i++) {
         j.img_dtype = promote(j.img_dtype, j.img[i]->dtype);
-        scaling |= opts->apply_scaling && j.img[i]->scl_slope != 0 &&
-                   !(j.img[i]->scl_slope == 1 && j.img[i]->scl_inter == 0);
+        scaling |= opts->apply_scaling && has_scaling(j.img[i]);
     }
     if (scaling)
         j.img_dtype = promote(j.img_dtype, VT_F32);
     /* raw values keep one scaling in the metadata: channels must share it */
     for (size_t i = 1; i < nimages && !opts->apply_scaling; i++) {
         const vt_source *a = j.img[0], *b = j.img[i];
-        bool sa = a->scl_slope != 0 && !(a->scl_slope == 1 && a->scl_inter == 0);
-        bool sb = b->scl_slope != 0 && !(b->scl_slope == 1 && b->scl_inter == 0);
+        bool sa = has_scaling(a), sb = has_scaling(b);
         if (sa != sb || (sa && (a->scl_slope != b->scl_slope || a->scl_inter != b->scl_inter))) {
             rc = vt__fail(NULL, VT_EINVAL,
                           "%s: scl_slope/scl_inter (%g, %g) differ from %s's (%g, %g): the channels of one "
@@ -852,7 +856,7 @@ int vt_convert_images(const char *const *images, size_t nimages, const char *seg
     }
     uint64_t c0 = 0;
     for (size_t i = 0; i < nimages && rc == 0; i++) {
-        rc = stream_source(&j, w, img_id, j.img[i], c0, j.img_dtype, opts->apply_scaling && j.img[i]->scl_slope != 0,
+        rc = stream_source(&j, w, img_id, j.img[i], c0, j.img_dtype, opts->apply_scaling && has_scaling(j.img[i]),
                            false, &j.lv_img);
         c0 += j.img[i]->shape[0];
     }
