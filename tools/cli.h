@@ -40,7 +40,12 @@ int lib_error(const char *msg, int rc);
 int file_error(const char *file, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 double now(void);
+/* The processors online, at least 1: the default of -j. */
+int online_cpus(void);
 const char *human(double bytes, char *buf, size_t len);
+/* n values on stdout separated by ", " (a shape, tile or grid inside brackets). */
+void print_u64s(const uint64_t *v, int n);
+void print_u32s(const uint32_t *v, int n);
 /* "a,b,c" into up to max integers: the count, or -1. */
 int parse_list(const char *s, int64_t *v, int max);
 /* An integer option in lo..hi, or a usage error. */

@@ -57,6 +57,24 @@ double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+int online_cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+void print_u64s(const uint64_t *v, int n)
+{
+    for (int d = 0; d < n; d++)
+        printf("%s%" PRIu64, d ? ", " : "", v[d]);
+}
+
+void print_u32s(const uint32_t *v, int n)
+{
+    for (int d = 0; d < n; d++)
+        printf("%s%" PRIu32, d ? ", " : "", v[d]);
+}
+
 const char *human(double bytes, char *buf, size_t len)
 {
     const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};

@@ -201,8 +201,7 @@ int cmd_convert(int argc, char **argv)
                                          {0, 0, 0, 0}};
     vt_convert_opts o;
     vt_convert_opts_init(&o);
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    o.threads = ncpu > 0 ? (int)ncpu : 1;
+    o.threads = online_cpus();
     const char *out = NULL, *seg = NULL;
     int c, quiet = 0;
     while ((c = getopt_long(argc, argv, "o:j:qh", opts, NULL)) != -1) {
@@ -252,8 +251,7 @@ int cmd_convert(int argc, char **argv)
         vt_array_info_get(a, &ai);
         char b1[32], b2[32];
         printf("%s: '%s' %s (", out, ai.name, vt_dtype_name(ai.dtype));
-        for (int d = 0; d < ai.ndim; d++)
-            printf("%s%" PRIu64, d ? ", " : "", ai.shape[d]);
+        print_u64s(ai.shape, ai.ndim);
         printf(") %s stored of %s raw, ratio %.3f", human((double)ai.stored_bytes, b1, sizeof b1),
                human((double)ai.raw_bytes, b2, sizeof b2),
                (double)ai.raw_bytes / (double)(ai.stored_bytes ? ai.stored_bytes : 1));
@@ -482,8 +480,7 @@ int cmd_convert_dataset(int argc, char **argv)
                                          {0, 0, 0, 0}};
     vt_convert_opts o;
     vt_convert_opts_init(&o);
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    int jobs = ncpu > 0 ? (int)ncpu : 1, c, quiet = 0;
+    int jobs = online_cpus(), c, quiet = 0;
     const char *out = NULL;
     while ((c = getopt_long(argc, argv, "o:j:qh", opts, NULL)) != -1) {
         if (store_option(c, &o, argc, argv))

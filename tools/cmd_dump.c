@@ -413,14 +413,11 @@ static void dump_tiles(const vt_array *a)
     vt_array_info ai;
     vt_array_info_get(a, &ai);
     printf("array '%s': %s (", ai.name, vt_dtype_name(ai.dtype));
-    for (int d = 0; d < ai.ndim; d++)
-        printf("%s%" PRIu64, d ? ", " : "", ai.shape[d]);
+    print_u64s(ai.shape, ai.ndim);
     printf("), tile (");
-    for (int d = 0; d < ai.ndim; d++)
-        printf("%s%u", d ? ", " : "", ai.tile[d]);
+    print_u32s(ai.tile, ai.ndim);
     printf("), grid (");
-    for (int d = 0; d < ai.ndim; d++)
-        printf("%s%" PRIu64, d ? ", " : "", ai.grid[d]);
+    print_u64s(ai.grid, ai.ndim);
     printf("), %" PRIu64 " tiles\n", ai.ntiles);
     printf("%8s  %-16s %12s %9s %9s %8s  %-13s %12s %12s  %s\n", "tile", "coords", "offset", "stored", "raw", "ratio",
            "kind", "min", "max", "checksum");

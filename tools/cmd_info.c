@@ -486,14 +486,11 @@ int cmd_info(int argc, char **argv)
             printf("%s{\"name\": ", i ? ", " : "");
             json_string(ai.name);
             printf(", \"dtype\": \"%s\", \"shape\": [", vt_dtype_name(ai.dtype));
-            for (int d = 0; d < ai.ndim; d++)
-                printf("%s%" PRIu64, d ? ", " : "", ai.shape[d]);
+            print_u64s(ai.shape, ai.ndim);
             printf("], \"tile\": [");
-            for (int d = 0; d < ai.ndim; d++)
-                printf("%s%u", d ? ", " : "", ai.tile[d]);
+            print_u32s(ai.tile, ai.ndim);
             printf("], \"grid\": [");
-            for (int d = 0; d < ai.ndim; d++)
-                printf("%s%" PRIu64, d ? ", " : "", ai.grid[d]);
+            print_u64s(ai.grid, ai.ndim);
             printf("], \"tiles\": %" PRIu64 ", \"codec\": \"%s\", \"level\": %d, \"filter\": \"%s\"",
                    ai.ntiles, vt_codec_name(ai.codec), ai.level, filter_name(ai.filter));
             printf(", \"raw_bytes\": %" PRIu64 ", \"stored_bytes\": %" PRIu64 ", \"ratio\": %.4f",
@@ -519,11 +516,9 @@ int cmd_info(int argc, char **argv)
             printf("}");
         } else {
             printf("array '%s': %s (", ai.name, vt_dtype_name(ai.dtype));
-            for (int d = 0; d < ai.ndim; d++)
-                printf("%s%" PRIu64, d ? ", " : "", ai.shape[d]);
+            print_u64s(ai.shape, ai.ndim);
             printf("), tile (");
-            for (int d = 0; d < ai.ndim; d++)
-                printf("%s%u", d ? ", " : "", ai.tile[d]);
+            print_u32s(ai.tile, ai.ndim);
             printf("), %" PRIu64 " tiles\n", ai.ntiles);
             printf("  codec %s", vt_codec_name(ai.codec));
             if (ai.codec != VT_CODEC_NONE)

@@ -175,8 +175,7 @@ int cmd_verify(int argc, char **argv)
                                          {"quiet", no_argument, 0, 'q'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    int jobs = ncpu > 0 ? (int)ncpu : 1, quiet = 0, c;
+    int jobs = online_cpus(), quiet = 0, c;
     while ((c = getopt_long(argc, argv, "j:qh", opts, NULL)) != -1) {
         switch (c) {
         case 'j': jobs = (int)parse_int("-j", optarg, 1, 64); break;
