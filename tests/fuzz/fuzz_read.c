@@ -192,12 +192,17 @@ static int64_t ref_map(int64_t i, int64_t n, int pad)
         return i < 0 ? 0 : n - 1;
     if (n == 1)
         return 0;
-    /* reflect: the sequence 0 1 .. n-1 n-2 .. 1 repeats with period 2(n-1) */
-    int64_t p = 2 * (n - 1);
-    int64_t j = i % p;
-    if (j < 0)
-        j += p;
-    return j < n ? j : p - j;
+    /* reflect, derived otherwise than the library's period-2(n-1) formula
+     * (src/region.c): cut the line into half-periods of n-1 voxels; in an even
+     * one the index runs forward from 0, in an odd one backward from n-1.
+     * (Folding step by step, as tests/testutil.h does, would take 2^62 steps
+     * for the starts near INT64_MIN/MAX this harness tries.) */
+    int64_t h = n - 1, q = i / h, r = i % h;
+    if (r < 0) { /* floor division */
+        r += h;
+        q--;
+    }
+    return q % 2 == 0 ? r : h - r;
 }
 
 static bool is_float(vt_dtype d) { return d == VT_F16 || d == VT_BF16 || d == VT_F32 || d == VT_F64; }
