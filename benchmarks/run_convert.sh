@@ -20,13 +20,8 @@
 #   PYTHON     python with numpy and nibabel (default /usr/bin/python3)
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-build=${BUILD:-$root/build}
-py=${PYTHON:-/usr/bin/python3}
-dir=${BENCH_DIR:-/tmp/vtbench}
-shape=${SHAPE:-546,820,820}
-jobs=${JOBS:-2}
+# shellcheck source=benchmarks/common.sh
+. "$(dirname "$0")/common.sh"
 rounds=${ROUNDS:-3}
 
 ninja -C "$build" tools/voxtile >/dev/null
@@ -35,10 +30,9 @@ base="$dir/vol_${shape//,/x}"
 vol="$base.npy"
 log="$dir/convert_${shape//,/x}.log"
 : >"$log"
-say() { echo "$@" | tee -a "$log" >&2; }
 
 say "== $(date -u '+%Y-%m-%d %H:%M:%S UTC') voxtile conversion benchmark"
-say "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(free -g | awk '/^Mem:/{print $2}') GiB RAM, kernel $(uname -r)"
+say "machine: $(machine)"
 say "library: $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet HEAD -- src tools || echo ' + local changes')"
 [[ -f "$vol" ]] || "$py" "$here/make_volume.py" "$vol" --shape "$shape" 2>&1 | tee -a "$log" >&2
 if [[ ! -f "$base.nii" ]]; then
@@ -70,9 +64,9 @@ for ((r = 1; r <= rounds; r++)); do
         /usr/bin/time -v "$build/tools/voxtile" convert "${inputs[$i]}" -o "$out" -j "$jobs" -q ${extra[$i]} \
             2>"$dir/time.txt"
         cat "$dir/time.txt" >>"$log"
-        w=$(awk -F': ' '/Elapsed \(wall clock\)/{n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$dir/time.txt")
-        m=$(awk -F': ' '/Maximum resident set size/{printf "%.1f", $2/1024}' "$dir/time.txt")
-        c=$(awk -F': ' '/Percent of CPU/{print $2}' "$dir/time.txt")
+        w=$(time_wall "$dir/time.txt")
+        m=$(time_rss "$dir/time.txt")
+        c=$(time_cpu "$dir/time.txt")
         say "round $r ${names[$i]}: wall $w s, peak RSS $m MiB, CPU $c"
         walls[$i]+="$w "
         rss[$i]+="$m "

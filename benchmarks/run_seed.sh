@@ -24,13 +24,8 @@
 #   PYTHON     python with numpy/nibabel/scipy (default /usr/bin/python3)
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-build=${BUILD:-$root/build}
-py=${PYTHON:-/usr/bin/python3}
-dir=${BENCH_DIR:-/tmp/vtbench}
-shape=${SHAPE:-546,820,820}
-jobs=${JOBS:-2}
+# shellcheck source=benchmarks/common.sh
+. "$(dirname "$0")/common.sh"
 patches=${PATCHES:-200}
 size=${SIZE:-128}
 repeat=${REPEAT:-5}
@@ -48,10 +43,9 @@ store="$dir/vol_${shape//,/x}_$tag.vxt"
 log="$dir/run_${shape//,/x}_$tag.log"
 : >"$log"
 
-say() { echo "$@" | tee -a "$log" >&2; }
 
 say "== $(date -u '+%Y-%m-%d %H:%M:%S UTC') voxtile read benchmark"
-say "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(free -g | awk '/^Mem:/{print $2}') GiB RAM, kernel $(uname -r)"
+say "machine: $(machine)"
 say "volume $vol shape (1,$shape); store $store"
 
 if [[ -f "$vol" ]]; then
@@ -71,9 +65,9 @@ say "+ ${conv[*]}"
 # the volume was just written or read: it is (mostly) in the page cache
 /usr/bin/time -v "${conv[@]}" 2>"$dir/time.txt" | tee -a "$log" >&2
 cat "$dir/time.txt" >>"$log"
-conv_wall=$(awk -F': ' '/Elapsed \(wall clock\)/{n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$dir/time.txt")
-conv_rss=$(awk -F': ' '/Maximum resident set size/{printf "%.1f", $2/1024}' "$dir/time.txt")
-conv_cpu=$(awk -F': ' '/Percent of CPU/{print $2}' "$dir/time.txt")
+conv_wall=$(time_wall "$dir/time.txt")
+conv_rss=$(time_rss "$dir/time.txt")
+conv_cpu=$(time_cpu "$dir/time.txt")
 say "convert: wall ${conv_wall} s, peak RSS ${conv_rss} MiB, CPU ${conv_cpu}"
 "$build/tools/voxtile" info "$store" | tee -a "$log" >&2
 
