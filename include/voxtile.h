@@ -145,7 +145,8 @@ VT_API const char *vt_strerror(int code);
  * build of the library does.
  * @param name  "vt_read_opts", "vt_array_info", "vt_tile_info",
  *              "vt_label_info", "vt_array_spec", "vt_writer_opts",
- *              "vt_convert_opts", "vt_raw_spec" or "vt_image_info"; may be NULL.
+ *              "vt_convert_opts", "vt_raw_spec", "vt_image_info", "vt_sample_opts",
+ *              "vt_sample_stats" or "vt_sample_target"; may be NULL.
  * @return the size in bytes; 0 for an unknown name or NULL.
  */
 VT_API size_t vt_struct_size(const char *name);
@@ -384,6 +385,141 @@ VT_API void vt_read_opts_init(vt_read_opts *opts);
  */
 VT_API int vt_read(const vt_array *array, const int64_t *start, const uint64_t *size,
                    const vt_read_opts *opts, void *out);
+
+/** Interpolation of vt_sample(). */
+typedef enum vt_interp {
+    VT_INTERP_NEAREST = 0, /**< the voxel nearest the source position (halves round to even, as
+                                torch's grid_sample(mode="nearest")) */
+    VT_INTERP_LINEAR = 1,  /**< trilinear over the 8 voxels around the source position */
+    VT_INTERP_LABEL = 2    /**< label vote: the value with the largest total trilinear weight among the
+                                8 voxels around the source position, ties to the smaller value -- the
+                                argmax of the one-hot masks of every label, each interpolated
+                                trilinearly, in O(8) per voxel whatever the number of labels */
+} vt_interp;
+
+/** What one vt_sample() call did (vt_sample_opts::stats). */
+typedef struct vt_sample_stats {
+    uint64_t tiles_needed;  /**< distinct tiles the plan found the output's voxels may reach, summed over
+                                 leading indices (channels) */
+    uint64_t tiles_decoded; /**< tile decodes made: equal to tiles_needed unless the call was cut into
+                                 pieces (only for outputs whose tiles exceed 256 MiB decoded) */
+    uint64_t peak_bytes;    /**< most memory held at once for decoded tiles (by the whole call, all
+                                 arrays of a vt_sample_many() together) */
+    int box_read;           /**< nonzero: the map was a crop, mirror or axis permutation and went through
+                                 vt_read() without interpolation */
+} vt_sample_stats;
+
+/** Options of vt_sample(); initialise with vt_sample_opts_init(). */
+typedef struct vt_sample_opts {
+    vt_interp interp;         /**< default VT_INTERP_LINEAR */
+    /** Displacement field (elastic deformation), or NULL (default): float32, C-contiguous, shape
+     *  (3, field_shape[0], field_shape[1], field_shape[2]); component 0 is the displacement along
+     *  z, 1 along y, 2 along x, in output voxels. Its grid spans the output corner to corner: grid
+     *  point (a, b, c) sits on output voxel (a (size[0]-1)/(field_shape[0]-1), ...), an axis of
+     *  one point is constant along that axis. It is interpolated trilinearly to each output
+     *  voxel and added to the voxel's index before the matrix maps it. */
+    const float *field;
+    uint64_t field_shape[3];  /**< each 1 .. 65536 when field is set */
+    vt_sample_stats *stats;   /**< if not NULL, filled in by the call */
+} vt_sample_opts;
+
+/** Fill @p opts with the defaults documented on each field.
+ * @param opts  the options to fill in; NULL is ignored. */
+VT_API void vt_sample_opts_init(vt_sample_opts *opts);
+
+/**
+ * Sample an output grid of `size[0] x size[1] x size[2]` voxels from the last
+ * three axes of @p array through an affine map, every leading (channel) index
+ * alike: output voxel (k, j, i) -- optionally displaced by a field -- is taken
+ * from source position `M (k, j, i, 1)^T` (z, y, x; voxel centres at integer
+ * coordinates), M the 3x4 @p matrix. Rotation, scaling, shear, mirroring and
+ * translation are all one matrix; it need not be invertible.
+ *
+ * Interpolation (sopts->interp): nearest, trilinear (the values of
+ * torch.nn.functional.grid_sample(mode="bilinear", align_corners=True) and
+ * scipy.ndimage.map_coordinates(order=1) at the same source coordinates, in
+ * float32), or the label vote. A voxel the map sends outside the array takes
+ * the pad mode (opts->pad) for each tap: constant (opts->pad_value, as is), edge
+ * or reflect (numpy's semantics of the tap index). A tap of weight 0 is never
+ * used.
+ *
+ * Values: opts->transform (clip, then scale and offset, in double) applies to
+ * each source voxel before interpolation. Linear interpolation converts each
+ * source voxel (transformed) to float32, interpolates in float32 and rounds the
+ * result to the output dtype (float32, float16, bfloat16 or float64: float16 as
+ * numpy's astype of the float32 result). Nearest converts the chosen voxel as
+ * vt_read() does, to any dtype. The label vote needs an integer array whose
+ * values fit int32, no transform, and an integer output dtype that holds every
+ * value of the array (its index's min and max) and the pad value.
+ *
+ * Work and memory: the output is sampled in blocks of 16^3 voxels; only the
+ * tiles the blocks' voxels may reach are decoded, each once per call (per
+ * leading index), converted once, and freed after the last block that needs
+ * it -- memory for decoded tiles is about one slab of the source, never the
+ * source box or the volume (sopts->stats reports it). A matrix that is an
+ * axis permutation with +-1 entries and an integer translation (a crop, a
+ * mirror, a 90-degree rotation) is read through vt_read() with output strides
+ * instead: the same bits, no interpolation.
+ *
+ * Output layout: `(shape[0], ..., shape[ndim-4], size[0], size[1], size[2])`,
+ * C-contiguous or laid out by opts->strides (ndim element strides, may be
+ * negative). opts->threads (0..256) split the blocks between threads;
+ * opts->verify checks each tile's checksum before decoding it. Thread-safe as
+ * vt_read().
+ *
+ * @param array   the array (at least 3 dimensions).
+ * @param matrix  12 doubles, row-major 3x4: source (z, y, x) = matrix * (k, j, i, 1).
+ * @param size    3 output extents (z, y, x), each 1 .. 2^24, at most 2^31 voxels in all.
+ * @param sopts   sampling options, or NULL for the defaults (linear, no field).
+ * @param opts    read options (dtype, pad, pad_value, transform, strides, threads,
+ *                verify), or NULL for the defaults.
+ * @param out     output buffer, suitably aligned for the output dtype.
+ * @return 0; VT_EINVAL (NULL pointer; fewer than 3 dimensions; a matrix entry or
+ *         field value that is NaN or infinite; a bad interpolation, pad mode,
+ *         dtype or field shape; an output dtype that cannot hold the labels or
+ *         the pad value; a transform with the label vote; threads outside
+ *         0..256); VT_ERANGE (an extent of 0 or over the limits; a map that
+ *         sends voxels beyond +-2^50; strides that overflow); VT_EUNSUPPORTED
+ *         (the label vote on values outside int32); VT_ECORRUPT (a tile does
+ *         not decode or its checksum does not match; the message names it);
+ *         VT_ENOMEM; VT_EIO (a thread cannot be started). On failure @p out
+ *         may be partly written.
+ */
+VT_API int vt_sample(const vt_array *array, const double *matrix, const uint64_t *size,
+                     const vt_sample_opts *sopts, const vt_read_opts *opts, void *out);
+
+/** One array of a vt_sample_many() call. */
+typedef struct vt_sample_target {
+    const vt_array *array;     /**< the array (at least 3 dimensions) */
+    vt_interp interp;          /**< its interpolation */
+    const vt_read_opts *opts;  /**< its read options (dtype, pad, pad_value, transform, strides, verify), as
+                                    vt_sample() takes them, or NULL for the defaults; opts->threads is not
+                                    used (the call's threads are) */
+    void *out;                 /**< its output, laid out as vt_sample() says */
+    vt_sample_stats *stats;    /**< if not NULL, filled in: this array's tiles, the call's peak memory */
+} vt_sample_target;
+
+/**
+ * Sample several arrays -- an image and its label arrays -- through one map in
+ * one pass: each output voxel's source position, floor and fractions are
+ * computed once and used for every array, each array with its own
+ * interpolation and options. The result of each array is exactly what
+ * vt_sample() gives it alone; together they cost less (at 128^3 with
+ * rotation and scaling, the labels add about a third of the image's time).
+ *
+ * @param targets      the arrays, their interpolations, options and outputs (1..16).
+ * @param ntargets     their number.
+ * @param matrix       12 doubles, row-major 3x4, as vt_sample().
+ * @param size         3 output extents, as vt_sample().
+ * @param field        displacement field (3, field_shape[0..2]) float32, or NULL; as
+ *                     vt_sample_opts::field.
+ * @param field_shape  its 3 extents (each 1..65536), or NULL without a field.
+ * @param threads      0..256, as vt_read_opts::threads.
+ * @return as vt_sample(), for the first array that fails; VT_EINVAL also for
+ *         NULL targets, no target or more than 16.
+ */
+VT_API int vt_sample_many(const vt_sample_target *targets, size_t ntargets, const double *matrix,
+                          const uint64_t *size, const float *field, const uint64_t *field_shape, int threads);
 
 /**
  * Check every tile of one array: checksum of the stored bytes, decode to the

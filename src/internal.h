@@ -65,6 +65,18 @@ VT_INTERNAL bool vt__dtype_valid(int dtype);
 VT_INTERNAL bool vt__dtype_is_float(vt_dtype dtype);
 /* Element at @p p (any alignment) as double (exact for every dtype). */
 VT_INTERNAL double vt__load_f64(vt_dtype dtype, const void *p);
+/* Element at @p p of an integer dtype up to 32 bits, exactly. */
+static inline int64_t vt__load_int(vt_dtype dtype, const unsigned char *p)
+{
+    switch (dtype) {
+    case VT_U8: return *p;
+    case VT_I8: return (int8_t)*p;
+    case VT_U16: return vt__ld16(p);
+    case VT_I16: return (int16_t)vt__ld16(p);
+    case VT_U32: return vt__ld32(p);
+    default: return (int32_t)vt__ld32(p);
+    }
+}
 /* Store double @p v into one element at @p p with the library's conversion
  * rules (round-to-nearest-even for floats, truncate + saturate for integers,
  * NaN -> 0). */

@@ -19,18 +19,6 @@ bool vt__label_dtype_ok(vt_dtype dt)
     return dt == VT_U8 || dt == VT_I8 || dt == VT_U16 || dt == VT_I16 || dt == VT_U32 || dt == VT_I32;
 }
 
-static int64_t load_int(vt_dtype dt, const unsigned char *p)
-{
-    switch (dt) {
-    case VT_U8: return *p;
-    case VT_I8: return (int8_t)*p;
-    case VT_U16: return vt__ld16(p);
-    case VT_I16: return (int16_t)vt__ld16(p);
-    case VT_U32: return vt__ld32(p);
-    default: return (int32_t)vt__ld32(p);
-    }
-}
-
 static int cmp_i64(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -68,7 +56,7 @@ int vt__label_hist(vt_dtype dt, const void *data, size_t n, vt_label_hist *out)
     if (v == NULL)
         return VT_ENOMEM;
     for (size_t i = 0; i < n; i++)
-        v[i] = load_int(dt, p + i * es);
+        v[i] = vt__load_int(dt, p + i * es);
     qsort(v, n, sizeof *v, cmp_i64);
     size_t runs = n > 0;
     for (size_t i = 1; i < n; i++)

@@ -194,25 +194,6 @@ typedef struct axis {
     int64_t slo, shi; /* array indices the mapped runs need: [slo, shi) */
 } axis;
 
-static int64_t map_index(int64_t i, int64_t n, vt_pad pad)
-{
-    if (i >= 0 && i < n)
-        return i;
-    switch (pad) {
-    case VT_PAD_EDGE: return i < 0 ? 0 : n - 1;
-    case VT_PAD_REFLECT: {
-        if (n == 1)
-            return 0;
-        int64_t p = 2 * (n - 1);
-        int64_t j = i % p;
-        if (j < 0)
-            j += p;
-        return j >= n ? p - j : j;
-    }
-    default: return -1;
-    }
-}
-
 static int axis_plan(axis *ax, int64_t start, uint64_t size, uint64_t n, vt_pad pad)
 {
     ax->runs = ax->inline_runs;
@@ -222,7 +203,7 @@ static int axis_plan(axis *ax, int64_t start, uint64_t size, uint64_t n, vt_pad 
     ax->slo = INT64_MAX;
     ax->shi = INT64_MIN;
     for (uint64_t k = 0; k < size; k++) {
-        int64_t m = map_index(start + (int64_t)k, (int64_t)n, pad);
+        int64_t m = vt__pad_index(start + (int64_t)k, (int64_t)n, pad);
         if (ax->nruns > 0) {
             run *r = &ax->runs[ax->nruns - 1];
             if (m < 0 && r->fill) {
@@ -571,6 +552,28 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+int vt__out_strides(int nd, const uint64_t *ext, const int64_t *strides, size_t es, int64_t *ostr)
+{
+    if (strides == NULL) {
+        ostr[nd - 1] = (int64_t)es;
+        for (int d = nd - 2; d >= 0; d--)
+            ostr[d] = ostr[d + 1] * (int64_t)ext[d + 1];
+        return -1;
+    }
+    /* every offset the box reaches, in bytes, must fit an int64 (magnitudes in
+     * unsigned arithmetic: -INT64_MIN does not exist) */
+    uint64_t span = 0, reach;
+    for (int d = 0; d < nd; d++) {
+        uint64_t mag;
+        if (__builtin_mul_overflow(strides[d], (int64_t)es, &ostr[d]) ||
+            (mag = ostr[d] < 0 ? 0 - (uint64_t)ostr[d] : (uint64_t)ostr[d]) > (uint64_t)INT64_MAX ||
+            __builtin_mul_overflow(mag, ext[d] - 1, &reach) || __builtin_add_overflow(span, reach, &span) ||
+            span > (uint64_t)INT64_MAX)
+            return d;
+    }
+    return -1;
+}
+
 void vt_read_opts_init(vt_read_opts *o)
 {
     if (o == NULL)
@@ -629,25 +632,10 @@ int vt_read(const vt_array *a, const int64_t *start, const uint64_t *size, const
     uint64_t bytes;
     if (!vt__mul_ok(total, r.c.des, &bytes) || bytes > (uint64_t)INT64_MAX)
         return vt__fail(st, VT_ERANGE, "%s: array '%s': box too large", st->path, a->ent.name);
-    int64_t es = (int64_t)r.c.des;
-    if (opts->strides) {
-        /* every offset the box reaches, in bytes, must fit an int64 (magnitudes
-         * in unsigned arithmetic: -INT64_MIN does not exist) */
-        uint64_t span = 0, reach;
-        for (int d = 0; d < nd; d++) {
-            uint64_t mag;
-            if (__builtin_mul_overflow(opts->strides[d], es, &r.ostr[d]) ||
-                (mag = r.ostr[d] < 0 ? 0 - (uint64_t)r.ostr[d] : (uint64_t)r.ostr[d]) > (uint64_t)INT64_MAX ||
-                __builtin_mul_overflow(mag, size[d] - 1, &reach) || __builtin_add_overflow(span, reach, &span) ||
-                span > (uint64_t)INT64_MAX)
-                return vt__fail(st, VT_ERANGE, "%s: vt_read: stride %lld of axis %d overflows", st->path,
-                                (long long)opts->strides[d], d);
-        }
-    } else {
-        r.ostr[nd - 1] = es;
-        for (int d = nd - 2; d >= 0; d--)
-            r.ostr[d] = r.ostr[d + 1] * (int64_t)size[d + 1];
-    }
+    int bad = vt__out_strides(nd, size, opts->strides, r.c.des, r.ostr);
+    if (bad >= 0)
+        return vt__fail(st, VT_ERANGE, "%s: vt_read: stride %lld of axis %d overflows", st->path,
+                        (long long)opts->strides[bad], bad);
 
     int rc = 0;
     int d;

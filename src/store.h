@@ -52,6 +52,33 @@ typedef struct vt_tile_view {
 } vt_tile_view;
 
 VT_INTERNAL void vt__tile_coords(const vt_array *a, uint64_t t, uint64_t *c);
+
+/* Array index of index @p i of an axis of @p n voxels under the pad mode
+ * (numpy's edge and reflect); -1 where a constant pads. */
+static inline int64_t vt__pad_index(int64_t i, int64_t n, vt_pad pad)
+{
+    if (i >= 0 && i < n)
+        return i;
+    switch (pad) {
+    case VT_PAD_EDGE: return i < 0 ? 0 : n - 1;
+    case VT_PAD_REFLECT: {
+        if (n == 1)
+            return 0;
+        int64_t p = 2 * (n - 1);
+        int64_t j = i % p;
+        if (j < 0)
+            j += p;
+        return j >= n ? p - j : j;
+    }
+    default: return -1;
+    }
+}
+
+/* Byte strides of an output of extents @p ext (each >= 1) into @p ostr:
+ * @p strides (elements, any sign) times the element size @p es, or C order
+ * when NULL. Returns the axis whose stride makes an offset the box reaches
+ * overflow an int64, or -1 (vt_read, vt_sample). */
+VT_INTERNAL int vt__out_strides(int nd, const uint64_t *ext, const int64_t *strides, size_t es, int64_t *ostr);
 /* Tile number @p t: check its checksum when @p verify, decode into the
  * thread's scratch when compressed. The view stays valid until the next call
  * in the same thread. */

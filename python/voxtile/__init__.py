@@ -207,6 +207,38 @@ def _compose_scaling(scaling, transform):
 _PADS = {"constant": 0, "edge": 1, "reflect": 2}
 
 
+def _set_transform(opts, transform):
+    """(clip_lo, clip_hi, scale, offset) into read options (None bounds: unclipped)."""
+    if transform is None:
+        return
+    lo, hi, scale, offset = transform
+    opts.transform = 1
+    opts.clip_lo = -np.inf if lo is None else float(lo)
+    opts.clip_hi = np.inf if hi is None else float(hi)
+    opts.scale, opts.offset = float(scale), float(offset)
+
+
+def _empty(shape, dtype, what):
+    """np.empty with voxtile's errors: OutOfMemory, or InvalidArgument for a size numpy refuses."""
+    try:
+        return np.empty(shape, dtype=dtype)
+    except MemoryError as e:
+        raise OutOfMemory(_ENOMEM, f"{what} {shape}: cannot allocate {dtype}") from e
+    except ValueError as e:
+        raise InvalidArgument(_ERANGE, f"{what} {shape} is too large: {e}") from None
+
+
+def _check_out(out, dtype, shape, where):
+    """An out= array the library can write: numpy, writeable, this dtype and shape, strides in items."""
+    if not isinstance(out, np.ndarray):
+        raise InvalidArgument(_EINVAL, "out must be a numpy array")
+    if out.dtype != dtype or tuple(out.shape) != shape or not out.flags.writeable:
+        raise InvalidArgument(_EINVAL, f"{where}out must be a writeable {dtype} array of shape {shape}, "
+                                       f"not {out.dtype} {out.shape}")
+    if any(st % dtype.itemsize for st in out.strides):
+        raise InvalidArgument(_EINVAL, "out's strides must be multiples of its item size")
+
+
 # ---- stores -----------------------------------------------------------------
 
 def open(path):  # noqa: A001 (mirrors io.open)
@@ -424,12 +456,7 @@ class Array:
         floating = code in _FLOAT_CODES if final is None else final.kind in "fc"
         if scaling and dtype is not None and floating and self.scaling is not None:
             transform = _compose_scaling(self.scaling, transform)
-        if transform is not None:
-            lo, hi, scale, offset = transform
-            opts.transform = 1
-            opts.clip_lo = -np.inf if lo is None else float(lo)
-            opts.clip_hi = np.inf if hi is None else float(hi)
-            opts.scale, opts.offset = float(scale), float(offset)
+        _set_transform(opts, transform)
         if final is not None:  # an intermediate that holds the values exactly, cast by numpy below
             code = _F64
             if transform is None:
@@ -442,21 +469,10 @@ class Array:
         ndt = _np_dtype(code)
         want = ndt if final is None else final
         if out is not None:
-            if not isinstance(out, np.ndarray):
-                raise InvalidArgument(_EINVAL, "out must be a numpy array")
-            if out.dtype != want or tuple(out.shape) != tuple(size) or not out.flags.writeable:
-                raise InvalidArgument(_EINVAL, f"out must be a writeable {want} array of shape {tuple(size)}, "
-                                               f"not {out.dtype} {out.shape}")
-            if any(s % want.itemsize for s in out.strides):
-                raise InvalidArgument(_EINVAL, "out's strides must be multiples of its item size")
+            _check_out(out, want, tuple(size), "")
         dest = out if final is None else None
         if dest is None:
-            try:
-                dest = np.empty(size, dtype=ndt)
-            except MemoryError as e:
-                raise OutOfMemory(_ENOMEM, f"{where}: cannot allocate {ndt} box of size {tuple(size)}") from e
-            except ValueError as e:
-                raise InvalidArgument(_ERANGE, f"{where}: box of size {tuple(size)} is too large: {e}") from None
+            dest = _empty(tuple(size), ndt, f"{where}: box of size")
         elif not dest.flags.c_contiguous:
             strides = (ctypes.c_int64 * nd)(*[s // ndt.itemsize for s in dest.strides])
             opts.strides = ctypes.cast(strides, _ffi.c_i64p)
@@ -470,6 +486,73 @@ class Array:
             return dest.astype(final)
         np.copyto(out, dest, casting="unsafe")
         return out
+
+    def sample(self, matrix, size, *, order="linear", dtype=None, pad="constant", pad_value=0, transform=None,
+               displacement=None, out=None, threads=1, verify=True, scaling=True, stats=None):
+        """Sample an output grid of `size` (z, y, x) voxels through an affine map, straight from the tiles.
+
+        Output voxel (k, j, i) comes from source position matrix @ (k, j, i, 1) over the array's last three
+        axes (voxel centres at integer coordinates); every leading (channel) index alike, so a (C, Z, Y, X)
+        array gives (C, *size). matrix: 3x4, or 4x4 with last row (0, 0, 0, 1), array-like over (z, y, x).
+        order: "linear" (trilinear: torch grid_sample(align_corners=True) / scipy map_coordinates(order=1)
+             values, computed in float32), "nearest" (halves to even) or "label" (the label with the largest
+             total trilinear weight of the 8 neighbours, ties to the smaller: the argmax of per-label
+             one-hot interpolation, at any number of labels).
+        dtype: linear: float32 (default), float16, "bfloat16" (uint16 bits) or float64; nearest: any (default
+             the stored dtype); label: an integer dtype holding every label and the pad value (default the
+             stored dtype).
+        pad, pad_value: how taps outside the array read ("constant", "edge", "reflect" as numpy).
+        transform: (clip_lo, clip_hi, scale, offset) applied to each source voxel before interpolation; with
+             scaling=True a floating output first gets the store's NIfTI scaling, as read() does.
+        displacement: optional float32 field (3, dz, dy, dx) of displacements (z, y, x components, in output
+             voxels) on a grid spanning the output corner to corner, interpolated trilinearly and added to
+             (k, j, i) before the matrix (deform, then map).
+        out: an array to fill (e.g. a slot of a batch), shape leading + size, the output dtype, any strides.
+        stats: a dict to receive what the call did: tiles_needed, tiles_decoded, peak_bytes, box_read.
+        See sample_many() to sample an image and its labels in one pass.
+        """
+        return sample_many([(self, dict(order=order, dtype=dtype, pad=pad, pad_value=pad_value, transform=transform,
+                                         out=out, verify=verify, scaling=scaling, stats=stats))],
+                           matrix, size, displacement=displacement, threads=threads)[0]
+
+    def _sample_target(self, size, order="linear", dtype=None, pad="constant", pad_value=0, transform=None,
+                       out=None, verify=True, scaling=True, stats=None):
+        """This array's part of a sample_many() call: (vt_sample_target fields, output, keep-alive)."""
+        h = self._handle()
+        where = f"{self.store.path}: array '{self.name}'"
+        if self.ndim < 3:
+            raise InvalidArgument(_EINVAL, f"{where} has {self.ndim} dimensions; sample() needs at least 3")
+        orders = {"nearest": 0, "linear": 1, "label": 2}
+        if order not in orders:
+            raise InvalidArgument(_EINVAL, f"order must be one of {sorted(orders)}, not {order!r}")
+        if pad not in _PADS:
+            raise InvalidArgument(_EINVAL, f"pad must be one of {sorted(_PADS)}, not {pad!r}")
+        code = (_F32 if order == "linear" else self._code) if dtype is None else _vt_dtype(dtype)
+        opts = _ffi.ReadOpts()
+        _lib.vt_read_opts_init(ctypes.byref(opts))
+        opts.dtype = code
+        opts.pad = _PADS[pad]
+        opts.pad_value = float(pad_value)
+        if scaling and order != "label" and code in _FLOAT_CODES and self.scaling is not None:
+            transform = _compose_scaling(self.scaling, transform)
+        _set_transform(opts, transform)
+        opts.verify = 1 if verify else 0
+        ndt = _np_dtype(code)
+        shape = self.shape[:-3] + tuple(size)
+        if out is not None:
+            _check_out(out, ndt, shape, f"{where}: ")
+            dest = out
+        else:
+            dest = _empty(shape, ndt, f"{where}: output of shape")
+        keep = [opts]
+        if not dest.flags.c_contiguous:
+            strides = (ctypes.c_int64 * self.ndim)(*[s // ndt.itemsize for s in dest.strides])
+            opts.strides = ctypes.cast(strides, _ffi.c_i64p)
+            keep.append(strides)
+        st = _ffi.SampleStats()
+        keep.append(st)
+        tgt = _ffi.SampleTarget(h, orders[order], ctypes.pointer(opts), dest.ctypes.data, ctypes.pointer(st))
+        return tgt, dest, keep, (stats, st)
 
     # numpy basic indexing: ints, slices (any step), Ellipsis, None
     def __getitem__(self, key):
@@ -670,6 +753,54 @@ class Writer:
 # ---- conversion ---------------------------------------------------------------
 
 _CROPS = {None: 0, "box": 1, "nonzero": 2, "label": 3}
+
+
+def sample_many(targets, matrix, size, *, displacement=None, threads=1):
+    """Sample several arrays (an image and its labels) through one map in one pass: each output voxel's
+    source position is computed once for all of them. targets: a list of (array, options) with the options of
+    Array.sample() (order, dtype, pad, pad_value, transform, out, verify, scaling, stats); the arrays may
+    belong to different stores. Returns the outputs in order, each exactly what Array.sample() gives.
+    matrix, size, displacement, threads: as Array.sample()."""
+    targets = list(targets)
+    if not targets or len(targets) > 16:
+        raise InvalidArgument(_EINVAL, f"sample_many takes 1 to 16 arrays, not {len(targets)}")
+    try:
+        m = np.array(matrix, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise InvalidArgument(_EINVAL, f"matrix must be 3x4 or 4x4 numbers: {e}") from None
+    if m.shape == (4, 4):
+        if not np.array_equal(m[3], [0, 0, 0, 1]):
+            raise InvalidArgument(_EINVAL, f"a 4x4 matrix must end with the row (0, 0, 0, 1), not {m[3].tolist()}")
+        m = m[:3]
+    if m.shape != (3, 4):
+        raise InvalidArgument(_EINVAL, f"matrix must be 3x4 or 4x4, not {m.shape}")
+    m = np.ascontiguousarray(m)
+    size = _int_entries(size, "size", 1, 1 << 63, "sample")
+    if len(size) != 3:
+        raise InvalidArgument(_EINVAL, f"size must be 3 extents (z, y, x), not {len(size)}")
+    parts = []
+    for t in targets:
+        arr, kw = (t, {}) if isinstance(t, Array) else t
+        if not isinstance(arr, Array):
+            raise InvalidArgument(_EINVAL, f"sample_many targets are (Array, options) pairs, not {t!r}")
+        parts.append(arr._sample_target(size, **kw))
+    field = fshape = None
+    if displacement is not None:
+        field = np.ascontiguousarray(displacement, dtype=np.float32)
+        if field.ndim != 4 or field.shape[0] != 3:
+            raise InvalidArgument(_EINVAL, f"displacement must be (3, dz, dy, dx), not {field.shape}")
+        fshape = (ctypes.c_uint64 * 3)(*field.shape[1:])
+    arr_t = (_ffi.SampleTarget * len(parts))(*[p[0] for p in parts])
+    first = targets[0] if isinstance(targets[0], Array) else targets[0][0]
+    _check(_lib.vt_sample_many(arr_t, len(parts), m.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
+                               (ctypes.c_uint64 * 3)(*size),
+                               None if field is None else field.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+                               fshape, int(threads)), first.store._h)
+    for _, _, _, (want, st) in parts:
+        if want is not None:
+            want.update(tiles_needed=int(st.tiles_needed), tiles_decoded=int(st.tiles_decoded),
+                        peak_bytes=int(st.peak_bytes), box_read=bool(st.box_read))
+    return [p[1] for p in parts]
 
 
 def convert(images, out, seg=None, crop=None, crop_margin=0, levels=0, dtype=None, apply_scaling=False, tile=None,

@@ -143,6 +143,34 @@ class ImageInfo(ctypes.Structure):
     ]
 
 
+class SampleStats(ctypes.Structure):
+    _fields_ = [
+        ("tiles_needed", ctypes.c_uint64),
+        ("tiles_decoded", ctypes.c_uint64),
+        ("peak_bytes", ctypes.c_uint64),
+        ("box_read", ctypes.c_int),
+    ]
+
+
+class SampleOpts(ctypes.Structure):
+    _fields_ = [
+        ("interp", ctypes.c_int),
+        ("field", ctypes.POINTER(ctypes.c_float)),
+        ("field_shape", ctypes.c_uint64 * 3),
+        ("stats", ctypes.POINTER(SampleStats)),
+    ]
+
+
+class SampleTarget(ctypes.Structure):
+    _fields_ = [
+        ("array", ctypes.c_void_p),
+        ("interp", ctypes.c_int),
+        ("opts", ctypes.POINTER(ReadOpts)),
+        ("out", ctypes.c_void_p),
+        ("stats", ctypes.POINTER(SampleStats)),
+    ]
+
+
 STRUCTS = {
     "vt_read_opts": ReadOpts,
     "vt_array_info": ArrayInfo,
@@ -153,6 +181,9 @@ STRUCTS = {
     "vt_convert_opts": ConvertOpts,
     "vt_raw_spec": RawSpec,
     "vt_image_info": ImageInfo,
+    "vt_sample_opts": SampleOpts,
+    "vt_sample_stats": SampleStats,
+    "vt_sample_target": SampleTarget,
 }
 
 _P = ctypes.c_void_p
@@ -181,6 +212,11 @@ FUNCTIONS = {
     "vt_tile_get": (_I, [_P, _U64, ctypes.POINTER(TileInfo)]),
     "vt_read_opts_init": (None, [ctypes.POINTER(ReadOpts)]),
     "vt_read": (_I, [_P, c_i64p, c_u64p, ctypes.POINTER(ReadOpts), _P]),
+    "vt_sample_opts_init": (None, [ctypes.POINTER(SampleOpts)]),
+    "vt_sample": (_I, [_P, ctypes.POINTER(ctypes.c_double), c_u64p, ctypes.POINTER(SampleOpts),
+                       ctypes.POINTER(ReadOpts), _P]),
+    "vt_sample_many": (_I, [ctypes.POINTER(SampleTarget), _SZ, ctypes.POINTER(ctypes.c_double), c_u64p,
+                            ctypes.POINTER(ctypes.c_float), c_u64p, _I]),
     "vt_verify_array": (_I, [_P, c_u64p]),
     "vt_label_count": (_SZ, [_P]),
     "vt_label_get": (_I, [_P, _SZ, ctypes.POINTER(LabelInfo)]),

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -272,5 +273,49 @@ static inline void fz_reseal(uint8_t *f, size_t size)
 
 /* Error codes the library documents. */
 static inline bool fz_known_code(int rc) { return rc <= VT_OK && rc >= VT_ESTATE; }
+
+/* ---- a store file from the input --------------------------------------- */
+
+/* The path of the one store a harness rewrites for each input: a memfd opened
+ * by its /proc/self/fd path (no disk, nothing to clean up), else a file in
+ * the harness's folder. */
+static inline const char *fz_store_path(void)
+{
+    static char path[1100];
+    static int fd = -1;
+    if (fd >= 0)
+        return path;
+#ifdef MFD_CLOEXEC
+    fd = memfd_create("vtfuzz-store", MFD_CLOEXEC);
+    if (fd >= 0) {
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        if (access(path, R_OK) == 0)
+            return path;
+        close(fd);
+        fd = -1;
+    }
+#endif
+    snprintf(path, sizeof path, "%s", fz_path(0, "store.vxt"));
+    fd = 0; /* a plain file, rewritten each time */
+    return path;
+}
+
+/* The input's bytes as the store file. */
+static inline void fz_put_store(const uint8_t *data, size_t size)
+{
+    const char *path = fz_store_path();
+    if (strncmp(path, "/proc/self/fd/", 14) == 0) {
+        int fd = atoi(path + 14);
+        FZ_CHECK(ftruncate(fd, 0) == 0 && ftruncate(fd, (off_t)size) == 0, "ftruncate: %s", strerror(errno));
+        size_t done = 0;
+        while (done < size) {
+            ssize_t k = pwrite(fd, data + done, size - done, (off_t)done);
+            FZ_CHECK(k > 0, "pwrite: %s", strerror(errno));
+            done += (size_t)k;
+        }
+    } else {
+        FZ_CHECK(fz_write_file(path, data, size) == 0, "cannot write %s", path);
+    }
+}
 
 #endif

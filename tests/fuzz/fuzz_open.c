@@ -6,50 +6,9 @@
  * here through the internal handle, src/store.h).
  *
  * The input's checksums are recomputed first (fz_reseal), so the parsers
- * behind them are reached in any build. The file is a memfd opened by its
- * /proc/self/fd path: no disk, nothing to clean up. */
+ * behind them are reached in any build. The file is a memfd (fz_put_store). */
 #include "fuzz_common.h"
 #include "store.h"
-
-#include <sys/mman.h>
-
-static const char *store_path(void)
-{
-    static char path[1100];
-    static int fd = -1;
-    if (fd >= 0)
-        return path;
-#ifdef MFD_CLOEXEC
-    fd = memfd_create("vtfuzz-store", MFD_CLOEXEC);
-    if (fd >= 0) {
-        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-        if (access(path, R_OK) == 0)
-            return path;
-        close(fd);
-        fd = -1;
-    }
-#endif
-    snprintf(path, sizeof path, "%s", fz_path(0, "open.vxt"));
-    fd = 0; /* a plain file, rewritten each time */
-    return path;
-}
-
-static void put_store(const uint8_t *data, size_t size)
-{
-    const char *path = store_path();
-    if (strncmp(path, "/proc/self/fd/", 14) == 0) {
-        int fd = atoi(path + 14);
-        FZ_CHECK(ftruncate(fd, 0) == 0 && ftruncate(fd, (off_t)size) == 0, "ftruncate: %s", strerror(errno));
-        size_t done = 0;
-        while (done < size) {
-            ssize_t k = pwrite(fd, data + done, size - done, (off_t)done);
-            FZ_CHECK(k > 0, "pwrite: %s", strerror(errno));
-            done += (size_t)k;
-        }
-    } else {
-        FZ_CHECK(fz_write_file(path, data, size) == 0, "cannot write %s", path);
-    }
-}
 
 /* ---- pointers into the mapping -------------------------------------------- */
 
@@ -334,12 +293,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     memcpy(f, data, size);
     fz_reseal(f, size);
-    put_store(f, size);
+    fz_put_store(f, size);
     unsigned seed = (unsigned)XXH3_64bits(f, size);
     free(f);
 
     vt_store *s = (vt_store *)1;
-    int rc = vt_open(store_path(), 0, &s);
+    int rc = vt_open(fz_store_path(), 0, &s);
     FZ_CHECK(fz_known_code(rc), "vt_open returned %d", rc);
     if (rc != 0) {
         FZ_CHECK(s == NULL, "failed vt_open left a handle");

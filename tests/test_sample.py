@@ -1,0 +1,407 @@
+"""vt_sample / Array.sample / voxtile.sample_many against independent oracles.
+
+Oracles: torch.nn.functional.grid_sample (align_corners=True; zeros, border
+and reflection padding) and scipy.ndimage.map_coordinates (order 1 and 0;
+grid-constant, nearest and mirror modes) at source coordinates computed here
+in float64; for labels a per-label one-hot trilinear interpolation in float64
+and its argmax (the smallest label on ties), written here; numpy's astype and
+torch's bfloat16 rounding for the output dtypes; a brute-force list of the
+tiles the taps reach.
+
+1. linear: random volumes and maps (rotations, anisotropic scaling, shear,
+   mirroring, translations far outside), every pad mode, tile shapes that are
+   and are not powers of two, tiles spanning several channels, int16 with a
+   transform, float16/bfloat16/float64 outputs, output strides (a batch slot).
+2. label: K up to 40 labels, int16 and int32 tile paths, every pad mode, the
+   pad label; nearest against torch and numpy.
+3. displacement fields against a reference that upsamples the field itself.
+4. the box path (crops, mirrors, axis permutations): same bits as the
+   interpolating path (a zero field forces that path), and said so in stats.
+5. the AVX2 kernel against the scalar path (VOXTILE_SAMPLE_SCALAR), bit for
+   bit; threads; sample_many against separate calls.
+6. tiles: each decoded once, every tile a tap reaches among them, and not many
+   more; memory held below the tiles planned.
+7. bad input: clear errors, nothing written past the output.
+
+Run: PYTHONPATH=python /usr/bin/python3 tests/test_sample.py
+"""
+import atexit
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+try:
+    import voxtile
+except ImportError:
+    sys.path.insert(0, os.path.join(ROOT, "python"))
+    import voxtile
+import scipy.ndimage as ndi
+import torch
+
+TMP = tempfile.mkdtemp(prefix="vt-sample-")
+atexit.register(shutil.rmtree, TMP, ignore_errors=True)
+
+
+def rot(axis, t):
+    c, s = np.cos(t), np.sin(t)
+    r = np.eye(3)
+    i, j = [k for k in range(3) if k != axis]
+    r[i, i], r[i, j], r[j, i], r[j, j] = c, -s, s, c
+    return r
+
+
+def random_map(rng, shape, size, far=False):
+    """A 3x4 map: rotation about every axis, anisotropic scale, some shear and mirroring, centred on a random
+    point (far outside the volume when far)."""
+    a = rot(0, rng.uniform(-np.pi, np.pi)) @ rot(1, rng.uniform(-1, 1)) @ rot(2, rng.uniform(-np.pi, np.pi))
+    a = a @ np.diag(rng.uniform(0.4, 1.8, 3) * rng.choice([-1, 1], 3))
+    a = a + np.triu(rng.uniform(-0.3, 0.3, (3, 3)), 1)
+    centre = np.array([rng.uniform(-0.2 * n, 1.2 * n) for n in shape])
+    if far:
+        centre += rng.choice([-1, 1], 3) * rng.uniform(2, 5, 3) * np.array(shape)
+    t = centre - a @ ((np.array(size) - 1) / 2)
+    return np.hstack([a, t[:, None]])
+
+
+def positions(m, size, field=None):
+    """Source coordinates (3, *size) in float64; with a field (3, fz, fy, fx), its trilinear upsampling to the
+    output grid (grid point a on output a (size-1)/(f-1)) is added to the index first."""
+    k, j, i = np.meshgrid(*[np.arange(n, dtype=np.float64) for n in size], indexing="ij")
+    idx = np.stack([k, j, i])
+    if field is not None:
+        f = np.asarray(field, np.float64)
+        u = [idx[d] * ((f.shape[d + 1] - 1) / (size[d] - 1) if size[d] > 1 else 0.0) for d in range(3)]
+        idx = idx + np.stack([ndi.map_coordinates(f[c], u, order=1, mode="nearest") for c in range(3)])
+    return np.einsum("ab,b...->a...", m[:, :3], idx) + m[:, 3].reshape(3, 1, 1, 1)
+
+
+def torch_linear(vol, p, mode):
+    """grid_sample(align_corners=True) of a (C, Z, Y, X) float64 volume at positions p (3, *size)."""
+    n = vol.shape[1:]
+    g = np.stack([2 * p[2] / (n[2] - 1) - 1, 2 * p[1] / (n[1] - 1) - 1, 2 * p[0] / (n[0] - 1) - 1], -1)
+    return torch.nn.functional.grid_sample(torch.from_numpy(vol.astype(np.float64))[None],
+                                           torch.from_numpy(g)[None], mode="bilinear", padding_mode=mode,
+                                           align_corners=True)[0].numpy()
+
+
+SCIPY_MODE = {"constant": "grid-constant", "edge": "nearest", "reflect": "mirror"}
+TORCH_MODE = {"constant": "zeros", "edge": "border", "reflect": "reflection"}
+
+
+def label_reference(seg, p, pad, pad_value):
+    """argmax over labels of one-hot masks interpolated trilinearly (float64), smallest label on ties; and
+    the margin between the best and the second best total weight (to leave out near-ties)."""
+    labels = sorted(set(np.unique(seg).tolist()) | ({pad_value} if pad == "constant" else set()))
+    w = np.stack([ndi.map_coordinates((seg == v).astype(np.float64), p, order=1, mode=SCIPY_MODE[pad],
+                                      cval=1.0 if v == pad_value else 0.0) for v in labels])
+    srt = np.sort(w, axis=0)
+    return np.array(labels)[w.argmax(0)], srt[-1] - srt[-2]
+
+
+def write_store(path, arrays):
+    """arrays: name -> (data, tile, labels)."""
+    with voxtile.Writer(path) as w:
+        for name, (data, tile, labels) in arrays.items():
+            i = w.add_array(name, data.shape, data.dtype, tile=tile, labels=labels)
+            w.write(i, (0,) * data.ndim, data)
+    return voxtile.open(path)
+
+
+class TestLinear(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        rng = np.random.default_rng(11)
+        cls.vol = rng.normal(size=(2, 29, 34, 31)).astype(np.float32)
+        cls.vol[:, 10:20, 12:25, 5:15] += 3  # edges across tiles
+        cls.stores = {tile: write_store(os.path.join(TMP, f"lin{'x'.join(map(str, tile))}.vxt"),
+                                        {"image": (cls.vol, tile, False)})
+                      for tile in [(1, 8, 8, 8), (1, 5, 7, 6), (2, 16, 4, 32)]}
+
+    def test_against_torch_and_scipy(self):
+        rng = np.random.default_rng(1)
+        size = (13, 17, 11)
+        for tile, st in self.stores.items():
+            a = st["image"]
+            for trial in range(8):
+                m = random_map(rng, self.vol.shape[1:], size, far=trial == 7)
+                p = positions(m, size)
+                for pad in ("constant", "edge", "reflect"):
+                    got = a.sample(m, size, pad=pad)
+                    self.assertEqual(got.shape, (2,) + size)
+                    self.assertEqual(got.dtype, np.float32)
+                    ref = torch_linear(self.vol, p, TORCH_MODE[pad])
+                    ref2 = np.stack([ndi.map_coordinates(self.vol[c].astype(np.float64), p, order=1,
+                                                         mode=SCIPY_MODE[pad]) for c in range(2)])
+                    np.testing.assert_allclose(got, ref, atol=2e-5, err_msg=f"{tile} {pad} torch")
+                    np.testing.assert_allclose(got, ref2, atol=2e-5, err_msg=f"{tile} {pad} scipy")
+
+    def test_constant_pad_value_and_far_outside(self):
+        a = self.stores[(1, 8, 8, 8)]["image"]
+        m = np.hstack([np.eye(3), np.array([[1000.0], [-2000.0], [50.0]])])
+        got = a.sample(m, (4, 5, 6), pad_value=-7.5)
+        np.testing.assert_array_equal(got, np.full((2, 4, 5, 6), -7.5, np.float32))
+
+    def test_output_dtypes_round_the_float32_result(self):
+        a = self.stores[(1, 5, 7, 6)]["image"]
+        rng = np.random.default_rng(2)
+        m = random_map(rng, self.vol.shape[1:], (9, 10, 11))
+        f32 = a.sample(m, (9, 10, 11))
+        np.testing.assert_array_equal(a.sample(m, (9, 10, 11), dtype=np.float16).view(np.uint16),
+                                      f32.astype(np.float16).view(np.uint16))
+        np.testing.assert_array_equal(a.sample(m, (9, 10, 11), dtype=np.float64), f32.astype(np.float64))
+        bf = torch.from_numpy(f32).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+        np.testing.assert_array_equal(a.sample(m, (9, 10, 11), dtype="bfloat16"), bf)
+
+    def test_int16_with_transform(self):
+        rng = np.random.default_rng(3)
+        hu = rng.integers(-1024, 2000, size=(1, 21, 23, 19)).astype(np.int16)
+        st = write_store(os.path.join(TMP, "hu.vxt"), {"image": (hu, (1, 8, 8, 8), False)})
+        m = random_map(rng, hu.shape[1:], (12, 12, 12))
+        lo, hi, mean, std = -500.0, 1500.0, 40.0, 300.0
+        got = st["image"].sample(m, (12, 12, 12), transform=(lo, hi, 1 / std, -mean / std), dtype=np.float16)
+        norm = ((np.clip(hu.astype(np.float64), lo, hi) - mean) / std).astype(np.float32)  # each source voxel
+        ref = torch_linear(norm, positions(m, (12, 12, 12)), "zeros")
+        np.testing.assert_allclose(got.astype(np.float32), ref, atol=2e-3, rtol=2e-3)
+
+    def test_out_slot_of_a_batch(self):
+        a = self.stores[(1, 8, 8, 8)]["image"]
+        rng = np.random.default_rng(4)
+        m = random_map(rng, self.vol.shape[1:], (6, 7, 8))
+        batch = np.full((3, 2, 6, 7, 8), 99, np.float16)
+        out = batch[1]
+        self.assertIs(a.sample(m, (6, 7, 8), dtype=np.float16, out=out), out)
+        np.testing.assert_array_equal(batch[1], a.sample(m, (6, 7, 8), dtype=np.float16))
+        self.assertTrue((batch[0] == 99).all() and (batch[2] == 99).all())
+        strided = np.zeros((2, 6, 7, 16), np.float32)[..., ::2]
+        a.sample(m, (6, 7, 8), out=strided)
+        np.testing.assert_array_equal(strided, a.sample(m, (6, 7, 8)))
+
+    def test_threads_and_sample_many(self):
+        a = self.stores[(1, 5, 7, 6)]["image"]
+        rng = np.random.default_rng(5)
+        m = random_map(rng, self.vol.shape[1:], (30, 31, 33))
+        one = a.sample(m, (30, 31, 33), dtype=np.float16)
+        np.testing.assert_array_equal(a.sample(m, (30, 31, 33), dtype=np.float16, threads=3).view(np.uint16),
+                                      one.view(np.uint16))
+        b = self.stores[(1, 8, 8, 8)]["image"]
+        x, y = voxtile.sample_many([(a, dict(dtype=np.float16)), (b, dict(order="nearest"))], m, (30, 31, 33),
+                                   threads=2)
+        np.testing.assert_array_equal(x.view(np.uint16), one.view(np.uint16))
+        np.testing.assert_array_equal(y, b.sample(m, (30, 31, 33), order="nearest"))
+
+
+class TestLabels(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        rng = np.random.default_rng(21)
+        blocks = rng.integers(0, 40, size=(7, 8, 7))
+        seg = ndi.zoom(blocks, 5, order=0)[:33, :37, :30]
+        seg[rng.random(seg.shape) < 0.03] = 39  # speckles: many mixed neighbourhoods
+        cls.seg = seg.astype(np.uint8)
+        cls.big = (cls.seg.astype(np.int32) * 1000 - 5000)  # int32 labels: the int32 tile path
+        cls.st = write_store(os.path.join(TMP, "seg.vxt"), {
+            "seg": (cls.seg[None], (1, 8, 8, 8), True), "big": (cls.big[None], (1, 6, 5, 7), True)})
+
+    def check(self, name, seg, pad, pad_value, m, size, dtype):
+        got = self.st[name].sample(m, size, order="label", dtype=dtype, pad=pad, pad_value=pad_value)[0]
+        ref, margin = label_reference(seg, positions(m, size), pad, pad_value)
+        clear = margin > 1e-9
+        self.assertGreater(clear.mean(), 0.9)
+        np.testing.assert_array_equal(got[clear], ref[clear], err_msg=f"{name} {pad}")
+
+    def test_against_one_hot_argmax(self):
+        rng = np.random.default_rng(6)
+        size = (15, 14, 16)
+        for trial in range(6):
+            m = random_map(rng, self.seg.shape, size, far=trial == 5)
+            for pad in ("constant", "edge", "reflect"):
+                self.check("seg", self.seg, pad, -1, m, size, np.int16)
+                self.check("big", self.big, pad, -7, m, size, np.int32)
+
+    def test_ties_go_to_the_smaller_label(self):
+        seg = np.zeros((1, 4, 4, 4), np.uint8)
+        seg[0, :, :, 2:] = 5
+        st = write_store(os.path.join(TMP, "tie.vxt"), {"seg": (seg, (1, 4, 4, 4), True)})
+        m = np.hstack([np.eye(3), np.array([[0.0], [0.0], [1.5]])])  # halfway between x=1 (0) and x=2 (5)
+        got = st["seg"].sample(m, (4, 4, 1), order="label")
+        self.assertTrue((got == 0).all())
+        m[2, 3] = 1.5000001
+        self.assertTrue((st["seg"].sample(m, (4, 4, 1), order="label") == 5).all())
+
+    def test_nearest(self):
+        rng = np.random.default_rng(7)
+        size = (9, 12, 10)
+        for trial in range(5):
+            m = random_map(rng, self.seg.shape, size)
+            p = positions(m, size)
+            got = self.st["seg"].sample(m, size, order="nearest")[0]
+            n = self.seg.shape
+            g = np.stack([2 * p[2] / (n[2] - 1) - 1, 2 * p[1] / (n[1] - 1) - 1, 2 * p[0] / (n[0] - 1) - 1], -1)
+            ref = torch.nn.functional.grid_sample(torch.from_numpy(self.seg.astype(np.float64))[None, None],
+                                                  torch.from_numpy(g)[None], mode="nearest", padding_mode="zeros",
+                                                  align_corners=True)[0, 0].numpy()
+            np.testing.assert_array_equal(got, ref)
+            for pad, npmode in (("edge", "edge"), ("reflect", "reflect")):
+                idx = np.rint(p).astype(np.int64)  # numpy rounds halves to even, as the sampler
+                padded = np.pad(self.seg, 300, mode=npmode)
+                ref = padded[idx[0] + 300, idx[1] + 300, idx[2] + 300]
+                got = self.st["seg"].sample(m, size, order="nearest", pad=pad)[0]
+                np.testing.assert_array_equal(got, ref)
+
+
+class TestField(unittest.TestCase):
+    def test_displacement_against_upsampled_field(self):
+        rng = np.random.default_rng(8)
+        vol = ndi.gaussian_filter(rng.normal(size=(1, 40, 36, 38)), 2).astype(np.float32)
+        seg = (vol[0] > 0).astype(np.uint8) + (vol[0] > 0.05)
+        st = write_store(os.path.join(TMP, "field.vxt"), {"image": (vol, (1, 8, 8, 8), False),
+                                                          "seg": (seg[None], (1, 8, 8, 8), True)})
+        size = (20, 22, 18)
+        for fshape in [(3, 4, 5), (1, 6, 2), (20, 22, 18)]:
+            field = rng.normal(scale=2.0, size=(3,) + fshape).astype(np.float32)
+            m = random_map(rng, vol.shape[1:], size)
+            p = positions(m, size, field)
+            got, lab = voxtile.sample_many([(st["image"], {}), (st["seg"], dict(order="label"))], m, size,
+                                           displacement=field)
+            ref = ndi.map_coordinates(vol[0].astype(np.float64), p, order=1, mode="grid-constant")
+            np.testing.assert_allclose(got[0], ref, atol=2e-5)
+            ref_l, margin = label_reference(seg, p, "constant", 0)
+            clear = margin > 1e-9
+            np.testing.assert_array_equal(lab[0][clear], ref_l[clear])
+
+
+class TestBoxPath(unittest.TestCase):
+    def test_crop_mirror_permutation_same_bits(self):
+        rng = np.random.default_rng(9)
+        vol = (rng.normal(size=(2, 19, 22, 25)) * 100).astype(np.float32)
+        vol[0, 3, 4, 5] = np.inf  # a weight-0 tap of infinity must not leak into its neighbours
+        hu = rng.integers(-1000, 1000, size=(1, 19, 22, 25)).astype(np.int16)
+        st = write_store(os.path.join(TMP, "box.vxt"), {"image": (vol, (1, 8, 8, 8), False),
+                                                        "hu": (hu, (1, 5, 8, 7), False)})
+        zero = np.zeros((3, 2, 2, 2), np.float32)
+        size = (7, 9, 11)
+        for trial in range(12):
+            perm = rng.permutation(3)
+            m = np.zeros((3, 4))
+            m[np.arange(3), perm] = rng.choice([-1, 1], 3)
+            m[:, 3] = rng.integers(-12, 30, 3)
+            for name, kw in (("image", dict(dtype=np.float16, pad="reflect")),
+                             ("hu", dict(dtype=np.float16, transform=(-200, 500, 0.01, 0.3))),
+                             ("hu", dict(dtype=np.float32, pad="edge")), ("hu", dict(order="nearest"))):
+                s1, s2 = {}, {}
+                fast = st[name].sample(m, size, stats=s1, **kw)
+                slow = st[name].sample(m, size, displacement=zero, stats=s2, **kw)
+                self.assertTrue(s1["box_read"])
+                self.assertFalse(s2["box_read"])
+                np.testing.assert_array_equal(fast.view(np.uint8), slow.view(np.uint8), err_msg=f"{m} {name} {kw}")
+            # and the crop is what numpy's slicing says
+            ident = np.hstack([np.eye(3), np.array([[2.0], [3.0], [4.0]])])
+            np.testing.assert_array_equal(st["hu"].sample(ident, size, order="nearest"),
+                                          hu[:, 2:9, 3:12, 4:15])
+
+
+class TestPaths(unittest.TestCase):
+    def test_avx2_and_scalar_give_the_same_bits(self):
+        code = r'''
+import hashlib, sys, numpy as np, voxtile
+sys.path.insert(0, sys.argv[2])
+from test_sample import random_map
+st = voxtile.open(sys.argv[1]); rng = np.random.default_rng(12); h = hashlib.sha256()
+for trial in range(10):
+    m = random_map(rng, st["image"].shape[1:], (16, 24, 17), far=trial == 9)
+    for pad in ("constant", "edge", "reflect"):
+        img, seg = voxtile.sample_many([(st["image"], dict(pad=pad)), (st["seg"], dict(order="label", pad=pad,
+                                                                                      dtype=np.int16))], m, (16, 24, 17))
+        h.update(img.tobytes()); h.update(seg.tobytes())
+print(h.hexdigest())
+'''
+        rng = np.random.default_rng(13)
+        vol = rng.normal(size=(1, 50, 47, 52)).astype(np.float32)
+        seg = (ndi.zoom(rng.integers(0, 9, (6, 6, 6)), 9, order=0)[:50, :47, :52]).astype(np.uint8)
+        path = os.path.join(TMP, "paths.vxt")
+        write_store(path, {"image": (vol, (1, 16, 16, 16), False), "seg": (seg[None], (1, 16, 16, 16), True)})
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "python"), HERE]))
+        out = [subprocess.run([sys.executable, "-c", code, path, HERE], env=dict(env, **extra), check=True,
+                              capture_output=True, text=True).stdout for extra in ({}, {"VOXTILE_SAMPLE_SCALAR": "1"})]
+        self.assertEqual(out[0], out[1])
+
+
+class TestTiles(unittest.TestCase):
+    def test_each_tile_once_and_the_tiles_the_taps_reach(self):
+        rng = np.random.default_rng(14)
+        vol = rng.normal(size=(1, 90, 80, 85)).astype(np.float32)
+        st = write_store(os.path.join(TMP, "tiles.vxt"), {"image": (vol, (1, 8, 8, 8), False)})
+        size = (40, 36, 44)
+        for trial in range(6):
+            m = random_map(rng, vol.shape[1:], size)
+            s = {}
+            st["image"].sample(m, size, stats=s)
+            p = positions(m, size)
+            f = np.floor(p).astype(np.int64)
+            reached = set()
+            for dz in (0, 1):
+                for dy in (0, 1):
+                    for dx in (0, 1):
+                        z, y, x = f[0] + dz, f[1] + dy, f[2] + dx
+                        ok = (z >= 0) & (z < 90) & (y >= 0) & (y < 80) & (x >= 0) & (x < 85)
+                        reached |= set(zip((z[ok] // 8).tolist(), (y[ok] // 8).tolist(), (x[ok] // 8).tolist()))
+            self.assertEqual(s["tiles_decoded"], s["tiles_needed"])
+            self.assertGreaterEqual(s["tiles_needed"], len(reached))
+            self.assertLessEqual(s["tiles_needed"], 1.1 * len(reached) + 2)  # the hull grazes a few more
+            chunk = 9 * 9 * 9 * 4
+            self.assertLess(s["peak_bytes"], s["tiles_needed"] * chunk)
+
+
+class TestErrors(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        seg = (np.arange(4 * 5 * 6, dtype=np.int16).reshape(1, 4, 5, 6) * 3) % 300  # up to 297
+        cls.st = write_store(os.path.join(TMP, "err.vxt"), {
+            "seg": (seg, (1, 4, 4, 4), True), "image": (seg.astype(np.float32), (1, 4, 4, 4), False),
+            "flat": (np.zeros((5, 6), np.uint8), (5, 6), False)})
+
+    def test_bad_inputs(self):
+        a, seg, flat = self.st["image"], self.st["seg"], self.st["flat"]
+        ok = np.hstack([np.eye(3), np.zeros((3, 1))])
+        bad = ok.copy()
+        bad[1, 2] = np.nan
+        cases = [
+            (lambda: a.sample(bad, (2, 2, 2)), "matrix entry (1, 2) is nan"),
+            (lambda: a.sample(np.eye(3), (2, 2, 2)), "3x4 or 4x4"),
+            (lambda: a.sample(np.vstack([ok, [0, 0, 1, 1]]), (2, 2, 2)), "(0, 0, 0, 1)"),
+            (lambda: a.sample(ok, (2, 0, 2)), "size"),
+            (lambda: a.sample(ok, (2, 2, 1 << 25)), "output extent"),
+            (lambda: a.sample(ok * 1e16, (2, 2, 2)), "beyond"),
+            (lambda: a.sample(ok, (2, 2, 2), displacement=np.zeros((2, 2, 2, 2))), "(3, dz, dy, dx)"),
+            (lambda: a.sample(ok, (2, 2, 2), displacement=np.full((3, 2, 2, 2), np.inf)), "field value 0 is inf"),
+            (lambda: a.sample(ok, (2, 2, 2), dtype=np.int16), "linear interpolation writes"),
+            (lambda: a.sample(ok, (2, 2, 2), order="label"), "needs integer labels"),
+            (lambda: seg.sample(ok, (2, 2, 2), order="label", dtype=np.uint8), "cannot hold the labels"),
+            (lambda: seg.sample(ok, (2, 2, 2), order="label", dtype=np.int16, pad_value=1e6), "pad value"),
+            (lambda: seg.sample(ok, (2, 2, 2), order="label", dtype=np.int16, pad_value=0.5), "pad value"),
+            (lambda: seg.sample(ok, (2, 2, 2), order="label", transform=(0, 1, 1, 0)), "no intensity transform"),
+            (lambda: flat.sample(ok, (2, 2, 2)), "at least 3"),
+            (lambda: a.sample(ok, (2, 2, 2), order="cubic"), "order must be"),
+            (lambda: a.sample(ok, (2, 2, 2), threads=999), "threads"),
+            (lambda: a.sample(ok, (2, 2, 2), out=np.zeros((1, 2, 2, 3), np.float32)), "out must be"),
+        ]
+        for call, text in cases:
+            with self.assertRaises(voxtile.Error, msg=text) as cm:
+                call()
+            self.assertIn(text, str(cm.exception))
+        # a failed call leaves the caller's buffer as it was outside the output
+        out = np.full((1, 2, 2, 2), 5, np.float32)
+        with self.assertRaises(voxtile.Error):
+            a.sample(bad, (2, 2, 2), out=out)
+        self.assertTrue((out == 5).all())
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
