@@ -497,6 +497,10 @@ typedef struct vt_sample_target {
                                     used (the call's threads are) */
     void *out;                 /**< its output, laid out as vt_sample() says */
     vt_sample_stats *stats;    /**< if not NULL, filled in: this array's tiles, the call's peak memory */
+    /** NULL (default), or one transform per leading index (channel) in C order, 4 doubles each:
+     *  clip_lo, clip_hi, scale, offset -- used instead of opts->transform, e.g. a different
+     *  normalisation per MR sequence; not with the label vote. */
+    const double *transforms;
 } vt_sample_target;
 
 /**
@@ -516,7 +520,8 @@ typedef struct vt_sample_target {
  * @param field_shape  its 3 extents (each 1..65536), or NULL without a field.
  * @param threads      0..256, as vt_read_opts::threads.
  * @return as vt_sample(), for the first array that fails; VT_EINVAL also for
- *         NULL targets, no target or more than 16.
+ *         NULL targets, no target or more than 16, per-channel transforms that
+ *         are not finite (bounds may be infinite) or given to the label vote.
  */
 VT_API int vt_sample_many(const vt_sample_target *targets, size_t ntargets, const double *matrix,
                           const uint64_t *size, const float *field, const uint64_t *field_shape, int threads);

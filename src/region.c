@@ -19,7 +19,7 @@
 
 /* ---- element conversion ------------------------------------------------- */
 
-enum { K_COPY, K_F32_F16, K_F16_F32, K_F32_BF16, K_INT_F32, K_INT_F16, K_GENERIC };
+enum { K_COPY, K_F32_F16, K_F16_F32, K_F32_BF16, K_INT_F32, K_INT_F16, K_INT_WIDEN, K_GENERIC };
 
 typedef struct cvt {
     vt_dtype sd, dd;
@@ -53,6 +53,10 @@ static void cvt_init(cvt *c, vt_dtype sd, vt_dtype dd, const vt_read_opts *o)
     else if ((sd == VT_U8 || sd == VT_I8 || sd == VT_U16 || sd == VT_I16) && (dd == VT_F32 || dd == VT_F16))
         /* exact in float32, so float16 rounds once, as from double */
         c->kind = dd == VT_F32 ? K_INT_F32 : K_INT_F16;
+    else if (((sd == VT_U8 || sd == VT_I8) && (dd == VT_I16 || dd == VT_I32)) ||
+             (sd == VT_U8 && (dd == VT_U16 || dd == VT_U32)) || (sd == VT_U16 && (dd == VT_I32 || dd == VT_U32)) ||
+             (sd == VT_I16 && dd == VT_I32))
+        c->kind = K_INT_WIDEN; /* every value fits: a label map read as int16 or int32 */
     else
         c->kind = K_GENERIC;
 }
@@ -153,6 +157,15 @@ static void cvt_row(const cvt *c, const unsigned char *src, size_t n, unsigned c
                 for (size_t j = 0; j < m; j++)
                     memcpy(dst + (int64_t)(k + j) * ds, from + j * des, des);
             k += m;
+        }
+        return;
+    case K_INT_WIDEN:
+        for (size_t k = 0; k < n; k++) {
+            int64_t v = vt__load_int(c->sd, src + k * c->ses);
+            if (des == 2)
+                vt__st16(dst + (int64_t)k * ds, (uint16_t)v);
+            else
+                vt__st32(dst + (int64_t)k * ds, (uint32_t)v);
         }
         return;
     default:

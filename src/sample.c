@@ -7,8 +7,8 @@
  *
  * Planning (per array; once per call, or per piece of a very large call):
  * for each block, the tiles its voxels' taps may reach. The source positions
- * of a block lie in the box spanned by its mapped corners (grown by the
- * field's largest displacement); the tap indices of that box, sent through
+ * of a block lie in the box spanned by its mapped corners (the block grown by
+ * the range of the field over it); the tap indices of that box, sent through
  * the pad mode axis by axis, give candidate tiles, and a candidate the block's
  * parallelepiped does not meet (separating-axis test) is dropped. A block whose
  * candidates are many (strong minification) is scanned voxel by voxel
@@ -130,6 +130,7 @@ typedef struct target {
     unsigned char *obase;   /* output of the current leading index */
     uint64_t needed, decoded;
     vt_sample_stats *stats;
+    const double *transforms; /* per leading index (clip_lo, clip_hi, scale, offset), or NULL */
 } target;
 
 struct sampler {
@@ -140,7 +141,6 @@ struct sampler {
     const float *field;
     uint64_t fshape[3];
     double fscale[3];       /* output index -> field grid coordinate */
-    double freach[3];       /* largest source displacement the field can cause, per axis */
     int threads;
     uint64_t layer0, layer1, nblocks; /* the piece: block layers along output z */
     /* shared while running */
@@ -207,41 +207,10 @@ static void set_error(sampler *c, int rc)
 
 /* ---- positions ---------------------------------------------------------- */
 
-/* The field's displacement at output voxel (k, j, i), trilinear. */
-static void field_at(const sampler *c, int64_t k, int64_t j, int64_t i, double d[3])
-{
-    const uint64_t *fs = c->fshape;
-    double u[3] = {(double)k * c->fscale[0], (double)j * c->fscale[1], (double)i * c->fscale[2]};
-    int64_t f0[3], f1[3];
-    double w[3];
-    for (int a = 0; a < 3; a++) {
-        int64_t f = ifloor(u[a]);
-        if (f > (int64_t)fs[a] - 1)
-            f = (int64_t)fs[a] - 1;
-        if (f < 0)
-            f = 0;
-        f0[a] = f;
-        f1[a] = f + 1 < (int64_t)fs[a] ? f + 1 : f;
-        w[a] = u[a] - (double)f;
-        if (w[a] < 0)
-            w[a] = 0;
-    }
-    uint64_t plane = fs[0] * fs[1] * fs[2];
-    for (int comp = 0; comp < 3; comp++) {
-        const float *g = c->field + (uint64_t)comp * plane;
-        double acc = 0;
-        for (int q = 0; q < 8; q++) {
-            int64_t z = q & 4 ? f1[0] : f0[0], y = q & 2 ? f1[1] : f0[1], x = q & 1 ? f1[2] : f0[2];
-            double wq = (q & 4 ? w[0] : 1 - w[0]) * (q & 2 ? w[1] : 1 - w[1]) * (q & 1 ? w[2] : 1 - w[2]);
-            if (wq != 0)
-                acc += wq * (double)g[((uint64_t)z * fs[1] + (uint64_t)y) * fs[2] + (uint64_t)x];
-        }
-        d[comp] = acc;
-    }
-}
-
 /* Source positions of the output row (k, j, i0 .. i0+n-1): the one place
- * positions are computed, so planning and sampling see the same numbers. */
+ * positions are computed, so planning and sampling see the same numbers. With
+ * a field, its trilinear interpolation is done in z and y once for the row,
+ * at every grid column the row spans, then in x per voxel. */
 static void row_positions(const sampler *c, int64_t k, int64_t j, int64_t i0, int n, double *pz, double *py,
                           double *px)
 {
@@ -258,27 +227,104 @@ static void row_positions(const sampler *c, int64_t k, int64_t j, int64_t i0, in
         }
         return;
     }
+    const uint64_t *fs = c->fshape;
+    /* rows of the grid around (k, j) and their weights */
+    int64_t f0[2], f1[2];
+    double w[2];
+    double u[2] = {(double)k * c->fscale[0], (double)j * c->fscale[1]};
+    for (int a = 0; a < 2; a++) {
+        int64_t f = ifloor(u[a]);
+        f = f < 0 ? 0 : f > (int64_t)fs[a] - 1 ? (int64_t)fs[a] - 1 : f;
+        f0[a] = f;
+        f1[a] = f + 1 < (int64_t)fs[a] ? f + 1 : f;
+        w[a] = u[a] - (double)f;
+    }
+    /* the grid columns the row spans, interpolated in z and y as they are first needed */
+    uint64_t plane = fs[0] * fs[1] * fs[2];
+    int64_t have = -1, have1 = -1; /* columns held in ca and cb */
+    double ca[3] = {0, 0, 0}, cb[3] = {0, 0, 0};
     for (int q = 0; q < n; q++) {
+        double ux = (double)(i0 + q) * c->fscale[2];
+        int64_t x = ifloor(ux);
+        x = x < 0 ? 0 : x > (int64_t)fs[2] - 1 ? (int64_t)fs[2] - 1 : x;
+        int64_t x1 = x + 1 < (int64_t)fs[2] ? x + 1 : x;
+        double t = ux - (double)x;
+        if (have != x || have1 != x1) {
+            for (int comp = 0; comp < 3; comp++) {
+                const float *g = c->field + (uint64_t)comp * plane;
+                double col[2];
+                for (int e = 0; e < 2; e++) {
+                    uint64_t cx = (uint64_t)(e ? x1 : x);
+                    double v00 = g[((uint64_t)f0[0] * fs[1] + (uint64_t)f0[1]) * fs[2] + cx];
+                    double v01 = g[((uint64_t)f0[0] * fs[1] + (uint64_t)f1[1]) * fs[2] + cx];
+                    double v10 = g[((uint64_t)f1[0] * fs[1] + (uint64_t)f0[1]) * fs[2] + cx];
+                    double v11 = g[((uint64_t)f1[0] * fs[1] + (uint64_t)f1[1]) * fs[2] + cx];
+                    double a0 = v00 + w[1] * (v01 - v00), a1 = v10 + w[1] * (v11 - v10);
+                    col[e] = a0 + w[0] * (a1 - a0);
+                }
+                ca[comp] = col[0];
+                cb[comp] = col[1];
+            }
+            have = x;
+            have1 = x1;
+        }
         double d[3];
-        field_at(c, k, j, i0 + q, d);
-        double z = (double)k + d[0], y = (double)j + d[1], x = (double)(i0 + q) + d[2];
-        pz[q] = m[0] * z + m[1] * y + m[2] * x + m[3];
-        py[q] = m[4] * z + m[5] * y + m[6] * x + m[7];
-        px[q] = m[8] * z + m[9] * y + m[10] * x + m[11];
+        for (int comp = 0; comp < 3; comp++)
+            d[comp] = ca[comp] + t * (cb[comp] - ca[comp]);
+        double z = (double)k + d[0], y = (double)j + d[1], xx = (double)(i0 + q) + d[2];
+        pz[q] = m[0] * z + m[1] * y + m[2] * xx + m[3];
+        py[q] = m[4] * z + m[5] * y + m[6] * xx + m[7];
+        px[q] = m[8] * z + m[9] * y + m[10] * xx + m[11];
+    }
+}
+
+/* The box of output positions (index plus displacement) of voxels
+ * [o0, o1): with a field, each component grown by the range of the grid
+ * points whose cells the block covers (trilinear values lie between them). */
+static void out_box(const sampler *c, const int64_t *o0, const int64_t *o1, double *lo, double *hi)
+{
+    for (int d = 0; d < 3; d++) {
+        lo[d] = (double)o0[d];
+        hi[d] = (double)(o1[d] - 1);
+    }
+    if (c->field == NULL)
+        return;
+    const uint64_t *fs = c->fshape;
+    int64_t g0[3], g1[3];
+    for (int d = 0; d < 3; d++) {
+        g0[d] = ifloor((double)o0[d] * c->fscale[d]);
+        g1[d] = ifloor((double)(o1[d] - 1) * c->fscale[d]) + 1;
+        g0[d] = g0[d] < 0 ? 0 : g0[d];
+        g1[d] = g1[d] > (int64_t)fs[d] - 1 ? (int64_t)fs[d] - 1 : g1[d];
+    }
+    uint64_t plane = fs[0] * fs[1] * fs[2];
+    for (int comp = 0; comp < 3; comp++) {
+        const float *g = c->field + (uint64_t)comp * plane;
+        double mn = INFINITY, mx = -INFINITY;
+        for (int64_t z = g0[0]; z <= g1[0]; z++)
+            for (int64_t y = g0[1]; y <= g1[1]; y++)
+                for (int64_t x = g0[2]; x <= g1[2]; x++) {
+                    double v = g[((uint64_t)z * fs[1] + (uint64_t)y) * fs[2] + (uint64_t)x];
+                    mn = v < mn ? v : mn;
+                    mx = v > mx ? v : mx;
+                }
+        lo[comp] += mn;
+        hi[comp] += mx;
     }
 }
 
 /* Bounding box of the source positions of output voxels [o0, o1). */
 static void box_bounds(const sampler *c, const int64_t *o0, const int64_t *o1, double *lo, double *hi)
 {
+    double ol[3], oh[3];
+    out_box(c, o0, o1, ol, oh);
     for (int d = 0; d < 3; d++) {
         lo[d] = INFINITY;
         hi[d] = -INFINITY;
     }
     const double *m = c->m;
     for (int q = 0; q < 8; q++) {
-        double o[3] = {(double)(q & 4 ? o1[0] - 1 : o0[0]), (double)(q & 2 ? o1[1] - 1 : o0[1]),
-                       (double)(q & 1 ? o1[2] - 1 : o0[2])};
+        double o[3] = {q & 4 ? oh[0] : ol[0], q & 2 ? oh[1] : ol[1], q & 1 ? oh[2] : ol[2]};
         for (int d = 0; d < 3; d++) {
             double v = m[4 * d] * o[0] + m[4 * d + 1] * o[1] + m[4 * d + 2] * o[2] + m[4 * d + 3];
             if (v < lo[d])
@@ -287,10 +333,8 @@ static void box_bounds(const sampler *c, const int64_t *o0, const int64_t *o1, d
                 hi[d] = v;
         }
     }
-    for (int d = 0; d < 3; d++) {
-        /* the field moves positions by at most freach; rounding in the per-voxel
-         * arithmetic by far less than the margin */
-        double g = c->freach[d] + 1e-6 * (1 + fabs(lo[d]) + fabs(hi[d]));
+    for (int d = 0; d < 3; d++) { /* rounding in the per-voxel arithmetic is far below the margin */
+        double g = 1e-6 * (1 + fabs(lo[d]) + fabs(hi[d]));
         lo[d] -= g;
         hi[d] += g;
     }
@@ -511,10 +555,11 @@ static bool tile_meets_block(const target *t, const int64_t *tc, const int64_t *
         bc[d] = (lo + hi) / 2;
         bh[d] = (hi - lo) / 2;
     }
-    double oc[3], oh[3];
+    double ol[3], ou[3], oc[3], oh[3];
+    out_box(t->c, o0, o1, ol, ou);
     for (int i = 0; i < 3; i++) {
-        oc[i] = (double)(o0[i] + o1[i] - 1) / 2;
-        oh[i] = (double)(o1[i] - 1 - o0[i]) / 2;
+        oc[i] = (ol[i] + ou[i]) / 2;
+        oh[i] = (ou[i] - ol[i]) / 2;
     }
     for (int d = 0; d < 3; d++) {
         pc[d] = m[4 * d] * oc[0] + m[4 * d + 1] * oc[1] + m[4 * d + 2] * oc[2] + m[4 * d + 3];
@@ -625,7 +670,7 @@ static int plan_block(target *t, uint64_t b)
     if (count > CAND_MAX)
         return block_scan(t, b, o0, o1);
     /* the test holds where the taps need no pad mapping: inside, or padding with a constant */
-    bool test = (inside || t->pad == VT_PAD_CONSTANT) && c->field == NULL;
+    bool test = inside || t->pad == VT_PAD_CONSTANT;
     for (int i0 = 0; i0 < nt[0]; i0++)
         for (int64_t tz = tl[0][i0].a; tz <= tl[0][i0].b; tz++)
             for (int i1 = 0; i1 < nt[1]; i1++)
@@ -1776,6 +1821,14 @@ static int sample_tiles(sampler *c)
                 }
                 t->lead_base = ltile * t->lead_tiles;
                 t->obase = ob;
+                if (t->transforms) { /* this channel's own transform */
+                    const double *x = t->transforms + 4 * L;
+                    t->xf = 1;
+                    t->clip_lo = x[0];
+                    t->clip_hi = x[1];
+                    t->scale = x[2];
+                    t->offset = x[3];
+                }
             }
             rc = run_piece(c);
             if (rc) /* the message of whichever thread failed, for the caller's thread and store */
@@ -1821,18 +1874,24 @@ static bool is_box(const double *m, int *src_axis, int *sign, int64_t *shift)
  * conversion, read float32 into a scratch copy and convert it as the sampler
  * does. */
 static int sample_box(const target *t, const vt_read_opts *opts, const uint64_t *osize, const int *src_axis,
-                      const int *sign, const int64_t *shift)
+                      const int *sign, const int64_t *shift, int64_t lead)
 {
     const vt_array *a = t->a;
     int nd = t->nd;
-    uint64_t ext[VT_MAX_DIMS];
+    uint64_t ext[VT_MAX_DIMS], lidx[VT_MAX_DIMS] = {0};
     for (int d = 0; d < nd; d++)
-        ext[d] = d < nd - 3 ? a->ent.shape[d] : osize[d - (nd - 3)];
+        ext[d] = d < nd - 3 ? (lead < 0 ? a->ent.shape[d] : 1) : osize[d - (nd - 3)];
+    unsigned char *out = t->out; /* with @p lead >= 0: that leading index only, in its place */
+    for (int d = nd - 4; lead >= 0 && d >= 0; d--) {
+        lidx[d] = (uint64_t)lead % a->ent.shape[d];
+        lead /= (int64_t)a->ent.shape[d];
+        out += (int64_t)lidx[d] * t->ostr[d];
+    }
     bool direct = t->interp != VT_INTERP_LINEAR || t->dd == VT_F32 ||
                   (!t->xf && (double)(float)opts->pad_value == opts->pad_value &&
                    (t->sd == VT_U8 || t->sd == VT_I8 || t->sd == VT_U16 || t->sd == VT_I16 || t->sd == VT_F16 ||
                     t->sd == VT_BF16 || t->sd == VT_F32));
-    unsigned char *scratch = NULL, *dst = t->out;
+    unsigned char *scratch = NULL, *dst = out;
     int64_t es = (int64_t)t->out_size, ostr[VT_MAX_DIMS];
     memcpy(ostr, t->ostr, sizeof ostr);
     if (!direct) { /* float32, C order of the output */
@@ -1851,7 +1910,7 @@ static int sample_box(const target *t, const vt_read_opts *opts, const uint64_t 
     int64_t start[VT_MAX_DIMS], estr[VT_MAX_DIMS];
     uint64_t size[VT_MAX_DIMS];
     for (int d = 0; d < nd - 3; d++) {
-        start[d] = 0;
+        start[d] = (int64_t)lidx[d];
         size[d] = ext[d];
         estr[d] = ostr[d] / es;
     }
@@ -1889,7 +1948,7 @@ static int sample_box(const target *t, const vt_read_opts *opts, const uint64_t 
             }
             for (uint64_t i = 0; i < n; i += BLK) {
                 int m = (int)(n - i < BLK ? n - i : BLK);
-                put_floats(t->dd, f + row * n + i, m, t->out + off + (int64_t)i * t->ostr[nd - 1], t->ostr[nd - 1]);
+                put_floats(t->dd, f + row * n + i, m, out + off + (int64_t)i * t->ostr[nd - 1], t->ostr[nd - 1]);
             }
         }
     }
@@ -1940,24 +1999,14 @@ static int check_map(sampler *c, const vt_store *st, const double *matrix, const
                                    (unsigned long long)field_shape[d], d, FIELD_MAX);
             n *= field_shape[d];
         }
-        double reach[3] = {0, 0, 0};
-        for (uint64_t i = 0; i < n; i++) {
-            float v = field[i];
-            if (!isfinite(v))
+        for (uint64_t i = 0; i < n; i++)
+            if (!isfinite(field[i]))
                 return vt__fail_at(st, VT_EINVAL, path, "vt_sample: field value %llu is %g", (unsigned long long)i,
-                                   (double)v);
-            int comp = (int)(i / (n / 3));
-            if (fabs((double)v) > reach[comp])
-                reach[comp] = fabs((double)v);
-        }
+                                   (double)field[i]);
         c->field = field;
         memcpy(c->fshape, field_shape, sizeof c->fshape);
-        for (int d = 0; d < 3; d++) {
-            c->freach[d] = 0;
-            for (int e = 0; e < 3; e++)
-                c->freach[d] += fabs(matrix[4 * d + e]) * reach[e];
+        for (int d = 0; d < 3; d++)
             c->fscale[d] = size[d] > 1 ? (double)(field_shape[d] - 1) / (double)(size[d] - 1) : 0;
-        }
     }
     /* where the whole output maps to: far positions are refused */
     int64_t o0[3] = {0, 0, 0}, o1[3] = {(int64_t)size[0], (int64_t)size[1], (int64_t)size[2]};
@@ -1991,6 +2040,7 @@ static int target_init(sampler *c, target *t, const vt_sample_target *in)
     t->dd = o->dtype == VT_DTYPE_SAME ? t->sd : o->dtype;
     t->out = in->out;
     t->stats = in->stats;
+    t->transforms = in->transforms;
     const char *path = t->st->path, *name = a->ent.name;
     if (t->nd < 3)
         return vt__fail_at(t->st, VT_EINVAL, path, "array '%s': vt_sample needs at least 3 dimensions, it has %d",
@@ -2004,6 +2054,17 @@ static int target_init(sampler *c, target *t, const vt_sample_target *in)
     if (t->interp == VT_INTERP_LINEAR && !vt__dtype_is_float(t->dd))
         return vt__fail_at(t->st, VT_EINVAL, path, "vt_sample: linear interpolation writes float32, float16, "
                            "bfloat16 or float64, not %s", vt_dtype_name(t->dd));
+    if (t->transforms) {
+        uint64_t nlead = 1;
+        for (int d = 0; d < t->nd - 3; d++)
+            nlead *= a->ent.shape[d];
+        if (t->interp == VT_INTERP_LABEL)
+            return vt__fail_at(t->st, VT_EINVAL, path, "vt_sample: the label vote takes no intensity transform");
+        for (uint64_t i = 0; i < 4 * nlead; i++)
+            if (t->transforms[i] != t->transforms[i] || (i % 4 >= 2 && !isfinite(t->transforms[i])))
+                return vt__fail_at(t->st, VT_EINVAL, path, "vt_sample: transform %llu of array '%s' has %g",
+                                   (unsigned long long)(i / 4), name, t->transforms[i]);
+    }
     if (t->interp == VT_INTERP_LABEL) {
         if (vt__dtype_is_float(t->sd))
             return vt__fail_at(t->st, VT_EINVAL, path, "array '%s' holds %s: the label vote needs integer labels",
@@ -2110,7 +2171,18 @@ int vt_sample_many(const vt_sample_target *targets, size_t ntargets, const doubl
                 }
                 vt_read_opts ro = *o;
                 ro.threads = threads;
-                rc = sample_box(&t[i], &ro, size, src_axis, sign, shift);
+                if (t[i].transforms == NULL)
+                    rc = sample_box(&t[i], &ro, size, src_axis, sign, shift, -1);
+                for (uint64_t L = 0; t[i].transforms && L < t[i].nlead && rc == 0; L++) {
+                    const double *x = t[i].transforms + 4 * L; /* one channel, its transform */
+                    ro.transform = 1;
+                    ro.clip_lo = x[0];
+                    ro.clip_hi = x[1];
+                    ro.scale = x[2];
+                    ro.offset = x[3];
+                    t[i].xf = 1;
+                    rc = sample_box(&t[i], &ro, size, src_axis, sign, shift, (int64_t)L);
+                }
                 if (t[i].stats)
                     t[i].stats->box_read = 1;
             }
@@ -2147,7 +2219,7 @@ int vt_sample(const vt_array *a, const double *matrix, const uint64_t *size, con
         vt_sample_opts_init(&sdef);
         sopts = &sdef;
     }
-    vt_sample_target t = {a, sopts->interp, opts, out, sopts->stats};
+    vt_sample_target t = {a, sopts->interp, opts, out, sopts->stats, NULL};
     return vt_sample_many(&t, 1, matrix, size, sopts->field, sopts->field ? sopts->field_shape : NULL,
                           opts ? opts->threads : 1);
 }

@@ -516,7 +516,7 @@ class Array:
                            matrix, size, displacement=displacement, threads=threads)[0]
 
     def _sample_target(self, size, order="linear", dtype=None, pad="constant", pad_value=0, transform=None,
-                       out=None, verify=True, scaling=True, stats=None):
+                       out=None, verify=True, scaling=True, stats=None, channel_transforms=None):
         """This array's part of a sample_many() call: (vt_sample_target fields, output, keep-alive)."""
         h = self._handle()
         where = f"{self.store.path}: array '{self.name}'"
@@ -533,12 +533,22 @@ class Array:
         opts.dtype = code
         opts.pad = _PADS[pad]
         opts.pad_value = float(pad_value)
-        if scaling and order != "label" and code in _FLOAT_CODES and self.scaling is not None:
+        scaled = scaling and order != "label" and code in _FLOAT_CODES and self.scaling is not None
+        if scaled:
             transform = _compose_scaling(self.scaling, transform)
         _set_transform(opts, transform)
         opts.verify = 1 if verify else 0
         ndt = _np_dtype(code)
         shape = self.shape[:-3] + tuple(size)
+        per = None
+        if channel_transforms is not None:  # one (clip_lo, clip_hi, scale, offset) per leading index
+            lead = int(np.prod(self.shape[:-3]))
+            xs = list(channel_transforms)
+            if len(xs) != lead:
+                raise InvalidArgument(_EINVAL, f"{where}: {len(xs)} channel transforms for {lead} channels")
+            xs = [_compose_scaling(self.scaling, x) if scaled else x for x in xs]
+            per = np.array([[-np.inf if x[0] is None else x[0], np.inf if x[1] is None else x[1], x[2], x[3]]
+                            for x in xs], dtype=np.float64)
         if out is not None:
             _check_out(out, ndt, shape, f"{where}: ")
             dest = out
@@ -552,6 +562,9 @@ class Array:
         st = _ffi.SampleStats()
         keep.append(st)
         tgt = _ffi.SampleTarget(h, orders[order], ctypes.pointer(opts), dest.ctypes.data, ctypes.pointer(st))
+        if per is not None:
+            keep.append(per)
+            tgt.transforms = per.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
         return tgt, dest, keep, (stats, st)
 
     # numpy basic indexing: ints, slices (any step), Ellipsis, None
@@ -759,7 +772,9 @@ def sample_many(targets, matrix, size, *, displacement=None, threads=1):
     """Sample several arrays (an image and its labels) through one map in one pass: each output voxel's
     source position is computed once for all of them. targets: a list of (array, options) with the options of
     Array.sample() (order, dtype, pad, pad_value, transform, out, verify, scaling, stats); the arrays may
-    belong to different stores. Returns the outputs in order, each exactly what Array.sample() gives.
+    belong to different stores, and channel_transforms= gives one (clip_lo, clip_hi, scale, offset) per
+    channel instead of one transform for all. Returns the outputs in order, each exactly what Array.sample()
+    gives.
     matrix, size, displacement, threads: as Array.sample()."""
     targets = list(targets)
     if not targets or len(targets) > 16:

@@ -168,6 +168,7 @@ class SampleTarget(ctypes.Structure):
         ("opts", ctypes.POINTER(ReadOpts)),
         ("out", ctypes.c_void_p),
         ("stats", ctypes.POINTER(SampleStats)),
+        ("transforms", ctypes.POINTER(ctypes.c_double)),
     ]
 
 

@@ -1,7 +1,9 @@
 """PyTorch helpers: random training patches, sliding-window inference, stitching.
 
     from voxtile.torch import PatchDataset, GridPatches, Stitcher
-    ds = PatchDataset(paths, (128, 128, 128), oversample_foreground=0.33, seed=1)
+    from voxtile.augment import SpatialAugment
+    ds = PatchDataset(paths, (128, 128, 128), oversample_foreground=0.33, seed=1,
+                      spatial=SpatialAugment.nnunet((128, 128, 128)))
     loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=12, persistent_workers=True)
 
 Item i of a PatchDataset depends only on (seed, epoch, i): any number of
@@ -36,11 +38,20 @@ class PatchDataset(torch.utils.data.Dataset):
     (nnU-Net: constant 0), the label with `seg_pad_value` (nnU-Net: -1). A floating `dtype` gives the
     image with the store's NIfTI scaling applied (Array.scaling: raw * scl_slope + scl_inter, as nibabel's
     get_fdata()); an integer one the raw stored values. Labels are never scaled.
+
+    spatial: a voxtile.augment.SpatialAugment. Each patch is then drawn about its centre (a foreground voxel
+    or a uniform position, as above) with a random rotation, scaling, mirroring or deformation, and sampled
+    straight from the tiles in one pass: the image trilinearly, the labels by label vote (the argmax of
+    one-hot trilinear interpolation, any number of labels). The draw depends only on (seed, epoch, i).
+    normalize: None, one (clip_lo, clip_hi, mean, std) for every channel, or one such tuple per channel:
+    the image is clipped, then (x - mean) / std, in the same pass as the read (no normalised copy of the
+    data anywhere); clip bounds may be None. E.g. nnU-Net's CT normalisation (foreground 0.5/99.5
+    percentiles, mean, std) or a z-score (None, None, mean, std).
     """
 
     def __init__(self, paths, patch_size, *, arrays=("image", "seg"), oversample_foreground=0.33,
                  dtype=torch.float16, pad="constant", pad_value=0.0, seg_pad_value=-1, seed=0, length=1000,
-                 labels=None, release_every=16, batch_size=None):
+                 labels=None, release_every=16, batch_size=None, spatial=None, normalize=None):
         self.paths = [os.fspath(p) for p in paths]
         if not self.paths:
             raise ValueError("PatchDataset needs at least one store")
@@ -57,6 +68,11 @@ class PatchDataset(torch.utils.data.Dataset):
         self.labels = None if labels is None else set(int(v) for v in labels)
         self.release_every = int(release_every)
         self.batch_size = None if batch_size is None else int(batch_size)
+        self.spatial = spatial
+        if spatial is not None and tuple(spatial.patch_size) != self.patch_size:
+            raise ValueError(f"spatial augmentation is for patches of {spatial.patch_size}, the dataset's are "
+                             f"{self.patch_size}")
+        self.normalize = _normalization(normalize)
         self._stores, self._served = {}, 0
 
     def __len__(self):
@@ -124,6 +140,16 @@ class PatchDataset(torch.utils.data.Dataset):
                      for s, p in zip(img.shape[1:], self.patch_size)]
         return case, st, img, start
 
+    def _transforms(self, case, img):
+        """Per-channel (clip_lo, clip_hi, scale, offset) of the normalisation, or None."""
+        if self.normalize is None:
+            return None
+        norm = self.normalize * img.shape[0] if len(self.normalize) == 1 else self.normalize
+        if len(norm) != img.shape[0]:
+            raise voxtile.InvalidArgument(-7, f"{self.paths[case]}: '{img.name}' has {img.shape[0]} channels, "
+                                              f"normalize gives {len(norm)}")
+        return norm
+
     def _read(self, i, image_out=None, seg_out=None):
         """Patch i into new arrays, or into the given ones (slots of a batch)."""
         case, st, img, start = self._draw(i)
@@ -132,13 +158,35 @@ class PatchDataset(torch.utils.data.Dataset):
                                               f"batch {image_out.shape[0]}: batch_size mode needs the same number "
                                               f"of channels in every store")
         bf16 = self.dtype == torch.bfloat16
-        image = img.read([0] + start, (img.shape[0],) + self.patch_size,
-                         dtype="bfloat16" if bf16 else _TORCH_TO_NP[self.dtype], pad=self.pad,
-                         pad_value=self.pad_value, out=image_out)
+        dtype = "bfloat16" if bf16 else _TORCH_TO_NP[self.dtype]
+        xforms = self._transforms(case, img)
         seg = None
-        if len(self.arrays) > 1:
-            seg = st[self.arrays[1]].read([0] + start, (1,) + self.patch_size, dtype=np.int16, pad="constant",
-                                          pad_value=self.seg_pad_value, out=seg_out)
+        if self.spatial is not None:
+            # the same rng stream after the case and centre: a function of (seed, epoch, i)
+            rng = np.random.default_rng([self.seed, int(self._epoch), int(i), 1])
+            centre = [s + (p - 1) / 2 for s, p in zip(start, self.patch_size)]
+            t = self.spatial.draw(rng, centre)
+            targets = [(img, dict(dtype=dtype, pad=self.pad, pad_value=self.pad_value, out=image_out,
+                                  channel_transforms=xforms))]
+            if len(self.arrays) > 1:
+                targets.append((st[self.arrays[1]], dict(order="label", dtype=np.int16, pad="constant",
+                                                         pad_value=self.seg_pad_value, out=seg_out)))
+            outs = voxtile.sample_many(targets, t.matrix, self.patch_size, displacement=t.displacement)
+            image, seg = outs[0], (outs[1] if len(outs) > 1 else None)
+        else:
+            box = ([0] + start, (img.shape[0],) + self.patch_size)
+            if xforms is None or all(x == xforms[0] for x in xforms):
+                image = img.read(*box, dtype=dtype, pad=self.pad, pad_value=self.pad_value, out=image_out,
+                                 transform=None if xforms is None else xforms[0])
+            else:  # a transform of its own per channel: channel by channel, into the same array
+                image = image_out if image_out is not None else np.empty(box[1], np.dtype(np.uint16 if bf16
+                                                                                         else dtype))
+                for c, x in enumerate(xforms):
+                    img.read([c] + start, (1,) + self.patch_size, dtype=dtype, pad=self.pad,
+                             pad_value=self.pad_value, out=image[c:c + 1], transform=x)
+            if len(self.arrays) > 1:
+                seg = st[self.arrays[1]].read([0] + start, (1,) + self.patch_size, dtype=np.int16, pad="constant",
+                                              pad_value=self.seg_pad_value, out=seg_out)
         self._served += 1
         if self.release_every and self._served % self.release_every == 0:
             for s in self._stores.values():  # keep the resident size flat
@@ -184,6 +232,23 @@ class PatchDataset(torch.utils.data.Dataset):
         if tseg is not None:
             batch["seg"] = tseg
         return batch
+
+
+def _normalization(normalize):
+    """normalize= as a list of (clip_lo, clip_hi, scale, offset): None, one (lo, hi, mean, std) for all
+    channels, or one per channel."""
+    if normalize is None:
+        return None
+    items = list(normalize)
+    if len(items) == 4 and all(v is None or np.isscalar(v) for v in items):
+        items = [items]
+    out = []
+    for it in items:
+        lo, hi, mean, std = it
+        if not (np.isfinite(float(mean)) and np.isfinite(float(std)) and float(std) > 0):
+            raise ValueError(f"normalize needs a finite mean and a positive std, not {it!r}")
+        out.append((lo, hi, 1.0 / float(std), -float(mean) / float(std)))
+    return out
 
 
 def sliding_window_steps(image_size, patch_size, overlap=0.5):

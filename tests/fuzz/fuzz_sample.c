@@ -212,7 +212,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             bool lab = vt_label_count(arr[i]) > 0;
             outs[i] = n <= (1u << 16) ? malloc((size_t)n * 4) : NULL;
             ok = outs[i] != NULL;
-            tg[i] = (vt_sample_target){arr[i], lab ? VT_INTERP_LABEL : VT_INTERP_LINEAR, NULL, outs[i], NULL};
+            tg[i] = (vt_sample_target){arr[i], lab ? VT_INTERP_LABEL : VT_INTERP_LINEAR, NULL, outs[i], NULL, NULL};
         }
         vt_read_opts lab, lin; /* 4-byte outputs, as allocated */
         vt_read_opts_init(&lab);

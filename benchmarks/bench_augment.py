@@ -1,0 +1,221 @@
+#!/usr/bin/python3
+"""Augmented training patches: voxtile's one-pass sampler against the nnU-Net v2 way with torch.
+
+Seed-size volume (benchmarks/make_volume.py) with a label array of K = 4 and K = 40 labels
+(benchmarks/make_labels.py), both as .npy (the peer's memmaps) and as stores holding "image" and
+"seg" (voxtile convert VOL.npy --seg SEG.npy).
+
+1. Rotation and scaling always on (±30° about each axis, isotropic scale 0.7-1.4, as nnU-Net's
+   trainer draws them), 128^3 float16 image + int16 labels per patch, one thread, the same
+   transforms and centres for both:
+   - voxtile: voxtile.sample_many (image trilinear, labels by label vote) from the store;
+   - torch (nnU-Net v2's SpatialTransform): the 205^3 box around the centre from np.load(mmap_mode='r')
+     (image float32, labels uint8), one grid_sample(bilinear) for the image, and for the labels one
+     grid_sample per label of its one-hot mask with a running argmax (what nnU-Net's per-label loop
+     computes), all with torch.set_num_threads(1).
+   Times are per image+label pair, median over the patches; the two outputs are compared (voxels whose
+   source positions stay inside the 205^3 box must agree).
+2. nnU-Net's probabilities (SpatialAugment.nnunet: 20 % rotation, 20 % scaling, mirroring): pairs/s.
+3. PatchDataset(spatial=SpatialAugment.nnunet(...)) through a DataLoader with 1 and 2 workers
+   (batch 2): patches/s, and each worker's anonymous memory (peak RssAnon, peak Pss_Anon -- pages
+   shared copy-on-write with the parent counted proportionally -- and RssAnon growth after the
+   first batch).
+
+    /usr/bin/python3 benchmarks/bench_augment.py VOL.npy SEG4.npy K4.vxt SEG40.npy K40.vxt [--patches 30]
+"""
+import argparse
+import math
+import os
+import statistics
+import sys
+import threading
+import time
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "python"))
+import voxtile  # noqa: E402
+from voxtile.augment import SpatialAugment  # noqa: E402
+from voxtile.torch import PatchDataset  # noqa: E402
+
+PATCH = (128, 128, 128)
+BOX = 205  # nnU-Net's initial patch size for 128^3 with ±30° rotation
+
+
+def transforms(shape, n, seed):
+    """n (matrix, centre) pairs: rotation and scaling always on, centres uniform in the volume."""
+    aug = SpatialAugment(PATCH, p_rotation=1.0, p_scaling=1.0, mirror_axes=())
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        centre = np.array([rng.uniform(0, s - 1) for s in shape])
+        out.append((aug.draw(rng, centre).matrix, centre))
+    return out
+
+
+def torch_way(img_mm, seg_mm, labels, m, centre):
+    """nnU-Net v2's way: the 205^3 box, grid_sample for the image, one grid_sample per label + argmax."""
+    start = [int(round(c)) - BOX // 2 for c in centre]
+    # the box, zero-padded where it leaves the volume (nnU-Net pads image with 0, seg with -1)
+    box = np.zeros((BOX,) * 3, np.float32)
+    sbox = np.full((BOX,) * 3, -1, np.int16)
+    src = tuple(slice(max(0, s), max(0, min(n, s + BOX))) for s, n in zip(start, img_mm.shape[1:]))
+    dst = tuple(slice(a.start - s, a.stop - s) for a, s in zip(src, start))
+    box[dst] = img_mm[(0,) + src]
+    sbox[dst] = seg_mm[(0,) + src]
+    # source positions of the patch's voxels in the box, normalised for grid_sample(align_corners=True)
+    k, j, i = torch.meshgrid(*[torch.arange(p, dtype=torch.float32) for p in PATCH], indexing="ij")
+    idx = torch.stack([k, j, i, torch.ones_like(k)], -1)
+    pos = idx @ torch.from_numpy(m.astype(np.float32)).T - torch.tensor(start, dtype=torch.float32)
+    grid = (2 * pos / (BOX - 1) - 1).flip(-1)[None]
+    image = torch.nn.functional.grid_sample(torch.from_numpy(box)[None, None], grid, mode="bilinear",
+                                            padding_mode="zeros", align_corners=True)[0]
+    seg_t = torch.from_numpy(sbox)
+    best = torch.full(PATCH, -1.0)
+    result = torch.full(PATCH, -1, dtype=torch.int16)
+    for lab in [-1] + labels:
+        w = torch.nn.functional.grid_sample((seg_t == lab).float()[None, None], grid, mode="bilinear",
+                                            padding_mode="zeros", align_corners=True)[0, 0]
+        better = w > best
+        best = torch.where(better, w, best)
+        result[better] = lab
+    return image.half().numpy(), result.numpy()[None], pos.numpy()
+
+
+def part1(args, k, seg_npy, store):
+    img_mm = np.load(args.vol, mmap_mode="r")
+    seg_mm = np.load(seg_npy, mmap_mode="r")
+    st = voxtile.open(store)
+    img, seg = st["image"], st["seg"]
+    labels = sorted(v for v in seg.labels)
+    ts = transforms(img.shape[1:], args.patches, seed=k)
+    tv, tt, agree, diff = [], [], [], []
+    for n, (m, centre) in enumerate(ts):
+        t0 = time.perf_counter()
+        vi, vs = voxtile.sample_many([(img, dict(dtype=np.float16)),
+                                      (seg, dict(order="label", dtype=np.int16, pad_value=-1))], m, PATCH)
+        tv.append(time.perf_counter() - t0)
+        if n < args.torch_patches:
+            t0 = time.perf_counter()
+            ti, tsg, pos = torch_way(img_mm, seg_mm, labels, m, centre)
+            tt.append(time.perf_counter() - t0)
+            inside = ((pos >= 1) & (pos <= BOX - 2)).all(-1)[None]
+            diff.append(float(np.abs(vi.astype(np.float32) - ti.astype(np.float32))[inside].max()))
+            agree.append(float((vs == tsg)[inside].mean()))
+    mv, mt = statistics.median(tv) * 1e3, statistics.median(tt) * 1e3
+    print(f"| K = {k:2d} | {mv:7.1f} | {mt:8.1f} | {mt / mv:6.1f}x | {min(agree):.4f} | {max(diff):.1e} |"
+          f" {len(tv)} / {len(tt)} |", flush=True)
+    return mv, mt
+
+
+def part2(args, store):
+    st = voxtile.open(store)
+    img, seg = st["image"], st["seg"]
+    aug = SpatialAugment.nnunet(PATCH)
+    rng = np.random.default_rng(7)
+    draws = [aug.draw(rng, [rng.uniform(0, s - 1) for s in img.shape[1:]]) for _ in range(args.patches * 3)]
+    times = []
+    for t in draws:
+        t0 = time.perf_counter()
+        voxtile.sample_many([(img, dict(dtype=np.float16)), (seg, dict(order="label", dtype=np.int16,
+                                                                       pad_value=-1))], t.matrix, PATCH)
+        times.append(time.perf_counter() - t0)
+    rotated = sum(1 for t in draws if any(t.angles) or t.scales != (1.0, 1.0, 1.0))
+    print(f"| nnU-Net probabilities | {len(draws) / sum(times):.1f} pairs/s | median {statistics.median(times) * 1e3:.1f} ms"
+          f" | {rotated} of {len(draws)} drawn with rotation or scaling |", flush=True)
+
+
+def anon(pid):
+    """(RssAnon, Pss_Anon) in MiB of a process."""
+    ra = pa = 0.0
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    ra = int(line.split()[1]) / 1024
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss_Anon:"):
+                    pa = int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return ra, pa
+
+
+def children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        return []
+
+
+def part3(args, store):
+    rows = {}
+    for workers in (1, 2):
+        ds = PatchDataset([store], PATCH, spatial=SpatialAugment.nnunet(PATCH), seed=3, length=args.loader_patches,
+                          batch_size=2, oversample_foreground=0.33)
+        loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers, persistent_workers=False)
+        peak, first, stop = {}, {}, threading.Event()
+
+        def sampler():
+            while not stop.is_set():
+                for c in children(os.getpid()):
+                    ra, pa = anon(c)
+                    old = peak.get(c, (0.0, 0.0))
+                    peak[c] = (max(old[0], ra), max(old[1], pa))
+                time.sleep(0.05)
+
+        th = threading.Thread(target=sampler, daemon=True)
+        th.start()
+        n = 0
+        t0 = None
+        for batch in loader:
+            n += batch["image"].shape[0]
+            if t0 is None:  # the first batch pays the workers' start
+                t0 = time.perf_counter()
+                n = 0
+                for c in children(os.getpid()):
+                    first[c] = anon(c)[0]
+        dt = time.perf_counter() - t0
+        stop.set()
+        th.join()
+        rate = n / dt
+        grow = max((peak[c][0] - first.get(c, peak[c][0]) for c in peak), default=0.0)
+        ra = max((v[0] for v in peak.values()), default=0.0)
+        pa = max((v[1] for v in peak.values()), default=0.0)
+        rows[workers] = rate
+        print(f"| {workers} | {rate:.1f} patches/s | {ra:.1f} | {pa:.1f} | {grow:+.1f} |", flush=True)
+    print(f"2 workers / 1 worker: {rows[2] / rows[1]:.2f}x")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("vol")
+    ap.add_argument("seg4")
+    ap.add_argument("store4")
+    ap.add_argument("seg40")
+    ap.add_argument("store40")
+    ap.add_argument("--patches", type=int, default=30, help="voxtile patches per configuration (default 30)")
+    ap.add_argument("--torch-patches", type=int, default=6, help="of those, also the torch way (default 6)")
+    ap.add_argument("--loader-patches", type=int, default=120, help="patches through the DataLoader")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, numpy {np.__version__}")
+    print("\n1. rotation + scaling always on, 128^3 image (float16) + labels (int16), one thread, ms per pair\n")
+    print("| labels | voxtile | torch way | ratio | labels agree | max image diff | patches |")
+    print("|---|---|---|---|---|---|---|")
+    part1(args, 4, args.seg4, args.store4)
+    part1(args, 40, args.seg40, args.store40)
+    print("\n2. SpatialAugment.nnunet, one thread\n")
+    part2(args, args.store4)
+    print("\n3. PatchDataset(spatial=SpatialAugment.nnunet) + DataLoader, batch 2, per worker anonymous MiB\n")
+    print("| workers | throughput | peak RssAnon | peak Pss_Anon | RssAnon growth after the first batch |")
+    print("|---|---|---|---|---|")
+    part3(args, args.store4)
+
+
+if __name__ == "__main__":
+    main()
