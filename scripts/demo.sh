@@ -54,4 +54,7 @@ print(f"   patch {patch.shape} {patch.dtype}, HU range [{patch.min()}, {patch.ma
       f"{'identical to' if same else 'DIFFERENT FROM'} numpy")
 sys.exit(0 if same else 1)
 PY
-echo "== done (temporary files in $work are removed)"
+echo "== 6. augmented training patches: rotated, scaled, mirrored, deformed -- image and labels sampled"
+echo "   together straight from the tiles (voxtile.sample_many), next to the plain crops"
+PYTHONPATH=python /usr/bin/python3 examples/augment_montage.py "$work/ct.vxt" -o build/demo/augmented.png
+echo "== done (temporary files in $work are removed; the pictures stay in build/demo/)"

@@ -1213,10 +1213,33 @@ static void row_linear(const target *t, tstate *ts, const coords *k, const taps 
 static int32_t vote(const int32_t *v, double wz, double wy, double wx)
 {
     double az[2] = {1 - wz, wz}, ay[2] = {1 - wy, wy}, ax[2] = {1 - wx, wx};
+    /* two labels (the common case at a boundary): the same sums, in the same order, in one pass */
+    int32_t a = v[0], b = v[0];
+    double sa = 0, sb = 0;
+    int q = 0;
+    for (; q < 8; q++) {
+        double w = az[q >> 2] * ay[q >> 1 & 1] * ax[q & 1];
+        if (v[q] == a) {
+            if (w != 0)
+                sa += w;
+        } else if (b == a || v[q] == b) {
+            b = v[q];
+            if (w != 0)
+                sb += w;
+        } else
+            break; /* a third label */
+    }
+    if (q == 8) {
+        if (sb == 0) /* b never weighed */
+            return a;
+        if (sa == 0)
+            return b;
+        return sa > sb || (sa == sb && a < b) ? a : b;
+    }
     int32_t val[8];
     double sum[8];
     int nv = 0;
-    for (int q = 0; q < 8; q++) {
+    for (q = 0; q < 8; q++) {
         double w = az[q >> 2] * ay[q >> 1 & 1] * ax[q & 1];
         if (w == 0)
             continue;
@@ -1510,22 +1533,23 @@ static void sample_block(const sampler *c, tstate *ts, rows *rw, vt_vec_group *v
     k.n = (int)(o1[2] - o0[2]);
     for (int64_t z = o0[0]; z < o1[0]; z++)
         for (int64_t y = o0[1]; y < o1[1]; y++) {
-            int q = 0;
+            unsigned done = 0; /* groups of 8 the kernel did (it gives the floors of every full group) */
+            uint32_t votes[VT_VEC_MAX_ARRAYS];
             if (c->vec)
-                for (; q + 8 <= k.n; q += 8) {
-                    unsigned votes[VT_VEC_MAX_ARRAYS];
-                    if (vt__sample8_avx2(vg, z, y, o0[2] + q, q, k.iz, k.iy, k.ix, k.fz, k.fy, k.fx, votes)) {
-                        for (int a = 0; a < vg->narr; a++)
-                            for (unsigned m = votes[a]; m; m &= m - 1)
-                                vote_voxel(&c->t[a], &ts[a], &k, rw->i[a], q + __builtin_ctz(m));
-                    } else
-                        scalar_range(c, ts, &k, rw, q, q + 8);
-                }
-            if (q < k.n && floors) {
-                row_coords(c, &k, z, y, o0[2], q, k.n);
-                scalar_range(c, ts, &k, rw, q, k.n);
-            } else if (!floors)
+                done = vt__sample_row_avx2(vg, z, y, o0[2], k.n, k.iz, k.iy, k.ix, k.fz, k.fy, k.fx, votes);
+            if (!floors)
                 row_positions(c, z, y, o0[2], k.n, k.pz, k.py, k.px);
+            for (int g0 = 0; floors && g0 < k.n; g0 += 8) { /* what the kernel left, the scalar way */
+                int g1 = g0 + 8 < k.n ? g0 + 8 : k.n;
+                if (done >> (g0 / 8) & 1)
+                    continue;
+                if (!c->vec || g1 - g0 < 8)
+                    row_coords(c, &k, z, y, o0[2], g0, g1);
+                scalar_range(c, ts, &k, rw, g0, g1);
+            }
+            for (int a = 0; c->vec && a < vg->narr; a++)
+                for (uint32_t m = votes[a]; m; m &= m - 1) /* label voxels whose taps differ */
+                    vote_voxel(&c->t[a], &ts[a], &k, rw->i[a], __builtin_ctz(m));
             for (size_t i = 0; i < c->nt; i++) {
                 const target *t = &c->t[i];
                 if (!t->active)
@@ -1723,23 +1747,59 @@ static int run_piece(sampler *c)
     return c->rc;
 }
 
-/* Do two arrays have the same plan, slot for slot (so that one tile lookup
- * serves both)? Planning depends only on the geometry checked here; the
- * comparison of the plans makes sure. */
-static bool same_plan(const target *a, const target *b)
+/* Do two arrays plan alike, slot for slot (so that one plan and one tile
+ * lookup serve both)? Planning depends on nothing else: the spatial shape,
+ * the tiles, the pad mode, and where the taps are (nearest: one, rounded;
+ * linear and labels: floor and floor + 1). */
+static bool same_geometry(const target *a, const target *b)
 {
-    if (a->interp == VT_INTERP_NEAREST || b->interp == VT_INTERP_NEAREST || a->pad != b->pad ||
-        a->p.nslots != b->p.nslots || a->p.nlist != b->p.nlist || a->p.dense != b->p.dense)
+    if ((a->interp == VT_INTERP_NEAREST) != (b->interp == VT_INTERP_NEAREST) || a->pad != b->pad)
         return false;
     for (int d = 0; d < 3; d++)
         if (a->n[d] != b->n[d] || a->tsz[d] != b->tsz[d])
             return false;
-    if (memcmp(a->p.list, b->p.list, a->p.nlist * sizeof *a->p.list) != 0)
-        return false;
-    for (uint32_t s = 0; s < a->p.nslots; s++)
-        if (a->p.slots[s].key != b->p.slots[s].key)
-            return false;
     return true;
+}
+
+/* @p t's plan as a copy of @p from's (planned the same way). */
+static int plan_copy(target *t, const target *from)
+{
+    const plan *f = &from->p;
+    plan *p = &t->p;
+    memset(p, 0, sizeof *p);
+    p->first = vt__malloc((from->c->nblocks + 1) * sizeof *p->first);
+    p->list = vt__malloc((f->nlist ? f->nlist : 1) * sizeof *p->list);
+    p->slots = vt__malloc((f->nslots ? f->nslots : 1) * sizeof *p->slots);
+    p->hkey = f->hcap ? vt__malloc(f->hcap * sizeof *p->hkey) : NULL;
+    p->hval = f->hcap ? vt__malloc(f->hcap * sizeof *p->hval) : NULL;
+    uint64_t cells = f->dense ? (uint64_t)(f->dn[0] * f->dn[1] * f->dn[2]) : 0;
+    p->table = cells ? vt__malloc(cells * sizeof *p->table) : NULL;
+    p->base = vt__malloc(((size_t)f->nslots + 1) * sizeof *p->base);
+    if (!p->first || !p->list || !p->slots || (f->hcap && (!p->hkey || !p->hval)) || (cells && !p->table) ||
+        !p->base)
+        return VT_ENOMEM;
+    memcpy(p->first, f->first, (from->c->nblocks + 1) * sizeof *p->first);
+    memcpy(p->list, f->list, f->nlist * sizeof *p->list);
+    memcpy(p->slots, f->slots, f->nslots * sizeof *p->slots);
+    if (f->hcap) {
+        memcpy(p->hkey, f->hkey, f->hcap * sizeof *p->hkey);
+        memcpy(p->hval, f->hval, f->hcap * sizeof *p->hval);
+    }
+    if (cells)
+        memcpy(p->table, f->table, cells * sizeof *p->table);
+    memset(p->base, 0xff, ((size_t)f->nslots + 1) * sizeof *p->base);
+    p->nlist = p->caplist = f->nlist;
+    p->nslots = p->capslots = f->nslots;
+    p->hcap = f->hcap;
+    p->dense = f->dense;
+    memcpy(p->d0, f->d0, sizeof p->d0);
+    memcpy(p->dn, f->dn, sizeof p->dn);
+    for (uint32_t s = 0; s < p->nslots; s++) { /* nothing decoded yet */
+        p->slots[s].data = NULL;
+        p->slots[s].chunk = -1;
+        p->slots[s].state = S_EMPTY;
+    }
+    return 0;
 }
 
 /* Plan the piece of block layers [layer0, layer1) for every array. */
@@ -1750,18 +1810,22 @@ static int plan_all(sampler *c, uint64_t layer0, uint64_t layer1)
     uint64_t nby = (c->size[1] + BLK - 1) / BLK, nbx = (c->size[2] + BLK - 1) / BLK;
     c->nblocks = (layer1 - layer0) * nby * nbx;
     for (size_t i = 0; i < c->nt; i++) {
-        int rc = plan_piece(&c->t[i]);
-        if (rc)
-            return rc;
-    }
-    for (size_t i = 0; i < c->nt; i++) { /* share lookups with an earlier array of the same plan */
+        /* an array planned like an earlier one copies its plan, and shares its tile lookups
+         * when they sample with taps at the floor (the vector kernel and locate_row) */
         target *t = &c->t[i];
         t->leader = (int)i;
-        for (size_t j = 0; j < i && t->interp != VT_INTERP_NEAREST; j++)
-            if (c->t[j].leader == (int)j && same_plan(&c->t[j], t)) {
-                t->leader = (int)j;
-                break;
-            }
+        size_t j = 0;
+        while (j < i && !(c->t[j].leader == (int)j && same_geometry(&c->t[j], t)))
+            j++;
+        int rc = j < i ? plan_copy(t, &c->t[j]) : plan_piece(t);
+        uint64_t bytes;
+        if (rc == 0 && (!vt__mul_ok(t->p.nslots, t->buf_bytes, &bytes) || bytes > PIECE_BYTES) &&
+            layer1 - layer0 > 1)
+            rc = VT_ERANGE; /* the copy's tiles may be larger than the original's */
+        if (rc)
+            return rc;
+        if (j < i && t->interp != VT_INTERP_NEAREST)
+            t->leader = (int)j;
     }
     return 0;
 }

@@ -40,94 +40,111 @@ static inline __m256 trilerp(const __m256 *v, __m256 wz, __m256 wy, __m256 wx, i
     return lerp(c0, c1, wz, exact);
 }
 
-int vt__sample8_avx2(const vt_vec_group *g, int64_t k, int64_t j, int64_t i0, int q0, int64_t *iz, int64_t *iy,
-                     int64_t *ix, double *fz, double *fy, double *fx, unsigned *votes)
+unsigned vt__sample_row_avx2(const vt_vec_group *g, int64_t k, int64_t j, int64_t i0, int n, int64_t *iz,
+                             int64_t *iy, int64_t *ix, double *fz, double *fy, double *fx, uint32_t *votes)
 {
+    int64_t *io[3] = {iz, iy, ix};
+    double *fo[3] = {fz, fy, fx};
     const double *m = g->m;
-    /* positions and floors, as row_positions and floor_frac compute them */
-    __m256d ilo = _mm256_add_pd(_mm256_set1_pd((double)i0), _mm256_set_pd(3, 2, 1, 0));
-    __m256d ihi = _mm256_add_pd(_mm256_set1_pd((double)i0), _mm256_set_pd(7, 6, 5, 4));
-    __m256i fl[3];
-    __m256 w[3];
-    int64_t *io[3] = {iz + q0, iy + q0, ix + q0};
-    double *fo[3] = {fz + q0, fy + q0, fx + q0};
+    __m256d base[3], step[3];
+    __m256i nlast[3], sh[3], d0[3], dnm1[3], mask[3], dn[3];
     for (int d = 0; d < 3; d++) {
-        __m256d b = _mm256_set1_pd(m[4 * d] * (double)k + m[4 * d + 1] * (double)j + m[4 * d + 3]);
-        __m256d s = _mm256_set1_pd(m[4 * d + 2]);
-        __m256d plo = _mm256_add_pd(b, _mm256_mul_pd(s, ilo)), phi = _mm256_add_pd(b, _mm256_mul_pd(s, ihi));
-        __m256d flo = _mm256_floor_pd(plo), fhi = _mm256_floor_pd(phi);
-        __m256d rlo = _mm256_sub_pd(plo, flo), rhi = _mm256_sub_pd(phi, fhi);
-        _mm256_storeu_pd(fo[d], rlo);
-        _mm256_storeu_pd(fo[d] + 4, rhi);
-        /* floors beyond int32 give the indefinite integer, which fails the range test */
-        fl[d] = to_i32(flo, fhi);
-        w[d] = to_f32(rlo, rhi);
-        _mm256_storeu_si256((__m256i *)(void *)io[d], _mm256_cvtepi32_epi64(_mm256_castsi256_si128(fl[d])));
-        _mm256_storeu_si256((__m256i *)(void *)(io[d] + 4), _mm256_cvtepi32_epi64(_mm256_extracti128_si256(fl[d], 1)));
+        /* positions as row_positions computes them: (m0 k + m1 j + m3) + m2 i */
+        base[d] = _mm256_set1_pd(m[4 * d] * (double)k + m[4 * d + 1] * (double)j + m[4 * d + 3]);
+        step[d] = _mm256_set1_pd(m[4 * d + 2]);
+        nlast[d] = _mm256_set1_epi32(g->nlast[d]);
+        sh[d] = _mm256_set1_epi32(g->shift[d]);
+        d0[d] = _mm256_set1_epi32(g->d0[d]);
+        dn[d] = _mm256_set1_epi32(g->dn[d]);
+        dnm1[d] = _mm256_set1_epi32(g->dn[d] - 1);
+        mask[d] = _mm256_set1_epi32((1 << g->shift[d]) - 1);
     }
-    /* every lane's taps inside the array: 0 <= floor <= n - 2 on each axis */
-    __m256i bad = _mm256_setzero_si256();
-    for (int d = 0; d < 3; d++) {
-        bad = _mm256_or_si256(bad, _mm256_cmpgt_epi32(_mm256_setzero_si256(), fl[d]));
-        bad = _mm256_or_si256(bad, _mm256_cmpgt_epi32(fl[d], _mm256_set1_epi32(g->nlast[d])));
-    }
-    if (!_mm256_testz_si256(bad, bad))
-        return 0;
-    /* the tile of each lane through the dense table, and the offset inside it */
-    __m256i idx = _mm256_setzero_si256(), local = _mm256_setzero_si256();
-    int32_t stride[3] = {g->st0, g->st1, 1};
-    for (int d = 0; d < 3; d++) {
-        __m256i sh = _mm256_set1_epi32(g->shift[d]);
-        __m256i t = _mm256_sub_epi32(_mm256_srav_epi32(fl[d], sh), _mm256_set1_epi32(g->d0[d]));
-        bad = _mm256_or_si256(bad, _mm256_cmpgt_epi32(_mm256_setzero_si256(), t));
-        bad = _mm256_or_si256(bad, _mm256_cmpgt_epi32(t, _mm256_set1_epi32(g->dn[d] - 1)));
-        idx = _mm256_add_epi32(_mm256_mullo_epi32(idx, _mm256_set1_epi32(g->dn[d])), t);
-        __m256i l = _mm256_and_si256(fl[d], _mm256_set1_epi32((1 << g->shift[d]) - 1));
-        local = _mm256_add_epi32(local, _mm256_mullo_epi32(l, _mm256_set1_epi32(stride[d])));
-    }
-    if (!_mm256_testz_si256(bad, bad))
-        return 0;
-    __m256i slot = _mm256_i32gather_epi32(g->table, idx, 4);
-    if (_mm256_movemask_ps(_mm256_castsi256_ps(slot)) != 0) /* a tile not planned */
-        return 0;
-    __m256i e[VT_VEC_MAX_ARRAYS];
-    for (int a = 0; a < g->narr; a++) {
-        __m256i base = _mm256_i32gather_epi32(g->a[a].base, slot, 4);
-        if (_mm256_movemask_ps(_mm256_castsi256_ps(base)) != 0) /* a tile not decoded */
-            return 0;
-        e[a] = _mm256_add_epi32(base, local);
-    }
-    __m256i o1 = _mm256_set1_epi32(1), os1 = _mm256_set1_epi32(g->st1), os0 = _mm256_set1_epi32(g->st0);
-    __m256i os01 = _mm256_set1_epi32(g->st0 + g->st1);
-    for (int a = 0; a < g->narr; a++) {
+    const __m256i zero = _mm256_setzero_si256(), o1 = _mm256_set1_epi32(1);
+    const __m256i vst0 = _mm256_set1_epi32(g->st0), vst1 = _mm256_set1_epi32(g->st1);
+    const __m256i os01 = _mm256_set1_epi32(g->st0 + g->st1);
+    unsigned done = 0;
+    for (int a = 0; a < g->narr; a++)
         votes[a] = 0;
-        if (g->a[a].kind == VT_VEC_LINEAR) {
-            const float *ar = g->a[a].arena;
-            __m256i e0 = e[a], e1 = _mm256_add_epi32(e[a], os1), e2 = _mm256_add_epi32(e[a], os0);
-            __m256i e3 = _mm256_add_epi32(e[a], os01);
-            __m256 v[8] = {_mm256_i32gather_ps(ar, e0, 4), _mm256_i32gather_ps(ar, _mm256_add_epi32(e0, o1), 4),
-                           _mm256_i32gather_ps(ar, e1, 4), _mm256_i32gather_ps(ar, _mm256_add_epi32(e1, o1), 4),
-                           _mm256_i32gather_ps(ar, e2, 4), _mm256_i32gather_ps(ar, _mm256_add_epi32(e2, o1), 4),
-                           _mm256_i32gather_ps(ar, e3, 4), _mm256_i32gather_ps(ar, _mm256_add_epi32(e3, o1), 4)};
-            __m256 r = trilerp(v, w[0], w[1], w[2], 0);
-            __m256 finite = _mm256_cmp_ps(_mm256_sub_ps(r, r), _mm256_setzero_ps(), _CMP_EQ_OQ);
-            if (_mm256_movemask_ps(finite) != 0xff)
-                r = trilerp(v, w[0], w[1], w[2], 1);
-            _mm256_storeu_ps(g->a[a].rf + q0, r);
-        } else {
-            /* pairs (x, x+1) of int16 as one 32-bit load: 4 gathers give the 8 taps */
-            const int *ar = g->a[a].arena;
-            __m256i p0 = _mm256_i32gather_epi32(ar, e[a], 2);
-            __m256i p1 = _mm256_i32gather_epi32(ar, _mm256_add_epi32(e[a], os1), 2);
-            __m256i p2 = _mm256_i32gather_epi32(ar, _mm256_add_epi32(e[a], os0), 2);
-            __m256i p3 = _mm256_i32gather_epi32(ar, _mm256_add_epi32(e[a], os01), 2);
-            __m256i lo = _mm256_srai_epi32(_mm256_slli_epi32(p0, 16), 16); /* the first tap, sign-extended */
-            __m256i hi = _mm256_srai_epi32(p0, 16);
-            __m256i same = _mm256_and_si256(_mm256_cmpeq_epi32(p0, p1), _mm256_cmpeq_epi32(p0, p2));
-            same = _mm256_and_si256(same, _mm256_and_si256(_mm256_cmpeq_epi32(p0, p3), _mm256_cmpeq_epi32(lo, hi)));
-            _mm256_storeu_si256((__m256i *)(void *)(g->a[a].ri + q0), lo);
-            votes[a] = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(same)) ^ 0xffu;
+    for (int q0 = 0; q0 + 8 <= n; q0 += 8) {
+        __m256d ilo = _mm256_add_pd(_mm256_set1_pd((double)(i0 + q0)), _mm256_set_pd(3, 2, 1, 0));
+        __m256d ihi = _mm256_add_pd(_mm256_set1_pd((double)(i0 + q0)), _mm256_set_pd(7, 6, 5, 4));
+        __m256i fl[3], bad = zero;
+        __m256 w[3];
+        for (int d = 0; d < 3; d++) {
+            __m256d plo = _mm256_add_pd(base[d], _mm256_mul_pd(step[d], ilo));
+            __m256d phi = _mm256_add_pd(base[d], _mm256_mul_pd(step[d], ihi));
+            __m256d flo = _mm256_floor_pd(plo), fhi = _mm256_floor_pd(phi);
+            __m256d rlo = _mm256_sub_pd(plo, flo), rhi = _mm256_sub_pd(phi, fhi);
+            /* floors beyond int32 give the indefinite integer, which fails the range test */
+            fl[d] = to_i32(flo, fhi);
+            w[d] = to_f32(rlo, rhi);
+            /* floors and fractions for the caller (voxels to vote on, groups left to it) */
+            _mm256_storeu_pd(fo[d] + q0, rlo);
+            _mm256_storeu_pd(fo[d] + q0 + 4, rhi);
+            _mm256_storeu_si256((__m256i *)(void *)(io[d] + q0), _mm256_cvtepi32_epi64(_mm256_castsi256_si128(fl[d])));
+            _mm256_storeu_si256((__m256i *)(void *)(io[d] + q0 + 4),
+                                _mm256_cvtepi32_epi64(_mm256_extracti128_si256(fl[d], 1)));
+            /* every tap inside the array: 0 <= floor <= n - 2 */
+            bad = _mm256_or_si256(bad, _mm256_cmpgt_epi32(zero, fl[d]));
+            bad = _mm256_or_si256(bad, _mm256_cmpgt_epi32(fl[d], nlast[d]));
         }
+        if (!_mm256_testz_si256(bad, bad))
+            continue;
+        /* the tile of each lane through the dense table, and the offset inside it */
+        __m256i idx = zero, local = zero;
+        for (int d = 0; d < 3; d++) {
+            __m256i t = _mm256_sub_epi32(_mm256_srav_epi32(fl[d], sh[d]), d0[d]);
+            bad = _mm256_or_si256(bad, _mm256_cmpgt_epi32(zero, t));
+            bad = _mm256_or_si256(bad, _mm256_cmpgt_epi32(t, dnm1[d]));
+            idx = _mm256_add_epi32(_mm256_mullo_epi32(idx, dn[d]), t);
+        }
+        if (!_mm256_testz_si256(bad, bad))
+            continue;
+        local = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_and_si256(fl[0], mask[0]), vst0),
+                                 _mm256_mullo_epi32(_mm256_and_si256(fl[1], mask[1]), vst1));
+        local = _mm256_add_epi32(local, _mm256_and_si256(fl[2], mask[2]));
+        __m256i slot = _mm256_i32gather_epi32(g->table, idx, 4);
+        if (_mm256_movemask_ps(_mm256_castsi256_ps(slot)) != 0) /* a tile not planned */
+            continue;
+        __m256i e[VT_VEC_MAX_ARRAYS];
+        int ok = 1;
+        for (int a = 0; a < g->narr && ok; a++) {
+            __m256i b = _mm256_i32gather_epi32(g->a[a].base, slot, 4);
+            ok = _mm256_movemask_ps(_mm256_castsi256_ps(b)) == 0; /* every tile decoded */
+            e[a] = _mm256_add_epi32(b, local);
+        }
+        if (!ok)
+            continue;
+        for (int a = 0; a < g->narr; a++) {
+            if (g->a[a].kind == VT_VEC_LINEAR) {
+                const float *ar = g->a[a].arena;
+                __m256i e0 = e[a], e1 = _mm256_add_epi32(e[a], vst1), e2 = _mm256_add_epi32(e[a], vst0);
+                __m256i e3 = _mm256_add_epi32(e[a], os01);
+                __m256 v[8] = {_mm256_i32gather_ps(ar, e0, 4), _mm256_i32gather_ps(ar, _mm256_add_epi32(e0, o1), 4),
+                               _mm256_i32gather_ps(ar, e1, 4), _mm256_i32gather_ps(ar, _mm256_add_epi32(e1, o1), 4),
+                               _mm256_i32gather_ps(ar, e2, 4), _mm256_i32gather_ps(ar, _mm256_add_epi32(e2, o1), 4),
+                               _mm256_i32gather_ps(ar, e3, 4), _mm256_i32gather_ps(ar, _mm256_add_epi32(e3, o1), 4)};
+                __m256 r = trilerp(v, w[0], w[1], w[2], 0);
+                __m256 finite = _mm256_cmp_ps(_mm256_sub_ps(r, r), _mm256_setzero_ps(), _CMP_EQ_OQ);
+                if (_mm256_movemask_ps(finite) != 0xff)
+                    r = trilerp(v, w[0], w[1], w[2], 1);
+                _mm256_storeu_ps(g->a[a].rf + q0, r);
+            } else {
+                /* pairs (x, x+1) of int16 as one 32-bit load: 4 gathers give the 8 taps */
+                const int *ar = g->a[a].arena;
+                __m256i p0 = _mm256_i32gather_epi32(ar, e[a], 2);
+                __m256i p1 = _mm256_i32gather_epi32(ar, _mm256_add_epi32(e[a], vst1), 2);
+                __m256i p2 = _mm256_i32gather_epi32(ar, _mm256_add_epi32(e[a], vst0), 2);
+                __m256i p3 = _mm256_i32gather_epi32(ar, _mm256_add_epi32(e[a], os01), 2);
+                __m256i lo = _mm256_srai_epi32(_mm256_slli_epi32(p0, 16), 16); /* the first tap, sign-extended */
+                __m256i hi = _mm256_srai_epi32(p0, 16);
+                __m256i same = _mm256_and_si256(_mm256_cmpeq_epi32(p0, p1), _mm256_cmpeq_epi32(p0, p2));
+                same = _mm256_and_si256(same, _mm256_and_si256(_mm256_cmpeq_epi32(p0, p3), _mm256_cmpeq_epi32(lo, hi)));
+                _mm256_storeu_si256((__m256i *)(void *)(g->a[a].ri + q0), lo);
+                votes[a] |= ((uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(same)) ^ 0xffu) << q0;
+            }
+        }
+        done |= 1u << (q0 / 8);
     }
-    return 1;
+    return done;
 }

@@ -28,14 +28,16 @@ typedef struct vt_vec_group {
     } a[VT_VEC_MAX_ARRAYS];
 } vt_vec_group;
 
-/* Output voxels (k, j, i0 .. i0+7) of every array of @p g, written at
- * positions q0 .. q0+7 of each array's row results; their floors and
- * fractions go to iz..fx[q0 ..] for any voxel left to the caller. Returns 0
- * when some voxel's taps are not all inside the array or not all in decoded
- * tiles (nothing is written but the floors: the caller samples the 8 the
- * scalar way); otherwise 1, with @p votes[a] the lanes of label array a whose
- * taps differ (the caller votes on them). */
-VT_INTERNAL int vt__sample8_avx2(const vt_vec_group *g, int64_t k, int64_t j, int64_t i0, int q0, int64_t *iz,
-                                 int64_t *iy, int64_t *ix, double *fz, double *fy, double *fx, unsigned *votes);
+/* Output voxels (k, j, i0 .. i0+n-1) of every array of @p g, 8 at a time,
+ * written at positions 0 .. n-1 of each array's row results; the floors and
+ * fractions of every group of 8 go to iz .. fx[0 .. ] for the caller. Returns a mask
+ * of the groups of 8 it did (bit g: voxels 8g .. 8g+7; a partial group at
+ * the end is never done): a group is left to the caller, untouched, when some
+ * voxel's taps are not all inside the array or not all in decoded tiles.
+ * @p votes[a] gets the voxels (bit q) of label array a in the groups done
+ * whose taps differ: the caller votes on them. */
+VT_INTERNAL unsigned vt__sample_row_avx2(const vt_vec_group *g, int64_t k, int64_t j, int64_t i0, int n,
+                                         int64_t *iz, int64_t *iy, int64_t *ix, double *fz, double *fy, double *fx,
+                                         uint32_t *votes);
 
 #endif
