@@ -484,9 +484,9 @@ function hover(v, ev) {
   vox[rowAxis(v.axis)] = v.rowIdx[u];
   vox[colAxis(v.axis)] = v.colIdx[x];
   const el = $('hover');
-  const ch = lead(img) ? S.channel : null;
+  const nchan = lead(img) ? img.shape[lead(img) - 1] : 1;
   const lines = [];
-  lines.push(`voxel ${ch !== null ? `c ${ch}  ` : ''}z ${vox.z}  y ${vox.y}  x ${vox.x}`);
+  lines.push(`voxel ${nchan > 1 ? `c ${S.channel}  ` : ''}z ${vox.z}  y ${vox.y}  x ${vox.x}`);
   let world = '';
   if (img.affine) {
     const A = img.affine, p = [vox.x, vox.y, vox.z];
@@ -516,7 +516,7 @@ function hover(v, ev) {
     lines.push(`label ${labelText}${lab.level ? `  (level ${lab.level})` : ''}`);
   }
   el.textContent = lines.join('\n');
-  el.dataset.voxel = `${ch !== null ? `${ch},` : ''}${vox.z},${vox.y},${vox.x}`;
+  el.dataset.voxel = `${S.channel},${vox.z},${vox.y},${vox.x}`; // always (c, z, y, x)
   el.dataset.world = world;
   el.dataset.value = valueText;
   el.dataset.label = labelText;
