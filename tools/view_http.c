@@ -187,8 +187,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return send_error(c, 400, "{\"error\": \"a parameter name holds a NUL byte\", \"status\": 400}");
     view_reply r;
     view_handle(sv->ctx, &req, &r);
-    if (r.status >= 500 && r.status != 503)
-        fprintf(stderr, "voxtile: view: %s: %u %.*s\n", url, r.status, (int)(r.len < 400 ? r.len : 400), r.body);
+    if (r.status >= 500 && r.status != 503) { /* the path as text: no control characters reach the terminal */
+        char shown[256];
+        size_t n = 0;
+        for (const char *p = url; *p && n + 1 < sizeof shown; p++)
+            shown[n++] = (unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p;
+        shown[n] = 0;
+        fprintf(stderr, "voxtile: view: %s: %u %.*s\n", shown, r.status, (int)(r.len < 400 ? r.len : 400), r.body);
+    }
     return send_reply(c, &r, !r.api);
 }
 
@@ -272,6 +278,9 @@ int view_serve(const view_ctx *ctx, const char *host, unsigned port, bool open_b
     sigaddset(&stop, SIGINT);
     sigaddset(&stop, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop, NULL); /* inherited by every thread started below */
+    /* a shell starts background jobs with SIGINT ignored: `kill -INT` must still stop the server */
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
 
     server sv = {ctx, false};
     char url[128];
@@ -300,10 +309,26 @@ int view_serve(const view_ctx *ctx, const char *host, unsigned port, bool open_b
     fflush(stdout);
     pid_t browser = -1;
     if (open_browser) {
+        /* the browser must not inherit the blocked signals nor the ignored SIGPIPE */
         char *args[] = {(char *)"xdg-open", url, NULL};
         extern char **environ;
-        if (posix_spawnp(&browser, "xdg-open", NULL, NULL, args, environ) != 0) {
-            fprintf(stderr, "voxtile: view: cannot run xdg-open; open %s yourself\n", url);
+        posix_spawnattr_t at;
+        sigset_t none, dfl;
+        sigemptyset(&none);
+        sigemptyset(&dfl);
+        sigaddset(&dfl, SIGPIPE);
+        sigaddset(&dfl, SIGINT);
+        sigaddset(&dfl, SIGTERM);
+        int rc = posix_spawnattr_init(&at);
+        if (rc == 0) {
+            posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+            posix_spawnattr_setsigmask(&at, &none);
+            posix_spawnattr_setsigdefault(&at, &dfl);
+            rc = posix_spawnp(&browser, "xdg-open", NULL, &at, args, environ);
+            posix_spawnattr_destroy(&at);
+        }
+        if (rc != 0) {
+            fprintf(stderr, "voxtile: view: cannot run xdg-open (%s); open %s yourself\n", strerror(rc), url);
             browser = -1;
         }
     }
