@@ -251,8 +251,12 @@ class Base(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="vt-view-")
-        cls.st = Stores(cls.tmp)
-        cls.srv = Server([cls.st.path(k) for k in cls.st.order])
+        try:
+            cls.st = Stores(cls.tmp)
+            cls.srv = Server([cls.st.path(k) for k in cls.st.order])
+        except BaseException:  # tearDownClass does not run after a failed setUpClass
+            shutil.rmtree(cls.tmp, ignore_errors=True)
+            raise
 
     @classmethod
     def tearDownClass(cls):
@@ -609,8 +613,12 @@ def start_chromium(width=1400, height=900):
               "--disable-extensions", "--disable-dev-shm-usage", "--force-device-scale-factor=1",
               f"--user-data-dir={profile}", f"--window-size={width},{height}"):
         opts.add_argument(a)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"),
-                              options=opts)
+    try:
+        driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"),
+                                  options=opts)
+    except BaseException:
+        shutil.rmtree(profile, ignore_errors=True)
+        raise
     return driver, profile
 
 
@@ -618,7 +626,11 @@ class Browser(Base):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.driver, cls.profile = start_chromium()
+        try:
+            cls.driver, cls.profile = start_chromium()
+        except BaseException:
+            super().tearDownClass()
+            raise
         cls.driver.set_script_timeout(30)
 
     @classmethod
