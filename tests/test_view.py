@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.parse
 
 import nibabel as nib
 import numpy as np
@@ -458,6 +459,41 @@ class Api(Base):
             st, h, body = self.srv.get("/api/stores", headers={"Host": host})
             self.assertEqual(st, status, host)
 
+    def test_random_requests(self):
+        """Hundreds of random targets: every answer is 200, 400 or 404 (JSON for errors), or the HTTP
+        library's own refusal of an oversized request; the server answers on."""
+        r = random.Random(11)
+        pieces = ["0", "1", "3", "-1", "01", "+2", "", " ", "%00", "%ff", "%2e%2e%2f", "..", "/", "image", "seg",
+                  "image@1", "z", "y", "x", "float32", "bfloat16", "9" * 25, "18446744073709551616", "1e3",
+                  "%22%5c", "&", "=", "?", "#", "%0d%0aX-Injected:%201", "%c3%a9"]
+        keys = ["store", "array", "axis", "index", "level", "channel", "dtype", "", "x", "store%00"]
+        routes = ["/api/slice", "/api/array", "/api/stores", "/", "/view.js", "/api", "/api/slice/", "/x"]
+        conn = self.srv.conn()
+        statuses = {}
+        for i in range(600):
+            q = "&".join(f"{r.choice(keys)}={''.join(r.choice(pieces) for _ in range(r.randrange(3)))}"
+                         for _ in range(r.randrange(9)))
+            if i % 100 == 99:
+                q += "&pad=" + "a" * r.choice((1000, 70000))
+            target = r.choice(routes) + ("?" + q if q or r.random() < 0.5 else "")
+            try:
+                st, h, body = self.srv.get(target.replace(" ", "%20"), conn=conn)
+            except (http.client.HTTPException, ConnectionError):
+                conn.close()
+                conn = self.srv.conn()
+                continue
+            statuses[st] = statuses.get(st, 0) + 1
+            self.assertIn(st, (200, 400, 404, 413, 414, 431), target)
+            self.assertNotIn("x-injected", h)
+            if st in (400, 404):
+                self.assertEqual(json.loads(body)["status"], st)
+            if st in (413, 414, 431):
+                conn.close()
+                conn = self.srv.conn()
+        conn.close()
+        self.assertGreater(statuses.get(400, 0), 100, statuses)
+        self.assertEqual(self.srv.json("/api/stores")["stores"][0]["name"], "ct.vxt")
+
     def test_page_files(self):
         for target, ctype, words in (("/", "text/html", b"<canvas"), ("/view.js", "text/javascript", b"fetch("),
                                      ("/view.css", "text/css", b"canvas")):
@@ -565,6 +601,41 @@ class Process(unittest.TestCase):
             self.assertEqual(rc, 0, err)
             self.assertIn("stopping", err)
             self.assertTrue(free_port_is(srv.port), "the port is still taken after the server stopped")
+
+    @unittest.skipIf(ORACLE != "python", "the Python package writes the store")
+    def test_hostile_names_and_metadata(self):
+        """Names with quotes, backslashes, control characters and markup; NaN, negative and huge
+        spacings and affines: valid JSON, no crash, slices still right."""
+        import voxtile
+        path = os.path.join(self.tmp, "hostile.vxt")
+        names = ['a"b\\c\x01\x7f</script><b>é', "img@0", "@1", "x@2"]
+        vol = np.arange(3 * 4 * 5, dtype=np.int16).reshape(1, 3, 4, 5)
+        with voxtile.Writer(path) as w:
+            for name in names:
+                ident = w.add_array(name, vol.shape, "int16")
+                w.write(ident, (0, 0, 0, 0), vol)
+            w.set_meta("format", "nifti1")
+            w.set_meta("spacing", [float("nan"), -3.0, 1e308])
+            w.set_meta("affine", [float("nan")] * 4 + [1e308] * 4 + [-0.0] * 8)
+            w.set_meta("x@2.spacing", [0.0, 0.0, 0.0])
+            w.set_meta("scl_slope", [float("inf")])
+        srv = Server([path])
+        try:
+            j = srv.json("/api/stores")
+            self.assertEqual(j["stores"][0]["arrays"], names)
+            for name in names:
+                q = urllib.parse.quote(name, safe="")
+                info = srv.json(f"/api/array?store=0&array={q}")
+                self.assertEqual(info["name"], name)
+                self.assertEqual(len(info["spacing"]), 3)
+                for axis in AXES:
+                    for k in range(vol.shape[1 + AXES.index(axis)]):
+                        st, h, body = srv.get(slice_url(0, q, axis, k))
+                        self.assertEqual(st, 200)
+                        np.testing.assert_array_equal(decode(body, h)[0], take(vol, axis, k))
+            self.assertEqual(srv.json("/api/array?store=0&array=x&level=2")["level"], 2)
+        finally:
+            self.assertEqual(srv.stop()[0], 0)
 
     def test_damaged_tile_is_an_error_not_a_crash(self):
         """A tile whose bytes changed: the slices crossing it answer 500 naming it, the others 200."""
