@@ -1017,6 +1017,13 @@ class Browser(Base):
         for store, key in ((2, "multi"), (3, "half")):
             self.open_page(store=store)
             self.assertFalse(self.js("return document.getElementById('chanbox').hidden"))
+            # not CT: the auto window, the 1st and 99th percentiles of the axial slice (NaN left out)
+            d = self.data("z")
+            sl = take(self.st.oracle.array(self.st.path(key), "image"), "z", int(d["index"])).astype(np.float64)
+            sl = np.sort(sl[np.isfinite(sl)])
+            lo, hi = sl[int(0.01 * (sl.size - 1))], sl[int(0.99 * (sl.size - 1))]
+            self.assertEqual(self.js("return document.body.dataset.preset"), "auto")
+            self.assertEqual((float(d["wc"]), float(d["ww"])), ((lo + hi) / 2, hi - lo))
             for axis in AXES:
                 self.assert_view(key, axis, overlay=None)
             draws = int(self.data("z")["draws"])

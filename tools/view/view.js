@@ -156,6 +156,7 @@ const S = {
   overlay: null,     // info of the label array over it, or null
   channel: 0,
   wc: 40, ww: 400, preset: 'soft',
+  autoPending: false, // the default window is auto: set it when the first axial slice arrives
   alpha: 0.5,
   grid: false,
   active: 'z',
@@ -340,6 +341,10 @@ function draw(v) {
   d.alpha = S.alpha;
   d.grid = S.grid ? 1 : 0;
   d.draws = (Number(d.draws) || 0) + 1;
+  if (S.autoPending && v.axis === 'z' && im.lv.level === 0) { // the default auto window, now that there is data
+    setWindow(...autoWindow(), 'auto');
+    return;
+  }
   $(`cap-${v.axis}`).textContent =
     `${AXIS_NAME[v.axis]}  ${v.axis} ${v.index} / ${nAxis(img, v.axis) - 1}` + (im.lv.level ? `  (level ${im.lv.level})` : '');
   checkReady();
@@ -412,6 +417,7 @@ function setIndex(v, index) {
 // ---- window ------------------------------------------------------------------
 
 function setWindow(wc, ww, preset) {
+  S.autoPending = false; // a window chosen (or computed) replaces the pending default
   S.wc = wc;
   S.ww = ww > 0 ? ww : 1e-6;
   S.preset = preset;
@@ -463,11 +469,11 @@ function applyPreset(name) {
   else setWindow(S.wc, S.ww, 'custom');
 }
 
-// CT (values in Hounsfield units: below -500 and above 100) opens with soft tissue,
-// anything else with the value range; "auto" is one choice away.
+// CT (values in Hounsfield units: below -500 and above 100) opens with soft tissue, anything
+// else (MR, normalised data) with auto, once the axial slice is there (the value range until then).
 function defaultPreset() {
   const [mn, mx] = scaledRange(S.image);
-  return mn < -500 && mx > 100 ? 'soft' : 'range';
+  return mn < -500 && mx > 100 ? 'soft' : 'auto';
 }
 
 // ---- hover -------------------------------------------------------------------
@@ -613,8 +619,10 @@ function setArrays(image, overlay) {
   }
   legend();
   const preset = defaultPreset();
-  if (preset === 'range') setWindow(...rangeWindow(), 'range');
-  else setWindow(PRESETS[preset][0], PRESETS[preset][1], preset);
+  if (preset === 'auto') {
+    setWindow(...rangeWindow(), 'auto');
+    S.autoPending = true;
+  } else setWindow(PRESETS[preset][0], PRESETS[preset][1], preset);
   for (const a of AXES) request(S.views[a]);
 }
 
