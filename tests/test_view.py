@@ -1034,6 +1034,48 @@ class Browser(Base):
             # the window stays (value range of the array); the pixels are channel 1's
             self.assert_view(key, "z", overlay=None, channel=1, draws_after=draws)
 
+    def test_7_click_moves_the_other_views_and_the_crosshair_follows(self):
+        from PIL import Image
+        from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.by import By
+        self.open_page()
+        info = self.srv.json("/api/array?store=0&array=image")
+        flip = dict(zip(AXES, info["flip"]))
+        n = {"z": 30, "y": 101, "x": 122}
+
+        def cross_alpha(axis):
+            url = self.js("return arguments[0].toDataURL('image/png')", self.driver.find_element(By.ID, f"cross-{axis}"))
+            return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGBA"))[:, :, 3]
+
+        def check_cross():
+            idx = {a: int(self.data(a)["index"]) for a in AXES}
+            for axis in AXES:
+                r, c = {"z": "yx", "y": "zx", "x": "zy"}[axis]
+                d = self.data(axis)
+                h, w = int(d["h"]), int(d["w"])
+                ir = n[r] - 1 - idx[r] if flip[r] else idx[r]
+                ic = n[c] - 1 - idx[c] if flip[c] else idx[c]
+                want = np.zeros((h, w), bool)
+                want[int((ir + 0.5) * h / n[r]), :] = True
+                want[:, int((ic + 0.5) * w / n[c])] = True
+                np.testing.assert_array_equal(cross_alpha(axis) > 0, want, axis)
+
+        check_cross()
+        # a click (no drag) on the axial view at voxel (y, x): the coronal view goes to y, the sagittal to x
+        d = self.wait_full("z")
+        h, w = int(d["h"]), int(d["w"])
+        r, c = 30, 90  # display row and column of the voxel
+        ActionChains(self.driver).move_to_element_with_offset(
+            self.canvas("z"), int((c + 0.5) * w / 122) - w // 2, int((r + 0.5) * h / 101) - h // 2).click().perform()
+        y, x = 101 - 1 - r, 122 - 1 - c  # both flipped (RAS)
+        self.assert_view("ct", "y", index=y)
+        self.assert_view("ct", "x", index=x)
+        self.assertEqual(self.data("z")["ww"], "400")  # a click is not a drag: the window stays
+        check_cross()
+        self.driver.find_element(By.ID, "cross").click()
+        self.wait(lambda: not cross_alpha("z").any(), "no crosshair")
+        self.assertFalse(cross_alpha("y").any() or cross_alpha("x").any())
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

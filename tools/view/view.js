@@ -159,6 +159,7 @@ const S = {
   autoPending: false, // the default window is auto: set it when the first axial slice arrives
   alpha: 0.5,
   grid: false,
+  cross: true,       // the crosshair over each view
   active: 'z',
   mmpp: 1,
   views: {},
@@ -212,9 +213,11 @@ function layout() {
   let best = 'row';
   for (const k of ['main', 'col']) if (fitScale(img, shapes[k]) < fitScale(img, shapes[best]) * 0.97) best = k;
   views.className = best;
-  for (const a of AXES) S.views[a].canvas.style.width = S.views[a].canvas.style.height = '0px'; // measure the cells
+  for (const a of AXES) { // measure the cells, not the canvases
+    for (const cv of [S.views[a].canvas, S.views[a].cross]) cv.style.width = cv.style.height = '0px';
+  }
   let mmpp = fitScale(img, (a) => {
-    const fig = $(`view-${a}`).parentElement;
+    const fig = $(`view-${a}`).closest('figure');
     return [fig.clientWidth, fig.clientHeight - cap];
   });
   const p = Math.min(...sp);
@@ -226,10 +229,12 @@ function layout() {
     const nr = nAxis(img, r), nc = nAxis(img, c);
     const h = Math.max(1, Math.round((nr * spacingOf(img, r)) / S.mmpp));
     const w = Math.max(1, Math.round((nc * spacingOf(img, c)) / S.mmpp));
-    v.canvas.width = w;
-    v.canvas.height = h;
-    v.canvas.style.width = `${w}px`;
-    v.canvas.style.height = `${h}px`;
+    for (const cv of [v.canvas, v.cross]) {
+      cv.width = w;
+      cv.height = h;
+      cv.style.width = `${w}px`;
+      cv.style.height = `${h}px`;
+    }
     // output pixel -> voxel index (flipped for display)
     const fr = flipOf(img, r), fc = flipOf(img, c);
     v.rowIdx = new Int32Array(h);
@@ -371,6 +376,26 @@ function drawGrid(v, px, W, H) {
   }
 }
 
+// The crosshair: where the two other views' slices cut this one (their index, at the centre of
+// its pixels), on the transparent canvas over the slice.
+function drawCross(v) {
+  const cv = v.cross, ctx = cv.getContext('2d');
+  ctx.clearRect(0, 0, cv.width, cv.height);
+  const img = S.image;
+  if (!S.cross || !img || !v.rowIdx) return;
+  ctx.fillStyle = 'rgba(90, 170, 255, 0.7)';
+  const r = rowAxis(v.axis), c = colAxis(v.axis);
+  const nr = nAxis(img, r), nc = nAxis(img, c);
+  const ir = flipOf(img, r) ? nr - 1 - S.views[r].index : S.views[r].index;
+  const ic = flipOf(img, c) ? nc - 1 - S.views[c].index : S.views[c].index;
+  const y = Math.floor(((ir + 0.5) * cv.height) / nr), x = Math.floor(((ic + 0.5) * cv.width) / nc);
+  ctx.fillRect(0, y, cv.width, 1);
+  ctx.fillRect(x, 0, 1, cv.height);
+  cv.dataset.row = y;
+  cv.dataset.col = x;
+}
+function drawCrossAll() { for (const a of AXES) drawCross(S.views[a]); }
+
 function checkReady() {
   if (S.ready) return;
   for (const a of AXES) {
@@ -412,6 +437,7 @@ function setIndex(v, index) {
   if (index === v.index) return;
   v.index = index;
   request(v);
+  drawCrossAll();
 }
 
 // ---- window ------------------------------------------------------------------
@@ -618,6 +644,7 @@ function setArrays(image, overlay) {
     v.index = Math.floor(nAxis(image, a) / 2);
   }
   legend();
+  drawCrossAll();
   const preset = defaultPreset();
   if (preset === 'auto') {
     setWindow(...rangeWindow(), 'auto');
@@ -693,7 +720,8 @@ function onKey(ev) {
 
 async function main() {
   for (const a of AXES) {
-    S.views[a] = { axis: a, index: 0, canvas: $(`view-${a}`), rowIdx: null, colIdx: null, abort: null };
+    S.views[a] = { axis: a, index: 0, canvas: $(`view-${a}`), cross: $(`cross-${a}`), rowIdx: null, colIdx: null,
+      abort: null };
     attach(S.views[a]);
   }
   document.addEventListener('keydown', onKey);
@@ -727,13 +755,15 @@ async function main() {
   }
   $('alpha').addEventListener('input', (e) => { S.alpha = Number(e.target.value); drawAll(); });
   $('grid').addEventListener('change', (e) => { S.grid = e.target.checked; drawAll(); });
+  $('cross').addEventListener('change', (e) => { S.cross = e.target.checked; drawCrossAll(); });
   let resizeTimer = 0;
   window.addEventListener('resize', () => {
     clearTimeout(resizeTimer);
-    resizeTimer = setTimeout(() => { layout(); drawAll(); }, 100);
+    resizeTimer = setTimeout(() => { layout(); drawAll(); drawCrossAll(); }, 100);
   });
   S.alpha = Number($('alpha').value);
   S.grid = $('grid').checked;
+  S.cross = $('cross').checked;
   const r = await getJSON('/api/stores');
   S.stores = r.stores;
   fillSelect($('case'), r.stores.map((s) => [String(s.id), s.name]), '0');
