@@ -27,6 +27,7 @@ static const struct command {
     {"preview", cmd_preview, "draw slices (window, label overlay, tile grid, montage) as a PNG"},
     {"stat-tiles", cmd_stat_tiles, "a heat map of the compression ratio of every tile, as a PNG"},
     {"stats", cmd_stats, "shapes, spacings, sizes of a dataset; cases over a memory budget"},
+    {"view", cmd_view, "look through stores in a web browser: slices, windows, labels, values (HTTP server)"},
 };
 
 static void main_help(void)

@@ -29,6 +29,7 @@ int cmd_export(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_preview(int argc, char **argv);
 int cmd_stat_tiles(int argc, char **argv);
+int cmd_view(int argc, char **argv);
 
 extern const char *cli_command;
 
