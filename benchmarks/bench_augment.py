@@ -27,6 +27,7 @@ import argparse
 import math
 import os
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -115,7 +116,10 @@ def part2(args, store):
     img, seg = st["image"], st["seg"]
     aug = SpatialAugment.nnunet(PATCH)
     rng = np.random.default_rng(7)
-    draws = [aug.draw(rng, [rng.uniform(0, s - 1) for s in img.shape[1:]]) for _ in range(args.patches * 3)]
+    # centres as PatchDataset places them: an integer start + (patch - 1) / 2, so an unrotated, unscaled
+    # patch is a crop (read as a box) and not a shift by a fraction of a voxel
+    draws = [aug.draw(rng, [int(rng.integers(0, s - p + 1)) + (p - 1) / 2 for s, p in zip(img.shape[1:], PATCH)])
+             for _ in range(args.patches * 3)]
     times = []
     for t in draws:
         t0 = time.perf_counter()
@@ -201,8 +205,12 @@ def main():
     ap.add_argument("--patches", type=int, default=30, help="voxtile patches per configuration (default 30)")
     ap.add_argument("--torch-patches", type=int, default=6, help="of those, also the torch way (default 6)")
     ap.add_argument("--loader-patches", type=int, default=120, help="patches through the DataLoader")
+    ap.add_argument("--loader-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.loader_only:  # part 3 in a process of its own: the workers inherit nothing of parts 1 and 2
+        part3(args, args.store4)
+        return
     print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, numpy {np.__version__}")
     print("\n1. rotation + scaling always on, 128^3 image (float16) + labels (int16), one thread, ms per pair\n")
     print("| labels | voxtile | torch way | ratio | labels agree | max image diff | patches |")
@@ -213,8 +221,8 @@ def main():
     part2(args, args.store4)
     print("\n3. PatchDataset(spatial=SpatialAugment.nnunet) + DataLoader, batch 2, per worker anonymous MiB\n")
     print("| workers | throughput | peak RssAnon | peak Pss_Anon | RssAnon growth after the first batch |")
-    print("|---|---|---|---|---|")
-    part3(args, args.store4)
+    print("|---|---|---|---|---|", flush=True)
+    subprocess.run([sys.executable, os.path.abspath(__file__), "--loader-only"] + sys.argv[1:], check=True)
 
 
 if __name__ == "__main__":

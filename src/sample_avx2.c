@@ -4,7 +4,7 @@
  * The arithmetic is the scalar path's, operation for operation and in the
  * same order (no fused multiply-add: -ffp-contract=off), so both give the same
  * bits: positions bz + m * i in double, floor and x - floor(x) (exact),
- * fractions rounded to float32, taps gathered from the decoded tiles, and
+ * fractions rounded to float32, taps loaded from the decoded tiles, and
  * trilinear interpolation as a + w (b - a) in float32, with the tap-by-tap
  * form where the result is not finite. */
 #include "sample_vec.h"
@@ -40,6 +40,33 @@ static inline __m256 trilerp(const __m256 *v, __m256 wz, __m256 wy, __m256 wx, i
     return lerp(c0, c1, wz, exact);
 }
 
+/* The pairs (x, x+1) at @p off from the 8 indices of @p idx, as two vectors:
+ * the x taps and the x+1 taps. Plain 64-bit loads and two shuffles (cheaper
+ * than gathers on the CPUs measured). */
+static inline void float_pairs(const float *ar, const int32_t *idx, int32_t off, __m256 *v0, __m256 *v1)
+{
+    __m128 a = _mm_loadl_pi(_mm_setzero_ps(), (const __m64 *)(const void *)(ar + idx[0] + off));
+    __m128 b = _mm_loadl_pi(_mm_setzero_ps(), (const __m64 *)(const void *)(ar + idx[2] + off));
+    __m128 c = _mm_loadl_pi(_mm_setzero_ps(), (const __m64 *)(const void *)(ar + idx[4] + off));
+    __m128 d = _mm_loadl_pi(_mm_setzero_ps(), (const __m64 *)(const void *)(ar + idx[6] + off));
+    a = _mm_loadh_pi(a, (const __m64 *)(const void *)(ar + idx[1] + off));
+    b = _mm_loadh_pi(b, (const __m64 *)(const void *)(ar + idx[3] + off));
+    c = _mm_loadh_pi(c, (const __m64 *)(const void *)(ar + idx[5] + off));
+    d = _mm_loadh_pi(d, (const __m64 *)(const void *)(ar + idx[7] + off));
+    __m256 lo = _mm256_set_m128(c, a), hi = _mm256_set_m128(d, b); /* voxels 0 1 4 5 | 2 3 6 7 */
+    *v0 = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
+    *v1 = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1));
+}
+
+/* The pairs (x, x+1) of int16 at @p off from the 8 indices, each as one 32-bit lane. */
+static inline __m256i short_pairs(const int16_t *ar, const int32_t *idx, int32_t off)
+{
+    int32_t v[8];
+    for (int l = 0; l < 8; l++)
+        __builtin_memcpy(&v[l], ar + idx[l] + off, 4);
+    return _mm256_loadu_si256((const __m256i *)(const void *)v);
+}
+
 unsigned vt__sample_row_avx2(const vt_vec_group *g, int64_t k, int64_t j, int64_t i0, int n, int64_t *iz,
                              int64_t *iy, int64_t *ix, double *fz, double *fy, double *fx, uint32_t *votes)
 {
@@ -59,9 +86,8 @@ unsigned vt__sample_row_avx2(const vt_vec_group *g, int64_t k, int64_t j, int64_
         dnm1[d] = _mm256_set1_epi32(g->dn[d] - 1);
         mask[d] = _mm256_set1_epi32((1 << g->shift[d]) - 1);
     }
-    const __m256i zero = _mm256_setzero_si256(), o1 = _mm256_set1_epi32(1);
+    const __m256i zero = _mm256_setzero_si256();
     const __m256i vst0 = _mm256_set1_epi32(g->st0), vst1 = _mm256_set1_epi32(g->st1);
-    const __m256i os01 = _mm256_set1_epi32(g->st0 + g->st1);
     unsigned done = 0;
     for (int a = 0; a < g->narr; a++)
         votes[a] = 0;
@@ -116,14 +142,15 @@ unsigned vt__sample_row_avx2(const vt_vec_group *g, int64_t k, int64_t j, int64_
         if (!ok)
             continue;
         for (int a = 0; a < g->narr; a++) {
+            int32_t at[8]; /* the 8 voxels' first taps */
+            _mm256_storeu_si256((__m256i *)(void *)at, e[a]);
             if (g->a[a].kind == VT_VEC_LINEAR) {
                 const float *ar = g->a[a].arena;
-                __m256i e0 = e[a], e1 = _mm256_add_epi32(e[a], vst1), e2 = _mm256_add_epi32(e[a], vst0);
-                __m256i e3 = _mm256_add_epi32(e[a], os01);
-                __m256 v[8] = {_mm256_i32gather_ps(ar, e0, 4), _mm256_i32gather_ps(ar, _mm256_add_epi32(e0, o1), 4),
-                               _mm256_i32gather_ps(ar, e1, 4), _mm256_i32gather_ps(ar, _mm256_add_epi32(e1, o1), 4),
-                               _mm256_i32gather_ps(ar, e2, 4), _mm256_i32gather_ps(ar, _mm256_add_epi32(e2, o1), 4),
-                               _mm256_i32gather_ps(ar, e3, 4), _mm256_i32gather_ps(ar, _mm256_add_epi32(e3, o1), 4)};
+                __m256 v[8];
+                float_pairs(ar, at, 0, &v[0], &v[1]);
+                float_pairs(ar, at, g->st1, &v[2], &v[3]);
+                float_pairs(ar, at, g->st0, &v[4], &v[5]);
+                float_pairs(ar, at, g->st0 + g->st1, &v[6], &v[7]);
                 __m256 r = trilerp(v, w[0], w[1], w[2], 0);
                 __m256 finite = _mm256_cmp_ps(_mm256_sub_ps(r, r), _mm256_setzero_ps(), _CMP_EQ_OQ);
                 if (_mm256_movemask_ps(finite) != 0xff)
@@ -131,11 +158,9 @@ unsigned vt__sample_row_avx2(const vt_vec_group *g, int64_t k, int64_t j, int64_
                 _mm256_storeu_ps(g->a[a].rf + q0, r);
             } else {
                 /* pairs (x, x+1) of int16 as one 32-bit load: 4 gathers give the 8 taps */
-                const int *ar = g->a[a].arena;
-                __m256i p0 = _mm256_i32gather_epi32(ar, e[a], 2);
-                __m256i p1 = _mm256_i32gather_epi32(ar, _mm256_add_epi32(e[a], vst1), 2);
-                __m256i p2 = _mm256_i32gather_epi32(ar, _mm256_add_epi32(e[a], vst0), 2);
-                __m256i p3 = _mm256_i32gather_epi32(ar, _mm256_add_epi32(e[a], os01), 2);
+                const int16_t *ar = g->a[a].arena;
+                __m256i p0 = short_pairs(ar, at, 0), p1 = short_pairs(ar, at, g->st1);
+                __m256i p2 = short_pairs(ar, at, g->st0), p3 = short_pairs(ar, at, g->st0 + g->st1);
                 __m256i lo = _mm256_srai_epi32(_mm256_slli_epi32(p0, 16), 16); /* the first tap, sign-extended */
                 __m256i hi = _mm256_srai_epi32(p0, 16);
                 __m256i same = _mm256_and_si256(_mm256_cmpeq_epi32(p0, p1), _mm256_cmpeq_epi32(p0, p2));
