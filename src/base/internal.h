@@ -85,7 +85,11 @@ VT_INTERNAL bool vt__representable(vt_dtype dtype, double v);
  * three axes and 1 before them; 1-d 32768, 2-d 256 x 256. */
 VT_INTERNAL void vt__default_tile(int ndim, uint32_t *tile);
 
-/* Grow a malloc'd buffer to at least @p need bytes (contents not kept). */
+
+/* ---- scratch buffers (grow.c) ------------------------------------------ */
+
+/* Grow a malloc'd buffer to at least @p need bytes (at least 4 KiB; the
+ * contents are not kept). 0, or VT_ENOMEM with the buffer unchanged. */
 VT_INTERNAL int vt__grow(unsigned char **p, size_t *cap, size_t need);
 
 /* ---- fault injection (fault.c) ------------------------------------------ */

@@ -4,6 +4,7 @@
 #ifndef VT_FORMAT_H
 #define VT_FORMAT_H
 
+#include "hash.h"
 #include "internal.h"
 
 #define VT_MAGIC "VOXTILE"           /* 8 bytes with the NUL */
@@ -51,19 +52,6 @@ typedef struct vt_tile_entry {
     double min, max;
 } vt_tile_entry;
 
-VT_INTERNAL uint64_t vt__hash(const void *p, size_t n);
-/* True when @p p's hash differs from @p want. Fuzzing builds (-DVT_FUZZING)
- * still compute it but never report a mismatch, so that a fuzzer reaches the
- * parsers behind the checksums. */
-static inline bool vt__hash_differs(const void *p, size_t n, uint64_t want)
-{
-#ifdef VT_FUZZING
-    return vt__hash(p, n) != want && false;
-#else
-    return vt__hash(p, n) != want;
-#endif
-}
-VT_INTERNAL uint64_t vt__hash_portable(const void *p, size_t n);
 
 VT_INTERNAL void vt__hdr_encode(const vt_hdr *h, unsigned char buf[VT_HEADER_SIZE]);
 /* Decode and check a header read from a file of @p file_size bytes. On

@@ -47,20 +47,6 @@ vt_tscratch *vt__tscratch(void)
     return s;
 }
 
-int vt__grow(unsigned char **p, size_t *cap, size_t need)
-{
-    if (*cap >= need)
-        return 0;
-    size_t n = need < 4096 ? 4096 : need;
-    unsigned char *q = vt__malloc(n);
-    if (q == NULL)
-        return VT_ENOMEM;
-    free(*p);
-    *p = q;
-    *cap = n;
-    return 0;
-}
-
 /* ---- open --------------------------------------------------------------- */
 
 void vt__tile_coords(const vt_array *a, uint64_t t, uint64_t *c)

@@ -154,19 +154,6 @@ static void format_coords(char *buf, size_t len, const uint64_t *c, int ndim)
 
 /* ---- tile encoding ------------------------------------------------------ */
 
-static int grow(unsigned char **p, size_t *cap, size_t need)
-{
-    if (*cap >= need)
-        return 0;
-    unsigned char *n = vt__malloc(need);
-    if (n == NULL)
-        return VT_ENOMEM;
-    free(*p);
-    *p = n;
-    *cap = need;
-    return 0;
-}
-
 static void scratch_free(scratch *s)
 {
     vt__codec_ctx_free(&s->ctx);
@@ -229,7 +216,7 @@ static int encode_tile(vt_writer *w, scratch *s, warray *a, unsigned char *raw, 
         if (s->out_cap == 0)
             return VT_ENOMEM;
     }
-    if (want_shuf && grow(&s->shuf, &s->shuf_cap, rawsize))
+    if (want_shuf && vt__grow(&s->shuf, &s->shuf_cap, rawsize))
         return VT_ENOMEM;
 
     long plain = 0, shuf = 0;
