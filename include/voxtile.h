@@ -749,6 +749,29 @@ VT_API int vt_convert(const char *in, const char *out, const vt_convert_opts *op
 VT_API int vt_convert_images(const char *const *images, size_t nimages, const char *seg,
                              const char *out, const vt_convert_opts *opts);
 
+/** What a file is to the importers, by the ending of its name (vt_image_format()). */
+typedef enum vt_image_role {
+    VT_IMAGE_NONE = 0, /**< no importer reads a file of that name */
+    VT_IMAGE_FILE = 1, /**< an image: its header, or its header and voxels (.nii.gz, .hdr, .nrrd, .npy ...) */
+    VT_IMAGE_DATA = 2, /**< the voxels of an image whose header is the file beside it (.img of a .hdr/.img
+                            pair); given to vt_convert_images() it opens the pair */
+    VT_IMAGE_RAW = 3   /**< headerless voxels (.raw, .raw.gz, .bin): read only as vt_convert_opts::raw says */
+} vt_image_role;
+
+/**
+ * Which importer takes a file, by the ending of its name: the table
+ * vt_convert_images() and vt_image_probe() use, for programs that look for
+ * images in a folder (`voxtile stats`). The file is not opened.
+ * @param path        file name.
+ * @param format      receives the format's name ("nifti", "npy", "nrrd",
+ *                    "metaimage", "raw"; static), or NULL when no importer
+ *                    takes the name; may be NULL.
+ * @param ending_len  receives the length of the ending that names the format
+ *                    (7 for ".nii.gz"), 0 when none does; may be NULL.
+ * @return the file's role; VT_IMAGE_NONE for a NULL path.
+ */
+VT_API vt_image_role vt_image_format(const char *path, const char **format, size_t *ending_len);
+
 /** What vt_image_probe() tells of an image file. */
 typedef struct vt_image_info {
     uint64_t shape[4];   /**< as it would be stored: (c, z, y, x) */

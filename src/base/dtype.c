@@ -239,3 +239,21 @@ void vt__minmax(vt_dtype dt, const void *src, size_t n, double *mn, double *mx)
     *mx = dhi;
 }
 
+int vt__narrow64(vt_dtype dtype, const unsigned char *src, size_t n, size_t stride, bool swap, unsigned char *dst,
+                 const char *path)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint64_t v = vt__ld64(src + i * stride);
+        if (swap)
+            v = __builtin_bswap64(v);
+        if (dtype == VT_I32 && ((int64_t)v < INT32_MIN || (int64_t)v > INT32_MAX))
+            return vt__fail_at(NULL, VT_ERANGE, path, "int64 value %lld does not fit int32 (the store's widest integer)",
+                               (long long)v);
+        if (dtype == VT_U32 && v > UINT32_MAX)
+            return vt__fail_at(NULL, VT_ERANGE, path,
+                               "uint64 value %llu does not fit uint32 (the store's widest integer)",
+                               (unsigned long long)v);
+        vt__st32(dst + 4 * i, (uint32_t)v);
+    }
+    return 0;
+}

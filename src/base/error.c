@@ -47,6 +47,15 @@ int vt__fail_at(const void *handle, int code, const char *path, const char *fmt,
     return rc;
 }
 
+int vt__why(char *why, size_t whylen, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, whylen, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
 const char *vt__errmsg(const void *handle)
 {
     if (handle == NULL || last_failure.handle == handle)

@@ -27,6 +27,11 @@ VT_INTERNAL int vt__fail_at(const void *handle, int code, const char *path, cons
     __attribute__((format(printf, 4, 5)));
 VT_INTERNAL int vt__vfail_at(const void *handle, int code, const char *path, const char *fmt,
                              va_list ap);
+/* For decoders that have no file at hand (format.c, labels.c, the NIfTI
+ * header): write the reason for a failure into @p why (@p whylen bytes) and
+ * return @p code; the caller reports it with vt__fail_at, naming the file. */
+VT_INTERNAL int vt__why(char *why, size_t whylen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 /* Message recorded for @p handle in this thread ("" if the last failure was
  * for another handle); handle NULL: the last failure of any handle. */
 VT_INTERNAL const char *vt__errmsg(const void *handle);
@@ -46,6 +51,15 @@ static inline bool vt__add_ok(uint64_t a, uint64_t b, uint64_t *r)
 static inline uint64_t vt__ceil_div(uint64_t a, uint64_t b)
 {
     return a / b + (a % b != 0);
+}
+
+/* ---- file names ------------------------------------------------------- */
+
+/* Whether @p s ends with @p suffix (file name endings: ".nii.gz", ".npy" ...). */
+static inline bool vt__ends_with(const char *s, const char *suffix)
+{
+    size_t n = __builtin_strlen(s), m = __builtin_strlen(suffix);
+    return n >= m && __builtin_memcmp(s + n - m, suffix, m) == 0;
 }
 
 /* ---- little-endian field access ----------------------------------------- */
@@ -76,6 +90,12 @@ VT_INTERNAL double vt__dtype_max(vt_dtype dtype);
 VT_INTERNAL void vt__minmax(vt_dtype dtype, const void *p, size_t n, double *min, double *max);
 /* True when @p v converts to @p dtype and back unchanged (NaN counts as exact for floats). */
 VT_INTERNAL bool vt__representable(vt_dtype dtype, double v);
+/* Narrow @p n 64-bit integers to the store's widest integers, @p dtype VT_I32
+ * (from int64) or VT_U32 (from uint64): element i at src + i * @p stride,
+ * byte-swapped first when @p swap, to dst + 4 * i (not overlapping src).
+ * VT_ERANGE naming @p path and the first value that does not fit. */
+VT_INTERNAL int vt__narrow64(vt_dtype dtype, const unsigned char *src, size_t n, size_t stride, bool swap,
+                             unsigned char *dst, const char *path);
 
 /* ---- writer (writer.c) ------------------------------------------------- */
 

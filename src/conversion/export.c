@@ -9,6 +9,7 @@
  * Data are streamed slab by slab from the lazy reader, in the header's byte
  * order, to a temporary file renamed into place. */
 #include "internal.h"
+#include "nifti.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,64 +20,12 @@
 #include <unistd.h>
 #include <zlib.h>
 
-/* Field offsets in NIfTI-1 and NIfTI-2 headers. */
-typedef struct layout {
-    size_t size, dim, datatype, bitpix, pixdim, vox_offset, scl_slope, scl_inter, qform_code,
-        sform_code, qoffset, srow, magic;
-    int wide; /* 8-byte dims and offsets, doubles */
-} layout;
-
-static const layout nifti1 = {348, 40, 70, 72, 76, 108, 112, 116, 252, 254, 268, 280, 344, 0};
-static const layout nifti2 = {540, 16, 12, 14, 104, 168, 176, 184, 344, 348, 376, 400, 4, 1};
-
+/* A header being written: the source's (or a fresh NIfTI-1) bytes, patched. */
 typedef struct hdr {
-    unsigned char b[544];
-    const layout *l;
-    bool swap;
-    bool widen; /* 64-bit integers in the source, stored narrowed to 32 bits */
+    unsigned char b[VT_NIFTI2_SIZE + 4];
+    vt_nifti_hdr h;  /* b, its layout and byte order */
+    bool widen;      /* 64-bit integers in the source, stored narrowed to 32 bits */
 } hdr;
-
-static void put_int(hdr *h, size_t off, int64_t v, int width)
-{
-    if (width == 2) {
-        uint16_t x = (uint16_t)(int16_t)v;
-        vt__st16(h->b + off, h->swap ? __builtin_bswap16(x) : x);
-    } else if (width == 4) {
-        uint32_t x = (uint32_t)(int32_t)v;
-        vt__st32(h->b + off, h->swap ? __builtin_bswap32(x) : x);
-    } else {
-        uint64_t x = (uint64_t)v;
-        vt__st64(h->b + off, h->swap ? __builtin_bswap64(x) : x);
-    }
-}
-
-static void put_real(hdr *h, size_t off, double v)
-{
-    if (h->l->wide) {
-        uint64_t x;
-        memcpy(&x, &v, 8);
-        vt__st64(h->b + off, h->swap ? __builtin_bswap64(x) : x);
-    } else {
-        float f = (float)v;
-        uint32_t x;
-        memcpy(&x, &f, 4);
-        vt__st32(h->b + off, h->swap ? __builtin_bswap32(x) : x);
-    }
-}
-
-static int nifti_code(vt_dtype d)
-{
-    switch (d) {
-    case VT_U8: return 2;
-    case VT_I8: return 256;
-    case VT_U16: return 512;
-    case VT_I16: return 4;
-    case VT_U32: return 768;
-    case VT_I32: return 8;
-    case VT_F64: return 64;
-    default: return 16; /* float32; float16 and bfloat16 are widened */
-    }
-}
 
 static const void *meta(const vt_store *s, const char *key, vt_meta_type type, size_t count)
 {
@@ -86,28 +35,6 @@ static const void *meta(const vt_store *s, const char *key, vt_meta_type type, s
     if (vt_meta_get(s, key, &t, &d, &n) != 0 || t != type || (count && n != count))
         return NULL;
     return d;
-}
-
-static bool ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && strcmp(s + n - m, suffix) == 0;
-}
-
-static double get_real(const hdr *h, size_t off)
-{
-    if (h->l->wide) {
-        uint64_t x = vt__ld64(h->b + off);
-        x = h->swap ? __builtin_bswap64(x) : x;
-        double d;
-        memcpy(&d, &x, 8);
-        return d;
-    }
-    uint32_t x = vt__ld32(h->b + off);
-    x = h->swap ? __builtin_bswap32(x) : x;
-    float v;
-    memcpy(&v, &x, 4);
-    return v;
 }
 
 /* The affine of array @p name: "NAME@K.affine" for a pyramid level (a
@@ -161,78 +88,63 @@ static void level_transform(const vt_store *s, const char *name, const int64_t *
 
 /* Build the header for @p a of @p s. */
 static int make_header(const vt_store *s, const vt_array_info *ai, vt_dtype out_dt,
-                       hdr *h, const unsigned char **ext, size_t *ext_len)
+                       hdr *hd, const unsigned char **ext, size_t *ext_len)
 {
-    memset(h, 0, sizeof *h);
+    memset(hd, 0, sizeof *hd);
+    vt_nifti_hdr *h = &hd->h;
+    h->b = hd->b;
     vt_meta_type t;
     const void *src;
     size_t n;
     bool from_source = vt_meta_get(s, "nifti.header", &t, &src, &n) == 0 && t == VT_META_BYTES &&
-                       (n == 348 || n == 540);
+                       (n == VT_NIFTI1_SIZE || n == VT_NIFTI2_SIZE);
     *ext = NULL;
     *ext_len = 0;
     if (from_source) {
         memcpy(h->b, src, n);
-        h->l = n == 348 ? &nifti1 : &nifti2;
-        uint32_t sz = vt__ld32(h->b);
-        h->swap = sz != (uint32_t)n;
+        h->l = n == VT_NIFTI1_SIZE ? &vt__nifti1 : &vt__nifti2;
+        h->swap = vt__ld32(h->b) != (uint32_t)n;
         size_t en;
         if (vt_meta_get(s, "nifti.extensions", &t, &src, &en) == 0 && t == VT_META_BYTES) {
             *ext = src;
             *ext_len = en;
         }
     } else { /* a fresh NIfTI-1 header */
-        h->l = &nifti1;
-        put_int(h, 0, 348, 4);
-        memcpy(h->b + nifti1.magic, "n+1\0", 4);
-        put_real(h, nifti1.pixdim, 1.0); /* qfac */
-        h->b[123] = 2;                   /* xyzt_units: mm */
+        h->l = &vt__nifti1;
+        vt__nifti_put_int(h, 0, 4, VT_NIFTI1_SIZE);
+        memcpy(h->b + h->l->magic, "n+1\0", 4);
+        vt__nifti_put_real(h, h->l->pixdim, 1.0);  /* qfac */
+        vt__nifti_put_int(h, h->l->xyzt_units, 1, 2); /* mm */
     }
-    const layout *l = h->l;
-    int iw = l->wide ? 8 : 2;
+    const vt_nifti_layout *l = h->l;
     /* shape */
     uint64_t C = ai->shape[0], Z = ai->shape[1], Y = ai->shape[2], X = ai->shape[3];
     int nd = C > 1 ? 4 : Z > 1 ? 3 : Y > 1 ? 2 : 1;
     int64_t dims[8] = {nd, (int64_t)X, (int64_t)Y, (int64_t)Z, (int64_t)C, 1, 1, 1};
     for (int i = 0; i < 8; i++)
-        put_int(h, l->dim + (size_t)(iw * i), dims[i], iw);
-    int code = nifti_code(out_dt);
+        vt__nifti_put_int(h, l->dim + (size_t)(i * l->dim_bytes), l->dim_bytes, dims[i]);
+    int code = vt__nifti_code(out_dt);
     if (from_source) { /* int64/uint64 sources were narrowed (values checked): widen back */
-        uint16_t src_code = vt__ld16(h->b + l->datatype);
-        src_code = h->swap ? __builtin_bswap16(src_code) : src_code;
-        h->widen = (src_code == 1024 && out_dt == VT_I32) || (src_code == 1280 && out_dt == VT_U32);
-        if (h->widen)
+        int src_code = (int)vt__nifti_get_int(h, l->datatype, 2);
+        hd->widen = (src_code == VT_NIFTI_INT64 && out_dt == VT_I32) || (src_code == VT_NIFTI_UINT64 && out_dt == VT_U32);
+        if (hd->widen)
             code = src_code;
     }
-    put_int(h, l->datatype, code, 2);
-    put_int(h, l->bitpix, (int64_t)(8 * vt_dtype_size(out_dt)) * (h->widen ? 2 : 1), 2);
+    vt__nifti_put_int(h, l->datatype, 2, code);
+    vt__nifti_put_int(h, l->bitpix, 2, (int64_t)(8 * vt_dtype_size(out_dt)) * (hd->widen ? 2 : 1));
     /* scaling: the header's own fields stay when they still hold (raw values
      * with their slope, or no scaling at all); cleared when the store holds
      * scaled values or labels */
     bool image = strcmp(ai->name, "seg") != 0;
     bool kept = meta(s, "scl_slope", VT_META_F64, 1) != NULL;
-    double sl[2] = {0, 0}; /* slope, intercept */
-    for (int k = 0; k < 2 && from_source; k++) {
-        size_t off = k ? l->scl_inter : l->scl_slope;
-        if (l->wide) {
-            uint64_t x = vt__ld64(h->b + off);
-            x = h->swap ? __builtin_bswap64(x) : x;
-            memcpy(&sl[k], &x, 8);
-        } else {
-            uint32_t x = vt__ld32(h->b + off);
-            x = h->swap ? __builtin_bswap32(x) : x;
-            float f;
-            memcpy(&f, &x, 4);
-            sl[k] = f;
-        }
-    }
-    bool scales = isfinite(sl[0]) && sl[0] != 0 && !(sl[0] == 1 && (sl[1] == 0 || !isfinite(sl[1])));
+    double slope = from_source ? vt__nifti_get_real(h, l->scl_slope) : 0;
+    double inter = from_source ? vt__nifti_get_real(h, l->scl_inter) : 0;
+    bool scales = isfinite(slope) && slope != 0 && !(slope == 1 && (inter == 0 || !isfinite(inter)));
     if (scales && !(image && kept)) {
-        put_real(h, l->scl_slope, 0);
-        put_real(h, l->scl_inter, 0);
+        vt__nifti_put_real(h, l->scl_slope, 0);
+        vt__nifti_put_real(h, l->scl_inter, 0);
     }
     /* geometry */
-    size_t rw = l->wide ? 8 : 4;
     if (from_source) {
         /* a single file now, whatever the source was */
         if (memcmp(h->b + l->magic, "ni1", 3) == 0 || memcmp(h->b + l->magic, "ni2", 3) == 0)
@@ -251,14 +163,16 @@ static int make_header(const vt_store *s, const vt_array_info *ai, vt_dtype out_
                 for (int c = 0; c < 3; c++) {
                     qt += q[4 * r + c] * tr[c];
                     st += f[4 * r + c] * tr[c];
-                    put_real(h, l->srow + rw * (size_t)(4 * r + c), f[4 * r + c] * fac[c]);
+                    vt__nifti_put_real(h, vt__nifti_real_at(h, l->srow, 4 * r + c), f[4 * r + c] * fac[c]);
                 }
-                put_real(h, l->qoffset + rw * (size_t)r, qt);
-                put_real(h, l->srow + rw * (size_t)(4 * r + 3), st);
+                vt__nifti_put_real(h, vt__nifti_real_at(h, l->quatern, 3 + r), qt); /* qoffset */
+                vt__nifti_put_real(h, vt__nifti_real_at(h, l->srow, 4 * r + 3), st);
             }
             for (int c = 0; c < 3; c++) /* the qform's zooms */
-                if (fac[c] != 1)
-                    put_real(h, l->pixdim + rw * (size_t)(c + 1), get_real(h, l->pixdim + rw * (size_t)(c + 1)) * fac[c]);
+                if (fac[c] != 1) {
+                    size_t at = vt__nifti_real_at(h, l->pixdim, c + 1);
+                    vt__nifti_put_real(h, at, vt__nifti_get_real(h, at) * fac[c]);
+                }
         }
     } else {
         const double *aff = level_affine(s, ai->name), *sp = meta(s, "spacing", VT_META_F64, 3);
@@ -266,11 +180,12 @@ static int make_header(const vt_store *s, const vt_array_info *ai, vt_dtype out_
         if (aff == NULL)
             aff = eye;
         for (int i = 0; i < 12; i++)
-            put_real(h, l->srow + rw * (size_t)i, aff[i]);
-        put_int(h, l->sform_code, 2, l->wide ? 4 : 2); /* aligned to an anatomical volume */
+            vt__nifti_put_real(h, vt__nifti_real_at(h, l->srow, i), aff[i]);
+        /* sform_code 2: aligned to an anatomical volume */
+        vt__nifti_put_int(h, l->xform_codes + (size_t)l->code_bytes, l->code_bytes, 2);
         for (int i = 0; i < 3; i++) {
             double z = sqrt(aff[i] * aff[i] + aff[4 + i] * aff[4 + i] + aff[8 + i] * aff[8 + i]);
-            put_real(h, l->pixdim + rw * (size_t)(i + 1), sp && aff == eye ? sp[2 - i] : z);
+            vt__nifti_put_real(h, vt__nifti_real_at(h, l->pixdim, i + 1), sp && aff == eye ? sp[2 - i] : z);
         }
     }
     return 0;
@@ -280,8 +195,8 @@ int vt_export_nifti(const char *store_path, const char *array, const char *out)
 {
     if (store_path == NULL || out == NULL)
         return vt__fail(NULL, VT_EINVAL, "vt_export_nifti: store and output must be given");
-    bool gz = ends_with(out, ".nii.gz");
-    if (!gz && !ends_with(out, ".nii"))
+    bool gz = vt__ends_with(out, ".nii.gz");
+    if (!gz && !vt__ends_with(out, ".nii"))
         return vt__fail(NULL, VT_EINVAL, "%s: the output must end in .nii or .nii.gz", out);
     vt_store *s;
     int rc = vt_open(store_path, 0, &s);
@@ -307,12 +222,12 @@ int vt_export_nifti(const char *store_path, const char *array, const char *out)
     size_t ext_len;
     make_header(s, &ai, dt, &h, &ext, &ext_len);
     /* vox_offset: header, 4-byte extender, extensions, rounded up to 16 */
-    size_t hs = h.l->size;
+    size_t hs = h.h.l->size;
     uint64_t vox = ((hs + 4 + ext_len) + 15) / 16 * 16;
-    if (h.l->wide)
-        put_int(&h, h.l->vox_offset, (int64_t)vox, 8);
+    if (h.h.l->version == 2)
+        vt__nifti_put_int(&h.h, h.h.l->vox_offset, 8, (int64_t)vox);
     else
-        put_real(&h, h.l->vox_offset, (double)vox);
+        vt__nifti_put_real(&h.h, h.h.l->vox_offset, (double)vox);
 
     /* a temporary published whole at the end (as stores are); zlib writes
      * through a duplicate of its descriptor */
@@ -369,7 +284,7 @@ int vt_export_nifti(const char *store_path, const char *array, const char *out)
                 uint32_t v = vt__ld32(buf + 4 * i);
                 vt__st64(buf + 8 * i, dt == VT_I32 ? (uint64_t)(int64_t)(int32_t)v : v);
             }
-            if (h.swap)
+            if (h.h.swap)
                 for (uint64_t i = 0; i < n; i++) {
                     unsigned char *e = buf + i * es;
                     for (size_t p = 0, q = es - 1; p < q; p++, q--) {

@@ -44,6 +44,8 @@
  * s->header when it fits VT_SOURCE_HEADER_MAX bytes, else whole in s->extra
  * (header_len 0). */
 #include "source.h"
+#include "text.h"
+#include "voxels.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -223,7 +225,7 @@ int vt__mha_open(const char *path, vt_source **out)
     vt_source *s = NULL;
     char *data_path = NULL;
     bool ended;
-    vt_flat_spec spec;
+    vt_voxels_spec spec;
     memset(&spec, 0, sizeof spec);
     int rc = vt__lines_open(&L, path, MHA_HEADER_MAX);
     if (rc)
@@ -283,7 +285,7 @@ int vt__mha_open(const char *path, vt_source **out)
         size_t n = strlen(mha_types[i].name);
         if (strncasecmp(et, mha_types[i].name, n) == 0 && (etn == n || strcasecmp(et + n, "_ARRAY") == 0)) {
             spec.dtype = mha_types[i].dtype;
-            spec.file_es = mha_types[i].fes;
+            spec.file_elem_bytes = mha_types[i].fes;
             known = true;
         }
     }
@@ -306,7 +308,7 @@ int vt__mha_open(const char *path, vt_source **out)
         goto done;
     }
     spec.big_endian = h.val[M_MSB] ? msb : emsb;
-    spec.codec = compressed ? VT_FLAT_ZLIB : VT_FLAT_RAW;
+    spec.codec = compressed ? VT_VOXELS_ZLIB : VT_VOXELS_RAW;
     if (h.val[M_COMPSIZE]) {
         int64_t cs;
         if ((rc = ints(&h, M_COMPSIZE, &cs, 1)) != 0)
@@ -415,7 +417,7 @@ int vt__mha_open(const char *path, vt_source **out)
     spec.data_path = data_path;
     if ((rc = vt__source_keep_text_header(s, L.buf, L.pos)) != 0)
         goto done;
-    rc = vt__flat_attach(s, &spec);
+    rc = vt__voxels_attach(s, &spec);
 done:
     vt__lines_close(&L);
     for (int f = 0; f < M_COUNT; f++)

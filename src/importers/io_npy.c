@@ -1,6 +1,10 @@
-/* .npy reader: header parsing (a Python dict literal, parsed strictly) and
- * positioned reads of the data in host byte order. */
+/* .npy reader: header parsing (a Python dict literal, parsed strictly),
+ * positioned reads of the data in host byte order, and the image source over
+ * it (3-d and 4-d arrays, C order read by slabs, Fortran order gathered run
+ * by run). */
 #include "io_npy.h"
+
+#include "source.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -246,22 +250,6 @@ void vt__npy_close(vt_npy *n)
     }
 }
 
-/* Narrow @p count 64-bit integers at @p src (host order) into 32-bit ones at @p dst. */
-static int narrow(const vt_npy *n, const unsigned char *src, size_t count, unsigned char *dst)
-{
-    for (size_t i = 0; i < count; i++) {
-        uint64_t v = vt__ld64(src + 8 * i);
-        if (n->dtype == VT_I32 && ((int64_t)v < INT32_MIN || (int64_t)v > INT32_MAX))
-            return vt__fail(NULL, VT_ERANGE, "%s: int64 value %lld does not fit int32 (the store's widest integer)",
-                            n->path, (long long)v);
-        if (n->dtype == VT_U32 && v > UINT32_MAX)
-            return vt__fail(NULL, VT_ERANGE, "%s: uint64 value %llu does not fit uint32 (the store's widest integer)",
-                            n->path, (unsigned long long)v);
-        vt__st32(dst + 4 * i, (uint32_t)v);
-    }
-    return 0;
-}
-
 int vt__npy_read(vt_npy *n, uint64_t off, void *buf, size_t len)
 {
     size_t ratio = n->fes / n->es, flen = len * ratio;
@@ -284,5 +272,87 @@ int vt__npy_read(vt_npy *n, uint64_t off, void *buf, size_t len)
                 p[i + b] = t;
             }
     }
-    return ratio > 1 ? narrow(n, into, len / n->es, buf) : 0;
+    return ratio > 1 ? vt__narrow64(n->dtype, into, len / n->es, 8, false, buf, n->path) : 0;
+}
+
+/* ---- the .npy image source ----------------------------------------------- */
+
+typedef struct npy_impl {
+    vt_npy n;
+} npy_impl;
+
+static int npy_read_slab(vt_source *s, uint64_t c, uint64_t z0, uint64_t nz, void *buf)
+{
+    npy_impl *im = s->impl;
+    vt_npy *n = &im->n;
+    uint64_t Z = s->shape[1], Y = s->shape[2], X = s->shape[3];
+    size_t es = n->es;
+    if (!n->fortran) /* contiguous: channel c, slices z0.. */
+        return vt__npy_read(n, ((c * Z + z0) * Y * X) * es, buf, (size_t)(nz * Y * X * es));
+    /* Fortran order (3-d only): element (z, y, x) at z + Z * (y + Y * x); each
+     * (y, x) holds the slab's nz values of z contiguously. */
+    unsigned char *out = buf;
+    size_t per = (size_t)nz * es;
+    unsigned char *r = vt__malloc(per);
+    if (r == NULL)
+        return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", s->path);
+    int rc = 0;
+    for (uint64_t y = 0; y < Y && rc == 0; y++)
+        for (uint64_t x = 0; x < X && rc == 0; x++) {
+            rc = vt__npy_read(n, (z0 + Z * (y + Y * x)) * es, r, per);
+            for (uint64_t k = 0; k < nz && rc == 0; k++)
+                memcpy(out + ((k * Y + y) * X + x) * es, r + k * es, es);
+        }
+    free(r);
+    return rc;
+}
+
+static void npy_close(vt_source *s)
+{
+    npy_impl *im = s->impl;
+    if (im) {
+        vt__npy_close(&im->n);
+        free(im);
+        s->impl = NULL;
+    }
+}
+
+int vt__npy_source_open(const char *path, vt_source **out)
+{
+    *out = NULL;
+    vt_source *s = vt__source_new(path);
+    npy_impl *im = vt__calloc(1, sizeof *im);
+    if (s == NULL || im == NULL) {
+        free(im);
+        vt__source_close(s);
+        return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", path);
+    }
+    s->impl = im;
+    s->close = npy_close;
+    s->read_slab = npy_read_slab;
+    s->format = "npy";
+    int rc = vt__npy_open(path, &im->n);
+    if (rc) {
+        vt__source_close(s);
+        return rc;
+    }
+    vt_npy *n = &im->n;
+    if (n->ndim != 3 && n->ndim != 4) {
+        int nd = n->ndim; /* closing frees n */
+        vt__source_close(s);
+        return vt__fail(NULL, VT_EUNSUPPORTED, "%s: a %d-d .npy is not an image: expected (z, y, x) or (c, z, y, x)",
+                        path, nd);
+    }
+    if (n->fortran && n->ndim != 3) {
+        vt__source_close(s);
+        return vt__fail(NULL, VT_EUNSUPPORTED, "%s: a 4-d Fortran-order .npy cannot be streamed; save it in C order",
+                        path);
+    }
+    int lead = n->ndim == 3;
+    for (int d = 0; d < n->ndim; d++)
+        s->shape[d + lead] = n->shape[d];
+    s->dtype = n->dtype;
+    /* .npy has no geometry: unit spacing, identity affine (x, y, z) -> (x, y, z) */
+    *out = s;
+    return 0;
 }

@@ -37,6 +37,8 @@
  * s->header when it fits VT_SOURCE_HEADER_MAX bytes, else whole in s->extra
  * (header_len 0). */
 #include "source.h"
+#include "text.h"
+#include "voxels.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -297,7 +299,7 @@ static int read_header(vt_lines *L, nrrd_hdr *h, bool *ended)
 typedef struct nrrd_info {
     int dim;
     uint64_t sizes[MAXD];
-    vt_flat_spec spec;
+    vt_voxels_spec spec;
     char *data_path;
     int nonspatial; /* index of the non-spatial axis of a 4-d image, -1 for 3-d */
     int sp[3];      /* indices of the spatial axes x, y, z */
@@ -312,7 +314,7 @@ static int parse_type(nrrd_hdr *h, nrrd_info *in)
     for (size_t i = 0; i < sizeof nrrd_types / sizeof nrrd_types[0]; i++)
         if (strcmp(h->val[F_TYPE], nrrd_types[i].name) == 0) {
             in->spec.dtype = nrrd_types[i].dtype;
-            in->spec.file_es = nrrd_types[i].fes;
+            in->spec.file_elem_bytes = nrrd_types[i].fes;
             return 0;
         }
     return vt__fail(NULL, VT_EUNSUPPORTED, "%s: NRRD type \"%.40s\" is not supported", path, h->val[F_TYPE]);
@@ -358,15 +360,15 @@ static int parse_encoding(nrrd_hdr *h, nrrd_info *in)
     if (e == NULL)
         return FAIL(VT_EFORMAT, "%s: the header has no \"encoding\" field", path);
     if (strcasecmp(e, "raw") == 0)
-        in->spec.codec = VT_FLAT_RAW;
+        in->spec.codec = VT_VOXELS_RAW;
     else if (strcasecmp(e, "gzip") == 0 || strcasecmp(e, "gz") == 0)
-        in->spec.codec = VT_FLAT_GZIP;
+        in->spec.codec = VT_VOXELS_GZIP;
     else
         return FAIL(VT_EUNSUPPORTED, "%s: NRRD encoding \"%.30s\" is not supported (raw and gzip are)", path, e);
     /* byte order: needed for elements over one byte */
     const char *en = h->val[F_ENDIAN];
     if (en == NULL) {
-        if (in->spec.file_es > 1)
+        if (in->spec.file_elem_bytes > 1)
             return FAIL(VT_EFORMAT, "%s: the header has no \"endian\" field (needed for type %s)", path,
                         h->val[F_TYPE]);
     } else if (strcasecmp(en, "little") == 0) {
@@ -386,7 +388,7 @@ static int parse_encoding(nrrd_hdr *h, nrrd_info *in)
         if (!parse_i64(h->val[F_BYTESKIP], &b))
             return FAIL(VT_EFORMAT, "%s: byte skip \"%.30s\" is not an integer", path, h->val[F_BYTESKIP]);
         if (b == -1) {
-            if (in->spec.codec != VT_FLAT_RAW)
+            if (in->spec.codec != VT_VOXELS_RAW)
                 return FAIL(VT_EUNSUPPORTED, "%s: byte skip -1 (data at the end) works with raw encoding only",
                             path);
             in->spec.at_end = true;
@@ -698,7 +700,7 @@ int vt__nrrd_open(const char *path, vt_source **out)
         goto done;
     if ((rc = vt__source_keep_text_header(s, L.buf, L.pos)) != 0)
         goto done;
-    rc = vt__flat_attach(s, &in.spec);
+    rc = vt__voxels_attach(s, &in.spec);
 done:
     vt__lines_close(&L);
     for (int f = 0; f < F_COUNT; f++)
