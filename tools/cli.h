@@ -58,6 +58,12 @@ bool has_suffix(const char *s, const char *suffix);
 void json_string(const char *s);
 void json_double(double v);
 
+/* nnU-Net names the channels of a case CASE_0000<ending>, CASE_0001<ending> ...:
+ * true when the @p stem_len characters of @p name before its ending end in
+ * "_" and four digits; then *case_len is the length of CASE and *channel the
+ * number (either may be NULL). */
+bool nnunet_channel(const char *name, size_t stem_len, size_t *case_len, int *channel);
+
 /* The array a command works on: --array NAME, else "image", else the first.
  * On failure prints the error and returns nonzero. */
 int open_array(vt_store *s, const char *name, const vt_array **out);

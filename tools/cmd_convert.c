@@ -390,15 +390,11 @@ static int list_cases(const char *dir, const char *ending, int nchan, const char
     struct dirent *e;
     size_t el = strlen(ending);
     while ((e = readdir(d)) != NULL) {
-        size_t n = strlen(e->d_name);
-        if (n < el + 5 || strcmp(e->d_name + n - el, ending) != 0 || e->d_name[n - el - 5] != '_')
+        size_t n = strlen(e->d_name), idlen;
+        int ch;
+        if (!has_suffix(e->d_name, ending) || !nnunet_channel(e->d_name, n - el, &idlen, &ch))
             continue;
-        const char *num = e->d_name + n - el - 4;
-        if (!(num[0] >= '0' && num[0] <= '9' && num[1] >= '0' && num[1] <= '9' && num[2] >= '0' &&
-              num[2] <= '9' && num[3] >= '0' && num[3] <= '9'))
-            continue;
-        int ch = atoi(num);
-        char *id = strndup(e->d_name, n - el - 5);
+        char *id = strndup(e->d_name, idlen);
         dcase *c = NULL;
         for (size_t i = 0; i < *ncases; i++)
             if (strcmp((*cases)[i].id, id) == 0 && strncmp((*cases)[i].out, out_dir, strlen(out_dir)) == 0 &&

@@ -45,27 +45,18 @@ typedef struct scases {
     size_t n, failed;
 } scases;
 
-static const char *const image_suffixes[] = {".nii.gz", ".nii", ".hdr", ".hdr.gz", ".npy", ".nrrd",
-                                             ".nhdr", ".mha", ".mhd"};
-
-/* The case a file belongs to: its path without the extension and _XXXX. */
+/* The case a file belongs to: its path without the channel number, as
+ * nnU-Net names channels (CASE_0000.nii.gz, CASE_0001.nii.gz ... ->
+ * CASE.nii.gz); a file without one is a case of its own (t.nrrd and t.mha
+ * are two). */
 static char *case_key(const char *path)
 {
-    for (size_t i = 0; i < sizeof image_suffixes / sizeof image_suffixes[0]; i++)
-        if (has_suffix(path, image_suffixes[i])) {
-            /* CASE_0000.nii.gz, CASE_0001.nii.gz ... -> CASE.nii.gz; a file
-             * without the channel suffix is a case of its own (t.nrrd and
-             * t.mha are two) */
-            size_t n = strlen(path) - strlen(image_suffixes[i]);
-            if (n > 5 && path[n - 5] == '_' && strspn(path + n - 4, "0123456789") >= 4) {
-                char *key = strdup(path);
-                if (key)
-                    memmove(key + n - 5, key + n, strlen(key + n) + 1);
-                return key;
-            }
-            break;
-        }
-    return strdup(path);
+    size_t ending, stem;
+    char *key = strdup(path);
+    if (key && vt_image_format(path, NULL, &ending) == VT_IMAGE_FILE &&
+        nnunet_channel(path, strlen(path) - ending, &stem, NULL))
+        memmove(key + stem, key + stem + 5, strlen(key + stem + 5) + 1);
+    return key;
 }
 
 static void stats_add(scases *cs, const char *path)
@@ -167,9 +158,7 @@ static void stats_walk(scases *cs, const char *path)
         char sub[4096];
         snprintf(sub, sizeof sub, "%s/%s", path, names[i]);
         struct stat ss;
-        bool known = has_suffix(names[i], ".vxt");
-        for (size_t k = 0; k < sizeof image_suffixes / sizeof image_suffixes[0] && !known; k++)
-            known = has_suffix(names[i], image_suffixes[k]);
+        bool known = has_suffix(names[i], ".vxt") || vt_image_format(names[i], NULL, NULL) == VT_IMAGE_FILE;
         if (stat(sub, &ss) == 0 && (S_ISDIR(ss.st_mode) || known))
             stats_walk(cs, sub);
         free(names[i]);

@@ -60,12 +60,6 @@ static bool has_scaling(const vt_source *s)
     return s->scl_slope != 0 && !(s->scl_slope == 1 && s->scl_inter == 0);
 }
 
-static bool ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && strcmp(s + n - m, suffix) == 0;
-}
-
 /* Re-report a writer failure as the thread's last failure. */
 static int writer_fail(vt_writer *w, int rc)
 {
@@ -275,7 +269,7 @@ int vt_convert(const char *in, const char *out, const vt_convert_opts *opts)
     if (opts->array == NULL || opts->array[0] == 0)
         return vt__fail(NULL, VT_EINVAL, "vt_convert: array name must be given");
     /* a plain .npy of any rank or order keeps its shape */
-    if (ends_with(in, ".npy") && opts->crop_mode == VT_CROP_NONE && opts->dtype == VT_DTYPE_SAME)
+    if (vt__ends_with(in, ".npy") && opts->crop_mode == VT_CROP_NONE && opts->dtype == VT_DTYPE_SAME)
         return convert_npy(in, out, opts);
     return vt_convert_images(&in, 1, NULL, out, opts);
 }

@@ -109,8 +109,9 @@ typedef struct mha_hdr {
     unsigned line[M_COUNT];
 } mha_hdr;
 
-/* Exactly @p n integers. */
-static int ints(const mha_hdr *h, int f, int64_t *v, int n)
+/* Exactly @p n values of field @p f: integers into @p iv, or (iv NULL)
+ * finite numbers into @p dv. */
+static int values(const mha_hdr *h, int f, int64_t *iv, double *dv, int n)
 {
     const char *p = h->val[f], *t;
     for (int i = 0; i <= n; i++) {
@@ -120,30 +121,16 @@ static int ints(const mha_hdr *h, int f, int64_t *v, int n)
                 return 0;
             break;
         }
-        if (k == 0 || !vt__text_i64(t, k, &v[i]))
+        if (k == 0 || !(iv ? vt__text_i64(t, k, &iv[i]) : vt__text_f64(t, k, &dv[i])))
             break;
     }
-    return vt__fail(NULL, VT_EFORMAT, "%s: %s = \"%.60s\" is not %d integer%s", h->path, h->key[f], h->val[f], n,
-                    n > 1 ? "s" : "");
+    return vt__fail(NULL, VT_EFORMAT, "%s: %s = \"%.60s\" is not %d %s%s", h->path, h->key[f], h->val[f], n,
+                    iv ? "integer" : "finite number", n > 1 ? "s" : "");
 }
 
-/* Exactly @p n finite numbers. */
-static int numbers(const mha_hdr *h, int f, double *v, int n)
-{
-    const char *p = h->val[f], *t;
-    for (int i = 0; i <= n; i++) {
-        size_t k = vt__text_token(&p, &t);
-        if (i == n) {
-            if (k == 0)
-                return 0;
-            break;
-        }
-        if (k == 0 || !vt__text_f64(t, k, &v[i]))
-            break;
-    }
-    return vt__fail(NULL, VT_EFORMAT, "%s: %s = \"%.60s\" is not %d finite number%s", h->path, h->key[f],
-                    h->val[f], n, n > 1 ? "s" : "");
-}
+static int ints(const mha_hdr *h, int f, int64_t *v, int n) { return values(h, f, v, NULL, n); }
+
+static int numbers(const mha_hdr *h, int f, double *v, int n) { return values(h, f, NULL, v, n); }
 
 /* True / False (also 1 / 0); a missing field is @p def. */
 static int boolean(const mha_hdr *h, int f, bool def, bool *v)

@@ -56,25 +56,21 @@ static int parse_header(unsigned char *b, size_t len, nifti_fields *h, char *why
     const vt_nifti_layout *l = h->l;
     vt_nifti_hdr v = {b, l, h->swap};
     const char *m = (const char *)b + l->magic;
+    if (memcmp(m, l->magic_single, 4) == 0) /* the magic's NUL included */
+        h->pair = false;
+    else if (memcmp(m, l->magic_pair, 4) == 0)
+        h->pair = true;
+    else if (l->version == 1)
+        return vt__why(why, whylen, VT_EUNSUPPORTED, "bad NIfTI-1 magic (an Analyze 7.5 header?)");
+    else
+        return vt__why(why, whylen, VT_EFORMAT, "bad NIfTI-2 magic");
     if (l->version == 1) {
-        if (memcmp(m, "n+1\0", 4) == 0)
-            h->pair = false;
-        else if (memcmp(m, "ni1\0", 4) == 0)
-            h->pair = true;
-        else
-            return vt__why(why, whylen, VT_EUNSUPPORTED, "bad NIfTI-1 magic (an Analyze 7.5 header?)");
         double vo = vt__nifti_get_real(&v, l->vox_offset);
         if (!(vo >= 0) || vo > 1e15 || vo != floor(vo))
             return vt__why(why, whylen, VT_EFORMAT, "vox_offset %g is not a valid byte offset", vo);
         h->vox_offset = (uint64_t)vo;
     } else {
         static const unsigned char tail[4] = {'\r', '\n', 0x1a, '\n'};
-        if (memcmp(m, "n+2\0", 4) == 0)
-            h->pair = false;
-        else if (memcmp(m, "ni2\0", 4) == 0)
-            h->pair = true;
-        else
-            return vt__why(why, whylen, VT_EFORMAT, "bad NIfTI-2 magic");
         if (memcmp(m + 4, tail, 4) != 0)
             return vt__why(why, whylen, VT_EFORMAT, "NIfTI-2 magic damaged (line-ending conversion?)");
         int64_t vo = vt__nifti_get_int(&v, l->vox_offset, 8);

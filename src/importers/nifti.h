@@ -14,7 +14,8 @@
 typedef struct vt_nifti_layout {
     int version;           /* 1 or 2 */
     size_t size;           /* sizeof_hdr: 348 or 540 (the field at offset 0, 4 bytes) */
-    size_t magic;          /* 4 bytes: "n+1\0" / "ni1\0" (n+2, ni2 followed by "\r\n\032\n") */
+    size_t magic;          /* 4 bytes (NIfTI-2: then "\r\n\032\n") */
+    const char *magic_single, *magic_pair; /* "n+1": header and voxels in one file; "ni1": .hdr/.img */
     size_t datatype, bitpix; /* 2 bytes each */
     size_t dim;            /* dim[0..7], dim_bytes each */
     size_t pixdim;         /* pixdim[0..7], real_bytes each */

@@ -49,30 +49,19 @@ vt_tscratch *vt__tscratch(void)
 
 /* ---- open --------------------------------------------------------------- */
 
-void vt__tile_coords(const vt_array *a, uint64_t t, uint64_t *c)
-{
-    for (int d = VT_MAX_DIMS - 1; d >= 0; d--) {
-        c[d] = t % a->grid[d];
-        t /= a->grid[d];
-    }
-}
-
+/* Decoded bytes of the tile at @p c. */
 static uint64_t tile_raw_bytes(const vt_array *a, const uint64_t *c)
 {
-    uint64_t n = a->es;
-    for (int d = 0; d < a->ent.ndim; d++) {
-        uint64_t s = c[d] * a->ent.tile[d], e = a->ent.shape[d] - s;
-        n *= e < a->ent.tile[d] ? e : a->ent.tile[d];
-    }
-    return n;
+    uint64_t ext[VT_MAX_DIMS];
+    return vt__tile_box(&a->ent, c, NULL, ext) * a->es;
 }
 
 static uint64_t tile_voxels_cb(const void *ctx, uint64_t t)
 {
     const vt_array *a = ctx;
-    uint64_t c[VT_MAX_DIMS];
-    vt__tile_coords(a, t, c);
-    return tile_raw_bytes(a, c) / a->es;
+    uint64_t c[VT_MAX_DIMS], ext[VT_MAX_DIMS];
+    vt__tile_coords(a->grid, t, c);
+    return vt__tile_box(&a->ent, c, NULL, ext);
 }
 
 /* Check one array's directory entry against the file and its tile index. */
@@ -133,11 +122,8 @@ static int validate_array(vt_store *s, vt_array *a)
         }
         if (why) {
             char cs[160];
-            size_t o = 0;
-            for (int d = 0; d < e->ndim; d++)
-                o += (size_t)snprintf(cs + o, sizeof cs - o, "%s%llu", d ? "," : "",
-                                      (unsigned long long)c[d]);
-            return vt__fail_at(NULL, VT_EFORMAT, s->path, "array '%s' tile (%s): %s", e->name, cs, why);
+            return vt__fail_at(NULL, VT_EFORMAT, s->path, "array '%s' tile %s: %s", e->name,
+                               vt__coords_text(c, e->ndim, cs, sizeof cs), why);
         }
         a->stored_bytes += te.size;
         a->constant_tiles += (te.flags & VT_TILE_CONSTANT) != 0;
@@ -367,12 +353,8 @@ int vt_tile_get(const vt_array *a, uint64_t t, vt_tile_info *o)
     memset(o, 0, sizeof *o);
     vt_tile_entry te;
     vt__tile_decode(a->index + t * VT_TILE_ENTRY_SIZE, &te);
-    vt__tile_coords(a, t, o->coord);
-    for (int d = 0; d < VT_MAX_DIMS; d++) {
-        o->start[d] = o->coord[d] * a->ent.tile[d];
-        uint64_t e = a->ent.shape[d] - o->start[d];
-        o->extent[d] = e < a->ent.tile[d] ? e : a->ent.tile[d];
-    }
+    vt__tile_coords(a->grid, t, o->coord);
+    vt__tile_box(&a->ent, o->coord, o->start, o->extent);
     o->offset = (te.flags & VT_TILE_CONSTANT) ? 0 : te.offset;
     o->stored_size = te.size;
     o->flags = te.flags;
@@ -389,12 +371,9 @@ int vt__tile_fail(const vt_array *a, uint64_t t, int code, const char *what)
 {
     uint64_t c[VT_MAX_DIMS];
     char cs[160];
-    size_t o = 0;
-    vt__tile_coords(a, t, c);
-    for (int d = 0; d < a->ent.ndim; d++)
-        o += (size_t)snprintf(cs + o, sizeof cs - o, "%s%llu", d ? "," : "", (unsigned long long)c[d]);
-    return vt__fail(a->store, code, "%s: array '%s' tile %llu (%s): %s", a->store->path,
-                    a->ent.name, (unsigned long long)t, cs, what);
+    vt__tile_coords(a->grid, t, c);
+    return vt__fail_at(a->store, code, a->store->path, "array '%s' tile %llu %s: %s", a->ent.name,
+                       (unsigned long long)t, vt__coords_text(c, a->ent.ndim, cs, sizeof cs), what);
 }
 
 int vt__tile_load(const vt_array *a, uint64_t t, int verify, vt_tscratch *s, vt_tile_view *v)
@@ -403,14 +382,8 @@ int vt__tile_load(const vt_array *a, uint64_t t, int verify, vt_tscratch *s, vt_
     vt_tile_entry te;
     vt__tile_decode(ent, &te);
     uint64_t c[VT_MAX_DIMS];
-    vt__tile_coords(a, t, c);
-    uint64_t n = 1;
-    for (int d = 0; d < VT_MAX_DIMS; d++) {
-        v->start[d] = c[d] * a->ent.tile[d];
-        uint64_t e = a->ent.shape[d] - v->start[d];
-        v->ext[d] = e < a->ent.tile[d] ? e : a->ent.tile[d];
-        n *= v->ext[d];
-    }
+    vt__tile_coords(a->grid, t, c);
+    uint64_t n = vt__tile_box(&a->ent, c, v->start, v->ext);
     v->nelem = n;
     if (te.flags & VT_TILE_CONSTANT) {
         if (verify && vt__hash_differs(ent, 8, te.checksum))

@@ -476,7 +476,6 @@ static int read_tiles(read_ctx *r, int part, int parts, axis *ax)
         if ((int)(counter++ % (uint64_t)parts) == part) {
             size_t np[VT_MAX_DIMS];
             bool any = true;
-            uint64_t t = 0;
             for (int d = 0; d < nd && any; d++) {
                 int64_t ts = (int64_t)(tc[d] * a->ent.tile[d]);
                 int64_t te = (int64_t)a->ent.tile[d];
@@ -484,13 +483,10 @@ static int read_tiles(read_ctx *r, int part, int parts, axis *ax)
                     te = (int64_t)a->ent.shape[d] - ts;
                 np[d] = axis_pieces(&ax[d], ts, te);
                 any = np[d] > 0;
-                t = t * a->grid[d] + tc[d];
             }
             if (any) {
-                for (int d = nd; d < VT_MAX_DIMS; d++)
-                    t = t * a->grid[d];
                 vt_tile_view v;
-                int rc = vt__tile_load(a, t, r->verify, s, &v);
+                int rc = vt__tile_load(a, vt__tile_number(a->grid, tc, nd), r->verify, s, &v);
                 if (rc)
                     return rc;
                 piece *pcs[VT_MAX_DIMS];

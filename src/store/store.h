@@ -5,6 +5,7 @@
 
 #include "format.h"
 #include "internal.h"
+#include "tilegrid.h"
 
 struct vt_array {
     const vt_store *store;
@@ -51,7 +52,6 @@ typedef struct vt_tile_view {
     uint64_t start[VT_MAX_DIMS], ext[VT_MAX_DIMS];
 } vt_tile_view;
 
-VT_INTERNAL void vt__tile_coords(const vt_array *a, uint64_t t, uint64_t *c);
 /* Tile number @p t: check its checksum when @p verify, decode into the
  * thread's scratch when compressed. The view stays valid until the next call
  * in the same thread. */

@@ -12,6 +12,7 @@
 #include "format.h"
 #include "internal.h"
 #include "labels.h"
+#include "tilegrid.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -119,37 +120,6 @@ static int fail_hard(vt_writer *w, int code, const char *fmt, ...)
     int rc = vt__vfail_at(w, code, w->path, fmt, ap);
     va_end(ap);
     return rc;
-}
-
-static void tile_coords(const warray *a, uint64_t t, uint64_t *c)
-{
-    for (int d = a->ent.ndim - 1; d >= 0; d--) {
-        c[d] = t % a->grid[d];
-        t /= a->grid[d];
-    }
-}
-
-/* Voxel extents of tile @p c (clipped at the far border); returns the voxel count. */
-static uint64_t tile_extent(const warray *a, const uint64_t *c, uint64_t *ext)
-{
-    uint64_t n = 1;
-    for (int d = 0; d < a->ent.ndim; d++) {
-        uint64_t s = c[d] * a->ent.tile[d];
-        uint64_t e = a->ent.shape[d] - s;
-        ext[d] = e < a->ent.tile[d] ? e : a->ent.tile[d];
-        n *= ext[d];
-    }
-    return n;
-}
-
-static void format_coords(char *buf, size_t len, const uint64_t *c, int ndim)
-{
-    size_t o = 0;
-    o += (size_t)snprintf(buf + o, len - o, "(");
-    for (int d = 0; d < ndim && o < len; d++)
-        o += (size_t)snprintf(buf + o, len - o, "%s%llu", d ? "," : "", (unsigned long long)c[d]);
-    if (o < len)
-        snprintf(buf + o, len - o, ")");
 }
 
 /* ---- tile encoding ------------------------------------------------------ */
@@ -329,15 +299,15 @@ static int batch_tile(vt_writer *w, scratch *s, warray *a, uint64_t t, const uns
 static int store_tile(vt_writer *w, scratch *s, warray *a, uint64_t t, unsigned char *raw)
 {
     uint64_t c[VT_MAX_DIMS], ext[VT_MAX_DIMS];
-    tile_coords(a, t, c);
-    size_t rawsize = (size_t)(tile_extent(a, c, ext) * a->es);
+    vt__tile_coords(a->grid, t, c);
+    size_t rawsize = (size_t)(vt__tile_box(&a->ent, c, NULL, ext) * a->es);
     vt_tile_entry e;
     const unsigned char *bytes = NULL;
     size_t len = 0;
     int rc = encode_tile(w, s, a, raw, rawsize, &e, &bytes, &len);
     if (rc) {
         char cs[128];
-        format_coords(cs, sizeof cs, c, a->ent.ndim);
+        vt__coords_text(c, a->ent.ndim, cs, sizeof cs);
         return vt__fail(w, rc, "%s: array '%s' tile %s: cannot encode (%s)", w->path, a->ent.name,
                         cs, vt_strerror(rc));
     }
@@ -799,11 +769,11 @@ static int write_into_tile(vt_writer *w, warray *a, uint64_t t, const uint64_t *
 {
     int nd = a->ent.ndim;
     uint64_t c[VT_MAX_DIMS], ext[VT_MAX_DIMS], lo[VT_MAX_DIMS], hi[VT_MAX_DIMS];
-    tile_coords(a, t, c);
-    uint64_t voxels = tile_extent(a, c, ext);
+    vt__tile_coords(a->grid, t, c);
+    uint64_t voxels = vt__tile_box(&a->ent, c, NULL, ext);
     if (a->state[t] == TILE_DONE) {
         char cs[128];
-        format_coords(cs, sizeof cs, c, nd);
+        vt__coords_text(c, nd, cs, sizeof cs);
         return fail_hard(w, VT_EINVAL, "array '%s': tile %s written again after it was complete",
                          a->ent.name, cs);
     }
@@ -834,7 +804,7 @@ static int write_into_tile(vt_writer *w, warray *a, uint64_t t, const uint64_t *
     uint64_t at[VT_MAX_DIMS];
     if (!copy_rows(a, c, ext, lo, hi, start, size, NULL, NULL, p->bits, at)) {
         char cs[128];
-        format_coords(cs, sizeof cs, at, nd);
+        vt__coords_text(at, nd, cs, sizeof cs);
         return fail_hard(w, VT_EINVAL, "array '%s': voxels at %s written twice", a->ent.name, cs);
     }
     copy_rows(a, c, ext, lo, hi, start, size, data, p->buf, p->bits, NULL);
@@ -867,7 +837,7 @@ static int write_tile_row(vt_writer *w, warray *a, const uint64_t *tc, uint64_t 
     uint64_t n = hi - lo + 1, c[VT_MAX_DIMS], ext[VT_MAX_DIMS], t0 = 0;
     memcpy(c, tc, sizeof c);
     c[last] = hi; /* the last tile: the only one that may be narrower */
-    uint64_t vox = tile_extent(a, c, ext);
+    uint64_t vox = vt__tile_box(&a->ent, c, NULL, ext);
     if (n < 2 || n > ROW_TILES || n * vox * es > ROW_BYTES)
         return 0;
     for (int d = 0; d < nd; d++) { /* do the tiles lie inside the box? */
@@ -955,9 +925,7 @@ int vt_writer_write(vt_writer *w, int id, const uint64_t *start, const uint64_t 
                 tc[nd - 1] = hi;
         }
         if (rc != 1) {
-            uint64_t t = 0;
-            for (int d = 0; d < nd; d++)
-                t = t * a->grid[d] + tc[d];
+            uint64_t t = vt__tile_number(a->grid, tc, nd);
             rc = write_into_tile(w, a, t, start, size, data);
             if (rc) {
                 w->state = 1;
@@ -1060,8 +1028,8 @@ static int complete_arrays(vt_writer *w)
                 e->min = e->max = vt__load_f64((vt_dtype)a->ent.dtype, v);
                 if (a->hist) {
                     uint64_t c[VT_MAX_DIMS], ext[VT_MAX_DIMS];
-                    tile_coords(a, t, c);
-                    uint64_t nvox = tile_extent(a, c, ext);
+                    vt__tile_coords(a->grid, t, c);
+                    uint64_t nvox = vt__tile_box(&a->ent, c, NULL, ext);
                     a->hist[t].pairs = vt__malloc(sizeof *a->hist[t].pairs);
                     if (a->hist[t].pairs == NULL)
                         return fail(w, VT_ENOMEM, "out of memory for the label index");
@@ -1086,8 +1054,8 @@ static int complete_arrays(vt_writer *w)
             t++;
         uint64_t c[VT_MAX_DIMS];
         char cs[128];
-        tile_coords(a, t, c);
-        format_coords(cs, sizeof cs, c, a->ent.ndim);
+        vt__tile_coords(a->grid, t, c);
+        vt__coords_text(c, a->ent.ndim, cs, sizeof cs);
         return fail(w, VT_EINVAL, "array '%s': %llu of %llu tiles not completely written (first: tile %s)",
                     a->ent.name, (unsigned long long)(a->ent.ntiles - a->done),
                     (unsigned long long)a->ent.ntiles, cs);
