@@ -247,7 +247,8 @@ int vt__narrow64(vt_dtype dtype, const unsigned char *src, size_t n, size_t stri
         if (swap)
             v = __builtin_bswap64(v);
         if (dtype == VT_I32 && ((int64_t)v < INT32_MIN || (int64_t)v > INT32_MAX))
-            return vt__fail_at(NULL, VT_ERANGE, path, "int64 value %lld does not fit int32 (the store's widest integer)",
+            return vt__fail_at(NULL, VT_ERANGE, path,
+                               "int64 value %lld does not fit int32 (the store's widest integer)",
                                (long long)v);
         if (dtype == VT_U32 && v > UINT32_MAX)
             return vt__fail_at(NULL, VT_ERANGE, path,

@@ -33,7 +33,7 @@ int vt__fail(const void *handle, int code, const char *fmt, ...)
 
 int vt__vfail_at(const void *handle, int code, const char *path, const char *fmt, va_list ap)
 {
-    char msg[768];
+    char msg[sizeof last_failure.msg]; /* the arguments may point into last_failure.msg */
     vsnprintf(msg, sizeof msg, fmt, ap);
     return vt__fail(handle, code, "%s: %s", path ? path : "?", msg);
 }

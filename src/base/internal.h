@@ -17,21 +17,30 @@
 
 /* ---- errors (error.c) --------------------------------------------------- */
 
-/* Record a failure for the calling thread, attributed to @p handle (any
- * store or writer pointer, or NULL), and return @p code. */
-VT_INTERNAL int vt__fail(const void *handle, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-VT_INTERNAL int vt__vfail(const void *handle, int code, const char *fmt, va_list ap);
-/* As vt__fail, with the message prefixed by "PATH: " (the file it concerns). */
+/* The error idiom, one pair for the whole library:
+ *
+ *   return vt__fail_at(handle, VT_EFORMAT, path, "dim[%d] = %lld: ...", i, v);
+ *
+ * records "PATH: message" as the calling thread's last failure (attributed
+ * to @p handle: a store, a writer, or NULL) and returns the code. Every
+ * failure that concerns a file names it this way; vt__fail is for the few
+ * that concern no file (a NULL argument, a message passed on as it is).
+ * A decoder with no file at hand (format.c, labels.c, the NIfTI header
+ * parser) explains itself into its caller's buffer instead:
+ *
+ *   return vt__why(why, whylen, VT_EFORMAT, "header size %u", n);
+ *
+ * and its caller reports it: vt__fail_at(NULL, rc, path, "%s", why). */
 VT_INTERNAL int vt__fail_at(const void *handle, int code, const char *path, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 VT_INTERNAL int vt__vfail_at(const void *handle, int code, const char *path, const char *fmt,
                              va_list ap);
-/* For decoders that have no file at hand (format.c, labels.c, the NIfTI
- * header): write the reason for a failure into @p why (@p whylen bytes) and
- * return @p code; the caller reports it with vt__fail_at, naming the file. */
 VT_INTERNAL int vt__why(char *why, size_t whylen, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* As vt__fail_at, naming no file. */
+VT_INTERNAL int vt__fail(const void *handle, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+VT_INTERNAL int vt__vfail(const void *handle, int code, const char *fmt, va_list ap);
 /* Message recorded for @p handle in this thread ("" if the last failure was
  * for another handle); handle NULL: the last failure of any handle. */
 VT_INTERNAL const char *vt__errmsg(const void *handle);

@@ -93,8 +93,8 @@ static int stream_c_order(vt_npy *n, vt_writer *w, int id, int nd, const uint64_
         step = shape[k];
     unsigned char *buf = vt__malloc((size_t)(inner * step));
     if (buf == NULL)
-        return vt__fail(NULL, VT_ENOMEM, "%s: out of memory for a %llu-byte slab", n->path,
-                        (unsigned long long)(inner * step));
+        return vt__fail_at(NULL, VT_ENOMEM, n->path, "out of memory for a %llu-byte slab",
+                           (unsigned long long)(inner * step));
     uint64_t start[VT_MAX_DIMS] = {0}, size[VT_MAX_DIMS];
     for (int d = 0; d < nd; d++)
         size[d] = d < k ? 1 : shape[d];
@@ -142,8 +142,8 @@ static int stream_f_order(vt_npy *n, vt_writer *w, int id, int nd, const uint64_
     if (raw == NULL || tr == NULL) {
         free(raw);
         free(tr);
-        return vt__fail(NULL, VT_ENOMEM, "%s: out of memory for a %llu-byte slab", n->path,
-                        (unsigned long long)(plane * step));
+        return vt__fail_at(NULL, VT_ENOMEM, n->path, "out of memory for a %llu-byte slab",
+                           (unsigned long long)(plane * step));
     }
     uint64_t start[VT_MAX_DIMS] = {0}, size[VT_MAX_DIMS];
     for (int d = 0; d < nd; d++)
@@ -209,8 +209,8 @@ static int convert_npy(const char *in, const char *out, const vt_convert_opts *o
     nd = n.ndim + lead;
     if (n.ndim == 0 || nd > VT_MAX_DIMS) {
         vt__npy_close(&n);
-        return vt__fail(NULL, VT_EUNSUPPORTED, "%s: arrays of %d dimensions are not supported (1..%d)",
-                        in, n.ndim, VT_MAX_DIMS);
+        return vt__fail_at(NULL, VT_EUNSUPPORTED, in, "arrays of %d dimensions are not supported (1..%d)", n.ndim,
+                           VT_MAX_DIMS);
     }
     spec.ndim = nd;
     if (lead)
@@ -221,15 +221,14 @@ static int convert_npy(const char *in, const char *out, const vt_convert_opts *o
     if (o->tile[0] || o->tile[1] || o->tile[2]) {
         if (nd < 3) {
             vt__npy_close(&n);
-            return vt__fail(NULL, VT_EINVAL, "%s: a (z, y, x) tile needs an array of 3 or more dimensions",
-                            in);
+            return vt__fail_at(NULL, VT_EINVAL, in, "a (z, y, x) tile needs an array of 3 or more dimensions");
         }
         for (int d = 0; d < nd; d++)
             spec.tile[d] = d < nd - 3 ? 1 : o->tile[d - (nd - 3)];
         for (int d = nd - 3; d < nd; d++)
             if (spec.tile[d] == 0) {
                 vt__npy_close(&n);
-                return vt__fail(NULL, VT_EINVAL, "%s: tile sizes must be >= 1", in);
+                return vt__fail_at(NULL, VT_EINVAL, in, "tile sizes must be >= 1");
             }
     }
     vt_writer_opts wo;
@@ -346,7 +345,7 @@ static int read_cropped(job *j, vt_source *s, uint64_t c, uint64_t z0, uint64_t 
     uint64_t Y = s->shape[2], X = s->shape[3];
     size_t es = vt_dtype_size(s->dtype);
     if (vt__grow(&j->slab, &j->slab_cap, (size_t)(nz * Y * X * es)))
-        return vt__fail(NULL, VT_ENOMEM, "%s: out of memory for a slab", s->path);
+        return vt__fail_at(NULL, VT_ENOMEM, s->path, "out of memory for a slab");
     int rc = s->read_slab(s, c, z0, nz, j->slab);
     if (rc)
         return rc;
@@ -358,7 +357,7 @@ static int read_cropped(job *j, vt_source *s, uint64_t c, uint64_t z0, uint64_t 
     }
     uint64_t ny = y1 - y0, nx = x1 - x0;
     if (vt__grow(&j->cropped, &j->cropped_cap, (size_t)(nz * ny * nx * es)))
-        return vt__fail(NULL, VT_ENOMEM, "%s: out of memory for a slab", s->path);
+        return vt__fail_at(NULL, VT_ENOMEM, s->path, "out of memory for a slab");
     for (uint64_t k = 0; k < nz; k++)
         for (uint64_t y = 0; y < ny; y++)
             memcpy(j->cropped + ((k * ny + y) * nx) * es, j->slab + ((k * Y + y0 + y) * X + x0) * es,
@@ -378,7 +377,7 @@ static int cast(job *j, const vt_source *s, const void *in, uint64_t n, vt_dtype
     }
     size_t ses = vt_dtype_size(s->dtype), des = vt_dtype_size(dt);
     if (vt__grow(&j->cast, &j->cast_cap, (size_t)(n * des)))
-        return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", s->path);
+        return vt__fail_at(NULL, VT_ENOMEM, s->path, "out of memory");
     bool to_int = !vt__dtype_is_float(dt);
     double lo = vt__dtype_min(dt), hi = vt__dtype_max(dt);
     const unsigned char *p = in;
@@ -389,14 +388,14 @@ static int cast(job *j, const vt_source *s, const void *in, uint64_t n, vt_dtype
         if (to_int) {
             double r = nearbyint(v);
             if (integral && r != v)
-                return vt__fail(NULL, VT_EINVAL, "%s: label value %g is not an integer", s->path, v);
+                return vt__fail_at(NULL, VT_EINVAL, s->path, "label value %g is not an integer", v);
             if (!(r >= lo && r <= hi))
-                return vt__fail(NULL, VT_ERANGE, "%s: value %g does not fit %s", s->path, v, vt_dtype_name(dt));
+                return vt__fail_at(NULL, VT_ERANGE, s->path, "value %g does not fit %s", v, vt_dtype_name(dt));
             v = r;
         }
         vt__store_f64(dt, j->cast + i * des, v);
         if (!to_int && isfinite(v) && !isfinite(vt__load_f64(dt, j->cast + i * des)))
-            return vt__fail(NULL, VT_ERANGE, "%s: value %g does not fit %s", s->path, v, vt_dtype_name(dt));
+            return vt__fail_at(NULL, VT_ERANGE, s->path, "value %g does not fit %s", v, vt_dtype_name(dt));
     }
     *out = j->cast;
     return 0;
@@ -416,7 +415,7 @@ static int nonzero_box(job *j, vt_source **src, size_t nsrc, int64_t *box, bool 
             for (uint64_t z0 = 0; z0 < Z; z0 += step) {
                 uint64_t nz = Z - z0 < step ? Z - z0 : step;
                 if (vt__grow(&j->slab, &j->slab_cap, (size_t)(nz * Y * X * es)))
-                    return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", s->path);
+                    return vt__fail_at(NULL, VT_ENOMEM, s->path, "out of memory");
                 int rc = s->read_slab(s, c, z0, nz, j->slab);
                 if (rc)
                     return rc;
@@ -476,7 +475,7 @@ static int write_meta_common(vt_writer *w, job *j, const char *const *images, co
         len += strlen(images[i]) + 1;
     char *all = vt__malloc(len + 1);
     if (all == NULL)
-        return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", images[0]);
+        return vt__fail_at(NULL, VT_ENOMEM, images[0], "out of memory");
     all[0] = 0;
     for (size_t i = 0; i < j->nimg; i++) {
         strcat(all, images[i]);
@@ -567,14 +566,14 @@ static int levels_setup(job *j, levels *lv, vt_writer *w, const vt_array_spec *b
     int n = j->o->levels > 32 ? 32 : j->o->levels;
     int rc = vt__pyramid_new(n, j->img[0]->spacing, shape, labels, emit_level, lv, &lv->pyr);
     if (rc)
-        return vt__fail(NULL, rc, "%s: out of memory for pyramid levels", j->img[0]->path);
+        return vt__fail_at(NULL, rc, j->img[0]->path, "out of memory for pyramid levels");
     lv->n = vt__pyramid_levels(lv->pyr);
     uint64_t maxslice = shape[1] * shape[2];
     lv->fslice = vt__malloc(maxslice * sizeof *lv->fslice);
     lv->lslice = vt__malloc(maxslice * sizeof *lv->lslice);
     lv->buf = vt__malloc(maxslice * vt_dtype_size(base->dtype));
     if (lv->fslice == NULL || lv->lslice == NULL || lv->buf == NULL)
-        return vt__fail(NULL, VT_ENOMEM, "%s: out of memory for pyramid levels", j->img[0]->path);
+        return vt__fail_at(NULL, VT_ENOMEM, j->img[0]->path, "out of memory for pyramid levels");
     double aff[16], sp[3];
     memcpy(aff, affine, sizeof aff);
     memcpy(sp, j->img[0]->spacing, sizeof sp);
@@ -659,7 +658,7 @@ static int stream_source(job *j, vt_writer *w, int id, vt_source *src, uint64_t 
                 }
                 rc = vt__pyramid_push(lv->pyr, integral ? NULL : lv->fslice, integral ? lv->lslice : NULL);
                 if (rc)
-                    return rc < 0 && rc != VT_ENOMEM ? rc : vt__fail(NULL, rc, "%s: out of memory", src->path);
+                    return rc < 0 && rc != VT_ENOMEM ? rc : vt__fail_at(NULL, rc, src->path, "out of memory");
             }
             progress(j, nz);
         }
@@ -687,14 +686,14 @@ int vt_convert_images(const char *const *images, size_t nimages, const char *seg
     if (opts->dtype != VT_DTYPE_SAME && !vt__dtype_valid(opts->dtype))
         return vt__fail(NULL, VT_EINVAL, "vt_convert_images: invalid dtype %d", (int)opts->dtype);
     if (opts->crop_mode == VT_CROP_LABEL && segpath == NULL)
-        return vt__fail(NULL, VT_EINVAL, "%s: cropping to the label needs a segmentation", images[0]);
+        return vt__fail_at(NULL, VT_EINVAL, images[0], "cropping to the label needs a segmentation");
     job j;
     memset(&j, 0, sizeof j);
     j.o = opts;
     j.nimg = nimages;
     j.img = vt__calloc(nimages, sizeof *j.img);
     if (j.img == NULL)
-        return vt__fail(NULL, VT_ENOMEM, "out of memory");
+        return vt__fail_at(NULL, VT_ENOMEM, images[0], "out of memory");
     int rc = 0;
     vt_writer *w = NULL;
     uint64_t channels = 0;
@@ -713,16 +712,17 @@ int vt_convert_images(const char *const *images, size_t nimages, const char *seg
         if (s == NULL)
             continue;
         if (s->shape[1] != j.shape[0] || s->shape[2] != j.shape[1] || s->shape[3] != j.shape[2])
-            rc = vt__fail(NULL, VT_EINVAL, "%s: shape (z, y, x) = (%llu, %llu, %llu) differs from %s (%llu, %llu, %llu)",
-                          s->path, (unsigned long long)s->shape[1], (unsigned long long)s->shape[2],
-                          (unsigned long long)s->shape[3], ref->path, (unsigned long long)j.shape[0],
-                          (unsigned long long)j.shape[1], (unsigned long long)j.shape[2]);
+            rc = vt__fail_at(NULL, VT_EINVAL, s->path,
+                             "shape (z, y, x) = (%llu, %llu, %llu) differs from %s (%llu, %llu, %llu)",
+                             (unsigned long long)s->shape[1], (unsigned long long)s->shape[2],
+                             (unsigned long long)s->shape[3], ref->path, (unsigned long long)j.shape[0],
+                             (unsigned long long)j.shape[1], (unsigned long long)j.shape[2]);
         else if (!same_affine(s->affine, ref->affine))
-            rc = vt__fail(NULL, VT_EINVAL, "%s: its affine (voxel-to-world geometry) differs from %s's", s->path,
-                          ref->path);
+            rc = vt__fail_at(NULL, VT_EINVAL, s->path, "its affine (voxel-to-world geometry) differs from %s's",
+                             ref->path);
         if (i == nimages && rc == 0 && s->shape[0] != 1)
-            rc = vt__fail(NULL, VT_EINVAL, "%s: a segmentation must have one volume, not %llu", s->path,
-                          (unsigned long long)s->shape[0]);
+            rc = vt__fail_at(NULL, VT_EINVAL, s->path, "a segmentation must have one volume, not %llu",
+                             (unsigned long long)s->shape[0]);
         if (i < nimages)
             channels += s->shape[0];
     }
@@ -742,11 +742,11 @@ int vt_convert_images(const char *const *images, size_t nimages, const char *seg
         const vt_source *a = j.img[0], *b = j.img[i];
         bool sa = has_scaling(a), sb = has_scaling(b);
         if (sa != sb || (sa && (a->scl_slope != b->scl_slope || a->scl_inter != b->scl_inter))) {
-            rc = vt__fail(NULL, VT_EINVAL,
-                          "%s: scl_slope/scl_inter (%g, %g) differ from %s's (%g, %g): the channels of one "
-                          "array share one scaling; convert with --apply-scaling",
-                          images[i], sb ? b->scl_slope : 1, sb ? b->scl_inter : 0, images[0],
-                          sa ? a->scl_slope : 1, sa ? a->scl_inter : 0);
+            rc = vt__fail_at(NULL, VT_EINVAL, images[i],
+                             "scl_slope/scl_inter (%g, %g) differ from %s's (%g, %g): the channels of one "
+                             "array share one scaling; convert with --apply-scaling", sb ? b->scl_slope : 1,
+                             sb ? b->scl_inter : 0, images[0],
+                             sa ? a->scl_slope : 1, sa ? a->scl_inter : 0);
             goto done;
         }
     }
@@ -759,7 +759,7 @@ int vt_convert_images(const char *const *images, size_t nimages, const char *seg
     for (int d = 0; d < 3; d++)
         j.tile[d + 1] = opts->tile[d] ? opts->tile[d] : VT_DEFAULT_TILE_EDGE;
     if ((opts->tile[0] || opts->tile[1] || opts->tile[2]) && !(opts->tile[0] && opts->tile[1] && opts->tile[2])) {
-        rc = vt__fail(NULL, VT_EINVAL, "%s: tile sizes must be >= 1", images[0]);
+        rc = vt__fail_at(NULL, VT_EINVAL, images[0], "tile sizes must be >= 1");
         goto done;
     }
     /* crop box */
@@ -770,9 +770,9 @@ int vt_convert_images(const char *const *images, size_t nimages, const char *seg
         for (int d = 0; d < 3 && rc == 0; d++)
             if (opts->crop[2 * d] < 0 || opts->crop[2 * d] >= opts->crop[2 * d + 1] ||
                 opts->crop[2 * d + 1] > full[2 * d + 1])
-                rc = vt__fail(NULL, VT_EINVAL, "%s: crop %lld:%lld on axis %d is empty or outside 0:%lld", images[0],
-                              (long long)opts->crop[2 * d], (long long)opts->crop[2 * d + 1], d,
-                              (long long)full[2 * d + 1]);
+                rc = vt__fail_at(NULL, VT_EINVAL, images[0], "crop %lld:%lld on axis %d is empty or outside 0:%lld",
+                                 (long long)opts->crop[2 * d], (long long)opts->crop[2 * d + 1], d,
+                                 (long long)full[2 * d + 1]);
         memcpy(j.box, opts->crop, sizeof j.box);
     } else if (opts->crop_mode == VT_CROP_NONZERO || opts->crop_mode == VT_CROP_LABEL) {
         bool found;
@@ -788,7 +788,7 @@ int vt_convert_images(const char *const *images, size_t nimages, const char *seg
             }
         }
     } else if (opts->crop_mode != VT_CROP_NONE)
-        rc = vt__fail(NULL, VT_EINVAL, "%s: invalid crop mode %d", images[0], (int)opts->crop_mode);
+        rc = vt__fail_at(NULL, VT_EINVAL, images[0], "invalid crop mode %d", (int)opts->crop_mode);
     if (rc)
         goto done;
 

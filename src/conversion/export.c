@@ -126,7 +126,8 @@ static int make_header(const vt_store *s, const vt_array_info *ai, vt_dtype out_
     int code = vt__nifti_code(out_dt);
     if (from_source) { /* int64/uint64 sources were narrowed (values checked): widen back */
         int src_code = (int)vt__nifti_get_int(h, l->datatype, 2);
-        hd->widen = (src_code == VT_NIFTI_INT64 && out_dt == VT_I32) || (src_code == VT_NIFTI_UINT64 && out_dt == VT_U32);
+        hd->widen = (src_code == VT_NIFTI_INT64 && out_dt == VT_I32) ||
+                    (src_code == VT_NIFTI_UINT64 && out_dt == VT_U32);
         if (hd->widen)
             code = src_code;
     }
@@ -197,7 +198,7 @@ int vt_export_nifti(const char *store_path, const char *array, const char *out)
         return vt__fail(NULL, VT_EINVAL, "vt_export_nifti: store and output must be given");
     bool gz = vt__ends_with(out, ".nii.gz");
     if (!gz && !vt__ends_with(out, ".nii"))
-        return vt__fail(NULL, VT_EINVAL, "%s: the output must end in .nii or .nii.gz", out);
+        return vt__fail_at(NULL, VT_EINVAL, out, "the output must end in .nii or .nii.gz");
     vt_store *s;
     int rc = vt_open(store_path, 0, &s);
     if (rc)
@@ -213,8 +214,8 @@ int vt_export_nifti(const char *store_path, const char *array, const char *out)
     vt_array_info_get(a, &ai);
     if (ai.ndim != 4) {
         vt_close(s);
-        return vt__fail(NULL, VT_EUNSUPPORTED, "%s: array '%s' is %d-d; NIfTI export takes (c, z, y, x) images",
-                        store_path, ai.name, ai.ndim);
+        return vt__fail_at(NULL, VT_EUNSUPPORTED, store_path,
+                           "array '%s' is %d-d; NIfTI export takes (c, z, y, x) images", ai.name, ai.ndim);
     }
     vt_dtype dt = ai.dtype == VT_F16 || ai.dtype == VT_BF16 ? VT_F32 : ai.dtype;
     hdr h;
@@ -245,7 +246,7 @@ int vt_export_nifti(const char *store_path, const char *array, const char *out)
             close(zfd);
         vt__tmpfile_discard(&tf);
         vt_close(s);
-        return vt__fail(NULL, vt__errno_code(err), "%s: cannot write: %s", out, strerror(err));
+        return vt__fail_at(NULL, vt__errno_code(err), out, "cannot write: %s", strerror(err));
     }
     unsigned char pre[548] = {0};
     memcpy(pre, h.b, hs);
@@ -264,7 +265,7 @@ int vt_export_nifti(const char *store_path, const char *array, const char *out)
     uint64_t step = slice * es >= (16u << 20) ? 1 : (16u << 20) / (slice * es);
     unsigned char *buf = vt__malloc((size_t)(step * slice * es));
     if (buf == NULL)
-        rc = vt__fail(NULL, VT_ENOMEM, "%s: out of memory", out);
+        rc = vt__fail_at(NULL, VT_ENOMEM, out, "out of memory");
     vt_read_opts ro;
     vt_read_opts_init(&ro);
     ro.dtype = dt;
@@ -303,10 +304,10 @@ int vt_export_nifti(const char *store_path, const char *array, const char *out)
     int zerr = Z_OK;
     const char *zmsg = wrote ? "" : gzerror(g, &zerr);
     if (!wrote && rc == 0)
-        rc = vt__fail(NULL, zerr == Z_ERRNO ? vt__errno_code(errno) : VT_EIO, "%s: cannot write: %s", out,
-                      zerr == Z_ERRNO ? strerror(errno) : zmsg);
+        rc = vt__fail_at(NULL, zerr == Z_ERRNO ? vt__errno_code(errno) : VT_EIO, out, "cannot write: %s",
+                         zerr == Z_ERRNO ? strerror(errno) : zmsg);
     if (gzclose(g) != Z_OK && rc == 0)
-        rc = vt__fail(NULL, VT_EIO, "%s: cannot write: %s", out, strerror(errno));
+        rc = vt__fail_at(NULL, VT_EIO, out, "cannot write: %s", strerror(errno));
     if (rc == 0)
         rc = vt__tmpfile_publish(&tf, NULL);
     vt__tmpfile_discard(&tf);

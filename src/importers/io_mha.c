@@ -124,8 +124,8 @@ static int values(const mha_hdr *h, int f, int64_t *iv, double *dv, int n)
         if (k == 0 || !(iv ? vt__text_i64(t, k, &iv[i]) : vt__text_f64(t, k, &dv[i])))
             break;
     }
-    return vt__fail(NULL, VT_EFORMAT, "%s: %s = \"%.60s\" is not %d %s%s", h->path, h->key[f], h->val[f], n,
-                    iv ? "integer" : "finite number", n > 1 ? "s" : "");
+    return vt__fail_at(NULL, VT_EFORMAT, h->path, "%s = \"%.60s\" is not %d %s%s", h->key[f], h->val[f], n,
+                       iv ? "integer" : "finite number", n > 1 ? "s" : "");
 }
 
 static int ints(const mha_hdr *h, int f, int64_t *v, int n) { return values(h, f, v, NULL, n); }
@@ -143,7 +143,7 @@ static int boolean(const mha_hdr *h, int f, bool def, bool *v)
     else if (strcasecmp(s, "false") == 0 || strcmp(s, "0") == 0)
         *v = false;
     else
-        return vt__fail(NULL, VT_EFORMAT, "%s: %s = \"%.40s\" is neither True nor False", h->path, h->key[f], s);
+        return vt__fail_at(NULL, VT_EFORMAT, h->path, "%s = \"%.40s\" is neither True nor False", h->key[f], s);
     return 0;
 }
 
@@ -171,10 +171,10 @@ static int read_header(vt_lines *L, mha_hdr *h, bool *ended)
         char *eq = strchr(t, '=');
         if (eq == NULL) {
             if (L->lineno == 1)
-                return vt__fail(NULL, VT_EFORMAT, "%s: not a MetaImage header (no \"Key = Value\" first line)",
-                                h->path);
-            return vt__fail(NULL, VT_EFORMAT, "%s: header line %u is not \"Key = Value\": \"%.60s\"", h->path,
-                            L->lineno, t);
+                return vt__fail_at(NULL, VT_EFORMAT, h->path,
+                                   "not a MetaImage header (no \"Key = Value\" first line)");
+            return vt__fail_at(NULL, VT_EFORMAT, h->path, "header line %u is not \"Key = Value\": \"%.60s\"",
+                               L->lineno, t);
         }
         *eq = 0;
         char *key = vt__text_trim(t), *value = vt__text_trim(eq + 1);
@@ -183,11 +183,11 @@ static int read_header(vt_lines *L, mha_hdr *h, bool *ended)
                 continue;
             int f = mha_keys[i].field;
             if (h->val[f])
-                return vt__fail(NULL, VT_EFORMAT, "%s: %s given twice (header lines %u and %u)", h->path,
-                                mha_keys[i].key, h->line[f], L->lineno);
+                return vt__fail_at(NULL, VT_EFORMAT, h->path, "%s given twice (header lines %u and %u)",
+                                   mha_keys[i].key, h->line[f], L->lineno);
             h->val[f] = vt__strdup(value);
             if (h->val[f] == NULL)
-                return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", h->path);
+                return vt__fail_at(NULL, VT_ENOMEM, h->path, "out of memory");
             h->key[f] = mha_keys[i].key;
             h->line[f] = L->lineno;
             if (f == M_DATAFILE) {
@@ -199,8 +199,6 @@ static int read_header(vt_lines *L, mha_hdr *h, bool *ended)
     }
     return rc < 0 ? rc : 0;
 }
-
-#define FAIL(code, ...) vt__fail(NULL, (code), __VA_ARGS__)
 
 int vt__mha_open(const char *path, vt_source **out)
 {
@@ -220,18 +218,19 @@ int vt__mha_open(const char *path, vt_source **out)
     if ((rc = read_header(&L, &h, &ended)) != 0)
         goto done;
     if (!ended) {
-        rc = FAIL(VT_EFORMAT, "%s: the header has no ElementDataFile line (not a MetaImage, or truncated)", path);
+        rc = vt__fail_at(NULL, VT_EFORMAT, path,
+                         "the header has no ElementDataFile line (not a MetaImage, or truncated)");
         goto done;
     }
     if (h.val[M_OBJECTTYPE] && strcasecmp(h.val[M_OBJECTTYPE], "Image") != 0) {
-        rc = FAIL(VT_EUNSUPPORTED, "%s: ObjectType \"%.40s\" is not an image", path, h.val[M_OBJECTTYPE]);
+        rc = vt__fail_at(NULL, VT_EUNSUPPORTED, path, "ObjectType \"%.40s\" is not an image", h.val[M_OBJECTTYPE]);
         goto done;
     }
     static const int required[] = {M_NDIMS, M_DIMSIZE, M_ELEMENTTYPE};
+    static const char *const required_name[] = {"NDims", "DimSize", "ElementType"};
     for (size_t i = 0; i < 3; i++)
         if (h.val[required[i]] == NULL) {
-            rc = FAIL(VT_EFORMAT, "%s: the header has no %s", path,
-                      required[i] == M_NDIMS ? "NDims" : required[i] == M_DIMSIZE ? "DimSize" : "ElementType");
+            rc = vt__fail_at(NULL, VT_EFORMAT, path, "the header has no %s", required_name[i]);
             goto done;
         }
     /* dimensions */
@@ -239,8 +238,8 @@ int vt__mha_open(const char *path, vt_source **out)
     if ((rc = ints(&h, M_NDIMS, &nd, 1)) != 0)
         goto done;
     if (nd != 3 && nd != 4) {
-        rc = FAIL(nd >= 1 && nd <= 16 ? VT_EUNSUPPORTED : VT_EFORMAT,
-                  "%s: NDims = %lld: 3-d and 4-d images are supported", path, (long long)nd);
+        rc = vt__fail_at(NULL, nd >= 1 && nd <= 16 ? VT_EUNSUPPORTED : VT_EFORMAT, path,
+                         "NDims = %lld: 3-d and 4-d images are supported", (long long)nd);
         goto done;
     }
     int N = (int)nd;
@@ -249,19 +248,21 @@ int vt__mha_open(const char *path, vt_source **out)
         goto done;
     for (int i = 0; i < N; i++)
         if (dims[i] < 1) {
-            rc = FAIL(VT_EFORMAT, "%s: DimSize %d is %lld: sizes must be >= 1", path, i, (long long)dims[i]);
+            rc = vt__fail_at(NULL, VT_EFORMAT, path, "DimSize %d is %lld: sizes must be >= 1", i,
+                             (long long)dims[i]);
             goto done;
         }
     int64_t channels = 1;
     if (h.val[M_CHANNELS] && (rc = ints(&h, M_CHANNELS, &channels, 1)) != 0)
         goto done;
     if (channels < 1) {
-        rc = FAIL(VT_EFORMAT, "%s: ElementNumberOfChannels = %lld must be >= 1", path, (long long)channels);
+        rc = vt__fail_at(NULL, VT_EFORMAT, path, "ElementNumberOfChannels = %lld must be >= 1",
+                         (long long)channels);
         goto done;
     }
     if (channels > 1 && N == 4) {
-        rc = FAIL(VT_EUNSUPPORTED, "%s: a 4-d image with %lld channels per element is not supported", path,
-                  (long long)channels);
+        rc = vt__fail_at(NULL, VT_EUNSUPPORTED, path, "a 4-d image with %lld channels per element is not supported",
+                         (long long)channels);
         goto done;
     }
     /* element type */
@@ -277,7 +278,7 @@ int vt__mha_open(const char *path, vt_source **out)
         }
     }
     if (!known) {
-        rc = FAIL(VT_EUNSUPPORTED, "%s: ElementType \"%.40s\" is not supported", path, et);
+        rc = vt__fail_at(NULL, VT_EUNSUPPORTED, path, "ElementType \"%.40s\" is not supported", et);
         goto done;
     }
     /* encoding */
@@ -287,11 +288,11 @@ int vt__mha_open(const char *path, vt_source **out)
         (rc = boolean(&h, M_COMPRESSED, false, &compressed)) != 0)
         goto done;
     if (!binary) {
-        rc = FAIL(VT_EUNSUPPORTED, "%s: BinaryData = False (data as text) is not supported", path);
+        rc = vt__fail_at(NULL, VT_EUNSUPPORTED, path, "BinaryData = False (data as text) is not supported");
         goto done;
     }
     if (h.val[M_MSB] && h.val[M_ELEMMSB] && msb != emsb) {
-        rc = FAIL(VT_EFORMAT, "%s: BinaryDataByteOrderMSB and ElementByteOrderMSB disagree", path);
+        rc = vt__fail_at(NULL, VT_EFORMAT, path, "BinaryDataByteOrderMSB and ElementByteOrderMSB disagree");
         goto done;
     }
     spec.big_endian = h.val[M_MSB] ? msb : emsb;
@@ -301,7 +302,7 @@ int vt__mha_open(const char *path, vt_source **out)
         if ((rc = ints(&h, M_COMPSIZE, &cs, 1)) != 0)
             goto done;
         if (cs < 0) {
-            rc = FAIL(VT_EFORMAT, "%s: CompressedDataSize = %lld is negative", path, (long long)cs);
+            rc = vt__fail_at(NULL, VT_EFORMAT, path, "CompressedDataSize = %lld is negative", (long long)cs);
             goto done;
         }
         if (compressed)
@@ -320,7 +321,8 @@ int vt__mha_open(const char *path, vt_source **out)
         goto done;
     for (int i = 0; i < 3; i++)
         if (spacing[i] == 0) {
-            rc = FAIL(VT_EFORMAT, "%s: %s %d is 0", path, sf == M_ELEMSIZE ? "ElementSize" : "ElementSpacing", i);
+            rc = vt__fail_at(NULL, VT_EFORMAT, path, "%s %d is 0",
+                             sf == M_ELEMSIZE ? "ElementSize" : "ElementSpacing", i);
             goto done;
         }
     double D[3][3]; /* D[r][c]: row r of the direction cosines of index axis c */
@@ -331,13 +333,13 @@ int vt__mha_open(const char *path, vt_source **out)
                  D[0][1] * (D[1][0] * D[2][2] - D[1][2] * D[2][0]) +
                  D[0][2] * (D[1][0] * D[2][1] - D[1][1] * D[2][0]);
     if (!(fabs(det) > 1e-9)) {
-        rc = FAIL(VT_EFORMAT, "%s: the TransformMatrix is singular (its spatial part)", path);
+        rc = vt__fail_at(NULL, VT_EFORMAT, path, "the TransformMatrix is singular (its spatial part)");
         goto done;
     }
 
     s = vt__source_new(path);
     if (s == NULL) {
-        rc = FAIL(VT_ENOMEM, "%s: out of memory", path);
+        rc = vt__fail_at(NULL, VT_ENOMEM, path, "out of memory");
         goto done;
     }
     s->format = "metaimage";
@@ -368,16 +370,18 @@ int vt__mha_open(const char *path, vt_source **out)
         while (vt__text_token(&p, &t) > 0)
             tokens++;
         if (df[0] == 0) {
-            rc = FAIL(VT_EFORMAT, "%s: ElementDataFile is empty", path);
+            rc = vt__fail_at(NULL, VT_EFORMAT, path, "ElementDataFile is empty");
             goto done;
         }
         if (strncasecmp(df, "LIST", 4) == 0 && (df[4] == 0 || vt__text_space(df[4]))) {
-            rc = FAIL(VT_EUNSUPPORTED, "%s: ElementDataFile = LIST (one file per slice) is not supported", path);
+            rc = vt__fail_at(NULL, VT_EUNSUPPORTED, path,
+                             "ElementDataFile = LIST (one file per slice) is not supported");
             goto done;
         }
         if (strchr(df, '%') != NULL && tokens >= 4) {
-            rc = FAIL(VT_EUNSUPPORTED, "%s: ElementDataFile = \"%.60s\" (numbered files) is not supported", path,
-                      df);
+            rc = vt__fail_at(NULL, VT_EUNSUPPORTED, path,
+                             "ElementDataFile = \"%.60s\" (numbered files) is not supported",
+                             df);
             goto done;
         }
         data_path = vt__path_beside(path, df);
@@ -386,19 +390,20 @@ int vt__mha_open(const char *path, vt_source **out)
             if ((rc = ints(&h, M_HEADERSIZE, &hs, 1)) != 0)
                 goto done;
             if (hs == -1 && compressed && spec.stream_len == 0) {
-                rc = FAIL(VT_EUNSUPPORTED, "%s: HeaderSize = -1 with compressed data needs CompressedDataSize", path);
+                rc = vt__fail_at(NULL, VT_EUNSUPPORTED, path,
+                                 "HeaderSize = -1 with compressed data needs CompressedDataSize");
                 goto done;
             } else if (hs == -1)
                 spec.at_end = true;
             else if (hs < 0) {
-                rc = FAIL(VT_EFORMAT, "%s: HeaderSize = %lld (bytes to skip, or -1)", path, (long long)hs);
+                rc = vt__fail_at(NULL, VT_EFORMAT, path, "HeaderSize = %lld (bytes to skip, or -1)", (long long)hs);
                 goto done;
             } else
                 spec.offset = (uint64_t)hs;
         }
     }
     if (data_path == NULL) {
-        rc = FAIL(VT_ENOMEM, "%s: out of memory", path);
+        rc = vt__fail_at(NULL, VT_ENOMEM, path, "out of memory");
         goto done;
     }
     spec.data_path = data_path;

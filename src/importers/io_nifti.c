@@ -296,7 +296,8 @@ static int read_extensions(const nifti_fields *h, const char *hpath, const unsig
     if (rc)
         return rc;
     if (have < all)
-        return vt__fail_at(NULL, VT_EFORMAT, hpath, "header extensions: the file ends after %zu of %llu bytes (truncated)",
+        return vt__fail_at(NULL, VT_EFORMAT, hpath,
+                           "header extensions: the file ends after %zu of %llu bytes (truncated)",
                            have > hl + 4 ? have - (hl + 4) : 0, (unsigned long long)n);
     memmove(s->extra, s->extra + hl + 4, (size_t)n);
     s->extra_len = (size_t)n;

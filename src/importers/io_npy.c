@@ -112,7 +112,7 @@ int vt__npy_parse(const char *path, const unsigned char *buf, size_t len, uint64
                   vt_npy *n)
 {
     if (len < 10 || memcmp(buf, "\x93NUMPY", 6) != 0)
-        return vt__fail(NULL, VT_EFORMAT, "%s: not a .npy file (bad magic)", path);
+        return vt__fail_at(NULL, VT_EFORMAT, path, "not a .npy file (bad magic)");
     unsigned major = buf[6];
     uint64_t hlen, hstart;
     if (major == 1) {
@@ -120,15 +120,15 @@ int vt__npy_parse(const char *path, const unsigned char *buf, size_t len, uint64
         hstart = 10;
     } else if (major == 2 || major == 3) {
         if (len < 12)
-            return vt__fail(NULL, VT_EFORMAT, "%s: .npy header truncated", path);
+            return vt__fail_at(NULL, VT_EFORMAT, path, ".npy header truncated");
         hlen = vt__ld32(buf + 8);
         hstart = 12;
     } else
-        return vt__fail(NULL, VT_EUNSUPPORTED, "%s: .npy format version %u.%u is not supported",
-                        path, major, buf[7]);
+        return vt__fail_at(NULL, VT_EUNSUPPORTED, path, ".npy format version %u.%u is not supported", major,
+                           buf[7]);
     if (hlen > MAX_HEADER || hstart + hlen > len)
-        return vt__fail(NULL, VT_EFORMAT, "%s: .npy header of %llu bytes runs past the file", path,
-                        (unsigned long long)hlen);
+        return vt__fail_at(NULL, VT_EFORMAT, path, ".npy header of %llu bytes runs past the file",
+                           (unsigned long long)hlen);
     lex l = {(const char *)buf + hstart, (const char *)buf + hstart + hlen};
     char key[64], descr[64] = "";
     bool have_descr = false, have_order = false, have_shape = false;
@@ -143,8 +143,8 @@ int vt__npy_parse(const char *path, const unsigned char *buf, size_t len, uint64
             if (!string(&l, descr, sizeof descr)) {
                 skip_ws(&l);
                 if (l.p < l.end && (*l.p == '[' || *l.p == '('))
-                    return vt__fail(NULL, VT_EUNSUPPORTED,
-                                    "%s: structured .npy dtypes are not supported", path);
+                    return vt__fail_at(NULL, VT_EUNSUPPORTED, path,
+                                       "structured .npy dtypes are not supported");
                 goto bad;
             }
             have_descr = true;
@@ -182,28 +182,28 @@ int vt__npy_parse(const char *path, const unsigned char *buf, size_t len, uint64
     if (!have_descr || !have_order || !have_shape)
         goto bad;
     if (descr_dtype(descr, n) != 0)
-        return vt__fail(NULL, VT_EUNSUPPORTED,
-                        "%s: .npy dtype '%s' is not supported (u1 i1 u2 i2 u4 i4 u8 i8 f2 f4 f8 b1)", path,
-                        descr);
+        return vt__fail_at(NULL, VT_EUNSUPPORTED, path,
+                           ".npy dtype '%s' is not supported (u1 i1 u2 i2 u4 i4 u8 i8 f2 f4 f8 b1)",
+                           descr);
     n->data_offset = hstart + hlen;
     uint64_t count = 1;
     for (int d = 0; d < n->ndim; d++) {
         if (n->shape[d] == 0)
-            return vt__fail(NULL, VT_EFORMAT, "%s: .npy array has an empty axis %d", path, d);
+            return vt__fail_at(NULL, VT_EFORMAT, path, ".npy array has an empty axis %d", d);
         if (!vt__mul_ok(count, n->shape[d], &count))
-            return vt__fail(NULL, VT_EFORMAT, "%s: .npy shape overflows", path);
+            return vt__fail_at(NULL, VT_EFORMAT, path, ".npy shape overflows");
     }
     if (!vt__mul_ok(count, n->fes, &n->data_bytes))
-        return vt__fail(NULL, VT_EFORMAT, "%s: .npy shape overflows", path);
+        return vt__fail_at(NULL, VT_EFORMAT, path, ".npy shape overflows");
     uint64_t need;
     if (!vt__add_ok(n->data_offset, n->data_bytes, &need) || need != file_size)
-        return vt__fail(NULL, VT_EFORMAT,
-                        "%s: .npy header describes %llu data bytes but the file holds %lld",
-                        path, (unsigned long long)n->data_bytes,
-                        (long long)file_size - (long long)n->data_offset);
+        return vt__fail_at(NULL, VT_EFORMAT, path,
+                           ".npy header describes %llu data bytes but the file holds %lld",
+                           (unsigned long long)n->data_bytes,
+                           (long long)file_size - (long long)n->data_offset);
     return 0;
 bad:
-    return vt__fail(NULL, VT_EFORMAT, "%s: malformed .npy header", path);
+    return vt__fail_at(NULL, VT_EFORMAT, path, "malformed .npy header");
 }
 
 int vt__npy_open(const char *path, vt_npy *n)
@@ -213,20 +213,20 @@ int vt__npy_open(const char *path, vt_npy *n)
     n->path = path;
     int fd = vt__open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK, 0); /* a FIFO: refused below, not waited on */
     if (fd < 0)
-        return vt__fail(NULL, VT_EIO, "%s: cannot open: %s", path, strerror(errno));
+        return vt__fail_at(NULL, VT_EIO, path, "cannot open: %s", strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         vt__close(fd);
-        return vt__fail(NULL, VT_EIO, "%s: not a regular file", path);
+        return vt__fail_at(NULL, VT_EIO, path, "not a regular file");
     }
     size_t want = (uint64_t)st.st_size < MAX_HEADER + 12 ? (size_t)st.st_size : MAX_HEADER + 12;
     unsigned char *buf = vt__malloc(want ? want : 1);
     if (buf == NULL) {
         vt__close(fd);
-        return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", path);
+        return vt__fail_at(NULL, VT_ENOMEM, path, "out of memory");
     }
     int r = vt__pread_all(fd, buf, want, 0);
-    int rc = r < 0 ? vt__fail(NULL, VT_EIO, "%s: cannot read: %s", path, strerror(-r))
+    int rc = r < 0 ? vt__fail_at(NULL, VT_EIO, path, "cannot read: %s", strerror(-r))
                    : vt__npy_parse(path, buf, want, (uint64_t)st.st_size, n);
     free(buf);
     if (rc) {
@@ -256,13 +256,13 @@ int vt__npy_read(vt_npy *n, uint64_t off, void *buf, size_t len)
     unsigned char *into = buf;
     if (ratio > 1) {
         if (vt__grow(&n->wide, &n->wide_cap, flen))
-            return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", n->path);
+            return vt__fail_at(NULL, VT_ENOMEM, n->path, "out of memory");
         into = n->wide;
     }
     int r = vt__pread_all(n->fd, into, flen, n->data_offset + off * ratio);
     if (r < 0)
-        return vt__fail(NULL, vt__errno_code(-r), "%s: cannot read: %s", n->path,
-                        r == -EIO ? "unexpected end of file" : strerror(-r));
+        return vt__fail_at(NULL, vt__errno_code(-r), n->path, "cannot read: %s",
+                           r == -EIO ? "unexpected end of file" : strerror(-r));
     if (n->swap) {
         unsigned char *p = into;
         for (size_t i = 0; i + n->fes <= flen; i += n->fes)
@@ -295,7 +295,7 @@ static int npy_read_slab(vt_source *s, uint64_t c, uint64_t z0, uint64_t nz, voi
     size_t per = (size_t)nz * es;
     unsigned char *r = vt__malloc(per);
     if (r == NULL)
-        return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", s->path);
+        return vt__fail_at(NULL, VT_ENOMEM, s->path, "out of memory");
     int rc = 0;
     for (uint64_t y = 0; y < Y && rc == 0; y++)
         for (uint64_t x = 0; x < X && rc == 0; x++) {
@@ -325,7 +325,7 @@ int vt__npy_source_open(const char *path, vt_source **out)
     if (s == NULL || im == NULL) {
         free(im);
         vt__source_close(s);
-        return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", path);
+        return vt__fail_at(NULL, VT_ENOMEM, path, "out of memory");
     }
     s->impl = im;
     s->close = npy_close;
@@ -340,13 +340,13 @@ int vt__npy_source_open(const char *path, vt_source **out)
     if (n->ndim != 3 && n->ndim != 4) {
         int nd = n->ndim; /* closing frees n */
         vt__source_close(s);
-        return vt__fail(NULL, VT_EUNSUPPORTED, "%s: a %d-d .npy is not an image: expected (z, y, x) or (c, z, y, x)",
-                        path, nd);
+        return vt__fail_at(NULL, VT_EUNSUPPORTED, path,
+                           "a %d-d .npy is not an image: expected (z, y, x) or (c, z, y, x)", nd);
     }
     if (n->fortran && n->ndim != 3) {
         vt__source_close(s);
-        return vt__fail(NULL, VT_EUNSUPPORTED, "%s: a 4-d Fortran-order .npy cannot be streamed; save it in C order",
-                        path);
+        return vt__fail_at(NULL, VT_EUNSUPPORTED, path,
+                           "a 4-d Fortran-order .npy cannot be streamed; save it in C order");
     }
     int lead = n->ndim == 3;
     for (int d = 0; d < n->ndim; d++)

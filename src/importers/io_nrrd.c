@@ -221,8 +221,6 @@ static int kind_class(const char *k)
     return K_BAD;
 }
 
-#define FAIL(code, ...) vt__fail(NULL, (code), __VA_ARGS__)
-
 /* Read the header: the magic line and the fields up to the empty line (or
  * the end of the file). *data_off: where attached data start; *ended: an
  * empty line was seen. */
@@ -234,11 +232,11 @@ static int read_header(vt_lines *L, nrrd_hdr *h, bool *ended)
     if (rc < 0)
         return rc;
     if (rc == 0 || strncmp(line, "NRRD", 4) != 0)
-        return vt__fail(NULL, VT_EFORMAT, "%s: not a NRRD file (it does not start with \"NRRD000\")", path);
+        return vt__fail_at(NULL, VT_EFORMAT, path, "not a NRRD file (it does not start with \"NRRD000\")");
     bool eight = strlen(line) == 8;
     if (!eight || strncmp(line, "NRRD000", 7) != 0 || line[7] < '1' || line[7] > '5')
-        return vt__fail(NULL, eight && line[7] > '5' && line[7] <= '9' ? VT_EUNSUPPORTED : VT_EFORMAT,
-                        "%s: bad NRRD magic \"%.16s\" (NRRD0001..NRRD0005 are read)", path, line);
+        return vt__fail_at(NULL, eight && line[7] > '5' && line[7] <= '9' ? VT_EUNSUPPORTED : VT_EFORMAT, path,
+                           "bad NRRD magic \"%.16s\" (NRRD0001..NRRD0005 are read)", line);
     *ended = false;
     while ((rc = vt__lines_next(L, &line)) == 1) {
         if (line[0] == 0) {
@@ -255,8 +253,8 @@ static int read_header(vt_lines *L, nrrd_hdr *h, bool *ended)
             if (n > 0 && line[n - 1] == ':')
                 sep = line + n - 1; /* "field:" with an empty value */
             else
-                return vt__fail(NULL, VT_EFORMAT, "%s: header line %u is not \"field: value\": \"%.60s\"", path,
-                                L->lineno, line);
+                return vt__fail_at(NULL, VT_EFORMAT, path, "header line %u is not \"field: value\": \"%.60s\"",
+                                   L->lineno, line);
         }
         *sep = 0;
         char *value = vt__text_trim(sep + 1);
@@ -280,11 +278,11 @@ static int read_header(vt_lines *L, nrrd_hdr *h, bool *ended)
             if (strcmp(key, field_key[f]) != 0)
                 continue;
             if (h->val[f])
-                return vt__fail(NULL, VT_EFORMAT, "%s: field \"%s\" given twice (header lines %u and %u)", path,
-                                field_name[f], h->line[f], L->lineno);
+                return vt__fail_at(NULL, VT_EFORMAT, path, "field \"%s\" given twice (header lines %u and %u)",
+                                   field_name[f], h->line[f], L->lineno);
             h->val[f] = vt__strdup(value);
             if (h->val[f] == NULL)
-                return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", path);
+                return vt__fail_at(NULL, VT_ENOMEM, path, "out of memory");
             h->line[f] = L->lineno;
             /* "data file: LIST": file names follow to the end; refused later */
             if (f == F_DATAFILE && strncmp(value, "LIST", 4) == 0 && (value[4] == 0 || vt__text_space(value[4])))
@@ -309,7 +307,7 @@ static int parse_type(nrrd_hdr *h, nrrd_info *in)
 {
     const char *path = h->path;
     if (h->val[F_TYPE] == NULL)
-        return vt__fail(NULL, VT_EFORMAT, "%s: the header has no \"type\" field", path);
+        return vt__fail_at(NULL, VT_EFORMAT, path, "the header has no \"type\" field");
     lower_collapse(h->val[F_TYPE]);
     for (size_t i = 0; i < sizeof nrrd_types / sizeof nrrd_types[0]; i++)
         if (strcmp(h->val[F_TYPE], nrrd_types[i].name) == 0) {
@@ -317,7 +315,7 @@ static int parse_type(nrrd_hdr *h, nrrd_info *in)
             in->spec.file_elem_bytes = nrrd_types[i].fes;
             return 0;
         }
-    return vt__fail(NULL, VT_EUNSUPPORTED, "%s: NRRD type \"%.40s\" is not supported", path, h->val[F_TYPE]);
+    return vt__fail_at(NULL, VT_EUNSUPPORTED, path, "NRRD type \"%.40s\" is not supported", h->val[F_TYPE]);
 }
 
 static int parse_dims(nrrd_hdr *h, nrrd_info *in)
@@ -325,30 +323,32 @@ static int parse_dims(nrrd_hdr *h, nrrd_info *in)
     const char *path = h->path;
     uint64_t d;
     if (h->val[F_DIMENSION] == NULL)
-        return FAIL(VT_EFORMAT, "%s: the header has no \"dimension\" field", path);
+        return vt__fail_at(NULL, VT_EFORMAT, path, "the header has no \"dimension\" field");
     if (!parse_u64(h->val[F_DIMENSION], &d) || d == 0)
-        return FAIL(VT_EFORMAT, "%s: dimension \"%.40s\" is not a positive integer", path, h->val[F_DIMENSION]);
+        return vt__fail_at(NULL, VT_EFORMAT, path, "dimension \"%.40s\" is not a positive integer",
+                           h->val[F_DIMENSION]);
     if (d != 3 && d != 4)
-        return FAIL(VT_EUNSUPPORTED, "%s: a %llu-d NRRD is not supported (3-d and 4-d images are)", path,
-                    (unsigned long long)d);
+        return vt__fail_at(NULL, VT_EUNSUPPORTED, path, "a %llu-d NRRD is not supported (3-d and 4-d images are)",
+                           (unsigned long long)d);
     in->dim = (int)d;
     if (h->val[F_SIZES] == NULL)
-        return FAIL(VT_EFORMAT, "%s: the header has no \"sizes\" field", path);
+        return vt__fail_at(NULL, VT_EFORMAT, path, "the header has no \"sizes\" field");
     const char *p = h->val[F_SIZES];
     char tok[64];
     for (int i = 0; i <= in->dim; i++) {
         int n = next_token(&p, tok, sizeof tok);
         if (i == in->dim) {
             if (n != 0)
-                return FAIL(VT_EFORMAT, "%s: \"sizes\" lists more than the %d sizes of the dimension", path,
-                            in->dim);
+                return vt__fail_at(NULL, VT_EFORMAT, path,
+                                   "\"sizes\" lists more than the %d sizes of the dimension",
+                                   in->dim);
             break;
         }
         if (n == 0)
-            return FAIL(VT_EFORMAT, "%s: \"sizes\" lists %d sizes, the dimension is %d", path, i, in->dim);
+            return vt__fail_at(NULL, VT_EFORMAT, path, "\"sizes\" lists %d sizes, the dimension is %d", i, in->dim);
         if (n < 0 || !parse_u64(tok, &in->sizes[i]) || in->sizes[i] == 0)
-            return FAIL(VT_EFORMAT, "%s: size %d \"%.30s\" is not a positive integer", path, i,
-                        n < 0 ? "(too long)" : tok);
+            return vt__fail_at(NULL, VT_EFORMAT, path, "size %d \"%.30s\" is not a positive integer", i,
+                               n < 0 ? "(too long)" : tok);
     }
     return 0;
 }
@@ -358,43 +358,46 @@ static int parse_encoding(nrrd_hdr *h, nrrd_info *in)
     const char *path = h->path;
     const char *e = h->val[F_ENCODING];
     if (e == NULL)
-        return FAIL(VT_EFORMAT, "%s: the header has no \"encoding\" field", path);
+        return vt__fail_at(NULL, VT_EFORMAT, path, "the header has no \"encoding\" field");
     if (strcasecmp(e, "raw") == 0)
         in->spec.codec = VT_VOXELS_RAW;
     else if (strcasecmp(e, "gzip") == 0 || strcasecmp(e, "gz") == 0)
         in->spec.codec = VT_VOXELS_GZIP;
     else
-        return FAIL(VT_EUNSUPPORTED, "%s: NRRD encoding \"%.30s\" is not supported (raw and gzip are)", path, e);
+        return vt__fail_at(NULL, VT_EUNSUPPORTED, path,
+                           "NRRD encoding \"%.30s\" is not supported (raw and gzip are)", e);
     /* byte order: needed for elements over one byte */
     const char *en = h->val[F_ENDIAN];
     if (en == NULL) {
         if (in->spec.file_elem_bytes > 1)
-            return FAIL(VT_EFORMAT, "%s: the header has no \"endian\" field (needed for type %s)", path,
-                        h->val[F_TYPE]);
+            return vt__fail_at(NULL, VT_EFORMAT, path, "the header has no \"endian\" field (needed for type %s)",
+                               h->val[F_TYPE]);
     } else if (strcasecmp(en, "little") == 0) {
         in->spec.big_endian = false;
     } else if (strcasecmp(en, "big") == 0) {
         in->spec.big_endian = true;
     } else {
-        return FAIL(VT_EFORMAT, "%s: endian \"%.30s\" is neither little nor big", path, en);
+        return vt__fail_at(NULL, VT_EFORMAT, path, "endian \"%.30s\" is neither little nor big", en);
     }
     /* skips */
     if (h->val[F_LINESKIP]) {
         if (!parse_u64(h->val[F_LINESKIP], &in->spec.line_skip))
-            return FAIL(VT_EFORMAT, "%s: line skip \"%.30s\" is not a count of lines", path, h->val[F_LINESKIP]);
+            return vt__fail_at(NULL, VT_EFORMAT, path, "line skip \"%.30s\" is not a count of lines",
+                               h->val[F_LINESKIP]);
     }
     if (h->val[F_BYTESKIP]) {
         int64_t b;
         if (!parse_i64(h->val[F_BYTESKIP], &b))
-            return FAIL(VT_EFORMAT, "%s: byte skip \"%.30s\" is not an integer", path, h->val[F_BYTESKIP]);
+            return vt__fail_at(NULL, VT_EFORMAT, path, "byte skip \"%.30s\" is not an integer", h->val[F_BYTESKIP]);
         if (b == -1) {
             if (in->spec.codec != VT_VOXELS_RAW)
-                return FAIL(VT_EUNSUPPORTED, "%s: byte skip -1 (data at the end) works with raw encoding only",
-                            path);
+                return vt__fail_at(NULL, VT_EUNSUPPORTED, path,
+                                   "byte skip -1 (data at the end) works with raw encoding only");
             in->spec.at_end = true;
         } else if (b < 0) {
-            return FAIL(VT_EUNSUPPORTED, "%s: byte skip %lld is not supported (-1 or a count of bytes)", path,
-                        (long long)b);
+            return vt__fail_at(NULL, VT_EUNSUPPORTED, path,
+                               "byte skip %lld is not supported (-1 or a count of bytes)",
+                               (long long)b);
         } else {
             in->spec.byte_skip = (uint64_t)b;
         }
@@ -409,17 +412,17 @@ static int parse_datafile(nrrd_hdr *h, nrrd_info *in, bool ended, uint64_t heade
     const char *df = h->val[F_DATAFILE];
     if (df == NULL) {
         if (nhdr)
-            return FAIL(VT_EFORMAT, "%s: a .nhdr header needs a \"data file\" field", path);
+            return vt__fail_at(NULL, VT_EFORMAT, path, "a .nhdr header needs a \"data file\" field");
         if (!ended)
-            return FAIL(VT_EFORMAT, "%s: the header has no empty line ending it: no data follow (truncated?)",
-                        path);
+            return vt__fail_at(NULL, VT_EFORMAT, path,
+                               "the header has no empty line ending it: no data follow (truncated?)");
         in->data_path = vt__strdup(path);
         in->spec.offset = header_end;
     } else {
         if (df[0] == 0)
-            return FAIL(VT_EFORMAT, "%s: \"data file\" is empty", path);
+            return vt__fail_at(NULL, VT_EFORMAT, path, "\"data file\" is empty");
         if (strncmp(df, "LIST", 4) == 0 && (df[4] == 0 || vt__text_space(df[4])))
-            return FAIL(VT_EUNSUPPORTED, "%s: data split over a LIST of files is not supported", path);
+            return vt__fail_at(NULL, VT_EUNSUPPORTED, path, "data split over a LIST of files is not supported");
         /* "data file: <format> <min> <max> <step> [<subdim>]": several files */
         int tokens = 0;
         const char *p = df;
@@ -427,13 +430,14 @@ static int parse_datafile(nrrd_hdr *h, nrrd_info *in, bool ended, uint64_t heade
         while (next_token(&p, tok, sizeof tok) != 0)
             tokens++;
         if (strchr(df, '%') != NULL && tokens >= 4)
-            return FAIL(VT_EUNSUPPORTED, "%s: data split over numbered files (\"%.60s\") is not supported", path,
-                        df);
+            return vt__fail_at(NULL, VT_EUNSUPPORTED, path,
+                               "data split over numbered files (\"%.60s\") is not supported",
+                               df);
         in->data_path = vt__path_beside(path, df);
         in->spec.offset = 0;
     }
     if (in->data_path == NULL)
-        return FAIL(VT_ENOMEM, "%s: out of memory", path);
+        return vt__fail_at(NULL, VT_ENOMEM, path, "out of memory");
     in->spec.data_path = in->data_path;
     return 0;
 }
@@ -452,19 +456,21 @@ static int parse_axes(nrrd_hdr *h, nrrd_info *in, bool dir_none[MAXD])
             int n = next_token(&p, tok, sizeof tok);
             if (i == in->dim) {
                 if (n != 0)
-                    return FAIL(VT_EFORMAT, "%s: \"kinds\" lists more than %d kinds", path, in->dim);
+                    return vt__fail_at(NULL, VT_EFORMAT, path, "\"kinds\" lists more than %d kinds", in->dim);
                 break;
             }
             if (n <= 0)
-                return FAIL(VT_EFORMAT, "%s: \"kinds\" lists %d kinds, the dimension is %d", path, i, in->dim);
+                return vt__fail_at(NULL, VT_EFORMAT, path, "\"kinds\" lists %d kinds, the dimension is %d", i,
+                                   in->dim);
             cls[i] = kind_class(tok);
             if (cls[i] == K_BAD)
-                return FAIL(VT_EFORMAT, "%s: unknown kind \"%s\" of axis %d", path, tok, i);
+                return vt__fail_at(NULL, VT_EFORMAT, path, "unknown kind \"%s\" of axis %d", tok, i);
             if (cls[i] == K_COLOR)
-                return FAIL(VT_EUNSUPPORTED, "%s: axis %d of kind %s: colour images are not supported", path, i,
-                            tok);
+                return vt__fail_at(NULL, VT_EUNSUPPORTED, path,
+                                   "axis %d of kind %s: colour images are not supported", i,
+                                   tok);
             if (cls[i] == K_COMPLEX)
-                return FAIL(VT_EUNSUPPORTED, "%s: complex data (axis %d) are not supported", path, i);
+                return vt__fail_at(NULL, VT_EUNSUPPORTED, path, "complex data (axis %d) are not supported", i);
         }
     }
     bool ns[MAXD];
@@ -472,33 +478,33 @@ static int parse_axes(nrrd_hdr *h, nrrd_info *in, bool dir_none[MAXD])
     for (int i = 0; i < in->dim; i++) {
         ns[i] = cls[i] == K_CHANNELS || dir_none[i];
         if (cls[i] == K_SPATIAL && dir_none[i])
-            return FAIL(VT_EFORMAT, "%s: axis %d is of a spatial kind but has no space direction", path, i);
+            return vt__fail_at(NULL, VT_EFORMAT, path, "axis %d is of a spatial kind but has no space direction",
+                               i);
         count += ns[i];
     }
     if (in->dim == 3) {
         if (count)
-            return FAIL(VT_EUNSUPPORTED,
-                        "%s: a 3-d NRRD with a non-spatial axis (a 2-d image with channels) is not supported",
-                        path);
+            return vt__fail_at(NULL, VT_EUNSUPPORTED, path,
+                               "a 3-d NRRD with a non-spatial axis (a 2-d image with channels) is not supported");
         in->nonspatial = -1;
         for (int i = 0; i < 3; i++)
             in->sp[i] = i;
         return 0;
     }
     if (count > 1)
-        return FAIL(VT_EUNSUPPORTED, "%s: a 4-d NRRD with %d non-spatial axes is not supported", path, count);
+        return vt__fail_at(NULL, VT_EUNSUPPORTED, path, "a 4-d NRRD with %d non-spatial axes is not supported",
+                           count);
     if (count == 0 && cls[3] == K_SPATIAL)
-        return FAIL(VT_EUNSUPPORTED, "%s: a 4-d NRRD with 4 spatial axes is not supported", path);
+        return vt__fail_at(NULL, VT_EUNSUPPORTED, path, "a 4-d NRRD with 4 spatial axes is not supported");
     int a = 3; /* no hint: X Y Z T, as NIfTI */
     if (count == 1)
         for (int i = 0; i < 4; i++)
             if (ns[i])
                 a = i;
     if (a == 1 || a == 2)
-        return FAIL(VT_EUNSUPPORTED,
-                    "%s: a non-spatial axis between spatial ones (axis %d of 4) is not supported: only first "
-                    "(channels of a voxel) or last (volumes)",
-                    path, a);
+        return vt__fail_at(NULL, VT_EUNSUPPORTED, path,
+                           "a non-spatial axis between spatial ones (axis %d of 4) is not supported: only first "
+                           "(channels of a voxel) or last (volumes)", a);
     in->nonspatial = a;
     for (int i = 0, j = 0; i < 4; i++)
         if (i != a)
@@ -527,7 +533,7 @@ static int parse_space(nrrd_hdr *h, double flip[3], bool *has_space)
                                             "3D-right-handed-time", "3D-left-handed-time"};
         for (size_t i = 0; i < sizeof timed / sizeof timed[0]; i++)
             if (strcasecmp(sp, timed[i]) == 0)
-                return FAIL(VT_EUNSUPPORTED, "%s: space \"%s\" (with time) is not supported", path, sp);
+                return vt__fail_at(NULL, VT_EUNSUPPORTED, path, "space \"%s\" (with time) is not supported", sp);
         for (size_t i = 0; i < sizeof spaces / sizeof spaces[0]; i++)
             if (strcasecmp(sp, spaces[i].name) == 0) {
                 flip[0] = spaces[i].fx;
@@ -535,15 +541,16 @@ static int parse_space(nrrd_hdr *h, double flip[3], bool *has_space)
                 *has_space = true;
             }
         if (!*has_space)
-            return FAIL(VT_EFORMAT, "%s: unknown space \"%.40s\"", path, sp);
+            return vt__fail_at(NULL, VT_EFORMAT, path, "unknown space \"%.40s\"", sp);
     }
     if (h->val[F_SPACEDIM]) {
         uint64_t d;
         if (!parse_u64(h->val[F_SPACEDIM], &d))
-            return FAIL(VT_EFORMAT, "%s: space dimension \"%.30s\" is not an integer", path, h->val[F_SPACEDIM]);
+            return vt__fail_at(NULL, VT_EFORMAT, path, "space dimension \"%.30s\" is not an integer",
+                               h->val[F_SPACEDIM]);
         if (d != 3)
-            return FAIL(VT_EUNSUPPORTED, "%s: space dimension %llu is not supported (3 is)", path,
-                        (unsigned long long)d);
+            return vt__fail_at(NULL, VT_EUNSUPPORTED, path, "space dimension %llu is not supported (3 is)",
+                               (unsigned long long)d);
         *has_space = true;
     }
     return 0;
@@ -563,15 +570,16 @@ static int parse_directions(nrrd_hdr *h, int dim, double dirs[MAXD][3], bool dir
             continue;
         }
         if (*p == 0)
-            return FAIL(VT_EFORMAT, "%s: \"space directions\" lists %d of the %d axes", path, i, dim);
+            return vt__fail_at(NULL, VT_EFORMAT, path, "\"space directions\" lists %d of the %d axes", i, dim);
         if (!parse_vector(&p, dirs[i], 3))
-            return FAIL(VT_EFORMAT, "%s: space direction %d is not a vector \"(x,y,z)\" of finite numbers", path,
-                        i);
+            return vt__fail_at(NULL, VT_EFORMAT, path,
+                               "space direction %d is not a vector \"(x,y,z)\" of finite numbers",
+                               i);
     }
     while (vt__text_space(*p))
         p++;
     if (*p)
-        return FAIL(VT_EFORMAT, "%s: \"space directions\" lists more than the %d axes", path, dim);
+        return vt__fail_at(NULL, VT_EFORMAT, path, "\"space directions\" lists more than the %d axes", dim);
     return 0;
 }
 
@@ -609,11 +617,11 @@ int vt__nrrd_open(const char *path, vt_source **out)
     if ((rc = parse_space(&h, flip, &has_space)) != 0)
         goto done;
     if (has_dirs && !has_space) {
-        rc = FAIL(VT_EFORMAT, "%s: \"space directions\" without \"space\" or \"space dimension\"", path);
+        rc = vt__fail_at(NULL, VT_EFORMAT, path, "\"space directions\" without \"space\" or \"space dimension\"");
         goto done;
     }
     if (has_dirs && h.val[F_SPACINGS]) {
-        rc = FAIL(VT_EFORMAT, "%s: both \"space directions\" and \"spacings\" are given", path);
+        rc = vt__fail_at(NULL, VT_EFORMAT, path, "both \"space directions\" and \"spacings\" are given");
         goto done;
     }
     if ((rc = parse_axes(&h, &in, dir_none)) != 0)
@@ -623,7 +631,7 @@ int vt__nrrd_open(const char *path, vt_source **out)
         for (int i = 0; i < in.dim; i++)
             n += !dir_none[i];
         if (n != 3) {
-            rc = FAIL(VT_EFORMAT, "%s: \"space directions\" give %d spatial axes; 3 are needed", path, n);
+            rc = vt__fail_at(NULL, VT_EFORMAT, path, "\"space directions\" give %d spatial axes; 3 are needed", n);
             goto done;
         }
     }
@@ -632,13 +640,13 @@ int vt__nrrd_open(const char *path, vt_source **out)
         const char *p = h.val[F_SPACINGS];
         for (int i = 0; i < in.dim; i++)
             if (!parse_f64(&p, &spacings[i], true)) {
-                rc = FAIL(VT_EFORMAT, "%s: spacing %d is not a number", path, i);
+                rc = vt__fail_at(NULL, VT_EFORMAT, path, "spacing %d is not a number", i);
                 goto done;
             }
         while (vt__text_space(*p))
             p++;
         if (*p) {
-            rc = FAIL(VT_EFORMAT, "%s: \"spacings\" lists more than the %d axes", path, in.dim);
+            rc = vt__fail_at(NULL, VT_EFORMAT, path, "\"spacings\" lists more than the %d axes", in.dim);
             goto done;
         }
     }
@@ -649,15 +657,16 @@ int vt__nrrd_open(const char *path, vt_source **out)
         while (ok && vt__text_space(*p))
             p++;
         if (!ok || *p) {
-            rc = FAIL(VT_EFORMAT, "%s: space origin \"%.60s\" is not a vector \"(x,y,z)\" of finite numbers", path,
-                      h.val[F_SPACEORIGIN]);
+            rc = vt__fail_at(NULL, VT_EFORMAT, path,
+                             "space origin \"%.60s\" is not a vector \"(x,y,z)\" of finite numbers",
+                             h.val[F_SPACEORIGIN]);
             goto done;
         }
     }
 
     s = vt__source_new(path);
     if (s == NULL) {
-        rc = FAIL(VT_ENOMEM, "%s: out of memory", path);
+        rc = vt__fail_at(NULL, VT_ENOMEM, path, "out of memory");
         goto done;
     }
     s->format = "nrrd";
@@ -675,8 +684,8 @@ int vt__nrrd_open(const char *path, vt_source **out)
             col[c][r] = has_dirs ? dirs[a][r] : (r == c ? (isnan(spacings[a]) ? 1.0 : spacings[a]) : 0.0);
         double len = sqrt(col[c][0] * col[c][0] + col[c][1] * col[c][1] + col[c][2] * col[c][2]);
         if (!(len > 0) || !isfinite(len)) {
-            rc = FAIL(VT_EFORMAT, "%s: axis %d has a %s of length %g", path, a,
-                      has_dirs ? "space direction" : "spacing", len);
+            rc = vt__fail_at(NULL, VT_EFORMAT, path, "axis %d has a %s of length %g", a,
+                             has_dirs ? "space direction" : "spacing", len);
             goto done;
         }
         s->spacing[2 - c] = len;
@@ -685,7 +694,7 @@ int vt__nrrd_open(const char *path, vt_source **out)
                  col[1][0] * (col[0][1] * col[2][2] - col[0][2] * col[2][1]) +
                  col[2][0] * (col[0][1] * col[1][2] - col[0][2] * col[1][1]);
     if (!(fabs(det) > 1e-12 * s->spacing[0] * s->spacing[1] * s->spacing[2])) {
-        rc = FAIL(VT_EFORMAT, "%s: the space directions are not independent (a degenerate grid)", path);
+        rc = vt__fail_at(NULL, VT_EFORMAT, path, "the space directions are not independent (a degenerate grid)");
         goto done;
     }
     memset(s->affine, 0, sizeof s->affine);

@@ -10,13 +10,13 @@ int vt__raw_open(const char *path, const vt_raw_spec *raw, bool seg, vt_source *
 {
     vt_dtype dt = seg ? (raw->seg_dtype == VT_DTYPE_SAME ? VT_U8 : raw->seg_dtype) : raw->dtype;
     if (!vt__dtype_valid(dt))
-        return vt__fail(NULL, VT_EINVAL, "%s: a raw file needs a valid dtype", path);
+        return vt__fail_at(NULL, VT_EINVAL, path, "a raw file needs a valid dtype");
     for (int d = 0; d < 4; d++)
         if (raw->shape[d] == 0)
-            return vt__fail(NULL, VT_EINVAL, "%s: a raw file needs a shape (c, z, y, x) of sizes >= 1", path);
+            return vt__fail_at(NULL, VT_EINVAL, path, "a raw file needs a shape (c, z, y, x) of sizes >= 1");
     vt_source *s = vt__source_new(path);
     if (s == NULL)
-        return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", path);
+        return vt__fail_at(NULL, VT_ENOMEM, path, "out of memory");
     memcpy(s->shape, raw->shape, sizeof s->shape);
     if (seg) /* one volume on the images' grid */
         s->shape[0] = 1;

@@ -5,13 +5,15 @@
 #include <string.h>
 
 const vt_nifti_layout vt__nifti1 = {
-    .version = 1, .size = VT_NIFTI1_SIZE, .magic = 344, .magic_single = "n+1", .magic_pair = "ni1", .datatype = 70, .bitpix = 72, .dim = 40,
+    .version = 1, .size = VT_NIFTI1_SIZE, .magic = 344, .magic_single = "n+1", .magic_pair = "ni1",
+    .datatype = 70, .bitpix = 72, .dim = 40,
     .pixdim = 76, .vox_offset = 108, .scl_slope = 112, .scl_inter = 116, .xform_codes = 252,
     .quatern = 256, .srow = 280, .xyzt_units = 123, .dim_bytes = 2, .real_bytes = 4, .code_bytes = 2,
 };
 
 const vt_nifti_layout vt__nifti2 = {
-    .version = 2, .size = VT_NIFTI2_SIZE, .magic = 4, .magic_single = "n+2", .magic_pair = "ni2", .datatype = 12, .bitpix = 14, .dim = 16,
+    .version = 2, .size = VT_NIFTI2_SIZE, .magic = 4, .magic_single = "n+2", .magic_pair = "ni2",
+    .datatype = 12, .bitpix = 14, .dim = 16,
     .pixdim = 104, .vox_offset = 168, .scl_slope = 176, .scl_inter = 184, .xform_codes = 344,
     .quatern = 352, .srow = 400, .xyzt_units = 500, .dim_bytes = 8, .real_bytes = 8, .code_bytes = 4,
 };

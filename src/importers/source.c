@@ -49,7 +49,7 @@ int vt__source_keep_text_header(vt_source *s, const void *text, size_t len)
     }
     unsigned char *p = vt__malloc(len);
     if (p == NULL)
-        return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", s->path);
+        return vt__fail_at(NULL, VT_ENOMEM, s->path, "out of memory");
     memcpy(p, text, len);
     free(s->extra);
     s->extra = p;

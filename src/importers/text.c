@@ -79,7 +79,7 @@ int vt__lines_open(vt_lines *r, const char *path, size_t max)
     r->max = max;
     r->fd = vt__open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK, 0); /* a FIFO must not block: refused below */
     if (r->fd < 0)
-        return vt__fail(NULL, VT_EIO, "%s: cannot open: %s", path, strerror(errno));
+        return vt__fail_at(NULL, VT_EIO, path, "cannot open: %s", strerror(errno));
     struct stat st;
     const char *why = NULL;
     if (fstat(r->fd, &st) != 0)
@@ -89,7 +89,7 @@ int vt__lines_open(vt_lines *r, const char *path, size_t max)
     if (why) {
         vt__close(r->fd);
         r->fd = -1;
-        return vt__fail(NULL, VT_EIO, "%s: cannot open: %s", path, why);
+        return vt__fail_at(NULL, VT_EIO, path, "cannot open: %s", why);
     }
     return 0;
 }
@@ -118,7 +118,7 @@ static int lines_fill(vt_lines *r)
             ncap = r->max;
         unsigned char *b = vt__realloc(r->buf, ncap);
         if (b == NULL)
-            return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", r->path);
+            return vt__fail_at(NULL, VT_ENOMEM, r->path, "out of memory");
         r->buf = b;
         r->cap = ncap;
     }
@@ -130,7 +130,7 @@ static int lines_fill(vt_lines *r)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
-            return vt__fail(NULL, VT_EIO, "%s: cannot read: %s", r->path, strerror(errno));
+            return vt__fail_at(NULL, VT_EIO, r->path, "cannot read: %s", strerror(errno));
         if (n == 0)
             r->eof = true;
         r->len += (size_t)n;
@@ -149,13 +149,13 @@ int vt__lines_next(vt_lines *r, char **line)
             end = (size_t)(nl - r->buf);
             next = end + 1;
         } else if (r->len - r->pos > VT_TEXT_LINE_MAX) {
-            return vt__fail(NULL, VT_EFORMAT, "%s: line %u of the header is longer than %u bytes", r->path,
-                            r->lineno + 1, VT_TEXT_LINE_MAX);
+            return vt__fail_at(NULL, VT_EFORMAT, r->path, "line %u of the header is longer than %u bytes",
+                               r->lineno + 1, VT_TEXT_LINE_MAX);
         } else if (!r->eof) {
             scanned = r->len;
             if (r->len == r->max && r->max > 0) {
-                return vt__fail(NULL, VT_EFORMAT, "%s: the header is longer than %zu bytes (no end found)",
-                                r->path, r->max);
+                return vt__fail_at(NULL, VT_EFORMAT, r->path, "the header is longer than %zu bytes (no end found)",
+                                   r->max);
             }
             int rc = lines_fill(r);
             if (rc)
@@ -168,18 +168,18 @@ int vt__lines_next(vt_lines *r, char **line)
         }
         size_t n = end - r->pos;
         if (n > VT_TEXT_LINE_MAX)
-            return vt__fail(NULL, VT_EFORMAT, "%s: line %u of the header is longer than %u bytes", r->path,
-                            r->lineno + 1, VT_TEXT_LINE_MAX);
+            return vt__fail_at(NULL, VT_EFORMAT, r->path, "line %u of the header is longer than %u bytes",
+                               r->lineno + 1, VT_TEXT_LINE_MAX);
         if (memchr(r->buf + r->pos, 0, n) != NULL)
-            return vt__fail(NULL, VT_EFORMAT,
-                            "%s: line %u of the header holds a NUL byte (binary data before the header's end?)",
-                            r->path, r->lineno + 1);
+            return vt__fail_at(NULL, VT_EFORMAT, r->path,
+                               "line %u of the header holds a NUL byte (binary data before the header's end?)",
+                               r->lineno + 1);
         if (n > 0 && r->buf[end - 1] == '\r')
             n--;
         if (n + 1 > r->line_cap) {
             char *l = vt__realloc(r->line, n + 1);
             if (l == NULL)
-                return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", r->path);
+                return vt__fail_at(NULL, VT_ENOMEM, r->path, "out of memory");
             r->line = l;
             r->line_cap = n + 1;
         }

@@ -51,9 +51,9 @@ static int read_at(voxels_impl *f, void *buf, size_t len, uint64_t off, const ch
 {
     int r = vt__pread_all(f->fd, buf, len, off);
     if (r == -EIO && off + len > f->file_size)
-        return vt__fail(NULL, VT_EFORMAT, "%s: the file ends inside the %s (truncated?)", f->path, what);
+        return vt__fail_at(NULL, VT_EFORMAT, f->path, "the file ends inside the %s (truncated?)", what);
     if (r)
-        return vt__fail(NULL, VT_EIO, "%s: cannot read: %s", f->path, strerror(-r));
+        return vt__fail_at(NULL, VT_EIO, f->path, "cannot read: %s", strerror(-r));
     return 0;
 }
 
@@ -63,11 +63,11 @@ static int z_restart(voxels_impl *f)
         memset(&f->z, 0, sizeof f->z);
         int zr = inflateInit2(&f->z, f->codec == VT_VOXELS_GZIP ? 15 + 16 : 15);
         if (zr != Z_OK)
-            return vt__fail(NULL, zr == Z_MEM_ERROR ? VT_ENOMEM : VT_EIO, "%s: cannot start zlib: %s", f->path,
-                            f->z.msg ? f->z.msg : "error");
+            return vt__fail_at(NULL, zr == Z_MEM_ERROR ? VT_ENOMEM : VT_EIO, f->path, "cannot start zlib: %s",
+                               f->z.msg ? f->z.msg : "error");
         f->z_init = true;
     } else if (inflateReset(&f->z) != Z_OK) {
-        return vt__fail(NULL, VT_EIO, "%s: cannot restart zlib", f->path);
+        return vt__fail_at(NULL, VT_EIO, f->path, "cannot restart zlib");
     }
     f->z.next_in = f->in;
     f->z.avail_in = 0;
@@ -102,12 +102,12 @@ static int z_refill(voxels_impl *f, bool *more)
 static int z_error(voxels_impl *f, int zr)
 {
     if (zr == Z_MEM_ERROR)
-        return vt__fail(NULL, VT_ENOMEM, "%s: out of memory in zlib", f->path);
+        return vt__fail_at(NULL, VT_ENOMEM, f->path, "out of memory in zlib");
     if (zr == Z_NEED_DICT)
-        return vt__fail(NULL, VT_EUNSUPPORTED, "%s: the %s stream needs a preset dictionary", f->path,
-                        codec_name(f->codec));
-    return vt__fail(NULL, VT_EFORMAT, "%s: corrupt %s data: %s", f->path, codec_name(f->codec),
-                    f->z.msg ? f->z.msg : "stream error");
+        return vt__fail_at(NULL, VT_EUNSUPPORTED, f->path, "the %s stream needs a preset dictionary",
+                           codec_name(f->codec));
+    return vt__fail_at(NULL, VT_EFORMAT, f->path, "corrupt %s data: %s", codec_name(f->codec),
+                       f->z.msg ? f->z.msg : "stream error");
 }
 
 /* After the end of a gzip member: go on with the next member if one follows. */
@@ -119,7 +119,7 @@ static int z_member_end(voxels_impl *f)
         return rc;
     if (f->codec == VT_VOXELS_GZIP && more && f->z.next_in[0] == 0x1f) {
         if (inflateReset(&f->z) != Z_OK)
-            return vt__fail(NULL, VT_EIO, "%s: cannot restart zlib", f->path);
+            return vt__fail_at(NULL, VT_EIO, f->path, "cannot restart zlib");
         return 0;
     }
     f->z_end = true; /* anything after the stream is ignored */
@@ -131,11 +131,11 @@ static int z_read(voxels_impl *f, unsigned char *out, uint64_t len)
 {
     while (len > 0) {
         if (f->z_end)
-            return vt__fail(NULL, VT_EFORMAT,
-                            "%s: the %s data end after %llu bytes but the header describes %llu (sizes too large?)",
-                            f->path, codec_name(f->codec),
-                            (unsigned long long)(f->out_pos >= f->skip ? f->out_pos - f->skip : 0),
-                            (unsigned long long)f->total);
+            return vt__fail_at(NULL, VT_EFORMAT, f->path,
+                               "the %s data end after %llu bytes but the header describes %llu (sizes too large?)",
+                               codec_name(f->codec),
+                               (unsigned long long)(f->out_pos >= f->skip ? f->out_pos - f->skip : 0),
+                               (unsigned long long)f->total);
         bool more;
         int rc = z_refill(f, &more);
         if (rc)
@@ -154,11 +154,11 @@ static int z_read(voxels_impl *f, unsigned char *out, uint64_t len)
                 return rc;
         } else if (zr == Z_BUF_ERROR || (zr == Z_OK && got == 0)) {
             if (f->z.avail_in == 0 && f->in_pos >= f->in_end)
-                return vt__fail(NULL, VT_EFORMAT,
-                                "%s: the %s stream is truncated: it ends after %llu of the %llu data bytes",
-                                f->path, codec_name(f->codec),
-                                (unsigned long long)(f->out_pos >= f->skip ? f->out_pos - f->skip : 0),
-                                (unsigned long long)f->total);
+                return vt__fail_at(NULL, VT_EFORMAT, f->path,
+                                   "the %s stream is truncated: it ends after %llu of the %llu data bytes",
+                                   codec_name(f->codec),
+                                   (unsigned long long)(f->out_pos >= f->skip ? f->out_pos - f->skip : 0),
+                                   (unsigned long long)f->total);
         } else if (zr != Z_OK) {
             return z_error(f, zr);
         }
@@ -179,15 +179,15 @@ static int z_check_end(voxels_impl *f)
         f->z.avail_out = SCRATCH;
         int zr = inflate(&f->z, Z_NO_FLUSH);
         if (f->z.avail_out != SCRATCH && !f->trailing_ok)
-            return vt__fail(NULL, VT_EFORMAT,
-                            "%s: the %s data hold more than the %llu bytes the header describes (sizes too small?)",
-                            f->path, codec_name(f->codec), (unsigned long long)f->total);
+            return vt__fail_at(NULL, VT_EFORMAT, f->path,
+                               "the %s data hold more than the %llu bytes the header describes (sizes too small?)",
+                               codec_name(f->codec), (unsigned long long)f->total);
         if (zr == Z_STREAM_END) {
             f->z_end = true; /* later members or bytes are ignored */
         } else if (zr == Z_BUF_ERROR || zr == Z_OK) {
             if (f->z.avail_in == 0 && f->in_pos >= f->in_end)
-                return vt__fail(NULL, VT_EFORMAT, "%s: truncated %s stream: its end is missing", f->path,
-                                codec_name(f->codec));
+                return vt__fail_at(NULL, VT_EFORMAT, f->path, "truncated %s stream: its end is missing",
+                                   codec_name(f->codec));
         } else {
             return z_error(f, zr);
         }
@@ -271,7 +271,7 @@ static int voxels_read_slab(vt_source *s, uint64_t c, uint64_t z0, uint64_t nz, 
     if (per > nvox)
         per = nvox;
     if (vt__grow(&f->tmp, &f->tmp_cap, (size_t)(per * stride)))
-        return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", f->path);
+        return vt__fail_at(NULL, VT_ENOMEM, f->path, "out of memory");
     for (uint64_t v = 0; v < nvox; v += per) {
         uint64_t k = nvox - v < per ? nvox - v : per;
         int rc = fetch(f, (first + v) * stride, f->tmp, k * stride);
@@ -305,13 +305,13 @@ static int skip_lines(voxels_impl *f, uint64_t n, uint64_t *off)
 {
     unsigned char *b = vt__malloc(IN_CHUNK);
     if (b == NULL)
-        return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", f->path);
+        return vt__fail_at(NULL, VT_ENOMEM, f->path, "out of memory");
     uint64_t pos = *off;
     int rc = 0;
     while (n > 0 && rc == 0) {
         if (pos >= f->file_size) {
-            rc = vt__fail(NULL, VT_EFORMAT, "%s: the file ends before the %llu lines to skip", f->path,
-                          (unsigned long long)n);
+            rc = vt__fail_at(NULL, VT_EFORMAT, f->path, "the file ends before the %llu lines to skip",
+                             (unsigned long long)n);
             break;
         }
         uint64_t k = f->file_size - pos < IN_CHUNK ? f->file_size - pos : IN_CHUNK;
@@ -363,7 +363,7 @@ int vt__voxels_attach(vt_source *s, const vt_voxels_spec *sp)
 {
     voxels_impl *f = vt__calloc(1, sizeof *f);
     if (f == NULL)
-        return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", s->path);
+        return vt__fail_at(NULL, VT_ENOMEM, s->path, "out of memory");
     f->fd = -1;
     s->impl = f;
     s->read_slab = voxels_read_slab;
@@ -371,31 +371,32 @@ int vt__voxels_attach(vt_source *s, const vt_voxels_spec *sp)
     s->dtype = sp->dtype;
     f->path = vt__strdup(sp->data_path);
     if (f->path == NULL)
-        return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", s->path);
+        return vt__fail_at(NULL, VT_ENOMEM, s->path, "out of memory");
     f->codec = sp->codec;
     f->elem = vt_dtype_size(sp->dtype);
     f->file_elem = sp->file_elem_bytes;
     f->narrow = f->file_elem == 8 && (sp->dtype == VT_I32 || sp->dtype == VT_U32);
     f->dtype = sp->dtype;
     if (f->elem == 0 || (f->file_elem != f->elem && !f->narrow))
-        return vt__fail(NULL, VT_EINVAL, "%s: invalid element type", s->path);
+        return vt__fail_at(NULL, VT_EINVAL, s->path, "invalid element type");
     f->swap = sp->big_endian && f->file_elem > 1;
     f->interleaved = sp->interleaved && s->shape[0] > 1;
     uint64_t total = f->file_elem;
     for (int i = 0; i < 4; i++)
         if (s->shape[i] == 0 || !vt__mul_ok(total, s->shape[i], &total))
-            return vt__fail(NULL, VT_EFORMAT, "%s: the image sizes overflow", s->path);
+            return vt__fail_at(NULL, VT_EFORMAT, s->path, "the image sizes overflow");
     if (total > (UINT64_C(1) << 50))
-        return vt__fail(NULL, VT_EFORMAT, "%s: the image sizes describe %llu bytes, implausibly large", s->path,
-                        (unsigned long long)total);
+        return vt__fail_at(NULL, VT_EFORMAT, s->path, "the image sizes describe %llu bytes, implausibly large",
+                           (unsigned long long)total);
     f->total = total;
     int rc = open_file(f, "the data file");
     if (rc)
         return rc;
     uint64_t off = sp->offset;
     if (off > f->file_size)
-        return vt__fail(NULL, VT_EFORMAT, "%s: the data would start at byte %llu, past the end of the file (%llu bytes)",
-                        f->path, (unsigned long long)off, (unsigned long long)f->file_size);
+        return vt__fail_at(NULL, VT_EFORMAT, f->path,
+                           "the data would start at byte %llu, past the end of the file (%llu bytes)",
+                           (unsigned long long)off, (unsigned long long)f->file_size);
     if (!sp->at_end && sp->line_skip > 0 && (rc = skip_lines(f, sp->line_skip, &off)) != 0)
         return rc;
     if (f->codec == VT_VOXELS_SNIFF && (rc = sniff(f, off)) != 0)
@@ -404,27 +405,27 @@ int vt__voxels_attach(vt_source *s, const vt_voxels_spec *sp)
         uint64_t start = off;
         if (sp->at_end) {
             if (f->file_size < total)
-                return vt__fail(NULL, VT_EFORMAT,
-                                "%s: the header describes %llu data bytes but the file holds %llu (truncated?)",
-                                f->path, (unsigned long long)total, (unsigned long long)f->file_size);
+                return vt__fail_at(NULL, VT_EFORMAT, f->path,
+                                   "the header describes %llu data bytes but the file holds %llu (truncated?)",
+                                   (unsigned long long)total, (unsigned long long)f->file_size);
             off = f->file_size - total;
         } else if (!vt__add_ok(off, sp->byte_skip, &off) || off > f->file_size ||
                    f->file_size - off < total) {
-            return vt__fail(NULL, VT_EFORMAT,
-                            "%s: file truncated: the header describes %llu bytes of voxels from byte %llu, the file has "
-                            "%llu bytes",
-                            f->path, (unsigned long long)total,
-                            (unsigned long long)(start + sp->byte_skip), (unsigned long long)f->file_size);
+            return vt__fail_at(NULL, VT_EFORMAT, f->path,
+                               "file truncated: the header describes %llu bytes of voxels from byte %llu, "
+                               "the file has %llu bytes",
+                               (unsigned long long)total,
+                               (unsigned long long)(start + sp->byte_skip), (unsigned long long)f->file_size);
         }
         f->offset = off;
         return 0;
     }
     if (f->codec != VT_VOXELS_GZIP && f->codec != VT_VOXELS_ZLIB)
-        return vt__fail(NULL, VT_EINVAL, "%s: invalid data codec", s->path);
+        return vt__fail_at(NULL, VT_EINVAL, s->path, "invalid data codec");
     if (sp->at_end) {
         if (sp->stream_len == 0 || sp->stream_len > f->file_size)
-            return vt__fail(NULL, VT_EFORMAT, "%s: cannot find the %s stream at the end of the file", f->path,
-                            codec_name(f->codec));
+            return vt__fail_at(NULL, VT_EFORMAT, f->path, "cannot find the %s stream at the end of the file",
+                               codec_name(f->codec));
         off = f->file_size - sp->stream_len;
     }
     f->offset = off;
@@ -432,11 +433,10 @@ int vt__voxels_attach(vt_source *s, const vt_voxels_spec *sp)
     f->trailing_ok = sp->trailing_ok;
     if (sp->stream_len > 0) {
         if (sp->stream_len > f->file_size - off)
-            return vt__fail(NULL, VT_EFORMAT,
-                            "%s: the %s stream should be %llu bytes but the file holds %llu after byte %llu "
-                            "(truncated?)",
-                            f->path, codec_name(f->codec), (unsigned long long)sp->stream_len,
-                            (unsigned long long)(f->file_size - off), (unsigned long long)off);
+            return vt__fail_at(NULL, VT_EFORMAT, f->path,
+                               "the %s stream should be %llu bytes but the file holds %llu after byte %llu "
+                               "(truncated?)", codec_name(f->codec), (unsigned long long)sp->stream_len,
+                               (unsigned long long)(f->file_size - off), (unsigned long long)off);
         f->in_end = off + sp->stream_len;
     } else {
         f->in_end = f->file_size;
@@ -444,7 +444,7 @@ int vt__voxels_attach(vt_source *s, const vt_voxels_spec *sp)
     f->in = vt__malloc(IN_CHUNK);
     f->scratch = vt__malloc(SCRATCH);
     if (f->in == NULL || f->scratch == NULL)
-        return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", f->path);
+        return vt__fail_at(NULL, VT_ENOMEM, f->path, "out of memory");
     return 0;
 }
 

@@ -144,27 +144,21 @@ int vt__label_block(const vt_label_hist *hist, uint64_t ntiles, unsigned char **
     return 0;
 }
 
-#define WHY(...) snprintf(why, whylen, __VA_ARGS__)
 
 int vt__label_check(const unsigned char *b, uint64_t size, uint64_t ntiles, uint64_t voxels,
                     uint64_t (*tile_voxels)(const void *ctx, uint64_t tile), const void *ctx,
                     char *why, size_t whylen)
 {
-    if (size < VT_LABEL_HEADER || vt__ld32(b + 4) != 0) {
-        WHY("label index header invalid");
-        return VT_EFORMAT;
-    }
+    if (size < VT_LABEL_HEADER || vt__ld32(b + 4) != 0)
+        return vt__why(why, whylen, VT_EFORMAT, "label index header invalid");
     uint64_t nlabels = vt__ld32(b);
-    if (nlabels > (size - VT_LABEL_HEADER) / VT_LABEL_ENTRY) {
-        WHY("label index claims %llu labels in %llu bytes", (unsigned long long)nlabels,
-            (unsigned long long)size);
-        return VT_EFORMAT;
-    }
+    if (nlabels > (size - VT_LABEL_HEADER) / VT_LABEL_ENTRY)
+        return vt__why(why, whylen, VT_EFORMAT, "label index claims %llu labels in %llu bytes",
+                       (unsigned long long)nlabels,
+                       (unsigned long long)size);
     uint64_t npairs = (size - VT_LABEL_HEADER - nlabels * VT_LABEL_ENTRY);
-    if (npairs % VT_LABEL_PAIR) {
-        WHY("label index size does not fit its entries");
-        return VT_EFORMAT;
-    }
+    if (npairs % VT_LABEL_PAIR)
+        return vt__why(why, whylen, VT_EFORMAT, "label index size does not fit its entries");
     npairs /= VT_LABEL_PAIR;
     const unsigned char *pairs = b + VT_LABEL_HEADER + nlabels * VT_LABEL_ENTRY;
     uint64_t next = 0, sum_voxels = 0;
@@ -172,38 +166,33 @@ int vt__label_check(const unsigned char *b, uint64_t size, uint64_t ntiles, uint
         const unsigned char *e = b + VT_LABEL_HEADER + l * VT_LABEL_ENTRY;
         int64_t value = (int64_t)vt__ld64(e);
         uint64_t vox = vt__ld64(e + 8), nt = vt__ld64(e + 16), first = vt__ld64(e + 24);
-        if (l > 0 && value <= (int64_t)vt__ld64(e - VT_LABEL_ENTRY)) {
-            WHY("label values are not increasing at entry %llu", (unsigned long long)l);
-            return VT_EFORMAT;
-        }
-        if (first != next || nt == 0 || nt > npairs - first) {
-            WHY("label %lld: tile list [%llu, +%llu) inconsistent", (long long)value,
-                (unsigned long long)first, (unsigned long long)nt);
-            return VT_EFORMAT;
-        }
+        if (l > 0 && value <= (int64_t)vt__ld64(e - VT_LABEL_ENTRY))
+            return vt__why(why, whylen, VT_EFORMAT, "label values are not increasing at entry %llu",
+                           (unsigned long long)l);
+        if (first != next || nt == 0 || nt > npairs - first)
+            return vt__why(why, whylen, VT_EFORMAT, "label %lld: tile list [%llu, +%llu) inconsistent",
+                           (long long)value,
+                           (unsigned long long)first, (unsigned long long)nt);
         uint64_t sum = 0, prev = 0;
         for (uint64_t i = first; i < first + nt; i++) {
             uint64_t t = vt__ld64(pairs + i * VT_LABEL_PAIR), c = vt__ld64(pairs + i * VT_LABEL_PAIR + 8);
-            if (t >= ntiles || (i > first && t <= prev) || c == 0 || c > tile_voxels(ctx, t)) {
-                WHY("label %lld: tile %llu with %llu voxels is impossible", (long long)value,
-                    (unsigned long long)t, (unsigned long long)c);
-                return VT_EFORMAT;
-            }
+            if (t >= ntiles || (i > first && t <= prev) || c == 0 || c > tile_voxels(ctx, t))
+                return vt__why(why, whylen, VT_EFORMAT, "label %lld: tile %llu with %llu voxels is impossible",
+                               (long long)value,
+                               (unsigned long long)t, (unsigned long long)c);
             prev = t;
             sum += c;
         }
-        if (sum != vox) {
-            WHY("label %lld: %llu voxels recorded, its tiles hold %llu", (long long)value,
-                (unsigned long long)vox, (unsigned long long)sum);
-            return VT_EFORMAT;
-        }
+        if (sum != vox)
+            return vt__why(why, whylen, VT_EFORMAT, "label %lld: %llu voxels recorded, its tiles hold %llu",
+                           (long long)value,
+                           (unsigned long long)vox, (unsigned long long)sum);
         sum_voxels += vox;
         next = first + nt;
     }
-    if (next != npairs || sum_voxels != voxels) {
-        WHY("label index covers %llu voxels in %llu pairs; the array has %llu voxels",
-            (unsigned long long)sum_voxels, (unsigned long long)next, (unsigned long long)voxels);
-        return VT_EFORMAT;
-    }
+    if (next != npairs || sum_voxels != voxels)
+        return vt__why(why, whylen, VT_EFORMAT,
+                       "label index covers %llu voxels in %llu pairs; the array has %llu voxels",
+                       (unsigned long long)sum_voxels, (unsigned long long)next, (unsigned long long)voxels);
     return 0;
 }

@@ -78,7 +78,8 @@ static int validate_array(vt_store *s, vt_array *a)
         return vt__fail_at(NULL, VT_EFORMAT, s->path, "array '%s': label index lies outside the file", e->name);
     a->index = s->map + e->index_offset;
     if (vt__hash_differs(a->index, (size_t)e->index_size, e->index_checksum))
-        return vt__fail_at(NULL, VT_ECORRUPT, s->path, "array '%s': tile index checksum mismatch (index damaged)", e->name);
+        return vt__fail_at(NULL, VT_ECORRUPT, s->path, "array '%s': tile index checksum mismatch (index damaged)",
+                           e->name);
     if (e->labels_size &&
         vt__hash_differs(s->map + e->labels_offset, (size_t)e->labels_size, e->labels_checksum))
         return vt__fail_at(NULL, VT_ECORRUPT, s->path, "array '%s': label index checksum mismatch", e->name);
@@ -212,36 +213,36 @@ int vt_open(const char *path, unsigned flags, vt_store **out)
     if (path == NULL || out == NULL)
         return vt__fail(NULL, VT_EINVAL, "vt_open: path and out must be given");
     if (flags != 0)
-        return vt__fail(NULL, VT_EINVAL, "%s: unknown open flags 0x%x", path, flags);
+        return vt__fail_at(NULL, VT_EINVAL, path, "unknown open flags 0x%x", flags);
     vt_store *s = vt__calloc(1, sizeof *s);
     if (s == NULL || (s->path = vt__strdup(path)) == NULL) {
         free(s);
-        return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", path);
+        return vt__fail_at(NULL, VT_ENOMEM, path, "out of memory");
     }
     int fd = vt__open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK, 0); /* a FIFO: refused below, not waited on */
     if (fd < 0) {
         int err = errno;
         vt_close(s);
-        return vt__fail(NULL, err == ENOMEM ? VT_ENOMEM : VT_EIO, "%s: cannot open: %s", path,
-                        strerror(err));
+        return vt__fail_at(NULL, err == ENOMEM ? VT_ENOMEM : VT_EIO, path, "cannot open: %s",
+                           strerror(err));
     }
     struct stat st;
     int rc = 0;
     if (fstat(fd, &st) != 0)
-        rc = vt__fail(NULL, VT_EIO, "%s: cannot stat: %s", path, strerror(errno));
+        rc = vt__fail_at(NULL, VT_EIO, path, "cannot stat: %s", strerror(errno));
     else if (!S_ISREG(st.st_mode))
-        rc = vt__fail(NULL, VT_EFORMAT, "%s: not a regular file", path);
+        rc = vt__fail_at(NULL, VT_EFORMAT, path, "not a regular file");
     else if ((uint64_t)st.st_size < VT_HEADER_SIZE)
-        rc = vt__fail(NULL, VT_EFORMAT, "%s: file is %lld bytes, shorter than a store header (%u bytes)",
-                      path, (long long)st.st_size, VT_HEADER_SIZE);
+        rc = vt__fail_at(NULL, VT_EFORMAT, path, "file is %lld bytes, shorter than a store header (%u bytes)",
+                         (long long)st.st_size, VT_HEADER_SIZE);
     else if ((uint64_t)st.st_size > SIZE_MAX)
-        rc = vt__fail(NULL, VT_ERANGE, "%s: file too large to map", path);
+        rc = vt__fail_at(NULL, VT_ERANGE, path, "file too large to map");
     if (rc == 0) {
         s->size = (uint64_t)st.st_size;
         void *m = vt__mmap(NULL, (size_t)s->size, PROT_READ, MAP_SHARED, fd, 0);
         if (m == MAP_FAILED)
-            rc = vt__fail(NULL, errno == ENOMEM ? VT_ENOMEM : VT_EIO, "%s: cannot map: %s", path,
-                          strerror(errno));
+            rc = vt__fail_at(NULL, errno == ENOMEM ? VT_ENOMEM : VT_EIO, path, "cannot map: %s",
+                             strerror(errno));
         else
             s->map = m;
     }
@@ -294,8 +295,8 @@ int vt_store_array_at(const vt_store *s, size_t index, const vt_array **out)
     if (s == NULL || out == NULL)
         return vt__fail(s, VT_EINVAL, "vt_store_array_at: NULL argument");
     if (index >= s->narrays)
-        return vt__fail(s, VT_ERANGE, "%s: no array number %zu (%zu arrays)", s->path, index,
-                        s->narrays);
+        return vt__fail_at(s, VT_ERANGE, s->path, "no array number %zu (%zu arrays)", index,
+                           s->narrays);
     *out = &s->arrays[index];
     return 0;
 }
@@ -309,7 +310,7 @@ int vt_store_array(const vt_store *s, const char *name, const vt_array **out)
             *out = &s->arrays[i];
             return 0;
         }
-    return vt__fail(s, VT_ENOTFOUND, "%s: no array named '%s'", s->path, name);
+    return vt__fail_at(s, VT_ENOTFOUND, s->path, "no array named '%s'", name);
 }
 
 int vt_array_info_get(const vt_array *a, vt_array_info *o)
@@ -347,9 +348,9 @@ int vt_tile_get(const vt_array *a, uint64_t t, vt_tile_info *o)
     if (a == NULL || o == NULL)
         return vt__fail(NULL, VT_EINVAL, "vt_tile_get: NULL argument");
     if (t >= a->ent.ntiles)
-        return vt__fail(a->store, VT_ERANGE, "%s: array '%s' has no tile %llu (%llu tiles)",
-                        a->store->path, a->ent.name, (unsigned long long)t,
-                        (unsigned long long)a->ent.ntiles);
+        return vt__fail_at(a->store, VT_ERANGE, a->store->path, "array '%s' has no tile %llu (%llu tiles)",
+                           a->ent.name, (unsigned long long)t,
+                           (unsigned long long)a->ent.ntiles);
     memset(o, 0, sizeof *o);
     vt_tile_entry te;
     vt__tile_decode(a->index + t * VT_TILE_ENTRY_SIZE, &te);
@@ -492,7 +493,7 @@ static int verify_tile(const vt_array *a, uint64_t t, vt_tscratch *s, unsigned c
     size_t n = (size_t)(v.layout == VT_LAYOUT_CONST ? 1 : v.nelem);
     if (v.layout == VT_LAYOUT_PLANES) {
         if (vt__grow(plain, plain_cap, n * a->es))
-            return vt__fail(a->store, VT_ENOMEM, "out of memory");
+            return vt__fail_at(a->store, VT_ENOMEM, a->store->path, "out of memory");
         vt__unshuffle(v.data, *plain, n, a->es);
         p = *plain;
     }
@@ -508,7 +509,7 @@ static int verify_tile(const vt_array *a, uint64_t t, vt_tscratch *s, unsigned c
         return 0;
     vt_label_hist h;
     if (vt__label_hist((vt_dtype)a->ent.dtype, p, n, &h) != 0)
-        return vt__fail(a->store, VT_ENOMEM, "out of memory");
+        return vt__fail_at(a->store, VT_ENOMEM, a->store->path, "out of memory");
     if (v.layout == VT_LAYOUT_CONST && h.n == 1)
         h.pairs[0].count = v.nelem;
     if (listed == UINT64_MAX)
@@ -542,7 +543,7 @@ int vt_verify_tile(const vt_array *a, uint64_t tile)
                            a->ent.name, (unsigned long long)tile, (unsigned long long)a->ent.ntiles);
     vt_tscratch *s = vt__tscratch();
     if (s == NULL)
-        return vt__fail(a->store, VT_ENOMEM, "out of memory");
+        return vt__fail_at(a->store, VT_ENOMEM, a->store->path, "out of memory");
     unsigned char *plain = NULL;
     size_t plain_cap = 0;
     int rc = verify_tile(a, tile, s, &plain, &plain_cap, UINT64_MAX);
@@ -556,13 +557,13 @@ int vt_verify_array(const vt_array *a, uint64_t *bad_tile)
         return vt__fail(NULL, VT_EINVAL, "vt_verify_array: NULL array");
     vt_tscratch *s = vt__tscratch();
     if (s == NULL)
-        return vt__fail(a->store, VT_ENOMEM, "out of memory");
+        return vt__fail_at(a->store, VT_ENOMEM, a->store->path, "out of memory");
     /* how many labels list each tile, from one pass over the pairs */
     uint32_t *listed = NULL;
     if (a->labels) {
         listed = vt__calloc((size_t)a->ent.ntiles, sizeof *listed);
         if (listed == NULL)
-            return vt__fail(a->store, VT_ENOMEM, "out of memory");
+            return vt__fail_at(a->store, VT_ENOMEM, a->store->path, "out of memory");
         const unsigned char *pairs = a->labels + VT_LABEL_HEADER + a->nlabels * VT_LABEL_ENTRY;
         uint64_t npairs = 0;
         for (uint64_t l = 0; l < a->nlabels; l++)
@@ -607,8 +608,8 @@ int vt_meta_at(const vt_store *s, size_t index, const char **key, vt_meta_type *
     if (s == NULL)
         return vt__fail(NULL, VT_EINVAL, "vt_meta_at: NULL store");
     if (index >= s->nmeta)
-        return vt__fail(s, VT_ERANGE, "%s: no metadata entry %zu (%zu entries)", s->path, index,
-                        s->nmeta);
+        return vt__fail_at(s, VT_ERANGE, s->path, "no metadata entry %zu (%zu entries)", index,
+                           s->nmeta);
     meta_out(&s->meta[index], key, type, data, count);
     return 0;
 }
@@ -629,7 +630,7 @@ int vt_meta_get(const vt_store *s, const char *key, vt_meta_type *type, const vo
         return vt__fail(s, VT_EINVAL, "vt_meta_get: NULL argument");
     const vt_meta *m = find_meta(s, key);
     if (m == NULL)
-        return vt__fail(s, VT_ENOTFOUND, "%s: no metadata key '%s'", s->path, key);
+        return vt__fail_at(s, VT_ENOTFOUND, s->path, "no metadata key '%s'", key);
     meta_out(m, NULL, type, data, count);
     return 0;
 }

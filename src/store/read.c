@@ -468,7 +468,7 @@ static int read_tiles(read_ctx *r, int part, int parts, axis *ax)
     int nd = r->nd;
     vt_tscratch *s = vt__tscratch();
     if (s == NULL)
-        return vt__fail(a->store, VT_ENOMEM, "out of memory");
+        return vt__fail_at(a->store, VT_ENOMEM, a->store->path, "out of memory");
     uint64_t tc[VT_MAX_DIMS];
     memcpy(tc, r->tlo, sizeof tc);
     uint64_t counter = 0;
@@ -494,7 +494,7 @@ static int read_tiles(read_ctx *r, int part, int parts, axis *ax)
                     pcs[d] = ax[d].pieces;
                 rc = copy_tile(r, &v, np, pcs, s);
                 if (rc)
-                    return vt__fail(a->store, rc, "%s: out of memory", a->store->path);
+                    return vt__fail_at(a->store, rc, a->store->path, "out of memory");
             }
         }
         int d = nd - 1;
@@ -596,12 +596,12 @@ int vt_read(const vt_array *a, const int64_t *start, const uint64_t *size, const
     vt_dtype sd = (vt_dtype)a->ent.dtype;
     vt_dtype dd = opts->dtype == VT_DTYPE_SAME ? sd : opts->dtype;
     if (!vt__dtype_valid(dd))
-        return vt__fail(st, VT_EINVAL, "%s: vt_read: invalid output dtype %d", st->path, (int)opts->dtype);
+        return vt__fail_at(st, VT_EINVAL, st->path, "vt_read: invalid output dtype %d", (int)opts->dtype);
     if (opts->pad < VT_PAD_CONSTANT || opts->pad > VT_PAD_REFLECT)
-        return vt__fail(st, VT_EINVAL, "%s: vt_read: invalid pad mode %d", st->path, (int)opts->pad);
+        return vt__fail_at(st, VT_EINVAL, st->path, "vt_read: invalid pad mode %d", (int)opts->pad);
     if (opts->threads < 0 || opts->threads > 256)
-        return vt__fail(st, VT_EINVAL, "%s: vt_read: threads %d out of range 0..256", st->path,
-                        opts->threads);
+        return vt__fail_at(st, VT_EINVAL, st->path, "vt_read: threads %d out of range 0..256",
+                           opts->threads);
 
     read_ctx r;
     memset(&r, 0, sizeof r);
@@ -619,12 +619,13 @@ int vt_read(const vt_array *a, const int64_t *start, const uint64_t *size, const
         if (size[d] == 0 || size[d] > (uint64_t)INT64_MAX ||
             __builtin_add_overflow(start[d], (int64_t)size[d], &end) ||
             !vt__mul_ok(total, size[d], &total))
-            return vt__fail(st, VT_ERANGE, "%s: array '%s': box [%lld, +%llu) on axis %d is empty or overflows",
-                            st->path, a->ent.name, (long long)start[d], (unsigned long long)size[d], d);
+            return vt__fail_at(st, VT_ERANGE, st->path,
+                               "array '%s': box [%lld, +%llu) on axis %d is empty or overflows", a->ent.name,
+                               (long long)start[d], (unsigned long long)size[d], d);
     }
     uint64_t bytes;
     if (!vt__mul_ok(total, r.c.des, &bytes) || bytes > (uint64_t)INT64_MAX)
-        return vt__fail(st, VT_ERANGE, "%s: array '%s': box too large", st->path, a->ent.name);
+        return vt__fail_at(st, VT_ERANGE, st->path, "array '%s': box too large", a->ent.name);
     int64_t es = (int64_t)r.c.des;
     if (opts->strides) {
         /* every offset the box reaches, in bytes, must fit an int64 (magnitudes
@@ -636,8 +637,8 @@ int vt_read(const vt_array *a, const int64_t *start, const uint64_t *size, const
                 (mag = r.ostr[d] < 0 ? 0 - (uint64_t)r.ostr[d] : (uint64_t)r.ostr[d]) > (uint64_t)INT64_MAX ||
                 __builtin_mul_overflow(mag, size[d] - 1, &reach) || __builtin_add_overflow(span, reach, &span) ||
                 span > (uint64_t)INT64_MAX)
-                return vt__fail(st, VT_ERANGE, "%s: vt_read: stride %lld of axis %d overflows", st->path,
-                                (long long)opts->strides[d], d);
+                return vt__fail_at(st, VT_ERANGE, st->path, "vt_read: stride %lld of axis %d overflows",
+                                   (long long)opts->strides[d], d);
         }
     } else {
         r.ostr[nd - 1] = es;
@@ -652,7 +653,7 @@ int vt_read(const vt_array *a, const int64_t *start, const uint64_t *size, const
     if (rc) {
         for (int e = 0; e < d; e++)
             axis_free(&r.ax[e]);
-        return vt__fail(st, VT_ENOMEM, "%s: out of memory", st->path);
+        return vt__fail_at(st, VT_ENOMEM, st->path, "out of memory");
     }
 
     if (opts->pad == VT_PAD_CONSTANT) {
@@ -703,7 +704,7 @@ int vt_read(const vt_array *a, const int64_t *start, const uint64_t *size, const
         if (rc == 0)
             rc = read_tiles(&r, 0, parts, r.ax);
         else
-            rc = vt__fail(st, rc, "%s: cannot start decode threads", st->path);
+            rc = vt__fail_at(st, rc, st->path, "cannot start decode threads");
         for (int i = 0; i < started; i++) {
             pthread_join(ws[i].th, NULL);
             if (ws[i].rc && rc == 0)

@@ -80,10 +80,19 @@ typedef struct scratch {
     size_t nheld, held_cap;
 } scratch;
 
+/* A writer accepts calls while open; a failure that leaves it inconsistent
+ * fails it, finalize() finishes it; then only vt_writer_free() is allowed. */
+typedef enum writer_state { WRITER_OPEN = 0, WRITER_FAILED, WRITER_FINALIZED } writer_state;
+
+static const char *state_name(writer_state s)
+{
+    return s == WRITER_OPEN ? "open" : s == WRITER_FAILED ? "failed" : "finalized";
+}
+
 struct vt_writer {
     char *path;     /* final name */
     vt_tmpfile tf;  /* the file being written, published at finalize */
-    int state;      /* 0 open, 1 failed, 2 finalized */
+    writer_state state;
     uint64_t end;   /* next append offset; guarded by mtx */
     warray **arrays;
     int narrays;
@@ -108,15 +117,13 @@ struct vt_writer {
 
 /* ---- helpers ------------------------------------------------------------ */
 
-#define fail(w, code, ...) vt__fail_at((w), (code), (w)->path, __VA_ARGS__)
-
 /* Fail and put the writer in the failed state. */
 static int fail_hard(vt_writer *w, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail_hard(vt_writer *w, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    w->state = 1;
+    w->state = WRITER_FAILED;
     int rc = vt__vfail_at(w, code, w->path, fmt, ap);
     va_end(ap);
     return rc;
@@ -246,8 +253,8 @@ static int append(vt_writer *w, const unsigned char *bytes, size_t len, uint64_t
     pthread_mutex_unlock(&w->mtx);
     int r = vt__pwrite_all(w->tf.fd, bytes, len, *off);
     if (r < 0)
-        return vt__fail(w, vt__errno_code(-r), "%s: cannot write tile data: %s", w->path,
-                        strerror(-r));
+        return vt__fail_at(w, vt__errno_code(-r), w->path, "cannot write tile data: %s",
+                           strerror(-r));
     return 0;
 }
 
@@ -276,12 +283,12 @@ static int batch_tile(vt_writer *w, scratch *s, warray *a, uint64_t t, const uns
             return rc;
     }
     if (s->batch == NULL && (s->batch = vt__malloc(WRITE_BATCH)) == NULL)
-        return vt__fail(w, VT_ENOMEM, "%s: out of memory for a write buffer", w->path);
+        return vt__fail_at(w, VT_ENOMEM, w->path, "out of memory for a write buffer");
     if (s->nheld == s->held_cap) {
         size_t cap = s->held_cap ? 2 * s->held_cap : 256;
         batched *n = vt__malloc(cap * sizeof *n);
         if (n == NULL)
-            return vt__fail(w, VT_ENOMEM, "%s: out of memory for a write buffer", w->path);
+            return vt__fail_at(w, VT_ENOMEM, w->path, "out of memory for a write buffer");
         if (s->nheld)
             memcpy(n, s->held, s->nheld * sizeof *n);
         free(s->held);
@@ -308,8 +315,8 @@ static int store_tile(vt_writer *w, scratch *s, warray *a, uint64_t t, unsigned 
     if (rc) {
         char cs[128];
         vt__coords_text(c, a->ent.ndim, cs, sizeof cs);
-        return vt__fail(w, rc, "%s: array '%s' tile %s: cannot encode (%s)", w->path, a->ent.name,
-                        cs, vt_strerror(rc));
+        return vt__fail_at(w, rc, w->path, "array '%s' tile %s: cannot encode (%s)", a->ent.name,
+                           cs, vt_strerror(rc));
     }
     a->tiles[t] = e;
     if (len > WRITE_BATCH / 2) { /* a big tile goes straight to the file */
@@ -322,7 +329,7 @@ static int store_tile(vt_writer *w, scratch *s, warray *a, uint64_t t, unsigned 
     if (a->hist) {
         rc = vt__label_hist((vt_dtype)a->ent.dtype, raw, rawsize / a->es, &a->hist[t]);
         if (rc)
-            return vt__fail(w, rc, "%s: out of memory for the label index", w->path);
+            return vt__fail_at(w, rc, w->path, "out of memory for the label index");
     }
     return 0;
 }
@@ -392,7 +399,7 @@ static int check_worker_error(vt_writer *w)
     memcpy(msg, w->errmsg, sizeof msg);
     pthread_mutex_unlock(&w->mtx);
     if (err) {
-        w->state = 1;
+        w->state = WRITER_FAILED;
         return vt__fail(w, err, "%s", msg);
     }
     return 0;
@@ -407,7 +414,7 @@ static int submit(vt_writer *w, warray *a, uint64_t t, unsigned char *buf)
         int rc = store_tile(w, &w->inline_scratch, a, t, buf);
         free(buf);
         if (rc)
-            w->state = 1;
+            w->state = WRITER_FAILED;
         return rc;
     }
     pthread_mutex_lock(&w->mtx);
@@ -472,11 +479,11 @@ int vt_writer_open(const char *path, const vt_writer_opts *opts, vt_writer **out
         opts = &def;
     }
     if (opts->threads < 0 || opts->threads > 1024)
-        return vt__fail(NULL, VT_EINVAL, "%s: threads %d out of range", path, opts->threads);
+        return vt__fail_at(NULL, VT_EINVAL, path, "threads %d out of range", opts->threads);
 
     vt_writer *w = vt__calloc(1, sizeof *w);
     if (w == NULL)
-        return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", path);
+        return vt__fail_at(NULL, VT_ENOMEM, path, "out of memory");
     w->tf.fd = -1;
     pthread_mutex_init(&w->mtx, NULL);
     pthread_cond_init(&w->cv_job, NULL);
@@ -485,7 +492,7 @@ int vt_writer_open(const char *path, const vt_writer_opts *opts, vt_writer **out
     w->path = vt__strdup(path);
     if (w->path == NULL) {
         vt_writer_free(w);
-        return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", path);
+        return vt__fail_at(NULL, VT_ENOMEM, path, "out of memory");
     }
     int rc = vt__tmpfile_open(&w->tf, path, NULL);
     if (rc) {
@@ -503,7 +510,7 @@ int vt_writer_open(const char *path, const vt_writer_opts *opts, vt_writer **out
     vt__hdr_encode(&h0, hb);
     int r = vt__pwrite_all(w->tf.fd, hb, sizeof hb, 0);
     if (r < 0) {
-        rc = vt__fail(NULL, vt__errno_code(-r), "%s: cannot write: %s", path, strerror(-r));
+        rc = vt__fail_at(NULL, vt__errno_code(-r), path, "cannot write: %s", strerror(-r));
         vt_writer_free(w);
         return rc;
     }
@@ -513,12 +520,12 @@ int vt_writer_open(const char *path, const vt_writer_opts *opts, vt_writer **out
         w->workers = vt__calloc((size_t)opts->threads, sizeof *w->workers);
         if (w->queue == NULL || w->workers == NULL) {
             vt_writer_free(w);
-            return vt__fail(NULL, VT_ENOMEM, "%s: out of memory", path);
+            return vt__fail_at(NULL, VT_ENOMEM, path, "out of memory");
         }
         for (int i = 0; i < opts->threads; i++) {
             if (pthread_create(&w->workers[i], NULL, worker_main, w) != 0) {
                 vt_writer_free(w);
-                return vt__fail(NULL, VT_EIO, "%s: cannot start compression threads", path);
+                return vt__fail_at(NULL, VT_EIO, path, "cannot start compression threads");
             }
             w->nworkers++;
         }
@@ -559,38 +566,40 @@ int vt_writer_add_array(vt_writer *w, const vt_array_spec *spec, int *id)
 {
     if (w == NULL || spec == NULL || id == NULL)
         return vt__fail(w, VT_EINVAL, "vt_writer_add_array: NULL argument");
-    if (w->state)
-        return fail(w, VT_ESTATE, "writer is %s", w->state == 1 ? "failed" : "finalized");
+    if (w->state != WRITER_OPEN)
+        return vt__fail_at(w, VT_ESTATE, w->path, "writer is %s", state_name(w->state));
     const char *name = spec->name;
     if (name == NULL || name[0] == 0 || strlen(name) > VT_NAME_MAX)
-        return fail(w, VT_EINVAL, "array name must be 1..%d bytes", VT_NAME_MAX);
+        return vt__fail_at(w, VT_EINVAL, w->path, "array name must be 1..%d bytes", VT_NAME_MAX);
     for (int i = 0; i < w->narrays; i++)
         if (strcmp(w->arrays[i]->ent.name, name) == 0)
-            return fail(w, VT_EINVAL, "array '%s' declared twice", name);
+            return vt__fail_at(w, VT_EINVAL, w->path, "array '%s' declared twice", name);
     if (!vt__dtype_valid(spec->dtype))
-        return fail(w, VT_EINVAL, "array '%s': invalid dtype %d", name, (int)spec->dtype);
+        return vt__fail_at(w, VT_EINVAL, w->path, "array '%s': invalid dtype %d", name, (int)spec->dtype);
     if (spec->ndim < 1 || spec->ndim > VT_MAX_DIMS)
-        return fail(w, VT_EINVAL, "array '%s': ndim %d outside 1..%d", name, spec->ndim, VT_MAX_DIMS);
+        return vt__fail_at(w, VT_EINVAL, w->path, "array '%s': ndim %d outside 1..%d", name, spec->ndim,
+                           VT_MAX_DIMS);
     if (spec->codec < VT_CODEC_NONE || spec->codec > VT_CODEC_LZ4HC)
-        return fail(w, VT_EINVAL, "array '%s': invalid codec %d", name, (int)spec->codec);
+        return vt__fail_at(w, VT_EINVAL, w->path, "array '%s': invalid codec %d", name, (int)spec->codec);
     if (spec->filter < VT_FILTER_NONE || spec->filter > VT_FILTER_AUTO)
-        return fail(w, VT_EINVAL, "array '%s': invalid filter %d", name, (int)spec->filter);
+        return vt__fail_at(w, VT_EINVAL, w->path, "array '%s': invalid filter %d", name, (int)spec->filter);
     int level = spec->codec == VT_CODEC_NONE ? 0
                 : spec->level == 0             ? vt__codec_default_level(spec->codec)
                                                : spec->level;
     if (!vt__codec_level_ok(spec->codec, level))
-        return fail(w, VT_EINVAL, "array '%s': level %d invalid for codec %s", name, spec->level,
-                    vt_codec_name(spec->codec));
+        return vt__fail_at(w, VT_EINVAL, w->path, "array '%s': level %d invalid for codec %s", name, spec->level,
+                           vt_codec_name(spec->codec));
     if (spec->labels && !vt__label_dtype_ok(spec->dtype))
-        return fail(w, VT_EINVAL, "array '%s': a label array needs an integer dtype of at most 32 bits, not %s",
-                    name, vt_dtype_name(spec->dtype));
+        return vt__fail_at(w, VT_EINVAL, w->path,
+                           "array '%s': a label array needs an integer dtype of at most 32 bits, not %s",
+                           name, vt_dtype_name(spec->dtype));
     if (!vt__representable(spec->dtype, spec->fill))
-        return fail(w, VT_EINVAL, "array '%s': fill value %g does not fit %s", name, spec->fill,
-                    vt_dtype_name(spec->dtype));
+        return vt__fail_at(w, VT_EINVAL, w->path, "array '%s': fill value %g does not fit %s", name, spec->fill,
+                           vt_dtype_name(spec->dtype));
 
     warray *a = vt__calloc(1, sizeof *a);
     if (a == NULL)
-        return fail(w, VT_ENOMEM, "out of memory");
+        return vt__fail_at(w, VT_ENOMEM, w->path, "out of memory");
     vt_dirent *e = &a->ent;
     memcpy(e->name, name, strlen(name) + 1);
     e->dtype = (uint8_t)spec->dtype;
@@ -621,8 +630,9 @@ int vt_writer_add_array(vt_writer *w, const vt_array_spec *spec, int *id)
             continue;
         }
         if (spec->shape[d] == 0 || spec->shape[d] > (uint64_t)INT64_MAX || tile[d] == 0) {
-            rc = fail(w, VT_EINVAL, "array '%s': axis %d has shape %llu and tile %u (both must be >= 1)",
-                      name, d, (unsigned long long)spec->shape[d], tile[d]);
+            rc = vt__fail_at(w, VT_EINVAL, w->path,
+                             "array '%s': axis %d has shape %llu and tile %u (both must be >= 1)",
+                             name, d, (unsigned long long)spec->shape[d], tile[d]);
             break;
         }
         e->shape[d] = spec->shape[d];
@@ -630,13 +640,13 @@ int vt_writer_add_array(vt_writer *w, const vt_array_spec *spec, int *id)
         a->grid[d] = vt__ceil_div(e->shape[d], e->tile[d]);
         if (!vt__mul_ok(ntiles, a->grid[d], &ntiles) || !vt__mul_ok(tvox, e->tile[d], &tvox) ||
             !vt__mul_ok(vox, e->shape[d], &vox)) {
-            rc = fail(w, VT_ERANGE, "array '%s': shape too large", name);
+            rc = vt__fail_at(w, VT_ERANGE, w->path, "array '%s': shape too large", name);
             break;
         }
     }
     if (rc == 0 && (!vt__mul_ok(tvox, a->es, &tbytes) || tbytes > VT_MAX_TILE_BYTES ||
                     !vt__mul_ok(vox, a->es, &bytes) || ntiles > SIZE_MAX / sizeof(vt_tile_entry)))
-        rc = fail(w, VT_ERANGE, "array '%s': tiles of more than 1 GiB or an array too large", name);
+        rc = vt__fail_at(w, VT_ERANGE, w->path, "array '%s': tiles of more than 1 GiB or an array too large", name);
     if (rc) {
         free(a);
         return rc;
@@ -658,7 +668,7 @@ int vt_writer_add_array(vt_writer *w, const vt_array_spec *spec, int *id)
         free(a);
         if (arr)
             w->arrays = arr;
-        return fail(w, VT_ENOMEM, "array '%s': out of memory for the tile index", name);
+        return vt__fail_at(w, VT_ENOMEM, w->path, "array '%s': out of memory for the tile index", name);
     }
     w->arrays = arr;
     w->arrays[w->narrays] = a;
@@ -891,10 +901,10 @@ int vt_writer_write(vt_writer *w, int id, const uint64_t *start, const uint64_t 
 {
     if (w == NULL || start == NULL || size == NULL || data == NULL)
         return vt__fail(w, VT_EINVAL, "vt_writer_write: NULL argument");
-    if (w->state)
-        return fail(w, VT_ESTATE, "writer is %s", w->state == 1 ? "failed" : "finalized");
+    if (w->state != WRITER_OPEN)
+        return vt__fail_at(w, VT_ESTATE, w->path, "writer is %s", state_name(w->state));
     if (id < 0 || id >= w->narrays)
-        return fail(w, VT_EINVAL, "no array with id %d", id);
+        return vt__fail_at(w, VT_EINVAL, w->path, "no array with id %d", id);
     int rc = check_worker_error(w);
     if (rc)
         return rc;
@@ -904,10 +914,10 @@ int vt_writer_write(vt_writer *w, int id, const uint64_t *start, const uint64_t 
     for (int d = 0; d < nd; d++) {
         uint64_t end;
         if (size[d] == 0 || !vt__add_ok(start[d], size[d], &end) || end > a->ent.shape[d])
-            return fail(w, VT_ERANGE,
-                        "array '%s': box [%llu, +%llu) on axis %d is empty or outside the shape %llu",
-                        a->ent.name, (unsigned long long)start[d], (unsigned long long)size[d], d,
-                        (unsigned long long)a->ent.shape[d]);
+            return vt__fail_at(w, VT_ERANGE, w->path,
+                               "array '%s': box [%llu, +%llu) on axis %d is empty or outside the shape %llu",
+                               a->ent.name, (unsigned long long)start[d], (unsigned long long)size[d], d,
+                               (unsigned long long)a->ent.shape[d]);
         tlo[d] = start[d] / a->ent.tile[d];
         thi[d] = (end - 1) / a->ent.tile[d];
     }
@@ -918,7 +928,7 @@ int vt_writer_write(vt_writer *w, int id, const uint64_t *start, const uint64_t 
             uint64_t hi = thi[nd - 1] - tc[nd - 1] < ROW_TILES ? thi[nd - 1] : tc[nd - 1] + ROW_TILES - 1;
             rc = write_tile_row(w, a, tc, tc[nd - 1], hi, start, size, data);
             if (rc < 0) {
-                w->state = 1;
+                w->state = WRITER_FAILED;
                 return rc;
             }
             if (rc == 1)
@@ -928,7 +938,7 @@ int vt_writer_write(vt_writer *w, int id, const uint64_t *start, const uint64_t 
             uint64_t t = vt__tile_number(a->grid, tc, nd);
             rc = write_into_tile(w, a, t, start, size, data);
             if (rc) {
-                w->state = 1;
+                w->state = WRITER_FAILED;
                 return rc;
             }
         }
@@ -952,25 +962,25 @@ int vt_writer_set_meta(vt_writer *w, const char *key, vt_meta_type type, const v
 {
     if (w == NULL || key == NULL || (data == NULL && count > 0))
         return vt__fail(w, VT_EINVAL, "vt_writer_set_meta: NULL argument");
-    if (w->state)
-        return fail(w, VT_ESTATE, "writer is %s", w->state == 1 ? "failed" : "finalized");
+    if (w->state != WRITER_OPEN)
+        return vt__fail_at(w, VT_ESTATE, w->path, "writer is %s", state_name(w->state));
     size_t klen = strlen(key);
     if (klen == 0 || klen > VT_KEY_MAX)
-        return fail(w, VT_EINVAL, "metadata key must be 1..%d bytes", VT_KEY_MAX);
+        return vt__fail_at(w, VT_EINVAL, w->path, "metadata key must be 1..%d bytes", VT_KEY_MAX);
     if (type < VT_META_BYTES || type > VT_META_I64)
-        return fail(w, VT_EINVAL, "metadata '%s': invalid type %d", key, (int)type);
+        return vt__fail_at(w, VT_EINVAL, w->path, "metadata '%s': invalid type %d", key, (int)type);
     if (type == VT_META_STRING && count > 0 && memchr(data, 0, count) != NULL)
-        return fail(w, VT_EINVAL, "metadata '%s': string contains a NUL byte", key);
+        return vt__fail_at(w, VT_EINVAL, w->path, "metadata '%s': string contains a NUL byte", key);
     size_t es = vt__meta_type_size(type);
     if (count > (SIZE_MAX - 8) / es)
-        return fail(w, VT_ERANGE, "metadata '%s': value too large", key);
+        return vt__fail_at(w, VT_ERANGE, w->path, "metadata '%s': value too large", key);
     size_t nbytes = count * es + (type == VT_META_STRING);
     char *k = vt__strdup(key);
     unsigned char *v = vt__malloc(nbytes ? nbytes : 1);
     if (k == NULL || v == NULL) {
         free(k);
         free(v);
-        return fail(w, VT_ENOMEM, "out of memory");
+        return vt__fail_at(w, VT_ENOMEM, w->path, "out of memory");
     }
     if (count)
         memcpy(v, data, count * es);
@@ -987,13 +997,13 @@ int vt_writer_set_meta(vt_writer *w, const char *key, vt_meta_type type, const v
     if (w->nmeta >= VT_META_MAX_ENTRIES) {
         free(k);
         free(v);
-        return fail(w, VT_ERANGE, "more than %u metadata entries", VT_META_MAX_ENTRIES);
+        return vt__fail_at(w, VT_ERANGE, w->path, "more than %u metadata entries", VT_META_MAX_ENTRIES);
     }
     vt_meta *nm = vt__realloc(w->meta, (w->nmeta + 1) * sizeof *nm);
     if (nm == NULL) {
         free(k);
         free(v);
-        return fail(w, VT_ENOMEM, "out of memory");
+        return vt__fail_at(w, VT_ENOMEM, w->path, "out of memory");
     }
     w->meta = nm;
     w->meta[w->nmeta++] = m;
@@ -1032,7 +1042,7 @@ static int complete_arrays(vt_writer *w)
                     uint64_t nvox = vt__tile_box(&a->ent, c, NULL, ext);
                     a->hist[t].pairs = vt__malloc(sizeof *a->hist[t].pairs);
                     if (a->hist[t].pairs == NULL)
-                        return fail(w, VT_ENOMEM, "out of memory for the label index");
+                        return vt__fail_at(w, VT_ENOMEM, w->path, "out of memory for the label index");
                     a->hist[t].pairs[0] = (vt_label_pair){(int64_t)e->min, nvox};
                     a->hist[t].n = 1;
                 }
@@ -1056,9 +1066,10 @@ static int complete_arrays(vt_writer *w)
         char cs[128];
         vt__tile_coords(a->grid, t, c);
         vt__coords_text(c, a->ent.ndim, cs, sizeof cs);
-        return fail(w, VT_EINVAL, "array '%s': %llu of %llu tiles not completely written (first: tile %s)",
-                    a->ent.name, (unsigned long long)(a->ent.ntiles - a->done),
-                    (unsigned long long)a->ent.ntiles, cs);
+        return vt__fail_at(w, VT_EINVAL, w->path,
+                           "array '%s': %llu of %llu tiles not completely written (first: tile %s)",
+                           a->ent.name, (unsigned long long)(a->ent.ntiles - a->done),
+                           (unsigned long long)a->ent.ntiles, cs);
     }
     return 0;
 }
@@ -1067,7 +1078,7 @@ static int write_block(vt_writer *w, const void *buf, size_t len, uint64_t off)
 {
     int r = vt__pwrite_all(w->tf.fd, buf, len, off);
     if (r < 0)
-        return fail(w, vt__errno_code(-r), "cannot write: %s", strerror(-r));
+        return vt__fail_at(w, vt__errno_code(-r), w->path, "cannot write: %s", strerror(-r));
     return 0;
 }
 
@@ -1083,13 +1094,13 @@ static int put_block(vt_writer *w, int kind, const warray *a, uint64_t *off, uin
     size_t n;
     if (kind == BLOCK_LABELS) {
         if (vt__label_block(a->hist, a->ent.ntiles, &buf, &n) != 0)
-            return fail(w, VT_ENOMEM, "out of memory for the label index");
+            return vt__fail_at(w, VT_ENOMEM, w->path, "out of memory for the label index");
     } else {
         n = kind == BLOCK_INDEX ? (size_t)a->ent.index_size
             : kind == BLOCK_DIR ? (size_t)w->narrays * VT_DIRENT_SIZE
                                 : (size_t)vt__meta_encoded_size(w->meta, w->nmeta);
         if ((buf = vt__malloc(n)) == NULL)
-            return fail(w, VT_ENOMEM, "out of memory for a %zu-byte block", n);
+            return vt__fail_at(w, VT_ENOMEM, w->path, "out of memory for a %zu-byte block", n);
         if (kind == BLOCK_INDEX)
             for (uint64_t t = 0; t < a->ent.ntiles; t++)
                 vt__tile_encode(&a->tiles[t], buf + t * VT_TILE_ENTRY_SIZE);
@@ -1112,24 +1123,24 @@ int vt_writer_finalize(vt_writer *w)
 {
     if (w == NULL)
         return vt__fail(NULL, VT_EINVAL, "vt_writer_finalize: NULL writer");
-    if (w->state)
-        return fail(w, VT_ESTATE, "writer is %s", w->state == 1 ? "failed" : "finalized");
+    if (w->state != WRITER_OPEN)
+        return vt__fail_at(w, VT_ESTATE, w->path, "writer is %s", state_name(w->state));
     if (w->narrays == 0)
         return fail_hard(w, VT_EINVAL, "store has no arrays");
     int rc = complete_arrays(w);
     if (rc) {
-        w->state = 1;
+        w->state = WRITER_FAILED;
         return rc;
     }
     /* the workers write their last batches as they exit */
     stop_workers(w);
     if (w->err) {
-        w->state = 1;
+        w->state = WRITER_FAILED;
         return vt__fail(w, w->err, "%s", w->errmsg);
     }
     rc = flush_batch(w, &w->inline_scratch);
     if (rc) {
-        w->state = 1;
+        w->state = WRITER_FAILED;
         return rc;
     }
 
@@ -1164,9 +1175,9 @@ int vt_writer_finalize(vt_writer *w)
     if (rc == 0)
         rc = vt__tmpfile_publish(&w->tf, w);
     if (w->tf.published)
-        w->state = 2;
+        w->state = WRITER_FINALIZED;
     else if (rc) /* not published: vt_writer_free removes the temporary */
-        w->state = 1;
+        w->state = WRITER_FAILED;
     return rc;
 }
 
