@@ -1,5 +1,6 @@
 /* voxtile convert, voxtile convert-dataset */
 #include "cli.h"
+#include "voxtile_convert.h"
 
 #include <errno.h>
 #include <getopt.h>

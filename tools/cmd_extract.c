@@ -1,5 +1,6 @@
 /* voxtile extract, voxtile export */
 #include "cli.h"
+#include "voxtile_convert.h"
 
 #include <errno.h>
 #include <getopt.h>

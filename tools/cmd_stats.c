@@ -1,5 +1,6 @@
 /* voxtile stats */
 #include "cli.h"
+#include "voxtile_convert.h"
 
 #include <errno.h>
 #include <getopt.h>

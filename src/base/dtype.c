@@ -20,24 +20,6 @@ bool vt__dtype_valid(int dtype) { return dtype >= VT_U8 && dtype <= VT_F64; }
 
 bool vt__dtype_is_float(vt_dtype d) { return d == VT_F16 || d == VT_BF16 || d == VT_F32 || d == VT_F64; }
 
-size_t vt_struct_size(const char *name)
-{
-    static const struct {
-        const char *name;
-        size_t size;
-    } structs[] = {
-        {"vt_read_opts", sizeof(vt_read_opts)},       {"vt_array_info", sizeof(vt_array_info)},
-        {"vt_tile_info", sizeof(vt_tile_info)},       {"vt_label_info", sizeof(vt_label_info)},
-        {"vt_array_spec", sizeof(vt_array_spec)},     {"vt_writer_opts", sizeof(vt_writer_opts)},
-        {"vt_convert_opts", sizeof(vt_convert_opts)}, {"vt_raw_spec", sizeof(vt_raw_spec)},
-        {"vt_image_info", sizeof(vt_image_info)},
-    };
-    for (size_t i = 0; name && i < sizeof structs / sizeof structs[0]; i++)
-        if (strcmp(name, structs[i].name) == 0)
-            return structs[i].size;
-    return 0;
-}
-
 size_t vt_dtype_size(vt_dtype dtype) { return vt__dtype_valid(dtype) ? dtypes[dtype].size : 0; }
 
 const char *vt_dtype_name(vt_dtype dtype) { return vt__dtype_valid(dtype) ? dtypes[dtype].name : "?"; }

@@ -92,12 +92,3 @@ const char *vt_strerror(int code)
     default: return "unknown error";
     }
 }
-
-int vt_version_number(void) { return VT_VERSION_NUMBER; }
-
-const char *vt_version_string(void)
-{
-#define VT_STR2(x) #x
-#define VT_STR(x) VT_STR2(x)
-    return VT_STR(VT_VERSION_MAJOR) "." VT_STR(VT_VERSION_MINOR) "." VT_STR(VT_VERSION_PATCH);
-}

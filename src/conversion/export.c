@@ -10,6 +10,7 @@
  * order, to a temporary file renamed into place. */
 #include "internal.h"
 #include "nifti.h"
+#include "voxtile_convert.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -12,7 +12,7 @@
 #define VT_SOURCE_H
 
 #include "internal.h"
-#include "voxtile.h"
+#include "voxtile_convert.h"
 
 #define VT_SOURCE_HEADER_MAX 1024
 
