@@ -150,7 +150,7 @@ static int boolean(const mha_hdr *h, int f, bool def, bool *v)
 static const struct {
     const char *name;
     vt_dtype dtype;
-    size_t fes;
+    size_t file_bytes;
 } mha_types[] = {
     {"MET_CHAR", VT_I8, 1},       {"MET_UCHAR", VT_U8, 1},       {"MET_SHORT", VT_I16, 2},
     {"MET_USHORT", VT_U16, 2},    {"MET_INT", VT_I32, 4},        {"MET_UINT", VT_U32, 4},
@@ -158,7 +158,7 @@ static const struct {
     {"MET_ULONG_LONG", VT_U32, 8}, {"MET_FLOAT", VT_F32, 4},     {"MET_DOUBLE", VT_F64, 8},
 };
 
-/* Read the header up to and including ElementDataFile; *ended: it was seen. */
+/* Step 1: read the header up to and including ElementDataFile; *ended: it was seen. */
 static int read_header(vt_lines *L, mha_hdr *h, bool *ended)
 {
     char *line;
@@ -200,221 +200,233 @@ static int read_header(vt_lines *L, mha_hdr *h, bool *ended)
     return rc < 0 ? rc : 0;
 }
 
+/* Everything decided from the header. */
+typedef struct mha_info {
+    int ndims;                /* 3 or 4 */
+    int64_t dims[4];          /* x fastest */
+    int64_t channels;         /* per element */
+    bool compressed;
+    vt_voxels_spec spec;      /* where and how the voxels are stored */
+    double spacing[4], offset[4];
+    double D[3][3];           /* D[r][c]: row r of the direction cosines of index axis c */
+    char *data_path;
+} mha_info;
+
+/* Step 2a: what the image is -- dimensions, channels, element type. */
+static int parse_image(const mha_hdr *h, mha_info *in)
+{
+    const char *path = h->path;
+    if (h->val[M_OBJECTTYPE] && strcasecmp(h->val[M_OBJECTTYPE], "Image") != 0)
+        return vt__fail_at(NULL, VT_EUNSUPPORTED, path, "ObjectType \"%.40s\" is not an image", h->val[M_OBJECTTYPE]);
+    static const int required[] = {M_NDIMS, M_DIMSIZE, M_ELEMENTTYPE};
+    static const char *const required_name[] = {"NDims", "DimSize", "ElementType"};
+    for (size_t i = 0; i < 3; i++)
+        if (h->val[required[i]] == NULL)
+            return vt__fail_at(NULL, VT_EFORMAT, path, "the header has no %s", required_name[i]);
+    int64_t nd;
+    int rc = ints(h, M_NDIMS, &nd, 1);
+    if (rc)
+        return rc;
+    if (nd != 3 && nd != 4)
+        return vt__fail_at(NULL, nd >= 1 && nd <= 16 ? VT_EUNSUPPORTED : VT_EFORMAT, path,
+                           "NDims = %lld: 3-d and 4-d images are supported", (long long)nd);
+    in->ndims = (int)nd;
+    if ((rc = ints(h, M_DIMSIZE, in->dims, in->ndims)) != 0)
+        return rc;
+    for (int i = 0; i < in->ndims; i++)
+        if (in->dims[i] < 1)
+            return vt__fail_at(NULL, VT_EFORMAT, path, "DimSize %d is %lld: sizes must be >= 1", i,
+                               (long long)in->dims[i]);
+    in->channels = 1;
+    if (h->val[M_CHANNELS] && (rc = ints(h, M_CHANNELS, &in->channels, 1)) != 0)
+        return rc;
+    if (in->channels < 1)
+        return vt__fail_at(NULL, VT_EFORMAT, path, "ElementNumberOfChannels = %lld must be >= 1",
+                           (long long)in->channels);
+    if (in->channels > 1 && in->ndims == 4)
+        return vt__fail_at(NULL, VT_EUNSUPPORTED, path,
+                           "a 4-d image with %lld channels per element is not supported", (long long)in->channels);
+    const char *et = h->val[M_ELEMENTTYPE];
+    size_t etn = strlen(et);
+    for (size_t i = 0; i < sizeof mha_types / sizeof mha_types[0]; i++) {
+        size_t n = strlen(mha_types[i].name);
+        if (strncasecmp(et, mha_types[i].name, n) == 0 && (etn == n || strcasecmp(et + n, "_ARRAY") == 0)) {
+            in->spec.dtype = mha_types[i].dtype;
+            in->spec.file_elem_bytes = mha_types[i].file_bytes;
+            return 0;
+        }
+    }
+    return vt__fail_at(NULL, VT_EUNSUPPORTED, path, "ElementType \"%.40s\" is not supported", et);
+}
+
+/* Step 2b: how the voxels are encoded -- binary, byte order, compression. */
+static int parse_encoding(const mha_hdr *h, mha_info *in)
+{
+    const char *path = h->path;
+    bool binary, msb, emsb;
+    int rc;
+    if ((rc = boolean(h, M_BINARY, true, &binary)) != 0 || (rc = boolean(h, M_MSB, false, &msb)) != 0 ||
+        (rc = boolean(h, M_ELEMMSB, false, &emsb)) != 0 ||
+        (rc = boolean(h, M_COMPRESSED, false, &in->compressed)) != 0)
+        return rc;
+    if (!binary)
+        return vt__fail_at(NULL, VT_EUNSUPPORTED, path, "BinaryData = False (data as text) is not supported");
+    if (h->val[M_MSB] && h->val[M_ELEMMSB] && msb != emsb)
+        return vt__fail_at(NULL, VT_EFORMAT, path, "BinaryDataByteOrderMSB and ElementByteOrderMSB disagree");
+    in->spec.big_endian = h->val[M_MSB] ? msb : emsb;
+    in->spec.codec = in->compressed ? VT_VOXELS_ZLIB : VT_VOXELS_RAW;
+    if (h->val[M_COMPSIZE]) {
+        int64_t cs;
+        if ((rc = ints(h, M_COMPSIZE, &cs, 1)) != 0)
+            return rc;
+        if (cs < 0)
+            return vt__fail_at(NULL, VT_EFORMAT, path, "CompressedDataSize = %lld is negative", (long long)cs);
+        if (in->compressed)
+            in->spec.stream_len = (uint64_t)cs;
+    }
+    return 0;
+}
+
+/* Step 2c: the geometry -- spacing, offset, direction cosines. */
+static int parse_geometry(const mha_hdr *h, mha_info *in)
+{
+    const char *path = h->path;
+    int N = in->ndims, rc;
+    double T[16];
+    for (int i = 0; i < 4; i++) {
+        in->spacing[i] = 1;
+        in->offset[i] = 0;
+    }
+    int sf = h->val[M_SPACING] ? M_SPACING : h->val[M_ELEMSIZE] ? M_ELEMSIZE : -1;
+    if (sf >= 0 && (rc = numbers(h, sf, in->spacing, N)) != 0)
+        return rc;
+    if (h->val[M_OFFSET] && (rc = numbers(h, M_OFFSET, in->offset, N)) != 0)
+        return rc;
+    for (int i = 0; i < 16; i++)
+        T[i] = i % (N + 1) == 0 && i < N * N ? 1 : 0;
+    if (h->val[M_MATRIX] && (rc = numbers(h, M_MATRIX, T, N * N)) != 0)
+        return rc;
+    for (int i = 0; i < 3; i++)
+        if (in->spacing[i] == 0)
+            return vt__fail_at(NULL, VT_EFORMAT, path, "%s %d is 0", sf == M_ELEMSIZE ? "ElementSize" : "ElementSpacing",
+                               i);
+    for (int r = 0; r < 3; r++)
+        for (int c = 0; c < 3; c++)
+            in->D[r][c] = T[c * N + r];
+    double (*D)[3] = in->D;
+    double det = D[0][0] * (D[1][1] * D[2][2] - D[1][2] * D[2][1]) -
+                 D[0][1] * (D[1][0] * D[2][2] - D[1][2] * D[2][0]) +
+                 D[0][2] * (D[1][0] * D[2][1] - D[1][1] * D[2][0]);
+    if (!(fabs(det) > 1e-9))
+        return vt__fail_at(NULL, VT_EFORMAT, path, "the TransformMatrix is singular (its spatial part)");
+    return 0;
+}
+
+/* Step 3: the image in the source: shape and RAS affine. */
+static void describe(mha_info *in, vt_source *s)
+{
+    int N = in->ndims;
+    s->format = "metaimage";
+    s->shape[0] = N == 4 ? (uint64_t)in->dims[3] : (uint64_t)in->channels;
+    s->shape[1] = (uint64_t)in->dims[2];
+    s->shape[2] = (uint64_t)in->dims[1];
+    s->shape[3] = (uint64_t)in->dims[0];
+    in->spec.interleaved = N == 3 && in->channels > 1;
+    static const double flip[3] = {-1, -1, 1}; /* LPS -> RAS */
+    memset(s->affine, 0, sizeof s->affine);
+    for (int r = 0; r < 3; r++) {
+        for (int c = 0; c < 3; c++)
+            s->affine[4 * r + c] = flip[r] * in->D[r][c] * in->spacing[c];
+        s->affine[4 * r + 3] = flip[r] * in->offset[r];
+    }
+    s->affine[15] = 1;
+    for (int i = 0; i < 3; i++)
+        s->spacing[2 - i] = fabs(in->spacing[i]);
+}
+
+/* Step 4: where the voxels are: after the header (LOCAL), or in the file it
+ * names, from HeaderSize (-1: at the end). */
+static int locate_data(const mha_hdr *h, size_t header_end, mha_info *in)
+{
+    const char *path = h->path;
+    const char *df = h->val[M_DATAFILE];
+    if (strcasecmp(df, "LOCAL") == 0) {
+        in->data_path = vt__strdup(path);
+        in->spec.offset = header_end;
+    } else {
+        const char *p = df, *t;
+        int tokens = 0;
+        while (vt__text_token(&p, &t) > 0)
+            tokens++;
+        if (df[0] == 0)
+            return vt__fail_at(NULL, VT_EFORMAT, path, "ElementDataFile is empty");
+        if (strncasecmp(df, "LIST", 4) == 0 && (df[4] == 0 || vt__text_space(df[4])))
+            return vt__fail_at(NULL, VT_EUNSUPPORTED, path,
+                               "ElementDataFile = LIST (one file per slice) is not supported");
+        if (strchr(df, '%') != NULL && tokens >= 4)
+            return vt__fail_at(NULL, VT_EUNSUPPORTED, path,
+                               "ElementDataFile = \"%.60s\" (numbered files) is not supported", df);
+        in->data_path = vt__path_beside(path, df);
+        if (h->val[M_HEADERSIZE]) {
+            int64_t hs;
+            int rc = ints(h, M_HEADERSIZE, &hs, 1);
+            if (rc)
+                return rc;
+            if (hs == -1 && in->compressed && in->spec.stream_len == 0)
+                return vt__fail_at(NULL, VT_EUNSUPPORTED, path,
+                                   "HeaderSize = -1 with compressed data needs CompressedDataSize");
+            if (hs < -1)
+                return vt__fail_at(NULL, VT_EFORMAT, path, "HeaderSize = %lld (bytes to skip, or -1)", (long long)hs);
+            if (hs == -1)
+                in->spec.at_end = true;
+            else
+                in->spec.offset = (uint64_t)hs;
+        }
+    }
+    if (in->data_path == NULL)
+        return vt__fail_at(NULL, VT_ENOMEM, path, "out of memory");
+    in->spec.data_path = in->data_path;
+    return 0;
+}
+
+/* Opening goes in steps: read the header's lines (read_header), parse what
+ * they say (parse_image, parse_encoding, parse_geometry), describe the
+ * image in the source (describe), find the voxels (locate_data) and attach
+ * them (voxels.c). */
 int vt__mha_open(const char *path, vt_source **out)
 {
     *out = NULL;
     mha_hdr h;
     memset(&h, 0, sizeof h);
     h.path = path;
+    mha_info in;
+    memset(&in, 0, sizeof in);
     vt_lines L;
     vt_source *s = NULL;
-    char *data_path = NULL;
     bool ended;
-    vt_voxels_spec spec;
-    memset(&spec, 0, sizeof spec);
     int rc = vt__lines_open(&L, path, MHA_HEADER_MAX);
     if (rc)
         return rc;
-    if ((rc = read_header(&L, &h, &ended)) != 0)
-        goto done;
-    if (!ended) {
-        rc = vt__fail_at(NULL, VT_EFORMAT, path,
-                         "the header has no ElementDataFile line (not a MetaImage, or truncated)");
-        goto done;
+    if ((rc = read_header(&L, &h, &ended)) == 0 && !ended)
+        rc = vt__fail_at(NULL, VT_EFORMAT, path, "the header has no ElementDataFile line (not a MetaImage, or truncated)");
+    if (rc == 0 && (rc = parse_image(&h, &in)) == 0 && (rc = parse_encoding(&h, &in)) == 0 &&
+        (rc = parse_geometry(&h, &in)) == 0) {
+        s = vt__source_new(path);
+        if (s)
+            describe(&in, s);
+        else
+            rc = vt__fail_at(NULL, VT_ENOMEM, path, "out of memory");
     }
-    if (h.val[M_OBJECTTYPE] && strcasecmp(h.val[M_OBJECTTYPE], "Image") != 0) {
-        rc = vt__fail_at(NULL, VT_EUNSUPPORTED, path, "ObjectType \"%.40s\" is not an image", h.val[M_OBJECTTYPE]);
-        goto done;
-    }
-    static const int required[] = {M_NDIMS, M_DIMSIZE, M_ELEMENTTYPE};
-    static const char *const required_name[] = {"NDims", "DimSize", "ElementType"};
-    for (size_t i = 0; i < 3; i++)
-        if (h.val[required[i]] == NULL) {
-            rc = vt__fail_at(NULL, VT_EFORMAT, path, "the header has no %s", required_name[i]);
-            goto done;
-        }
-    /* dimensions */
-    int64_t nd;
-    if ((rc = ints(&h, M_NDIMS, &nd, 1)) != 0)
-        goto done;
-    if (nd != 3 && nd != 4) {
-        rc = vt__fail_at(NULL, nd >= 1 && nd <= 16 ? VT_EUNSUPPORTED : VT_EFORMAT, path,
-                         "NDims = %lld: 3-d and 4-d images are supported", (long long)nd);
-        goto done;
-    }
-    int N = (int)nd;
-    int64_t dims[4];
-    if ((rc = ints(&h, M_DIMSIZE, dims, N)) != 0)
-        goto done;
-    for (int i = 0; i < N; i++)
-        if (dims[i] < 1) {
-            rc = vt__fail_at(NULL, VT_EFORMAT, path, "DimSize %d is %lld: sizes must be >= 1", i,
-                             (long long)dims[i]);
-            goto done;
-        }
-    int64_t channels = 1;
-    if (h.val[M_CHANNELS] && (rc = ints(&h, M_CHANNELS, &channels, 1)) != 0)
-        goto done;
-    if (channels < 1) {
-        rc = vt__fail_at(NULL, VT_EFORMAT, path, "ElementNumberOfChannels = %lld must be >= 1",
-                         (long long)channels);
-        goto done;
-    }
-    if (channels > 1 && N == 4) {
-        rc = vt__fail_at(NULL, VT_EUNSUPPORTED, path, "a 4-d image with %lld channels per element is not supported",
-                         (long long)channels);
-        goto done;
-    }
-    /* element type */
-    const char *et = h.val[M_ELEMENTTYPE];
-    size_t etn = strlen(et);
-    bool known = false;
-    for (size_t i = 0; i < sizeof mha_types / sizeof mha_types[0]; i++) {
-        size_t n = strlen(mha_types[i].name);
-        if (strncasecmp(et, mha_types[i].name, n) == 0 && (etn == n || strcasecmp(et + n, "_ARRAY") == 0)) {
-            spec.dtype = mha_types[i].dtype;
-            spec.file_elem_bytes = mha_types[i].fes;
-            known = true;
-        }
-    }
-    if (!known) {
-        rc = vt__fail_at(NULL, VT_EUNSUPPORTED, path, "ElementType \"%.40s\" is not supported", et);
-        goto done;
-    }
-    /* encoding */
-    bool binary, msb, emsb, compressed;
-    if ((rc = boolean(&h, M_BINARY, true, &binary)) != 0 || (rc = boolean(&h, M_MSB, false, &msb)) != 0 ||
-        (rc = boolean(&h, M_ELEMMSB, false, &emsb)) != 0 ||
-        (rc = boolean(&h, M_COMPRESSED, false, &compressed)) != 0)
-        goto done;
-    if (!binary) {
-        rc = vt__fail_at(NULL, VT_EUNSUPPORTED, path, "BinaryData = False (data as text) is not supported");
-        goto done;
-    }
-    if (h.val[M_MSB] && h.val[M_ELEMMSB] && msb != emsb) {
-        rc = vt__fail_at(NULL, VT_EFORMAT, path, "BinaryDataByteOrderMSB and ElementByteOrderMSB disagree");
-        goto done;
-    }
-    spec.big_endian = h.val[M_MSB] ? msb : emsb;
-    spec.codec = compressed ? VT_VOXELS_ZLIB : VT_VOXELS_RAW;
-    if (h.val[M_COMPSIZE]) {
-        int64_t cs;
-        if ((rc = ints(&h, M_COMPSIZE, &cs, 1)) != 0)
-            goto done;
-        if (cs < 0) {
-            rc = vt__fail_at(NULL, VT_EFORMAT, path, "CompressedDataSize = %lld is negative", (long long)cs);
-            goto done;
-        }
-        if (compressed)
-            spec.stream_len = (uint64_t)cs;
-    }
-    /* geometry */
-    double spacing[4] = {1, 1, 1, 1}, offset[4] = {0, 0, 0, 0}, T[16];
-    int sf = h.val[M_SPACING] ? M_SPACING : h.val[M_ELEMSIZE] ? M_ELEMSIZE : -1;
-    if (sf >= 0 && (rc = numbers(&h, sf, spacing, N)) != 0)
-        goto done;
-    if (h.val[M_OFFSET] && (rc = numbers(&h, M_OFFSET, offset, N)) != 0)
-        goto done;
-    for (int i = 0; i < 16; i++)
-        T[i] = i % (N + 1) == 0 && i < N * N ? 1 : 0;
-    if (h.val[M_MATRIX] && (rc = numbers(&h, M_MATRIX, T, N * N)) != 0)
-        goto done;
-    for (int i = 0; i < 3; i++)
-        if (spacing[i] == 0) {
-            rc = vt__fail_at(NULL, VT_EFORMAT, path, "%s %d is 0",
-                             sf == M_ELEMSIZE ? "ElementSize" : "ElementSpacing", i);
-            goto done;
-        }
-    double D[3][3]; /* D[r][c]: row r of the direction cosines of index axis c */
-    for (int r = 0; r < 3; r++)
-        for (int c = 0; c < 3; c++)
-            D[r][c] = T[c * N + r];
-    double det = D[0][0] * (D[1][1] * D[2][2] - D[1][2] * D[2][1]) -
-                 D[0][1] * (D[1][0] * D[2][2] - D[1][2] * D[2][0]) +
-                 D[0][2] * (D[1][0] * D[2][1] - D[1][1] * D[2][0]);
-    if (!(fabs(det) > 1e-9)) {
-        rc = vt__fail_at(NULL, VT_EFORMAT, path, "the TransformMatrix is singular (its spatial part)");
-        goto done;
-    }
-
-    s = vt__source_new(path);
-    if (s == NULL) {
-        rc = vt__fail_at(NULL, VT_ENOMEM, path, "out of memory");
-        goto done;
-    }
-    s->format = "metaimage";
-    s->shape[0] = N == 4 ? (uint64_t)dims[3] : (uint64_t)channels;
-    s->shape[1] = (uint64_t)dims[2];
-    s->shape[2] = (uint64_t)dims[1];
-    s->shape[3] = (uint64_t)dims[0];
-    spec.interleaved = N == 3 && channels > 1;
-    static const double flip[3] = {-1, -1, 1}; /* LPS -> RAS */
-    memset(s->affine, 0, sizeof s->affine);
-    for (int r = 0; r < 3; r++) {
-        for (int c = 0; c < 3; c++)
-            s->affine[4 * r + c] = flip[r] * D[r][c] * spacing[c];
-        s->affine[4 * r + 3] = flip[r] * offset[r];
-    }
-    s->affine[15] = 1;
-    for (int i = 0; i < 3; i++)
-        s->spacing[2 - i] = fabs(spacing[i]);
-
-    /* the data */
-    const char *df = h.val[M_DATAFILE];
-    if (strcasecmp(df, "LOCAL") == 0) {
-        data_path = vt__strdup(path);
-        spec.offset = L.pos;
-    } else {
-        const char *p = df, *t;
-        int tokens = 0;
-        while (vt__text_token(&p, &t) > 0)
-            tokens++;
-        if (df[0] == 0) {
-            rc = vt__fail_at(NULL, VT_EFORMAT, path, "ElementDataFile is empty");
-            goto done;
-        }
-        if (strncasecmp(df, "LIST", 4) == 0 && (df[4] == 0 || vt__text_space(df[4]))) {
-            rc = vt__fail_at(NULL, VT_EUNSUPPORTED, path,
-                             "ElementDataFile = LIST (one file per slice) is not supported");
-            goto done;
-        }
-        if (strchr(df, '%') != NULL && tokens >= 4) {
-            rc = vt__fail_at(NULL, VT_EUNSUPPORTED, path,
-                             "ElementDataFile = \"%.60s\" (numbered files) is not supported",
-                             df);
-            goto done;
-        }
-        data_path = vt__path_beside(path, df);
-        if (h.val[M_HEADERSIZE]) {
-            int64_t hs;
-            if ((rc = ints(&h, M_HEADERSIZE, &hs, 1)) != 0)
-                goto done;
-            if (hs == -1 && compressed && spec.stream_len == 0) {
-                rc = vt__fail_at(NULL, VT_EUNSUPPORTED, path,
-                                 "HeaderSize = -1 with compressed data needs CompressedDataSize");
-                goto done;
-            } else if (hs == -1)
-                spec.at_end = true;
-            else if (hs < 0) {
-                rc = vt__fail_at(NULL, VT_EFORMAT, path, "HeaderSize = %lld (bytes to skip, or -1)", (long long)hs);
-                goto done;
-            } else
-                spec.offset = (uint64_t)hs;
-        }
-    }
-    if (data_path == NULL) {
-        rc = vt__fail_at(NULL, VT_ENOMEM, path, "out of memory");
-        goto done;
-    }
-    spec.data_path = data_path;
-    if ((rc = vt__source_keep_text_header(s, L.buf, L.pos)) != 0)
-        goto done;
-    rc = vt__voxels_attach(s, &spec);
-done:
+    if (rc == 0)
+        rc = locate_data(&h, L.pos, &in);
+    if (rc == 0)
+        rc = vt__source_keep_text_header(s, L.buf, L.pos);
+    if (rc == 0)
+        rc = vt__voxels_attach(s, &in.spec);
     vt__lines_close(&L);
     for (int f = 0; f < M_COUNT; f++)
         free(h.val[f]);
-    free(data_path);
+    free(in.data_path);
     if (rc) {
         vt__source_close(s);
         return rc;

@@ -170,7 +170,7 @@ static void lower_collapse(char *s)
 static const struct {
     const char *name;
     vt_dtype dtype;
-    size_t fes;
+    size_t file_bytes;
 } nrrd_types[] = {
     {"signed char", VT_I8, 1},         {"int8", VT_I8, 1},
     {"int8_t", VT_I8, 1},              {"uchar", VT_U8, 1},
@@ -221,7 +221,7 @@ static int kind_class(const char *k)
     return K_BAD;
 }
 
-/* Read the header: the magic line and the fields up to the empty line (or
+/* Step 1: read the header: the magic line and the fields up to the empty line (or
  * the end of the file). *data_off: where attached data start; *ended: an
  * empty line was seen. */
 static int read_header(vt_lines *L, nrrd_hdr *h, bool *ended)
@@ -312,7 +312,7 @@ static int parse_type(nrrd_hdr *h, nrrd_info *in)
     for (size_t i = 0; i < sizeof nrrd_types / sizeof nrrd_types[0]; i++)
         if (strcmp(h->val[F_TYPE], nrrd_types[i].name) == 0) {
             in->spec.dtype = nrrd_types[i].dtype;
-            in->spec.file_elem_bytes = nrrd_types[i].fes;
+            in->spec.file_elem_bytes = nrrd_types[i].file_bytes;
             return 0;
         }
     return vt__fail_at(NULL, VT_EUNSUPPORTED, path, "NRRD type \"%.40s\" is not supported", h->val[F_TYPE]);
@@ -583,134 +583,135 @@ static int parse_directions(nrrd_hdr *h, int dim, double dirs[MAXD][3], bool dir
     return 0;
 }
 
+/* The geometry fields, parsed. */
+typedef struct nrrd_geometry {
+    bool has_dirs;
+    double dirs[MAXD][3]; /* space directions, per axis */
+    bool dir_none[MAXD];  /* "none": a non-spatial axis */
+    double flip[3];       /* world rows negated to reach RAS */
+    double spacings[MAXD];
+    double origin[3];
+} nrrd_geometry;
+
+/* Step 2: the fields that say what the image is -- type, dimension and
+ * sizes, encoding, which axes are spatial, the geometry -- checked against
+ * each other. */
+static int parse_fields(nrrd_hdr *h, nrrd_info *in, nrrd_geometry *g)
+{
+    const char *path = h->path;
+    int rc;
+    if ((rc = parse_type(h, in)) != 0 || (rc = parse_dims(h, in)) != 0 || (rc = parse_encoding(h, in)) != 0)
+        return rc;
+    memset(g, 0, sizeof *g);
+    g->has_dirs = h->val[F_SPACEDIRS] != NULL;
+    if (g->has_dirs && (rc = parse_directions(h, in->dim, g->dirs, g->dir_none)) != 0)
+        return rc;
+    bool has_space;
+    if ((rc = parse_space(h, g->flip, &has_space)) != 0)
+        return rc;
+    if (g->has_dirs && !has_space)
+        return vt__fail_at(NULL, VT_EFORMAT, path, "\"space directions\" without \"space\" or \"space dimension\"");
+    if (g->has_dirs && h->val[F_SPACINGS])
+        return vt__fail_at(NULL, VT_EFORMAT, path, "both \"space directions\" and \"spacings\" are given");
+    if ((rc = parse_axes(h, in, g->dir_none)) != 0)
+        return rc;
+    if (g->has_dirs) {
+        int n = 0;
+        for (int i = 0; i < in->dim; i++)
+            n += !g->dir_none[i];
+        if (n != 3)
+            return vt__fail_at(NULL, VT_EFORMAT, path, "\"space directions\" give %d spatial axes; 3 are needed", n);
+    }
+    for (int i = 0; i < MAXD; i++)
+        g->spacings[i] = 1;
+    if (h->val[F_SPACINGS]) {
+        const char *p = h->val[F_SPACINGS];
+        for (int i = 0; i < in->dim; i++)
+            if (!parse_f64(&p, &g->spacings[i], true))
+                return vt__fail_at(NULL, VT_EFORMAT, path, "spacing %d is not a number", i);
+        while (vt__text_space(*p))
+            p++;
+        if (*p)
+            return vt__fail_at(NULL, VT_EFORMAT, path, "\"spacings\" lists more than the %d axes", in->dim);
+    }
+    if (h->val[F_SPACEORIGIN]) {
+        const char *p = h->val[F_SPACEORIGIN];
+        bool ok = parse_vector(&p, g->origin, 3);
+        while (ok && vt__text_space(*p))
+            p++;
+        if (!ok || *p)
+            return vt__fail_at(NULL, VT_EFORMAT, path,
+                               "space origin \"%.60s\" is not a vector \"(x,y,z)\" of finite numbers",
+                               h->val[F_SPACEORIGIN]);
+    }
+    return 0;
+}
+
+/* Step 3: the image in the source: its shape and its affine, whose column
+ * c is the direction of spatial axis c, rows flipped to RAS. */
+static int describe(const char *path, nrrd_info *in, const nrrd_geometry *g, vt_source *s)
+{
+    s->format = "nrrd";
+    s->shape[0] = in->nonspatial >= 0 ? in->sizes[in->nonspatial] : 1;
+    s->shape[1] = in->sizes[in->sp[2]];
+    s->shape[2] = in->sizes[in->sp[1]];
+    s->shape[3] = in->sizes[in->sp[0]];
+    in->spec.interleaved = in->nonspatial == 0;
+    double col[3][3];
+    for (int c = 0; c < 3; c++) {
+        int a = in->sp[c];
+        for (int r = 0; r < 3; r++)
+            col[c][r] = g->has_dirs ? g->dirs[a][r]
+                                    : (r == c ? (isnan(g->spacings[a]) ? 1.0 : g->spacings[a]) : 0.0);
+        double len = sqrt(col[c][0] * col[c][0] + col[c][1] * col[c][1] + col[c][2] * col[c][2]);
+        if (!(len > 0) || !isfinite(len))
+            return vt__fail_at(NULL, VT_EFORMAT, path, "axis %d has a %s of length %g", a,
+                               g->has_dirs ? "space direction" : "spacing", len);
+        s->spacing[2 - c] = len;
+    }
+    double det = col[0][0] * (col[1][1] * col[2][2] - col[1][2] * col[2][1]) -
+                 col[1][0] * (col[0][1] * col[2][2] - col[0][2] * col[2][1]) +
+                 col[2][0] * (col[0][1] * col[1][2] - col[0][2] * col[1][1]);
+    if (!(fabs(det) > 1e-12 * s->spacing[0] * s->spacing[1] * s->spacing[2]))
+        return vt__fail_at(NULL, VT_EFORMAT, path, "the space directions are not independent (a degenerate grid)");
+    memset(s->affine, 0, sizeof s->affine);
+    for (int r = 0; r < 3; r++) {
+        for (int c = 0; c < 3; c++)
+            s->affine[4 * r + c] = g->flip[r] * col[c][r];
+        s->affine[4 * r + 3] = g->flip[r] * g->origin[r];
+    }
+    s->affine[15] = 1;
+    return 0;
+}
+
+/* Opening goes in steps: read the header's lines (read_header), parse the
+ * fields (parse_fields), describe the image in the source (describe), then
+ * find the data file and attach the voxels (parse_datafile, voxels.c). */
 int vt__nrrd_open(const char *path, vt_source **out)
 {
     *out = NULL;
-    size_t plen = strlen(path);
-    bool nhdr = plen >= 5 && strcmp(path + plen - 5, ".nhdr") == 0;
     nrrd_hdr h;
     memset(&h, 0, sizeof h);
     h.path = path;
     nrrd_info in;
     memset(&in, 0, sizeof in);
+    nrrd_geometry g;
     vt_lines L;
     vt_source *s = NULL;
     bool ended = false;
     int rc = vt__lines_open(&L, path, NRRD_HEADER_MAX);
     if (rc)
         return rc;
-    if ((rc = read_header(&L, &h, &ended)) != 0)
-        goto done;
-    if ((rc = parse_type(&h, &in)) != 0 || (rc = parse_dims(&h, &in)) != 0 ||
-        (rc = parse_encoding(&h, &in)) != 0)
-        goto done;
-
-    /* geometry fields */
-    double dirs[MAXD][3];
-    bool dir_none[MAXD] = {false, false, false, false};
-    bool has_dirs = h.val[F_SPACEDIRS] != NULL;
-    memset(dirs, 0, sizeof dirs);
-    if (has_dirs && (rc = parse_directions(&h, in.dim, dirs, dir_none)) != 0)
-        goto done;
-    double flip[3];
-    bool has_space;
-    if ((rc = parse_space(&h, flip, &has_space)) != 0)
-        goto done;
-    if (has_dirs && !has_space) {
-        rc = vt__fail_at(NULL, VT_EFORMAT, path, "\"space directions\" without \"space\" or \"space dimension\"");
-        goto done;
+    if ((rc = read_header(&L, &h, &ended)) == 0 && (rc = parse_fields(&h, &in, &g)) == 0) {
+        s = vt__source_new(path);
+        rc = s ? describe(path, &in, &g, s) : vt__fail_at(NULL, VT_ENOMEM, path, "out of memory");
     }
-    if (has_dirs && h.val[F_SPACINGS]) {
-        rc = vt__fail_at(NULL, VT_EFORMAT, path, "both \"space directions\" and \"spacings\" are given");
-        goto done;
-    }
-    if ((rc = parse_axes(&h, &in, dir_none)) != 0)
-        goto done;
-    if (has_dirs) {
-        int n = 0;
-        for (int i = 0; i < in.dim; i++)
-            n += !dir_none[i];
-        if (n != 3) {
-            rc = vt__fail_at(NULL, VT_EFORMAT, path, "\"space directions\" give %d spatial axes; 3 are needed", n);
-            goto done;
-        }
-    }
-    double spacings[MAXD] = {1, 1, 1, 1};
-    if (h.val[F_SPACINGS]) {
-        const char *p = h.val[F_SPACINGS];
-        for (int i = 0; i < in.dim; i++)
-            if (!parse_f64(&p, &spacings[i], true)) {
-                rc = vt__fail_at(NULL, VT_EFORMAT, path, "spacing %d is not a number", i);
-                goto done;
-            }
-        while (vt__text_space(*p))
-            p++;
-        if (*p) {
-            rc = vt__fail_at(NULL, VT_EFORMAT, path, "\"spacings\" lists more than the %d axes", in.dim);
-            goto done;
-        }
-    }
-    double origin[3] = {0, 0, 0};
-    if (h.val[F_SPACEORIGIN]) {
-        const char *p = h.val[F_SPACEORIGIN];
-        bool ok = parse_vector(&p, origin, 3);
-        while (ok && vt__text_space(*p))
-            p++;
-        if (!ok || *p) {
-            rc = vt__fail_at(NULL, VT_EFORMAT, path,
-                             "space origin \"%.60s\" is not a vector \"(x,y,z)\" of finite numbers",
-                             h.val[F_SPACEORIGIN]);
-            goto done;
-        }
-    }
-
-    s = vt__source_new(path);
-    if (s == NULL) {
-        rc = vt__fail_at(NULL, VT_ENOMEM, path, "out of memory");
-        goto done;
-    }
-    s->format = "nrrd";
-    s->shape[0] = in.nonspatial >= 0 ? in.sizes[in.nonspatial] : 1;
-    s->shape[1] = in.sizes[in.sp[2]];
-    s->shape[2] = in.sizes[in.sp[1]];
-    s->shape[3] = in.sizes[in.sp[0]];
-    in.spec.interleaved = in.nonspatial == 0;
-
-    /* the affine: column c = direction of spatial axis c, rows flipped to RAS */
-    double col[3][3];
-    for (int c = 0; c < 3; c++) {
-        int a = in.sp[c];
-        for (int r = 0; r < 3; r++)
-            col[c][r] = has_dirs ? dirs[a][r] : (r == c ? (isnan(spacings[a]) ? 1.0 : spacings[a]) : 0.0);
-        double len = sqrt(col[c][0] * col[c][0] + col[c][1] * col[c][1] + col[c][2] * col[c][2]);
-        if (!(len > 0) || !isfinite(len)) {
-            rc = vt__fail_at(NULL, VT_EFORMAT, path, "axis %d has a %s of length %g", a,
-                             has_dirs ? "space direction" : "spacing", len);
-            goto done;
-        }
-        s->spacing[2 - c] = len;
-    }
-    double det = col[0][0] * (col[1][1] * col[2][2] - col[1][2] * col[2][1]) -
-                 col[1][0] * (col[0][1] * col[2][2] - col[0][2] * col[2][1]) +
-                 col[2][0] * (col[0][1] * col[1][2] - col[0][2] * col[1][1]);
-    if (!(fabs(det) > 1e-12 * s->spacing[0] * s->spacing[1] * s->spacing[2])) {
-        rc = vt__fail_at(NULL, VT_EFORMAT, path, "the space directions are not independent (a degenerate grid)");
-        goto done;
-    }
-    memset(s->affine, 0, sizeof s->affine);
-    for (int r = 0; r < 3; r++) {
-        for (int c = 0; c < 3; c++)
-            s->affine[4 * r + c] = flip[r] * col[c][r];
-        s->affine[4 * r + 3] = flip[r] * origin[r];
-    }
-    s->affine[15] = 1;
-
-    if ((rc = parse_datafile(&h, &in, ended, L.pos, nhdr)) != 0)
-        goto done;
-    if ((rc = vt__source_keep_text_header(s, L.buf, L.pos)) != 0)
-        goto done;
-    rc = vt__voxels_attach(s, &in.spec);
-done:
+    if (rc == 0)
+        rc = parse_datafile(&h, &in, ended, L.pos, vt__ends_with(path, ".nhdr"));
+    if (rc == 0)
+        rc = vt__source_keep_text_header(s, L.buf, L.pos);
+    if (rc == 0)
+        rc = vt__voxels_attach(s, &in.spec);
     vt__lines_close(&L);
     for (int f = 0; f < F_COUNT; f++)
         free(h.val[f]);
