@@ -17,24 +17,26 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- element conversion ------------------------------------------------- */
+/* ---- casting elements to the output dtype -------------------------------- */
 
 enum { K_COPY, K_F32_F16, K_F16_F32, K_F32_BF16, K_INT_F32, K_INT_F16, K_GENERIC };
 
-typedef struct cvt {
-    vt_dtype sd, dd;
-    size_t ses, des;
+/* How stored elements become output elements: the kernel, and the
+ * transform (clip, scale, offset) when there is one. */
+typedef struct cast {
+    vt_dtype src, dst;          /* stored and output dtype */
+    size_t src_size, dst_size;  /* their element sizes */
     int kind;
     int xf;
     double lo, hi, scale, offset;
-} cvt;
+} cast;
 
-static void cvt_init(cvt *c, vt_dtype sd, vt_dtype dd, const vt_read_opts *o)
+static void cast_init(cast *c, vt_dtype src, vt_dtype dst, const vt_read_opts *o)
 {
-    c->sd = sd;
-    c->dd = dd;
-    c->ses = vt_dtype_size(sd);
-    c->des = vt_dtype_size(dd);
+    c->src = src;
+    c->dst = dst;
+    c->src_size = vt_dtype_size(src);
+    c->dst_size = vt_dtype_size(dst);
     c->xf = o->transform != 0;
     c->lo = o->clip_lo;
     c->hi = o->clip_hi;
@@ -42,22 +44,22 @@ static void cvt_init(cvt *c, vt_dtype sd, vt_dtype dd, const vt_read_opts *o)
     c->offset = o->offset;
     if (c->xf)
         c->kind = K_GENERIC;
-    else if (sd == dd)
+    else if (src == dst)
         c->kind = K_COPY;
-    else if (sd == VT_F32 && dd == VT_F16)
+    else if (src == VT_F32 && dst == VT_F16)
         c->kind = K_F32_F16;
-    else if (sd == VT_F16 && dd == VT_F32)
+    else if (src == VT_F16 && dst == VT_F32)
         c->kind = K_F16_F32;
-    else if (sd == VT_F32 && dd == VT_BF16)
+    else if (src == VT_F32 && dst == VT_BF16)
         c->kind = K_F32_BF16;
-    else if ((sd == VT_U8 || sd == VT_I8 || sd == VT_U16 || sd == VT_I16) && (dd == VT_F32 || dd == VT_F16))
+    else if ((src == VT_U8 || src == VT_I8 || src == VT_U16 || src == VT_I16) && (dst == VT_F32 || dst == VT_F16))
         /* exact in float32, so float16 rounds once, as from double */
-        c->kind = dd == VT_F32 ? K_INT_F32 : K_INT_F16;
+        c->kind = dst == VT_F32 ? K_INT_F32 : K_INT_F16;
     else
         c->kind = K_GENERIC;
 }
 
-static inline double xform(const cvt *c, double x)
+static inline double xform(const cast *c, double x)
 {
     if (x < c->lo)
         x = c->lo;
@@ -67,9 +69,9 @@ static inline double xform(const cvt *c, double x)
 }
 
 /* Up to 256 small-integer elements as float. */
-static void int_to_float(vt_dtype sd, const unsigned char *src, size_t n, float *out)
+static void int_to_float(vt_dtype type, const unsigned char *src, size_t n, float *out)
 {
-    switch (sd) {
+    switch (type) {
     case VT_U8:
         for (size_t j = 0; j < n; j++)
             out[j] = src[j];
@@ -90,16 +92,16 @@ static void int_to_float(vt_dtype sd, const unsigned char *src, size_t n, float 
 }
 
 /* Convert @p n contiguous source elements to the output, @p ds bytes apart. */
-static void cvt_row(const cvt *c, const unsigned char *src, size_t n, unsigned char *dst, int64_t ds)
+static void cast_row(const cast *c, const unsigned char *src, size_t n, unsigned char *dst, int64_t ds)
 {
-    size_t des = c->des;
+    size_t dst_size = c->dst_size;
     switch (c->kind) {
     case K_COPY:
-        if (ds == (int64_t)des)
-            memcpy(dst, src, n * des);
+        if (ds == (int64_t)dst_size)
+            memcpy(dst, src, n * dst_size);
         else
             for (size_t k = 0; k < n; k++)
-                memcpy(dst + (int64_t)k * ds, src + k * des, des);
+                memcpy(dst + (int64_t)k * ds, src + k * dst_size, dst_size);
         return;
     case K_F32_F16:
         if (ds == 2) {
@@ -141,26 +143,26 @@ static void cvt_row(const cvt *c, const unsigned char *src, size_t n, unsigned c
             float tmp[256];
             uint16_t h[256];
             size_t m = n - k < 256 ? n - k : 256;
-            int_to_float(c->sd, src + k * c->ses, m, tmp);
+            int_to_float(c->src, src + k * c->src_size, m, tmp);
             const unsigned char *from = (const unsigned char *)tmp;
             if (c->kind == K_INT_F16) {
                 vt__f32_to_f16(tmp, h, m);
                 from = (const unsigned char *)h;
             }
-            if (ds == (int64_t)des)
-                memcpy(dst + (int64_t)k * ds, from, m * des);
+            if (ds == (int64_t)dst_size)
+                memcpy(dst + (int64_t)k * ds, from, m * dst_size);
             else
                 for (size_t j = 0; j < m; j++)
-                    memcpy(dst + (int64_t)(k + j) * ds, from + j * des, des);
+                    memcpy(dst + (int64_t)(k + j) * ds, from + j * dst_size, dst_size);
             k += m;
         }
         return;
     default:
         for (size_t k = 0; k < n; k++) {
-            double x = vt__load_f64(c->sd, src + k * c->ses);
+            double x = vt__load_f64(c->src, src + k * c->src_size);
             if (c->xf)
                 x = xform(c, x);
-            vt__store_f64(c->dd, dst + (int64_t)k * ds, x);
+            vt__store_f64(c->dst, dst + (int64_t)k * ds, x);
         }
         return;
     }
@@ -322,7 +324,7 @@ typedef struct read_ctx {
     axis ax[VT_MAX_DIMS];
     int64_t ostr[VT_MAX_DIMS]; /* output strides in bytes */
     unsigned char *out;
-    cvt c;
+    cast cast;
     int verify;
     uint64_t tlo[VT_MAX_DIMS], thi[VT_MAX_DIMS]; /* tile range */
 } read_ctx;
@@ -355,8 +357,8 @@ static void reverse_elements(unsigned char *p, size_t n, size_t es)
 static int copy_row(const read_ctx *r, const vt_tile_view *v, uint64_t ei, int step, size_t n,
                     unsigned char *dst, int64_t ds, vt_tscratch *s)
 {
-    const cvt *c = &r->c;
-    size_t es = c->ses;
+    const cast *c = &r->cast;
+    size_t es = c->src_size; /* stored element bytes */
     if (v->layout == VT_LAYOUT_CONST || step == 0) {
         unsigned char one[8], conv[8];
         if (v->layout == VT_LAYOUT_CONST)
@@ -366,13 +368,13 @@ static int copy_row(const read_ctx *r, const vt_tile_view *v, uint64_t ei, int s
         else
             for (size_t b = 0; b < es; b++)
                 one[b] = v->data[b * v->nelem + ei];
-        cvt_row(c, one, 1, conv, (int64_t)c->des);
+        cast_row(c, one, 1, conv, (int64_t)c->dst_size);
         for (size_t k = 0; k < n; k++)
-            memcpy(dst + (int64_t)k * ds, conv, c->des);
+            memcpy(dst + (int64_t)k * ds, conv, c->dst_size);
         return 0;
     }
     if (v->layout == VT_LAYOUT_CONTIG && step == 1) {
-        cvt_row(c, v->data + ei * es, n, dst, ds);
+        cast_row(c, v->data + ei * es, n, dst, ds);
         return 0;
     }
     if (vt__grow(&s->row, &s->row_cap, n * es))
@@ -387,7 +389,7 @@ static int copy_row(const read_ctx *r, const vt_tile_view *v, uint64_t ei, int s
         vt__unshuffle_range(v->data, (size_t)v->nelem, es, (size_t)(ei - (n - 1)), n, row);
         reverse_elements(row, n, es);
     }
-    cvt_row(c, row, n, dst, ds);
+    cast_row(c, row, n, dst, ds);
     return 0;
 }
 
@@ -419,7 +421,7 @@ static int copy_tile(const read_ctx *r, const vt_tile_view *v, const size_t *np,
         size_t n = (size_t)len[last];
         int step = p[last]->step;
         int64_t ds = r->ostr[last];
-        int fused = v->layout == VT_LAYOUT_PLANES && step == 1 && r->c.kind == K_F32_F16 && ds == 2 && even;
+        int fused = v->layout == VT_LAYOUT_PLANES && step == 1 && r->cast.kind == K_F32_F16 && ds == 2 && even;
         int contig = v->layout == VT_LAYOUT_CONTIG && step == 1;
         /* the fused kernel takes all rows along the second-last axis at once */
         int rowdim = fused && nd >= 2 ? last - 1 : -1;
@@ -434,7 +436,7 @@ static int copy_tile(const read_ctx *r, const vt_tile_view *v, const size_t *np,
                 vt__f32_planes_to_f16(v->data, (size_t)v->nelem, (size_t)ei, n,
                                       (uint16_t *)(void *)(r->out + oo));
             else if (contig)
-                cvt_row(&r->c, v->data + (size_t)ei * r->c.ses, n, r->out + oo, ds);
+                cast_row(&r->cast, v->data + (size_t)ei * r->cast.src_size, n, r->out + oo, ds);
             else if (copy_row(r, v, (uint64_t)ei, step, n, r->out + oo, ds, s) != 0)
                 return VT_ENOMEM;
             int d = last - 1;
@@ -512,7 +514,7 @@ static int read_tiles(read_ctx *r, int part, int parts, axis *ax)
 static void fill_pads(const read_ctx *r, const unsigned char *val)
 {
     int nd = r->nd;
-    size_t des = r->c.des;
+    size_t dst_size = r->cast.dst_size;
     size_t ri[VT_MAX_DIMS] = {0};
     for (;;) {
         bool fill = false;
@@ -527,7 +529,7 @@ static void fill_pads(const read_ctx *r, const unsigned char *val)
                     oo += (int64_t)(r->ax[d].runs[ri[d]].out + k[d]) * r->ostr[d];
                 oo += (int64_t)last->out * r->ostr[nd - 1];
                 for (uint64_t j = 0; j < last->len; j++)
-                    memcpy(r->out + oo + (int64_t)j * r->ostr[nd - 1], val, des);
+                    memcpy(r->out + oo + (int64_t)j * r->ostr[nd - 1], val, dst_size);
                 int d = nd - 2;
                 for (; d >= 0; d--) {
                     if (++k[d] < r->ax[d].runs[ri[d]].len)
@@ -582,139 +584,158 @@ void vt_read_opts_init(vt_read_opts *o)
     o->verify = 1;
 }
 
+/* Step 1 of vt_read: the arguments, the output dtype, and the output strides
+ * in bytes (every offset the box reaches overflow-checked). */
+static int check_read(read_ctx *r, const vt_array *a, const int64_t *start, const uint64_t *size,
+                      const vt_read_opts *opts)
+{
+    const vt_store *st = a->store;
+    vt_dtype stored = (vt_dtype)a->ent.dtype;
+    vt_dtype wanted = opts->dtype == VT_DTYPE_SAME ? stored : opts->dtype;
+    if (!vt__dtype_valid(wanted))
+        return vt__fail_at(st, VT_EINVAL, st->path, "vt_read: invalid output dtype %d", (int)opts->dtype);
+    if (opts->pad < VT_PAD_CONSTANT || opts->pad > VT_PAD_REFLECT)
+        return vt__fail_at(st, VT_EINVAL, st->path, "vt_read: invalid pad mode %d", (int)opts->pad);
+    if (opts->threads < 0 || opts->threads > 256)
+        return vt__fail_at(st, VT_EINVAL, st->path, "vt_read: threads %d out of range 0..256", opts->threads);
+    r->a = a;
+    r->nd = a->ent.ndim;
+    r->verify = opts->verify;
+    cast_init(&r->cast, stored, wanted, opts);
+    int nd = r->nd;
+    uint64_t total = 1;
+    for (int d = 0; d < nd; d++) {
+        int64_t end;
+        if (size[d] == 0 || size[d] > (uint64_t)INT64_MAX || __builtin_add_overflow(start[d], (int64_t)size[d], &end) ||
+            !vt__mul_ok(total, size[d], &total))
+            return vt__fail_at(st, VT_ERANGE, st->path, "array '%s': box [%lld, +%llu) on axis %d is empty or overflows",
+                               a->ent.name, (long long)start[d], (unsigned long long)size[d], d);
+    }
+    uint64_t bytes;
+    if (!vt__mul_ok(total, r->cast.dst_size, &bytes) || bytes > (uint64_t)INT64_MAX)
+        return vt__fail_at(st, VT_ERANGE, st->path, "array '%s': box too large", a->ent.name);
+    int64_t elem = (int64_t)r->cast.dst_size;
+    if (opts->strides == NULL) {
+        r->ostr[nd - 1] = elem;
+        for (int d = nd - 2; d >= 0; d--)
+            r->ostr[d] = r->ostr[d + 1] * (int64_t)size[d + 1];
+        return 0;
+    }
+    /* every offset the box reaches, in bytes, must fit an int64 (magnitudes
+     * in unsigned arithmetic: -INT64_MIN does not exist) */
+    uint64_t span = 0, reach;
+    for (int d = 0; d < nd; d++) {
+        uint64_t mag;
+        if (__builtin_mul_overflow(opts->strides[d], elem, &r->ostr[d]) ||
+            (mag = r->ostr[d] < 0 ? 0 - (uint64_t)r->ostr[d] : (uint64_t)r->ostr[d]) > (uint64_t)INT64_MAX ||
+            __builtin_mul_overflow(mag, size[d] - 1, &reach) || __builtin_add_overflow(span, reach, &span) ||
+            span > (uint64_t)INT64_MAX)
+            return vt__fail_at(st, VT_ERANGE, st->path, "vt_read: stride %lld of axis %d overflows",
+                               (long long)opts->strides[d], d);
+    }
+    return 0;
+}
+
+/* Step 2: per axis, the runs of output indices and the array indices they
+ * map to; the constant padding written at once; the range of tiles the
+ * mapped runs reach (*mapped false when the box lies wholly in the padding). */
+static int plan_read(read_ctx *r, const int64_t *start, const uint64_t *size, const vt_read_opts *opts,
+                     bool *mapped)
+{
+    const vt_array *a = r->a;
+    int nd = r->nd;
+    for (int d = 0; d < nd; d++)
+        if (axis_plan(&r->ax[d], start[d], size[d], a->ent.shape[d], opts->pad) != 0)
+            return vt__fail_at(a->store, VT_ENOMEM, a->store->path, "out of memory");
+    if (opts->pad == VT_PAD_CONSTANT) {
+        unsigned char val[8];
+        vt__store_f64(r->cast.dst, val, opts->pad_value);
+        fill_pads(r, val);
+    }
+    *mapped = true;
+    for (int d = 0; d < nd; d++)
+        *mapped &= r->ax[d].slo < r->ax[d].shi;
+    for (int d = 0; d < nd && *mapped; d++) {
+        r->tlo[d] = (uint64_t)r->ax[d].slo / a->ent.tile[d];
+        r->thi[d] = (uint64_t)(r->ax[d].shi - 1) / a->ent.tile[d];
+    }
+    return 0;
+}
+
+/* Step 3: decode and copy the tiles: the calling thread takes every
+ * threads-th tile, threads - 1 decode threads the others. */
+static int run_read(read_ctx *r, int threads)
+{
+    const vt_store *st = r->a->store;
+    int nd = r->nd, rc = 0;
+    uint64_t ntiles = 1;
+    for (int d = 0; d < nd; d++)
+        ntiles *= r->thi[d] - r->tlo[d] + 1;
+    if (threads < 1)
+        threads = 1;
+    if ((uint64_t)threads > ntiles)
+        threads = (int)ntiles;
+    worker *ws = NULL;
+    int started = 0;
+    if (threads > 1 && (ws = vt__calloc((size_t)threads - 1, sizeof *ws)) != NULL) {
+        for (int i = 0; i < threads - 1; i++) {
+            worker *w = &ws[i];
+            w->r = r;
+            w->part = i + 1;
+            w->parts = threads;
+            for (int d = 0; d < nd; d++) { /* each thread its own pieces scratch */
+                w->ax[d] = r->ax[d];
+                w->ax[d].pieces = vt__malloc(r->ax[d].nruns * sizeof(piece));
+                if (w->ax[d].pieces == NULL)
+                    rc = VT_ENOMEM;
+            }
+            if (rc == 0 && pthread_create(&w->th, NULL, worker_main, w) != 0)
+                rc = VT_EIO;
+            if (rc) {
+                for (int d = 0; d < nd; d++)
+                    free(w->ax[d].pieces);
+                break;
+            }
+            started++;
+        }
+    }
+    int parts = started + 1;
+    if (rc == 0)
+        rc = read_tiles(r, 0, parts, r->ax);
+    else
+        rc = vt__fail_at(st, rc, st->path, "cannot start decode threads");
+    for (int i = 0; i < started; i++) {
+        pthread_join(ws[i].th, NULL);
+        if (ws[i].rc && rc == 0)
+            rc = vt__fail(st, ws[i].rc, "%s", ws[i].msg);
+        for (int d = 0; d < nd; d++)
+            free(ws[i].ax[d].pieces);
+    }
+    free(ws);
+    return rc;
+}
+
+/* check, plan, run */
 int vt_read(const vt_array *a, const int64_t *start, const uint64_t *size, const vt_read_opts *opts,
             void *out)
 {
     if (a == NULL || start == NULL || size == NULL || out == NULL)
         return vt__fail(a ? a->store : NULL, VT_EINVAL, "vt_read: NULL argument");
-    const vt_store *st = a->store;
     vt_read_opts def;
     if (opts == NULL) {
         vt_read_opts_init(&def);
         opts = &def;
     }
-    vt_dtype sd = (vt_dtype)a->ent.dtype;
-    vt_dtype dd = opts->dtype == VT_DTYPE_SAME ? sd : opts->dtype;
-    if (!vt__dtype_valid(dd))
-        return vt__fail_at(st, VT_EINVAL, st->path, "vt_read: invalid output dtype %d", (int)opts->dtype);
-    if (opts->pad < VT_PAD_CONSTANT || opts->pad > VT_PAD_REFLECT)
-        return vt__fail_at(st, VT_EINVAL, st->path, "vt_read: invalid pad mode %d", (int)opts->pad);
-    if (opts->threads < 0 || opts->threads > 256)
-        return vt__fail_at(st, VT_EINVAL, st->path, "vt_read: threads %d out of range 0..256",
-                           opts->threads);
-
     read_ctx r;
     memset(&r, 0, sizeof r);
-    r.a = a;
-    r.nd = a->ent.ndim;
     r.out = out;
-    r.verify = opts->verify;
-    cvt_init(&r.c, sd, dd, opts);
-    int nd = r.nd;
-
-    /* sizes and output strides, overflow-checked */
-    uint64_t total = 1;
-    for (int d = 0; d < nd; d++) {
-        int64_t end;
-        if (size[d] == 0 || size[d] > (uint64_t)INT64_MAX ||
-            __builtin_add_overflow(start[d], (int64_t)size[d], &end) ||
-            !vt__mul_ok(total, size[d], &total))
-            return vt__fail_at(st, VT_ERANGE, st->path,
-                               "array '%s': box [%lld, +%llu) on axis %d is empty or overflows", a->ent.name,
-                               (long long)start[d], (unsigned long long)size[d], d);
-    }
-    uint64_t bytes;
-    if (!vt__mul_ok(total, r.c.des, &bytes) || bytes > (uint64_t)INT64_MAX)
-        return vt__fail_at(st, VT_ERANGE, st->path, "array '%s': box too large", a->ent.name);
-    int64_t es = (int64_t)r.c.des;
-    if (opts->strides) {
-        /* every offset the box reaches, in bytes, must fit an int64 (magnitudes
-         * in unsigned arithmetic: -INT64_MIN does not exist) */
-        uint64_t span = 0, reach;
-        for (int d = 0; d < nd; d++) {
-            uint64_t mag;
-            if (__builtin_mul_overflow(opts->strides[d], es, &r.ostr[d]) ||
-                (mag = r.ostr[d] < 0 ? 0 - (uint64_t)r.ostr[d] : (uint64_t)r.ostr[d]) > (uint64_t)INT64_MAX ||
-                __builtin_mul_overflow(mag, size[d] - 1, &reach) || __builtin_add_overflow(span, reach, &span) ||
-                span > (uint64_t)INT64_MAX)
-                return vt__fail_at(st, VT_ERANGE, st->path, "vt_read: stride %lld of axis %d overflows",
-                                   (long long)opts->strides[d], d);
-        }
-    } else {
-        r.ostr[nd - 1] = es;
-        for (int d = nd - 2; d >= 0; d--)
-            r.ostr[d] = r.ostr[d + 1] * (int64_t)size[d + 1];
-    }
-
-    int rc = 0;
-    int d;
-    for (d = 0; d < nd && rc == 0; d++)
-        rc = axis_plan(&r.ax[d], start[d], size[d], a->ent.shape[d], opts->pad);
-    if (rc) {
-        for (int e = 0; e < d; e++)
-            axis_free(&r.ax[e]);
-        return vt__fail_at(st, VT_ENOMEM, st->path, "out of memory");
-    }
-
-    if (opts->pad == VT_PAD_CONSTANT) {
-        unsigned char val[8];
-        vt__store_f64(dd, val, opts->pad_value);
-        fill_pads(&r, val);
-    }
-
-    bool mapped = true;
-    for (d = 0; d < nd; d++)
-        mapped &= r.ax[d].slo < r.ax[d].shi;
-    if (mapped) {
-        for (d = 0; d < nd; d++) {
-            r.tlo[d] = (uint64_t)r.ax[d].slo / a->ent.tile[d];
-            r.thi[d] = (uint64_t)(r.ax[d].shi - 1) / a->ent.tile[d];
-        }
-        uint64_t ntiles = 1;
-        for (d = 0; d < nd; d++)
-            ntiles *= r.thi[d] - r.tlo[d] + 1;
-        int threads = opts->threads < 1 ? 1 : opts->threads;
-        if ((uint64_t)threads > ntiles)
-            threads = (int)ntiles;
-        worker *ws = NULL;
-        int started = 0;
-        if (threads > 1 && (ws = vt__calloc((size_t)threads - 1, sizeof *ws)) != NULL) {
-            for (int i = 0; i < threads - 1; i++) {
-                worker *w = &ws[i];
-                w->r = &r;
-                w->part = i + 1;
-                w->parts = threads;
-                for (d = 0; d < nd; d++) { /* each thread its own pieces scratch */
-                    w->ax[d] = r.ax[d];
-                    w->ax[d].pieces = vt__malloc(r.ax[d].nruns * sizeof(piece));
-                    if (w->ax[d].pieces == NULL)
-                        rc = VT_ENOMEM;
-                }
-                if (rc == 0 && pthread_create(&w->th, NULL, worker_main, w) != 0)
-                    rc = VT_EIO;
-                if (rc) {
-                    for (d = 0; d < nd; d++)
-                        free(w->ax[d].pieces);
-                    break;
-                }
-                started++;
-            }
-        }
-        int parts = started + 1;
-        if (rc == 0)
-            rc = read_tiles(&r, 0, parts, r.ax);
-        else
-            rc = vt__fail_at(st, rc, st->path, "cannot start decode threads");
-        for (int i = 0; i < started; i++) {
-            pthread_join(ws[i].th, NULL);
-            if (ws[i].rc && rc == 0)
-                rc = vt__fail(st, ws[i].rc, "%s", ws[i].msg);
-            for (d = 0; d < nd; d++)
-                free(ws[i].ax[d].pieces);
-        }
-        free(ws);
-    }
-    for (d = 0; d < nd; d++)
+    bool mapped = false;
+    int rc = check_read(&r, a, start, size, opts);
+    if (rc == 0)
+        rc = plan_read(&r, start, size, opts, &mapped);
+    if (rc == 0 && mapped)
+        rc = run_read(&r, opts->threads);
+    for (int d = 0; d < r.nd; d++)
         axis_free(&r.ax[d]);
     return rc;
 }
