@@ -234,11 +234,14 @@ VT_API void vt_close(vt_store *store);
 VT_API const char *vt_errmsg(const vt_store *store);
 
 /**
- * Let go of the store's pages in this process's memory map (madvise
- * MADV_DONTNEED): its resident set shrinks back, the kernel's page cache
- * keeps the data, and later reads fault the pages in again. Useful in
- * long-running data-loader processes, whose resident size otherwise grows
- * towards the size of the stores they read. Safe while other threads read.
+ * Drop the store's pages from this process's resident memory (madvise
+ * MADV_DONTNEED on its mapping) -- and nothing else: the store stays open,
+ * its arrays and every pointer borrowed from it stay valid, and the next read
+ * faults the pages it needs in again from the kernel's page cache, which
+ * keeps the data. It closes, unmaps and frees nothing (that is vt_close()).
+ * Useful in long-running data-loader processes, whose resident size
+ * otherwise grows towards the size of the stores they read. Safe while other
+ * threads read.
  * @param store  the store.
  * @return 0, or VT_EIO (madvise failed) or VT_EINVAL (NULL store).
  */

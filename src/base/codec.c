@@ -12,10 +12,10 @@
 #if defined(__SSE2__)
 /* 16 elements per step: de-interleave bytes by unpacking twice (4-byte
  * elements) or once (2-byte). Returns the elements done. */
-static size_t shuffle_sse2(const unsigned char *s, size_t n, size_t es, unsigned char *d)
+static size_t shuffle_sse2(const unsigned char *s, size_t n, size_t elem_size, unsigned char *d)
 {
     size_t k = 0;
-    if (es == 4) {
+    if (elem_size == 4) {
         for (; k + 16 <= n; k += 16) {
             __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(s + 4 * k));
             __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(s + 4 * k + 16));
@@ -35,7 +35,7 @@ static size_t shuffle_sse2(const unsigned char *s, size_t n, size_t es, unsigned
             _mm_storeu_si128((__m128i *)(void *)(d + 2 * n + k), _mm_unpacklo_epi64(u1, u3));
             _mm_storeu_si128((__m128i *)(void *)(d + 3 * n + k), _mm_unpackhi_epi64(u1, u3));
         }
-    } else if (es == 2) {
+    } else if (elem_size == 2) {
         const __m128i lo = _mm_set1_epi16(0x00ff);
         for (; k + 16 <= n; k += 16) {
             __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(s + 2 * k));
@@ -50,28 +50,28 @@ static size_t shuffle_sse2(const unsigned char *s, size_t n, size_t es, unsigned
 }
 #endif
 
-void vt__shuffle(const void *src, void *dst, size_t n, size_t es)
+void vt__shuffle(const void *src, void *dst, size_t n, size_t elem_size)
 {
     const unsigned char *s = src;
     unsigned char *d = dst;
-    if (es == 1) {
+    if (elem_size == 1) {
         memcpy(d, s, n);
         return;
     }
     size_t k = 0;
 #if defined(__SSE2__)
-    k = shuffle_sse2(s, n, es, d);
+    k = shuffle_sse2(s, n, elem_size, d);
 #endif
-    for (size_t b = 0; b < es; b++) {
+    for (size_t b = 0; b < elem_size; b++) {
         unsigned char *plane = d + b * n;
         for (size_t i = k; i < n; i++)
-            plane[i] = s[i * es + b];
+            plane[i] = s[i * elem_size + b];
     }
 }
 
-void vt__unshuffle(const void *src, void *dst, size_t n, size_t es)
+void vt__unshuffle(const void *src, void *dst, size_t n, size_t elem_size)
 {
-    vt__unshuffle_range(src, n, es, 0, n, dst);
+    vt__unshuffle_range(src, n, elem_size, 0, n, dst);
 }
 
 #if defined(__SSE2__)
@@ -80,17 +80,17 @@ void vt__unshuffle(const void *src, void *dst, size_t n, size_t es)
 
 /* 16 elements per step: byte planes interleaved by unpacking bytes, then
  * 16-bit, then 32-bit lanes. Returns the number of elements done. */
-static size_t unshuffle_sse2(const unsigned char *s, size_t nelem, size_t es, size_t n,
+static size_t unshuffle_sse2(const unsigned char *s, size_t nelem, size_t elem_size, size_t n,
                              unsigned char *d)
 {
     size_t k = 0;
-    if (es == 2) {
+    if (elem_size == 2) {
         for (; k + 16 <= n; k += 16) {
             __m128i p0 = LD(s + k), p1 = LD(s + nelem + k);
             ST(d + 2 * k, _mm_unpacklo_epi8(p0, p1));
             ST(d + 2 * k + 16, _mm_unpackhi_epi8(p0, p1));
         }
-    } else if (es == 4) {
+    } else if (elem_size == 4) {
         for (; k + 16 <= n; k += 16) {
             __m128i p0 = LD(s + k), p1 = LD(s + nelem + k);
             __m128i p2 = LD(s + 2 * nelem + k), p3 = LD(s + 3 * nelem + k);
@@ -101,7 +101,7 @@ static size_t unshuffle_sse2(const unsigned char *s, size_t nelem, size_t es, si
             ST(d + 4 * k + 32, _mm_unpacklo_epi16(b, e));
             ST(d + 4 * k + 48, _mm_unpackhi_epi16(b, e));
         }
-    } else if (es == 8) {
+    } else if (elem_size == 8) {
         for (; k + 16 <= n; k += 16) {
             __m128i p[8], q[8], r[8];
             for (int b = 0; b < 8; b++)
@@ -130,23 +130,23 @@ static size_t unshuffle_sse2(const unsigned char *s, size_t nelem, size_t es, si
 }
 #endif
 
-void vt__unshuffle_range(const void *src, size_t nelem, size_t es, size_t first, size_t n,
+void vt__unshuffle_range(const void *src, size_t nelem, size_t elem_size, size_t first, size_t n,
                          void *dst)
 {
     const unsigned char *s = (const unsigned char *)src + first;
     unsigned char *d = dst;
-    if (es == 1) {
+    if (elem_size == 1) {
         memcpy(d, s, n);
         return;
     }
     size_t k = 0;
 #if defined(__SSE2__)
-    k = unshuffle_sse2(s, nelem, es, n, d);
+    k = unshuffle_sse2(s, nelem, elem_size, n, d);
 #endif
-    for (size_t b = 0; b < es; b++) {
+    for (size_t b = 0; b < elem_size; b++) {
         const unsigned char *plane = s + b * nelem;
         for (size_t i = k; i < n; i++)
-            d[i * es + b] = plane[i];
+            d[i * elem_size + b] = plane[i];
     }
 }
 

@@ -4,14 +4,14 @@
 
 #include "internal.h"
 
-/* Regroup @p n elements of @p es bytes: byte b of element i goes to
+/* Regroup @p n elements of @p elem_size bytes: byte b of element i goes to
  * dst[b * n + i]. */
-VT_INTERNAL void vt__shuffle(const void *src, void *dst, size_t n, size_t es);
+VT_INTERNAL void vt__shuffle(const void *src, void *dst, size_t n, size_t elem_size);
 /* Inverse of vt__shuffle. */
-VT_INTERNAL void vt__unshuffle(const void *src, void *dst, size_t n, size_t es);
+VT_INTERNAL void vt__unshuffle(const void *src, void *dst, size_t n, size_t elem_size);
 /* Elements [first, first + n) of a shuffled block of @p nelem elements,
  * unshuffled into @p dst (SSE2 for 2-, 4- and 8-byte elements on x86-64). */
-VT_INTERNAL void vt__unshuffle_range(const void *src, size_t nelem, size_t es, size_t first,
+VT_INTERNAL void vt__unshuffle_range(const void *src, size_t nelem, size_t elem_size, size_t first,
                                      size_t n, void *dst);
 
 /* Scratch space one compressing thread keeps between tiles. */

@@ -208,9 +208,9 @@ void vt__minmax(vt_dtype dt, const void *src, size_t n, double *mn, double *mx)
         break;
     }
     default: {
-        size_t es = vt_dtype_size(dt);
+        size_t elem_size = vt_dtype_size(dt);
         double lo = INFINITY, hi = -INFINITY;
-        MINMAX_LOOP(double, vt__load_f64(dt, p + es * i));
+        MINMAX_LOOP(double, vt__load_f64(dt, p + elem_size * i));
         dlo = lo, dhi = hi;
         break;
     }

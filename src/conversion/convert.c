@@ -150,8 +150,8 @@ static bool same_affine(const double *a, const double *b)
 static int read_cropped(conversion *cv, vt_source *s, uint64_t c, uint64_t z0, uint64_t nz, void **out)
 {
     uint64_t Y = s->shape[2], X = s->shape[3];
-    size_t es = vt_dtype_size(s->dtype);
-    if (vt__grow(&cv->slab, &cv->slab_cap, (size_t)(nz * Y * X * es)))
+    size_t elem_size = vt_dtype_size(s->dtype);
+    if (vt__grow(&cv->slab, &cv->slab_cap, (size_t)(nz * Y * X * elem_size)))
         return vt__fail_at(NULL, VT_ENOMEM, s->path, "out of memory for a slab");
     int rc = s->read_slab(s, c, z0, nz, cv->slab);
     if (rc)
@@ -163,12 +163,13 @@ static int read_cropped(conversion *cv, vt_source *s, uint64_t c, uint64_t z0, u
         return 0;
     }
     uint64_t ny = y1 - y0, nx = x1 - x0;
-    if (vt__grow(&cv->cropped, &cv->cropped_cap, (size_t)(nz * ny * nx * es)))
+    if (vt__grow(&cv->cropped, &cv->cropped_cap, (size_t)(nz * ny * nx * elem_size)))
         return vt__fail_at(NULL, VT_ENOMEM, s->path, "out of memory for a slab");
     for (uint64_t k = 0; k < nz; k++)
         for (uint64_t y = 0; y < ny; y++)
-            memcpy(cv->cropped + ((k * ny + y) * nx) * es, cv->slab + ((k * Y + y0 + y) * X + x0) * es,
-                   (size_t)(nx * es));
+            memcpy(cv->cropped + ((k * ny + y) * nx) * elem_size,
+                   cv->slab + ((k * Y + y0 + y) * X + x0) * elem_size,
+                   (size_t)(nx * elem_size));
     *out = cv->cropped;
     return 0;
 }
@@ -182,14 +183,14 @@ static int cast(conversion *cv, const vt_source *s, const void *in, uint64_t n, 
         *out = (void *)(uintptr_t)in;
         return 0;
     }
-    size_t ses = vt_dtype_size(s->dtype), des = vt_dtype_size(dt);
-    if (vt__grow(&cv->cast, &cv->cast_cap, (size_t)(n * des)))
+    size_t in_size = vt_dtype_size(s->dtype), out_size = vt_dtype_size(dt);
+    if (vt__grow(&cv->cast, &cv->cast_cap, (size_t)(n * out_size)))
         return vt__fail_at(NULL, VT_ENOMEM, s->path, "out of memory");
     bool to_int = !vt__dtype_is_float(dt);
     double lo = vt__dtype_min(dt), hi = vt__dtype_max(dt);
     const unsigned char *p = in;
     for (uint64_t i = 0; i < n; i++) {
-        double v = vt__load_f64(s->dtype, p + i * ses);
+        double v = vt__load_f64(s->dtype, p + i * in_size);
         if (scale)
             v = v * s->scl_slope + s->scl_inter;
         if (to_int) {
@@ -200,8 +201,8 @@ static int cast(conversion *cv, const vt_source *s, const void *in, uint64_t n, 
                 return vt__fail_at(NULL, VT_ERANGE, s->path, "value %g does not fit %s", v, vt_dtype_name(dt));
             v = r;
         }
-        vt__store_f64(dt, cv->cast + i * des, v);
-        if (!to_int && isfinite(v) && !isfinite(vt__load_f64(dt, cv->cast + i * des)))
+        vt__store_f64(dt, cv->cast + i * out_size, v);
+        if (!to_int && isfinite(v) && !isfinite(vt__load_f64(dt, cv->cast + i * out_size)))
             return vt__fail_at(NULL, VT_ERANGE, s->path, "value %g does not fit %s", v, vt_dtype_name(dt));
     }
     *out = cv->cast;
@@ -217,25 +218,26 @@ static int nonzero_box(conversion *cv, vt_source **src, size_t nsrc, int64_t *bo
     uint64_t step = cv->tile[1];
     for (size_t i = 0; i < nsrc; i++) {
         vt_source *s = src[i];
-        size_t es = vt_dtype_size(s->dtype);
+        size_t elem_size = vt_dtype_size(s->dtype);
         for (uint64_t c = 0; c < s->shape[0]; c++)
             for (uint64_t z0 = 0; z0 < Z; z0 += step) {
                 uint64_t nz = Z - z0 < step ? Z - z0 : step;
-                if (vt__grow(&cv->slab, &cv->slab_cap, (size_t)(nz * Y * X * es)))
+                if (vt__grow(&cv->slab, &cv->slab_cap, (size_t)(nz * Y * X * elem_size)))
                     return vt__fail_at(NULL, VT_ENOMEM, s->path, "out of memory");
                 int rc = s->read_slab(s, c, z0, nz, cv->slab);
                 if (rc)
                     return rc;
                 for (uint64_t k = 0; k < nz; k++)
                     for (uint64_t y = 0; y < Y; y++) {
-                        const unsigned char *row = cv->slab + ((k * Y + y) * X) * es;
+                        const unsigned char *row = cv->slab + ((k * Y + y) * X) * elem_size;
                         int64_t first = -1, last = -1;
                         for (uint64_t x = 0; x < X; x++) {
                             bool nz_ = false;
-                            for (size_t q = 0; q < es; q++)
-                                nz_ |= row[x * es + q] != 0;
+                            for (size_t q = 0; q < elem_size; q++)
+                                nz_ |= row[x * elem_size + q] != 0;
                             /* -0.0 is zero */
-                            if (nz_ && vt__dtype_is_float(s->dtype) && vt__load_f64(s->dtype, row + x * es) == 0)
+                            if (nz_ && vt__dtype_is_float(s->dtype) &&
+                                vt__load_f64(s->dtype, row + x * elem_size) == 0)
                                 nz_ = false;
                             if (nz_) {
                                 if (first < 0)
@@ -350,11 +352,11 @@ static int emit_level(void *ctx, int level, uint64_t z, const float *f, const in
 {
     levels *lv = ctx;
     uint64_t n = lv->shape[level - 1][1] * lv->shape[level - 1][2];
-    size_t es = vt_dtype_size(lv->dtype);
+    size_t elem_size = vt_dtype_size(lv->dtype);
     bool to_int = !vt__dtype_is_float(lv->dtype);
     for (uint64_t i = 0; i < n; i++) {
         double v = f ? (double)f[i] : (double)lab[i];
-        vt__store_f64(lv->dtype, lv->buf + i * es, to_int ? nearbyint(v) : v);
+        vt__store_f64(lv->dtype, lv->buf + i * elem_size, to_int ? nearbyint(v) : v);
     }
     uint64_t start[4] = {lv->channel, z, 0, 0},
              size[4] = {1, 1, lv->shape[level - 1][1], lv->shape[level - 1][2]};
@@ -436,7 +438,7 @@ static int stream_source(conversion *cv, vt_writer *w, int id, vt_source *src, u
     uint64_t z0 = (uint64_t)cv->box[0], z1 = (uint64_t)cv->box[1];
     uint64_t ny = (uint64_t)(cv->box[3] - cv->box[2]), nx = (uint64_t)(cv->box[5] - cv->box[4]);
     uint64_t step = cv->tile[1];
-    size_t es = vt_dtype_size(dt);
+    size_t elem_size = vt_dtype_size(dt);
     for (uint64_t c = 0; c < src->shape[0]; c++) {
         if (lv->n) {
             lv->channel = c0 + c;
@@ -455,9 +457,9 @@ static int stream_source(conversion *cv, vt_writer *w, int id, vt_source *src, u
             if (rc)
                 return vt__convert_writer_fail(w, rc);
             for (uint64_t k = 0; k < nz && lv->n; k++) { /* the slices, one by one, to the levels */
-                const unsigned char *sl = (const unsigned char *)conv + k * ny * nx * es;
+                const unsigned char *sl = (const unsigned char *)conv + k * ny * nx * elem_size;
                 for (uint64_t i = 0; i < ny * nx; i++) {
-                    double v = vt__load_f64(dt, sl + i * es);
+                    double v = vt__load_f64(dt, sl + i * elem_size);
                     if (integral)
                         lv->lslice[i] = (int32_t)v;
                     else

@@ -92,7 +92,7 @@ static int stream_f_order(vt_npy *n, vt_writer *w, int id, int nd, const uint64_
     for (int d = 0; d < nd; d++)
         size[d] = shape[d];
     int rc = 0;
-    size_t es = n->es;
+    size_t elem_size = n->es;
     for (uint64_t x0 = 0; x0 < shape[L] && rc == 0; x0 += step) {
         uint64_t nx = shape[L] - x0 < step ? shape[L] - x0 : step;
         rc = vt__npy_read(n, x0 * plane, raw, (size_t)(plane * nx));
@@ -110,12 +110,12 @@ static int stream_f_order(vt_npy *n, vt_writer *w, int id, int nd, const uint64_
             rstr[d] = s;
             s *= dims[d];
         }
-        uint64_t total = plane / es * nx;
+        uint64_t total = plane / elem_size * nx;
         for (uint64_t i = 0; i < total; i++) {
             uint64_t ro = 0;
             for (int d = 0; d < nd; d++)
                 ro += idx[d] * rstr[d];
-            memcpy(tr + i * es, raw + ro * es, es);
+            memcpy(tr + i * elem_size, raw + ro * elem_size, elem_size);
             for (int d = nd - 1; d >= 0; d--) {
                 if (++idx[d] < dims[d])
                     break;

@@ -261,10 +261,10 @@ int vt_export_nifti(const char *store_path, const char *array, const char *out)
     if (wrote && pad)
         wrote = gzwrite(g, zeros, (unsigned)pad) == (int)pad;
     /* data, volume by volume, in slabs of z */
-    size_t es = vt_dtype_size(dt) * (h.widen ? 2 : 1); /* bytes per voxel in the file */
+    size_t file_elem = vt_dtype_size(dt) * (h.widen ? 2 : 1); /* bytes of a voxel in the file */
     uint64_t slice = ai.shape[2] * ai.shape[3];
-    uint64_t step = slice * es >= (16u << 20) ? 1 : (16u << 20) / (slice * es);
-    unsigned char *buf = vt__malloc((size_t)(step * slice * es));
+    uint64_t step = slice * file_elem >= (16u << 20) ? 1 : (16u << 20) / (slice * file_elem);
+    unsigned char *buf = vt__malloc((size_t)(step * slice * file_elem));
     if (buf == NULL)
         rc = vt__fail_at(NULL, VT_ENOMEM, out, "out of memory");
     vt_read_opts ro;
@@ -288,15 +288,15 @@ int vt_export_nifti(const char *store_path, const char *array, const char *out)
             }
             if (h.h.swap)
                 for (uint64_t i = 0; i < n; i++) {
-                    unsigned char *e = buf + i * es;
-                    for (size_t p = 0, q = es - 1; p < q; p++, q--) {
+                    unsigned char *e = buf + i * file_elem;
+                    for (size_t p = 0, q = file_elem - 1; p < q; p++, q--) {
                         unsigned char t = e[p];
                         e[p] = e[q];
                         e[q] = t;
                     }
                 }
-            for (uint64_t off = 0; off < n * es && wrote;) {
-                unsigned k = n * es - off > (1u << 30) ? (1u << 30) : (unsigned)(n * es - off);
+            for (uint64_t off = 0; off < n * file_elem && wrote;) {
+                unsigned k = n * file_elem - off > (1u << 30) ? (1u << 30) : (unsigned)(n * file_elem - off);
                 wrote = gzwrite(g, buf + off, k) == (int)k;
                 off += k;
             }

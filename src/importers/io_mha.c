@@ -217,7 +217,8 @@ static int parse_image(const mha_hdr *h, mha_info *in)
 {
     const char *path = h->path;
     if (h->val[M_OBJECTTYPE] && strcasecmp(h->val[M_OBJECTTYPE], "Image") != 0)
-        return vt__fail_at(NULL, VT_EUNSUPPORTED, path, "ObjectType \"%.40s\" is not an image", h->val[M_OBJECTTYPE]);
+        return vt__fail_at(NULL, VT_EUNSUPPORTED, path, "ObjectType \"%.40s\" is not an image",
+                           h->val[M_OBJECTTYPE]);
     static const int required[] = {M_NDIMS, M_DIMSIZE, M_ELEMENTTYPE};
     static const char *const required_name[] = {"NDims", "DimSize", "ElementType"};
     for (size_t i = 0; i < 3; i++)
@@ -308,8 +309,8 @@ static int parse_geometry(const mha_hdr *h, mha_info *in)
         return rc;
     for (int i = 0; i < 3; i++)
         if (in->spacing[i] == 0)
-            return vt__fail_at(NULL, VT_EFORMAT, path, "%s %d is 0", sf == M_ELEMSIZE ? "ElementSize" : "ElementSpacing",
-                               i);
+            return vt__fail_at(NULL, VT_EFORMAT, path, "%s %d is 0",
+                               sf == M_ELEMSIZE ? "ElementSize" : "ElementSpacing", i);
     for (int r = 0; r < 3; r++)
         for (int c = 0; c < 3; c++)
             in->D[r][c] = T[c * N + r];
@@ -376,7 +377,8 @@ static int locate_data(const mha_hdr *h, size_t header_end, mha_info *in)
                 return vt__fail_at(NULL, VT_EUNSUPPORTED, path,
                                    "HeaderSize = -1 with compressed data needs CompressedDataSize");
             if (hs < -1)
-                return vt__fail_at(NULL, VT_EFORMAT, path, "HeaderSize = %lld (bytes to skip, or -1)", (long long)hs);
+                return vt__fail_at(NULL, VT_EFORMAT, path, "HeaderSize = %lld (bytes to skip, or -1)",
+                                   (long long)hs);
             if (hs == -1)
                 in->spec.at_end = true;
             else
@@ -408,7 +410,8 @@ int vt__mha_open(const char *path, vt_source **out)
     if (rc)
         return rc;
     if ((rc = read_header(&L, &h, &ended)) == 0 && !ended)
-        rc = vt__fail_at(NULL, VT_EFORMAT, path, "the header has no ElementDataFile line (not a MetaImage, or truncated)");
+        rc = vt__fail_at(NULL, VT_EFORMAT, path,
+                         "the header has no ElementDataFile line (not a MetaImage, or truncated)");
     if (rc == 0 && (rc = parse_image(&h, &in)) == 0 && (rc = parse_encoding(&h, &in)) == 0 &&
         (rc = parse_geometry(&h, &in)) == 0) {
         s = vt__source_new(path);

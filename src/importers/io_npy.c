@@ -93,7 +93,7 @@ static int descr_dtype(const char *d, vt_npy *n)
     static const struct {
         const char *code;
         vt_dtype dt;
-        size_t fes;
+        size_t file_bytes;
     } map[] = {{"u1", VT_U8, 1}, {"b1", VT_U8, 1},  {"i1", VT_I8, 1},  {"u2", VT_U16, 2},
                {"i2", VT_I16, 2}, {"u4", VT_U32, 4}, {"i4", VT_I32, 4}, {"f2", VT_F16, 2},
                {"f4", VT_F32, 4}, {"f8", VT_F64, 8}, {"i8", VT_I32, 8}, {"u8", VT_U32, 8}};
@@ -101,7 +101,7 @@ static int descr_dtype(const char *d, vt_npy *n)
         if (strcmp(t, map[i].code) == 0) {
             n->dtype = map[i].dt;
             n->es = vt_dtype_size(map[i].dt);
-            n->fes = map[i].fes;
+            n->fes = map[i].file_bytes;
             n->swap = order == '>' && n->fes > 1;
             return 0;
         }

@@ -620,7 +620,8 @@ static int parse_fields(nrrd_hdr *h, nrrd_info *in, nrrd_geometry *g)
         for (int i = 0; i < in->dim; i++)
             n += !g->dir_none[i];
         if (n != 3)
-            return vt__fail_at(NULL, VT_EFORMAT, path, "\"space directions\" give %d spatial axes; 3 are needed", n);
+            return vt__fail_at(NULL, VT_EFORMAT, path, "\"space directions\" give %d spatial axes; 3 are needed",
+                               n);
     }
     for (int i = 0; i < MAXD; i++)
         g->spacings[i] = 1;

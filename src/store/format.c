@@ -164,8 +164,8 @@ int vt__dirent_decode(const unsigned char *buf, vt_dirent *e, char *why, size_t 
     if (e->flags & ~(uint32_t)VT_ARRAY_FLAG_SPARSE || buf[68] || buf[69] || buf[70] ||
         buf[71] || !all_zero(buf + 140, 4) || !all_zero(buf + 208, VT_DIRENT_SIZE - 208))
         return vt__why(why, whylen, VT_EFORMAT, "array '%s': unknown flags or nonzero reserved bytes", e->name);
-    size_t es = vt_dtype_size((vt_dtype)e->dtype);
-    if (!all_zero(e->fill + es, 8 - es))
+    size_t elem_size = vt_dtype_size((vt_dtype)e->dtype);
+    if (!all_zero(e->fill + elem_size, 8 - elem_size))
         return vt__why(why, whylen, VT_EFORMAT, "array '%s': fill value padding is not zero", e->name);
     uint64_t ntiles = 1, voxels = 1, tile_voxels = 1;
     for (int d = 0; d < VT_MAX_DIMS; d++) {
@@ -188,7 +188,7 @@ int vt__dirent_decode(const unsigned char *buf, vt_dirent *e, char *why, size_t 
             return vt__why(why, whylen, VT_EFORMAT, "array '%s': shape overflows", e->name);
     }
     uint64_t bytes;
-    if (!vt__mul_ok(voxels, es, &bytes) || !vt__mul_ok(tile_voxels, es, &bytes) ||
+    if (!vt__mul_ok(voxels, elem_size, &bytes) || !vt__mul_ok(tile_voxels, elem_size, &bytes) ||
         bytes > VT_MAX_TILE_BYTES)
         return vt__why(why, whylen, VT_EFORMAT, "array '%s': array or tile too large", e->name);
     uint64_t isz;

@@ -40,10 +40,10 @@ static int cmp_i64(const void *a, const void *b)
 int vt__label_hist(vt_dtype dt, const void *data, size_t n, vt_label_hist *out)
 {
     const unsigned char *p = data;
-    size_t es = vt_dtype_size(dt);
+    size_t elem_size = vt_dtype_size(dt);
     out->n = 0;
     out->pairs = NULL;
-    if (es == 1) { /* counting */
+    if (elem_size == 1) { /* counting */
         uint32_t count[256] = {0};
         for (size_t i = 0; i < n; i++)
             count[p[i]]++;
@@ -68,7 +68,7 @@ int vt__label_hist(vt_dtype dt, const void *data, size_t n, vt_label_hist *out)
     if (v == NULL)
         return VT_ENOMEM;
     for (size_t i = 0; i < n; i++)
-        v[i] = load_int(dt, p + i * es);
+        v[i] = load_int(dt, p + i * elem_size);
     qsort(v, n, sizeof *v, cmp_i64);
     size_t runs = n > 0;
     for (size_t i = 1; i < n; i++)

@@ -1,5 +1,7 @@
 /* Opening a store: map it read-only and validate every structure before any
- * tile is touched; then tile lookup, metadata and verification. */
+ * tile is touched; then what the handle tells: arrays, tiles' index entries,
+ * label index, metadata. Reading tiles is tile.c's, box reads read.c's,
+ * checking every tile verify.c's. */
 
 #include "codec.h"
 #include "labels.h"
@@ -8,7 +10,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,44 +17,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* ---- per-thread scratch ------------------------------------------------- */
-
-static pthread_key_t scratch_key;
-static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
-
-static void scratch_destroy(void *p)
-{
-    vt_tscratch *s = p;
-    if (s) {
-        free(s->dec);
-        free(s->row);
-        free(s);
-    }
-}
-
-static void scratch_make_key(void) { pthread_key_create(&scratch_key, scratch_destroy); }
-
-vt_tscratch *vt__tscratch(void)
-{
-    pthread_once(&scratch_once, scratch_make_key);
-    vt_tscratch *s = pthread_getspecific(scratch_key);
-    if (s == NULL) {
-        s = vt__calloc(1, sizeof *s);
-        if (s && pthread_setspecific(scratch_key, s) != 0) {
-            free(s);
-            s = NULL;
-        }
-    }
-    return s;
-}
-
 /* ---- open --------------------------------------------------------------- */
 
 /* Decoded bytes of the tile at @p c. */
 static uint64_t tile_raw_bytes(const vt_array *a, const uint64_t *c)
 {
     uint64_t ext[VT_MAX_DIMS];
-    return vt__tile_box(&a->ent, c, NULL, ext) * a->es;
+    return vt__tile_box(&a->ent, c, NULL, ext) * a->elem_size;
 }
 
 static uint64_t tile_voxels_cb(const void *ctx, uint64_t t)
@@ -84,8 +54,8 @@ static int validate_array(vt_store *s, vt_array *a)
         vt__hash_differs(s->map + e->labels_offset, (size_t)e->labels_size, e->labels_checksum))
         return vt__fail_at(NULL, VT_ECORRUPT, s->path, "array '%s': label index checksum mismatch", e->name);
 
-    a->es = vt_dtype_size((vt_dtype)e->dtype);
-    a->max_tile_bytes = a->es;
+    a->elem_size = vt_dtype_size((vt_dtype)e->dtype);
+    a->max_tile_bytes = a->elem_size;
     for (int d = 0; d < VT_MAX_DIMS; d++) {
         a->grid[d] = vt__ceil_div(e->shape[d], e->tile[d]);
         a->max_tile_bytes *= e->tile[d];
@@ -105,7 +75,7 @@ static int validate_array(vt_store *s, vt_array *a)
             vt__st64(v, te.offset);
             if (te.flags != VT_TILE_CONSTANT || te.size != 0)
                 why = "constant tile with stored bytes";
-            for (size_t i = a->es; i < 8 && !why; i++)
+            for (size_t i = a->elem_size; i < 8 && !why; i++)
                 if (v[i])
                     why = "constant tile value padding not zero";
         } else {
@@ -118,7 +88,7 @@ static int validate_array(vt_store *s, vt_array *a)
                 why = "compressed tile in an array without codec";
             else if (te.size == 0 || te.size > vt__compress_bound((size_t)raw))
                 why = "compressed size impossible for the tile size";
-            else if ((te.flags & VT_TILE_SHUFFLED) && (a->es == 1 || e->filter == VT_FILTER_NONE))
+            else if ((te.flags & VT_TILE_SHUFFLED) && (a->elem_size == 1 || e->filter == VT_FILTER_NONE))
                 why = "shuffled tile in an array without the shuffle filter";
         }
         if (why) {
@@ -333,7 +303,7 @@ int vt_array_info_get(const vt_array *a, vt_array_info *o)
     o->level = (int)a->ent.level;
     o->filter = (vt_filter)a->ent.filter;
     o->fill = vt__load_f64((vt_dtype)a->ent.dtype, a->ent.fill);
-    o->raw_bytes = vox * a->es;
+    o->raw_bytes = vox * a->elem_size;
     o->stored_bytes = a->stored_bytes;
     o->constant_tiles = a->constant_tiles;
     o->raw_tiles = a->raw_tiles;
@@ -366,51 +336,6 @@ int vt_tile_get(const vt_array *a, uint64_t t, vt_tile_info *o)
     return 0;
 }
 
-/* ---- tiles -------------------------------------------------------------- */
-
-int vt__tile_fail(const vt_array *a, uint64_t t, int code, const char *what)
-{
-    uint64_t c[VT_MAX_DIMS];
-    char cs[160];
-    vt__tile_coords(a->grid, t, c);
-    return vt__fail_at(a->store, code, a->store->path, "array '%s' tile %llu %s: %s", a->ent.name,
-                       (unsigned long long)t, vt__coords_text(c, a->ent.ndim, cs, sizeof cs), what);
-}
-
-int vt__tile_load(const vt_array *a, uint64_t t, int verify, vt_tscratch *s, vt_tile_view *v)
-{
-    const unsigned char *ent = a->index + t * VT_TILE_ENTRY_SIZE;
-    vt_tile_entry te;
-    vt__tile_decode(ent, &te);
-    uint64_t c[VT_MAX_DIMS];
-    vt__tile_coords(a->grid, t, c);
-    uint64_t n = vt__tile_box(&a->ent, c, v->start, v->ext);
-    v->nelem = n;
-    if (te.flags & VT_TILE_CONSTANT) {
-        if (verify && vt__hash_differs(ent, 8, te.checksum))
-            return vt__tile_fail(a, t, VT_ECORRUPT, "constant value checksum mismatch");
-        v->data = ent; /* the value's bytes lead the index entry */
-        v->layout = VT_LAYOUT_CONST;
-        return 0;
-    }
-    const unsigned char *bytes = a->store->map + te.offset;
-    if (verify && vt__hash_differs(bytes, te.size, te.checksum))
-        return vt__tile_fail(a, t, VT_ECORRUPT, "checksum mismatch (tile data damaged)");
-    if (te.flags & VT_TILE_RAW) {
-        v->data = bytes;
-        v->layout = VT_LAYOUT_CONTIG;
-        return 0;
-    }
-    size_t raw = (size_t)(n * a->es);
-    if (vt__grow(&s->dec, &s->dec_cap, raw))
-        return vt__tile_fail(a, t, VT_ENOMEM, "out of memory for the decode buffer");
-    if (vt__decompress((vt_codec)a->ent.codec, bytes, te.size, s->dec, raw) != 0)
-        return vt__tile_fail(a, t, VT_ECORRUPT, "does not decode to its size (tile data damaged)");
-    v->data = s->dec;
-    v->layout = (te.flags & VT_TILE_SHUFFLED) ? VT_LAYOUT_PLANES : VT_LAYOUT_CONTIG;
-    return 0;
-}
-
 /* ---- label index -------------------------------------------------------- */
 
 size_t vt_label_count(const vt_array *a) { return a ? (size_t)a->nlabels : 0; }
@@ -429,159 +354,6 @@ int vt_label_get(const vt_array *a, size_t index, vt_label_info *out)
     out->tiles = (const uint64_t *)(const void *)(a->labels + VT_LABEL_HEADER + a->nlabels * VT_LABEL_ENTRY +
                                                   vt__ld64(e + 24) * VT_LABEL_PAIR);
     return 0;
-}
-
-/* ---- verification ------------------------------------------------------- */
-
-static bool same(double a, double b) { return a == b || (a != a && b != b); }
-
-/* Voxels of value @p value that the label index gives tile @p t (0 if it
- * lists none). Entries are sorted by value, each label's pairs by tile. */
-static uint64_t label_listed(const vt_array *a, int64_t value, uint64_t t)
-{
-    const unsigned char *ent = a->labels + VT_LABEL_HEADER;
-    const unsigned char *pairs = ent + a->nlabels * VT_LABEL_ENTRY;
-    uint64_t lo = 0, hi = a->nlabels;
-    while (lo < hi) {
-        uint64_t mid = lo + (hi - lo) / 2;
-        int64_t v = (int64_t)vt__ld64(ent + mid * VT_LABEL_ENTRY);
-        if (v == value) {
-            const unsigned char *e = ent + mid * VT_LABEL_ENTRY;
-            uint64_t n = vt__ld64(e + 16), first = vt__ld64(e + 24);
-            uint64_t l = 0, h = n;
-            while (l < h) {
-                uint64_t m = l + (h - l) / 2;
-                uint64_t tt = vt__ld64(pairs + (first + m) * VT_LABEL_PAIR);
-                if (tt == t)
-                    return vt__ld64(pairs + (first + m) * VT_LABEL_PAIR + 8);
-                if (tt < t)
-                    l = m + 1;
-                else
-                    h = m;
-            }
-            return 0;
-        }
-        if (v < value)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return 0;
-}
-
-/* How many labels list tile @p t. */
-static uint64_t labels_listing(const vt_array *a, uint64_t t)
-{
-    uint64_t n = 0;
-    for (uint64_t l = 0; l < a->nlabels; l++)
-        n += label_listed(a, (int64_t)vt__ld64(a->labels + VT_LABEL_HEADER + l * VT_LABEL_ENTRY), t) != 0;
-    return n;
-}
-
-/* Check tile @p t; @p listed is how many labels the label index lists for it
- * (label arrays), or UINT64_MAX to count them here. */
-static int verify_tile(const vt_array *a, uint64_t t, vt_tscratch *s, unsigned char **plain,
-                       size_t *plain_cap, uint64_t listed)
-{
-    vt_tile_view v;
-    int rc = vt__tile_load(a, t, 1, s, &v);
-    if (rc)
-        return rc;
-    vt_tile_entry te;
-    vt__tile_decode(a->index + t * VT_TILE_ENTRY_SIZE, &te);
-    const unsigned char *p = v.data;
-    size_t n = (size_t)(v.layout == VT_LAYOUT_CONST ? 1 : v.nelem);
-    if (v.layout == VT_LAYOUT_PLANES) {
-        if (vt__grow(plain, plain_cap, n * a->es))
-            return vt__fail_at(a->store, VT_ENOMEM, a->store->path, "out of memory");
-        vt__unshuffle(v.data, *plain, n, a->es);
-        p = *plain;
-    }
-    double mn, mx;
-    vt__minmax((vt_dtype)a->ent.dtype, p, n, &mn, &mx);
-    if (!same(mn, te.min) || !same(mx, te.max)) {
-        char why[160];
-        snprintf(why, sizeof why, "min/max in the index (%.17g, %.17g) differ from the data (%.17g, %.17g)",
-                 te.min, te.max, mn, mx);
-        return vt__tile_fail(a, t, VT_ECORRUPT, why);
-    }
-    if (a->labels == NULL)
-        return 0;
-    vt_label_hist h;
-    if (vt__label_hist((vt_dtype)a->ent.dtype, p, n, &h) != 0)
-        return vt__fail_at(a->store, VT_ENOMEM, a->store->path, "out of memory");
-    if (v.layout == VT_LAYOUT_CONST && h.n == 1)
-        h.pairs[0].count = v.nelem;
-    if (listed == UINT64_MAX)
-        listed = labels_listing(a, t);
-    rc = 0;
-    for (uint32_t i = 0; i < h.n && rc == 0; i++) {
-        uint64_t want = label_listed(a, h.pairs[i].value, t);
-        if (want != h.pairs[i].count) {
-            char why[160];
-            snprintf(why, sizeof why, "the label index gives %llu voxels of value %lld, the tile holds %llu",
-                     (unsigned long long)want, (long long)h.pairs[i].value, (unsigned long long)h.pairs[i].count);
-            rc = vt__tile_fail(a, t, VT_ECORRUPT, why);
-        }
-    }
-    if (rc == 0 && listed != h.n) {
-        char why[160];
-        snprintf(why, sizeof why, "the label index lists %llu values here, the tile holds %u",
-                 (unsigned long long)listed, h.n);
-        rc = vt__tile_fail(a, t, VT_ECORRUPT, why);
-    }
-    free(h.pairs);
-    return rc;
-}
-
-int vt_verify_tile(const vt_array *a, uint64_t tile)
-{
-    if (a == NULL)
-        return vt__fail(NULL, VT_EINVAL, "vt_verify_tile: NULL array");
-    if (tile >= a->ent.ntiles)
-        return vt__fail_at(a->store, VT_ERANGE, a->store->path, "array '%s' has no tile %llu (%llu tiles)",
-                           a->ent.name, (unsigned long long)tile, (unsigned long long)a->ent.ntiles);
-    vt_tscratch *s = vt__tscratch();
-    if (s == NULL)
-        return vt__fail_at(a->store, VT_ENOMEM, a->store->path, "out of memory");
-    unsigned char *plain = NULL;
-    size_t plain_cap = 0;
-    int rc = verify_tile(a, tile, s, &plain, &plain_cap, UINT64_MAX);
-    free(plain);
-    return rc;
-}
-
-int vt_verify_array(const vt_array *a, uint64_t *bad_tile)
-{
-    if (a == NULL)
-        return vt__fail(NULL, VT_EINVAL, "vt_verify_array: NULL array");
-    vt_tscratch *s = vt__tscratch();
-    if (s == NULL)
-        return vt__fail_at(a->store, VT_ENOMEM, a->store->path, "out of memory");
-    /* how many labels list each tile, from one pass over the pairs */
-    uint32_t *listed = NULL;
-    if (a->labels) {
-        listed = vt__calloc((size_t)a->ent.ntiles, sizeof *listed);
-        if (listed == NULL)
-            return vt__fail_at(a->store, VT_ENOMEM, a->store->path, "out of memory");
-        const unsigned char *pairs = a->labels + VT_LABEL_HEADER + a->nlabels * VT_LABEL_ENTRY;
-        uint64_t npairs = 0;
-        for (uint64_t l = 0; l < a->nlabels; l++)
-            npairs += vt__ld64(a->labels + VT_LABEL_HEADER + l * VT_LABEL_ENTRY + 16);
-        for (uint64_t i = 0; i < npairs; i++)
-            listed[vt__ld64(pairs + i * VT_LABEL_PAIR)]++; /* tile numbers checked at open */
-    }
-    unsigned char *plain = NULL;
-    size_t plain_cap = 0;
-    int rc = 0;
-    for (uint64_t t = 0; t < a->ent.ntiles && rc == 0; t++) {
-        rc = verify_tile(a, t, s, &plain, &plain_cap, listed ? listed[t] : 0);
-        if (rc && bad_tile && rc != VT_ENOMEM)
-            *bad_tile = t;
-    }
-    free(plain);
-    free(listed);
-    return rc;
 }
 
 /* ---- metadata ----------------------------------------------------------- */

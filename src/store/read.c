@@ -339,13 +339,13 @@ typedef struct read_ctx {
         }                                                                                          \
     } while (0)
 
-/* Reverse the order of @p n elements of @p es bytes in place (the row buffer
+/* Reverse the order of @p n elements of @p elem_size bytes in place (the row buffer
  * is allocated with malloc, so aligned for any element). */
-static void reverse_elements(unsigned char *p, size_t n, size_t es)
+static void reverse_elements(unsigned char *p, size_t n, size_t elem_size)
 {
     if (n < 2)
         return;
-    switch (es) {
+    switch (elem_size) {
     case 1: REVERSE(uint8_t); break;
     case 2: REVERSE(uint16_t); break;
     case 4: REVERSE(uint32_t); break;
@@ -358,15 +358,15 @@ static int copy_row(const read_ctx *r, const vt_tile_view *v, uint64_t ei, int s
                     unsigned char *dst, int64_t ds, vt_tscratch *s)
 {
     const cast *c = &r->cast;
-    size_t es = c->src_size; /* stored element bytes */
+    size_t elem_size = c->src_size; /* stored element bytes */
     if (v->layout == VT_LAYOUT_CONST || step == 0) {
         unsigned char one[8], conv[8];
         if (v->layout == VT_LAYOUT_CONST)
-            memcpy(one, v->data, es);
+            memcpy(one, v->data, elem_size);
         else if (v->layout == VT_LAYOUT_CONTIG)
-            memcpy(one, v->data + ei * es, es);
+            memcpy(one, v->data + ei * elem_size, elem_size);
         else
-            for (size_t b = 0; b < es; b++)
+            for (size_t b = 0; b < elem_size; b++)
                 one[b] = v->data[b * v->nelem + ei];
         cast_row(c, one, 1, conv, (int64_t)c->dst_size);
         for (size_t k = 0; k < n; k++)
@@ -374,20 +374,20 @@ static int copy_row(const read_ctx *r, const vt_tile_view *v, uint64_t ei, int s
         return 0;
     }
     if (v->layout == VT_LAYOUT_CONTIG && step == 1) {
-        cast_row(c, v->data + ei * es, n, dst, ds);
+        cast_row(c, v->data + ei * elem_size, n, dst, ds);
         return 0;
     }
-    if (vt__grow(&s->row, &s->row_cap, n * es))
+    if (vt__grow(&s->row, &s->row_cap, n * elem_size))
         return VT_ENOMEM;
     unsigned char *row = s->row;
     if (v->layout == VT_LAYOUT_CONTIG) { /* step -1: copy the range, then reverse it */
-        memcpy(row, v->data + (ei - (n - 1)) * es, n * es);
-        reverse_elements(row, n, es);
+        memcpy(row, v->data + (ei - (n - 1)) * elem_size, n * elem_size);
+        reverse_elements(row, n, elem_size);
     } else if (step == 1) {
-        vt__unshuffle_range(v->data, (size_t)v->nelem, es, (size_t)ei, n, row);
+        vt__unshuffle_range(v->data, (size_t)v->nelem, elem_size, (size_t)ei, n, row);
     } else { /* step -1: unshuffle the range forward, then reverse its elements */
-        vt__unshuffle_range(v->data, (size_t)v->nelem, es, (size_t)(ei - (n - 1)), n, row);
-        reverse_elements(row, n, es);
+        vt__unshuffle_range(v->data, (size_t)v->nelem, elem_size, (size_t)(ei - (n - 1)), n, row);
+        reverse_elements(row, n, elem_size);
     }
     cast_row(c, row, n, dst, ds);
     return 0;
@@ -606,9 +606,10 @@ static int check_read(read_ctx *r, const vt_array *a, const int64_t *start, cons
     uint64_t total = 1;
     for (int d = 0; d < nd; d++) {
         int64_t end;
-        if (size[d] == 0 || size[d] > (uint64_t)INT64_MAX || __builtin_add_overflow(start[d], (int64_t)size[d], &end) ||
-            !vt__mul_ok(total, size[d], &total))
-            return vt__fail_at(st, VT_ERANGE, st->path, "array '%s': box [%lld, +%llu) on axis %d is empty or overflows",
+        if (size[d] == 0 || size[d] > (uint64_t)INT64_MAX ||
+            __builtin_add_overflow(start[d], (int64_t)size[d], &end) || !vt__mul_ok(total, size[d], &total))
+            return vt__fail_at(st, VT_ERANGE, st->path,
+                               "array '%s': box [%lld, +%llu) on axis %d is empty or overflows",
                                a->ent.name, (long long)start[d], (unsigned long long)size[d], d);
     }
     uint64_t bytes;

@@ -1,5 +1,5 @@
-/* The read side's handles, shared by reader.c (open, validate, tiles) and
- * region.c (box reads). */
+/* The read side's handles, shared by open.c (open, validate, what the handle
+ * tells), tile.c (a tile ready to copy), read.c (box reads) and verify.c. */
 #ifndef VT_STORE_H
 #define VT_STORE_H
 
@@ -10,7 +10,7 @@
 struct vt_array {
     const vt_store *store;
     vt_dirent ent;
-    size_t es;
+    size_t elem_size;
     uint64_t grid[VT_MAX_DIMS];
     const unsigned char *index; /* tile index inside the mapping */
     const unsigned char *labels; /* label index inside the mapping, or NULL */
@@ -31,6 +31,8 @@ struct vt_store {
     vt_meta *meta;
     size_t nmeta;
 };
+
+/* ---- tile.c ---- */
 
 /* Per-thread buffers for decoding (freed when the thread exits). */
 typedef struct vt_tscratch {

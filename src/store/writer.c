@@ -43,7 +43,7 @@ typedef struct pending {
 
 typedef struct warray {
     vt_dirent ent;
-    size_t es;
+    size_t elem_size;
     uint64_t grid[VT_MAX_DIMS];
     vt_tile_entry *tiles;
     unsigned char *state; /* TILE_* per tile */
@@ -56,11 +56,12 @@ typedef struct warray {
     uint64_t auto_plain, auto_shuf;
 } warray;
 
-typedef struct job {
+/* A complete tile waiting in the queue for an encoding thread. */
+typedef struct tile_job {
     warray *a;
     uint64_t tile;
     unsigned char *buf;
-} job;
+} tile_job;
 
 /* A tile waiting in a write batch: where its bytes start in the batch. */
 typedef struct batched {
@@ -103,7 +104,7 @@ struct vt_writer {
     pthread_t *workers;
     pthread_mutex_t mtx;
     pthread_cond_t cv_job, cv_space, cv_idle;
-    job *queue;
+    tile_job *queue;
     size_t qcap, qhead, qlen;
     int busy;
     int idle;          /* workers waiting for a job */
@@ -147,14 +148,14 @@ static void scratch_free(scratch *s)
 static int encode_tile(vt_writer *w, scratch *s, warray *a, unsigned char *raw, size_t rawsize,
                        vt_tile_entry *e, const unsigned char **bytes, size_t *len)
 {
-    size_t es = a->es;
-    size_t n = rawsize / es;
+    size_t elem_size = a->elem_size;
+    size_t n = rawsize / elem_size;
     memset(e, 0, sizeof *e);
     vt__minmax((vt_dtype)a->ent.dtype, raw, n, &e->min, &e->max);
 
-    if (n == 1 || memcmp(raw, raw + es, rawsize - es) == 0) { /* every element equal */
+    if (n == 1 || memcmp(raw, raw + elem_size, rawsize - elem_size) == 0) { /* every element equal */
         unsigned char v[8] = {0};
-        memcpy(v, raw, es);
+        memcpy(v, raw, elem_size);
         e->flags = VT_TILE_CONSTANT;
         e->offset = vt__ld64(v);
         e->size = 0;
@@ -173,7 +174,7 @@ static int encode_tile(vt_writer *w, scratch *s, warray *a, unsigned char *raw, 
     }
 
     int want_shuf; /* 1 shuffle, 0 plain, -1 try both */
-    if (es == 1 || a->ent.filter == VT_FILTER_NONE)
+    if (elem_size == 1 || a->ent.filter == VT_FILTER_NONE)
         want_shuf = 0;
     else if (a->ent.filter == VT_FILTER_SHUFFLE)
         want_shuf = 1;
@@ -205,7 +206,7 @@ static int encode_tile(vt_writer *w, scratch *s, warray *a, unsigned char *raw, 
             return (int)plain;
     }
     if (want_shuf != 0) {
-        vt__shuffle(raw, s->shuf, n, es);
+        vt__shuffle(raw, s->shuf, n, elem_size);
         unsigned char *dst = want_shuf < 0 ? s->out2 : s->out1;
         shuf = vt__compress(&s->ctx, codec, lvl, s->shuf, rawsize, dst, s->out_cap);
         if (shuf < 0)
@@ -307,7 +308,7 @@ static int store_tile(vt_writer *w, scratch *s, warray *a, uint64_t t, unsigned 
 {
     uint64_t c[VT_MAX_DIMS], ext[VT_MAX_DIMS];
     vt__tile_coords(a->grid, t, c);
-    size_t rawsize = (size_t)(vt__tile_box(&a->ent, c, NULL, ext) * a->es);
+    size_t rawsize = (size_t)(vt__tile_box(&a->ent, c, NULL, ext) * a->elem_size);
     vt_tile_entry e;
     const unsigned char *bytes = NULL;
     size_t len = 0;
@@ -327,7 +328,7 @@ static int store_tile(vt_writer *w, scratch *s, warray *a, uint64_t t, unsigned 
         return rc;
     }
     if (a->hist) {
-        rc = vt__label_hist((vt_dtype)a->ent.dtype, raw, rawsize / a->es, &a->hist[t]);
+        rc = vt__label_hist((vt_dtype)a->ent.dtype, raw, rawsize / a->elem_size, &a->hist[t]);
         if (rc)
             return vt__fail_at(w, rc, w->path, "out of memory for the label index");
     }
@@ -350,7 +351,7 @@ static void *worker_main(void *arg)
         }
         if (w->qlen == 0 && w->stop)
             break;
-        job j = w->queue[w->qhead];
+        tile_job j = w->queue[w->qhead];
         w->qhead = (w->qhead + 1) % w->qcap;
         w->qlen--;
         w->busy++;
@@ -428,7 +429,7 @@ static int submit(vt_writer *w, warray *a, uint64_t t, unsigned char *buf)
         free(buf);
         return check_worker_error(w);
     }
-    w->queue[(w->qhead + w->qlen) % w->qcap] = (job){a, t, buf};
+    w->queue[(w->qhead + w->qlen) % w->qcap] = (tile_job){a, t, buf};
     w->qlen++;
     if (w->idle > 0) /* a busy worker finds the job without being woken */
         pthread_cond_signal(&w->cv_job);
@@ -608,7 +609,7 @@ int vt_writer_add_array(vt_writer *w, const vt_array_spec *spec, int *id)
     e->filter = (uint8_t)(spec->codec == VT_CODEC_NONE ? VT_FILTER_NONE : spec->filter);
     e->level = (uint32_t)level;
     e->flags = spec->sparse ? VT_ARRAY_FLAG_SPARSE : 0;
-    a->es = vt_dtype_size(spec->dtype);
+    a->elem_size = vt_dtype_size(spec->dtype);
     a->auto_shuffle = -1;
     vt__store_f64(spec->dtype, e->fill, spec->fill);
 
@@ -644,8 +645,8 @@ int vt_writer_add_array(vt_writer *w, const vt_array_spec *spec, int *id)
             break;
         }
     }
-    if (rc == 0 && (!vt__mul_ok(tvox, a->es, &tbytes) || tbytes > VT_MAX_TILE_BYTES ||
-                    !vt__mul_ok(vox, a->es, &bytes) || ntiles > SIZE_MAX / sizeof(vt_tile_entry)))
+    if (rc == 0 && (!vt__mul_ok(tvox, a->elem_size, &tbytes) || tbytes > VT_MAX_TILE_BYTES ||
+                    !vt__mul_ok(vox, a->elem_size, &bytes) || ntiles > SIZE_MAX / sizeof(vt_tile_entry)))
         rc = vt__fail_at(w, VT_ERANGE, w->path, "array '%s': tiles of more than 1 GiB or an array too large", name);
     if (rc) {
         free(a);
@@ -718,7 +719,7 @@ static pending *pending_new(const warray *a, uint64_t voxels)
     pending *p = vt__calloc(1, sizeof *p);
     if (p == NULL)
         return NULL;
-    p->buf = vt__malloc((size_t)(voxels * a->es));
+    p->buf = vt__malloc((size_t)(voxels * a->elem_size));
     p->bits = vt__calloc((size_t)((voxels + 63) / 64), 8);
     if (p->buf == NULL || p->bits == NULL) {
         pending_free(p);
@@ -726,7 +727,7 @@ static pending *pending_new(const warray *a, uint64_t voxels)
     }
     if (a->ent.flags & VT_ARRAY_FLAG_SPARSE) /* unwritten voxels keep the fill value */
         for (uint64_t i = 0; i < voxels; i++)
-            memcpy(p->buf + i * a->es, a->ent.fill, a->es);
+            memcpy(p->buf + i * a->elem_size, a->ent.fill, a->elem_size);
     return p;
 }
 
@@ -751,7 +752,7 @@ static bool copy_rows(const warray *a, const uint64_t *c, const uint64_t *ext, c
                       const unsigned char *data, unsigned char *dst, uint64_t *bits, uint64_t *at)
 {
     int nd = a->ent.ndim;
-    size_t es = a->es;
+    size_t elem_size = a->elem_size;
     uint64_t row = hi[nd - 1] - lo[nd - 1], idx[VT_MAX_DIMS];
     memcpy(idx, lo, sizeof idx);
     for (;;) {
@@ -761,7 +762,7 @@ static bool copy_rows(const warray *a, const uint64_t *c, const uint64_t *ext, c
             boff = boff * size[d] + (idx[d] - start[d]);
         }
         if (dst) {
-            memcpy(dst + toff * es, data + boff * es, (size_t)(row * es));
+            memcpy(dst + toff * elem_size, data + boff * elem_size, (size_t)(row * elem_size));
             if (bits)
                 bits_set(bits, toff, row);
         } else if (bits_any(bits, toff, row)) {
@@ -797,7 +798,7 @@ static int write_into_tile(vt_writer *w, warray *a, uint64_t t, const uint64_t *
     }
     pending *p = a->pend[t];
     if (p == NULL && count == voxels) { /* the whole tile at once: no bookkeeping */
-        unsigned char *buf = vt__malloc((size_t)(voxels * a->es));
+        unsigned char *buf = vt__malloc((size_t)(voxels * a->elem_size));
         if (buf == NULL)
             return fail_hard(w, VT_ENOMEM, "out of memory for a tile buffer");
         copy_rows(a, c, ext, lo, hi, start, size, data, buf, NULL, NULL);
@@ -843,12 +844,12 @@ static int write_tile_row(vt_writer *w, warray *a, const uint64_t *tc, uint64_t 
                           const uint64_t *start, const uint64_t *size, const unsigned char *data)
 {
     int nd = a->ent.ndim, last = nd - 1;
-    size_t es = a->es;
+    size_t elem_size = a->elem_size;
     uint64_t n = hi - lo + 1, c[VT_MAX_DIMS], ext[VT_MAX_DIMS], t0 = 0;
     memcpy(c, tc, sizeof c);
     c[last] = hi; /* the last tile: the only one that may be narrower */
     uint64_t vox = vt__tile_box(&a->ent, c, NULL, ext);
-    if (n < 2 || n > ROW_TILES || n * vox * es > ROW_BYTES)
+    if (n < 2 || n > ROW_TILES || n * vox * elem_size > ROW_BYTES)
         return 0;
     for (int d = 0; d < nd; d++) { /* do the tiles lie inside the box? */
         uint64_t from = (d == last ? lo : c[d]) * a->ent.tile[d];
@@ -860,7 +861,7 @@ static int write_tile_row(vt_writer *w, warray *a, const uint64_t *tc, uint64_t 
         if (a->state[t0 + k] != TILE_UNTOUCHED)
             return 0;
     uint64_t rows = vox / ext[last];
-    size_t tw = (size_t)a->ent.tile[last] * es, lastw = (size_t)ext[last] * es;
+    size_t tw = (size_t)a->ent.tile[last] * elem_size, lastw = (size_t)ext[last] * elem_size;
     unsigned char *bufs[ROW_TILES];
     for (uint64_t k = 0; k < n; k++) {
         if ((bufs[k] = vt__malloc((size_t)rows * (k + 1 < n ? tw : lastw))) == NULL) {
@@ -874,12 +875,12 @@ static int write_tile_row(vt_writer *w, warray *a, const uint64_t *tc, uint64_t 
         rlo[d] = idx[d] = c[d] * a->ent.tile[d];
         rhi[d] = rlo[d] + ext[d];
     }
-    size_t first = (size_t)(lo * a->ent.tile[last] - start[last]) * es;
+    size_t first = (size_t)(lo * a->ent.tile[last] - start[last]) * elem_size;
     for (uint64_t r = 0;; r++) {
         uint64_t boff = 0;
         for (int d = 0; d < last; d++)
             boff = boff * size[d] + (idx[d] - start[d]);
-        const unsigned char *src = data + boff * size[last] * es + first;
+        const unsigned char *src = data + boff * size[last] * elem_size + first;
         for (uint64_t k = 0; k + 1 < n; k++)
             memcpy(bufs[k] + r * tw, src + k * tw, tw);
         memcpy(bufs[n - 1] + r * lastw, src + (n - 1) * tw, lastw);
@@ -971,10 +972,10 @@ int vt_writer_set_meta(vt_writer *w, const char *key, vt_meta_type type, const v
         return vt__fail_at(w, VT_EINVAL, w->path, "metadata '%s': invalid type %d", key, (int)type);
     if (type == VT_META_STRING && count > 0 && memchr(data, 0, count) != NULL)
         return vt__fail_at(w, VT_EINVAL, w->path, "metadata '%s': string contains a NUL byte", key);
-    size_t es = vt__meta_type_size(type);
-    if (count > (SIZE_MAX - 8) / es)
+    size_t elem_size = vt__meta_type_size(type);
+    if (count > (SIZE_MAX - 8) / elem_size)
         return vt__fail_at(w, VT_ERANGE, w->path, "metadata '%s': value too large", key);
-    size_t nbytes = count * es + (type == VT_META_STRING);
+    size_t nbytes = count * elem_size + (type == VT_META_STRING);
     char *k = vt__strdup(key);
     unsigned char *v = vt__malloc(nbytes ? nbytes : 1);
     if (k == NULL || v == NULL) {
@@ -983,7 +984,7 @@ int vt_writer_set_meta(vt_writer *w, const char *key, vt_meta_type type, const v
         return vt__fail_at(w, VT_ENOMEM, w->path, "out of memory");
     }
     if (count)
-        memcpy(v, data, count * es);
+        memcpy(v, data, count * elem_size);
     if (type == VT_META_STRING)
         v[count] = 0;
     vt_meta m = {k, type, v, nbytes};
@@ -1031,7 +1032,7 @@ static int complete_arrays(vt_writer *w)
             } else if (a->state[t] == TILE_UNTOUCHED) {
                 vt_tile_entry *e = &a->tiles[t];
                 unsigned char v[8] = {0};
-                memcpy(v, a->ent.fill, a->es);
+                memcpy(v, a->ent.fill, a->elem_size);
                 e->flags = VT_TILE_CONSTANT;
                 e->offset = vt__ld64(v);
                 e->checksum = vt__hash(v, 8);
