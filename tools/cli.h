@@ -1,6 +1,7 @@
 /* The voxtile command-line tool: shared declarations.
  *
- * Each command lives in tools/cmd_*.c as `int cmd_NAME(int argc, char **argv)`
+ * Each command NAME lives in tools/cmd_NAME.c (dashes as underscores) as
+ * `int cmd_NAME(int argc, char **argv)`
  * (argv[0] is the command name) and returns the exit status:
  * 0 success, 1 failure (bad file, failed check), 2 usage error.
  * Errors go to stderr as "voxtile: FILE: what is wrong". */
@@ -66,7 +67,7 @@ bool nnunet_channel(const char *name, size_t stem_len, size_t *case_len, int *ch
 
 /* The array a command works on: --array NAME, else "image", else the first.
  * On failure prints the error and returns nonzero. */
-int open_array(vt_store *s, const char *name, const vt_array **out);
+int open_array(const vt_store *s, const char *name, const vt_array **out);
 
 /* Orientation code ("RAS", "LPS" ...) of the voxel axes x, y, z of a 4x4
  * row-major NIfTI-style affine; false if degenerate. */

@@ -161,7 +161,7 @@ double parse_double(const char *opt, const char *s)
     return v;
 }
 
-int open_array(vt_store *s, const char *name, const vt_array **out)
+int open_array(const vt_store *s, const char *name, const vt_array **out)
 {
     int rc;
     if (name)
