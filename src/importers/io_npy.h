@@ -35,7 +35,7 @@ VT_INTERNAL int vt__npy_parse(const char *path, const unsigned char *buf, size_t
  * to fit (VT_ERANGE naming the file and the value otherwise). */
 VT_INTERNAL int vt__npy_read(vt_npy *n, uint64_t off, void *buf, size_t len);
 
-/* The image source over a 3-d (z, y, x) or 4-d (c, z, y, x) .npy: the opener
- * formats.c calls (declared with the others in source.h). */
+/* The image source over a 3-d (z, y, x) or 4-d (c, z, y, x) .npy,
+ * vt__npy_source_open, is declared with the other importers in source.h. */
 
 #endif
