@@ -430,10 +430,5 @@ int vt__mha_open(const char *path, vt_source **out)
     for (int f = 0; f < M_COUNT; f++)
         free(h.val[f]);
     free(in.data_path);
-    if (rc) {
-        vt__source_close(s);
-        return rc;
-    }
-    *out = s;
-    return 0;
+    return vt__source_done(s, rc, out);
 }

@@ -348,10 +348,5 @@ int vt__nifti_open(const char *path, vt_source **out)
         rc = attach_voxels(&h, h.pair ? ipath : hpath, vox_offset, file_bytes, s);
     free(hpath);
     free(ipath);
-    if (rc) {
-        vt__source_close(s);
-        return rc;
-    }
-    *out = s;
-    return 0;
+    return vt__source_done(s, rc, out);
 }

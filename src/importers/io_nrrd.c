@@ -717,10 +717,5 @@ int vt__nrrd_open(const char *path, vt_source **out)
     for (int f = 0; f < F_COUNT; f++)
         free(h.val[f]);
     free(in.data_path);
-    if (rc) {
-        vt__source_close(s);
-        return rc;
-    }
-    *out = s;
-    return 0;
+    return vt__source_done(s, rc, out);
 }

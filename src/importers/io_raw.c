@@ -34,10 +34,5 @@ int vt__raw_open(const char *path, const vt_raw_spec *raw, bool seg, vt_source *
     fs.file_elem_bytes = vt_dtype_size(dt);
     fs.big_endian = raw->big_endian != 0;
     int rc = vt__voxels_attach(s, &fs);
-    if (rc) {
-        vt__source_close(s);
-        return rc;
-    }
-    *out = s;
-    return 0;
+    return vt__source_done(s, rc, out);
 }

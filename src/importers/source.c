@@ -57,3 +57,13 @@ int vt__source_keep_text_header(vt_source *s, const void *text, size_t len)
     s->header_len = 0;
     return 0;
 }
+
+int vt__source_done(vt_source *s, int rc, vt_source **out)
+{
+    if (rc) {
+        vt__source_close(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}

@@ -61,6 +61,9 @@ VT_INTERNAL int vt__raw_open(const char *path, const vt_raw_spec *raw, bool seg,
 /* Allocate a source with its path copied and an identity geometry. */
 VT_INTERNAL vt_source *vt__source_new(const char *path);
 VT_INTERNAL void vt__source_close(vt_source *s);
+/* An opener's last step: on success (@p rc 0) hand @p s out in *out; on
+ * failure close it (NULL allowed). Returns @p rc. */
+VT_INTERNAL int vt__source_done(vt_source *s, int rc, vt_source **out);
 /* Bytes of one z slice of one channel. */
 VT_INTERNAL uint64_t vt__source_slice_bytes(const vt_source *s);
 /* Keep a text header: in s->header when it fits VT_SOURCE_HEADER_MAX bytes,
