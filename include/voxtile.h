@@ -9,6 +9,10 @@
  * another dtype (float16 included) -- decoding only the tiles the box touches,
  * straight into the caller's buffer.
  *
+ * This header is the store: reading and writing it. Converting image files
+ * (NIfTI, NRRD, MetaImage, .npy, raw) to stores and exporting them back is
+ * in voxtile_convert.h, which includes this one.
+ *
  * Conventions
  * - Every function that can fail returns `int`: 0 on success, a negative
  *   `VT_E*` code on failure. vt_strerror() names a code; vt_errmsg() and
@@ -144,9 +148,9 @@ VT_API const char *vt_strerror(int code);
  * package) can check at load time that they lay the structs out as this
  * build of the library does.
  * @param name  "vt_read_opts", "vt_array_info", "vt_tile_info",
- *              "vt_label_info", "vt_array_spec", "vt_writer_opts",
- *              "vt_convert_opts", "vt_raw_spec", "vt_image_info", "vt_sample_opts",
- *              "vt_sample_stats" or "vt_sample_target"; may be NULL.
+ *              "vt_label_info", "vt_array_spec", "vt_writer_opts", "vt_sample_opts",
+ *              "vt_sample_stats", "vt_sample_target", or of voxtile_convert.h
+ *              "vt_convert_opts", "vt_raw_spec" or "vt_image_info"; may be NULL.
  * @return the size in bytes; 0 for an unknown name or NULL.
  */
 VT_API size_t vt_struct_size(const char *name);
@@ -230,11 +234,14 @@ VT_API void vt_close(vt_store *store);
 VT_API const char *vt_errmsg(const vt_store *store);
 
 /**
- * Let go of the store's pages in this process's memory map (madvise
- * MADV_DONTNEED): its resident set shrinks back, the kernel's page cache
- * keeps the data, and later reads fault the pages in again. Useful in
- * long-running data-loader processes, whose resident size otherwise grows
- * towards the size of the stores they read. Safe while other threads read.
+ * Drop the store's pages from this process's resident memory (madvise
+ * MADV_DONTNEED on its mapping) -- and nothing else: the store stays open,
+ * its arrays and every pointer borrowed from it stay valid, and the next read
+ * faults the pages it needs in again from the kernel's page cache, which
+ * keeps the data. It closes, unmaps and frees nothing (that is vt_close()).
+ * Useful in long-running data-loader processes, whose resident size
+ * otherwise grows towards the size of the stores they read. Safe while other
+ * threads read.
  * @param store  the store.
  * @return 0, or VT_EIO (madvise failed) or VT_EINVAL (NULL store).
  */
@@ -767,164 +774,6 @@ VT_API void vt_writer_free(vt_writer *w);
  *         next failing call in this thread.
  */
 VT_API const char *vt_writer_errmsg(const vt_writer *w);
-/**@}*/
-
-/* ------------------------------------------------------------------------- */
-/** @name Converting files */
-/**@{*/
-
-/** How vt_convert_images() crops. */
-typedef enum vt_crop {
-    VT_CROP_NONE = 0,    /**< keep the whole volume */
-    VT_CROP_BOX = 1,     /**< vt_convert_opts::crop */
-    VT_CROP_NONZERO = 2, /**< bounding box of voxels that are not 0 in any channel (nnU-Net's crop) */
-    VT_CROP_LABEL = 3    /**< bounding box of the segmentation's foreground (not 0), grown by crop_margin */
-} vt_crop;
-
-/** How to read headerless raw files (vt_convert_opts::raw). */
-typedef struct vt_raw_spec {
-    uint64_t shape[4];   /**< (c, z, y, x): c volumes one after another, each z slices of y rows of x */
-    vt_dtype dtype;      /**< element type of raw images */
-    vt_dtype seg_dtype;  /**< element type of a raw segmentation (one volume of shape (z, y, x));
-                              VT_DTYPE_SAME (0) = uint8 */
-    uint64_t offset;     /**< bytes before the data (a header to skip) */
-    int big_endian;      /**< nonzero: elements are big-endian */
-    double spacing[3];   /**< voxel size (z, y, x) in mm; 0 = 1 mm. The affine is diagonal. */
-} vt_raw_spec;
-
-/** Options of vt_convert() and vt_convert_images(); initialise with vt_convert_opts_init(). */
-typedef struct vt_convert_opts {
-    uint32_t tile[3];  /**< tile shape (z, y, x); 0 = default (16, 16, 16) */
-    vt_codec codec;    /**< default VT_CODEC_LZ4HC */
-    int level;         /**< 0 = codec default */
-    vt_filter filter;  /**< default VT_FILTER_AUTO */
-    int threads;       /**< compression threads, 0..1024 (default 1); as vt_writer_opts::threads */
-    const char *array; /**< name of the image array (default "image") */
-    vt_dtype dtype;    /**< store the image as this dtype (default VT_DTYPE_SAME: the input's, or a
-                            common type of several inputs); values that do not fit are an error;
-                            floats become integers rounded to nearest */
-    int apply_scaling; /**< nonzero: store NIfTI scl_slope/scl_inter applied (as float32, float64 for
-                            32-bit integer or float64 data, unless dtype says otherwise); 0 (default):
-                            store the raw values and keep slope and intercept in the metadata
-                            ("scl_slope", "scl_inter") */
-    vt_crop crop_mode; /**< default VT_CROP_NONE */
-    int64_t crop[6];   /**< VT_CROP_BOX: z0, z1, y0, y1, x0, x1 (half-open, in source voxels) */
-    int64_t crop_margin; /**< VT_CROP_LABEL: voxels added on each side (clamped to the volume) */
-    int levels;        /**< pyramid levels "image@1" .. "image@N" (and "seg@k"); each halves the axes
-                            whose spacing is at most 3x the finest (Lanczos-3 for images, block mode
-                            for labels); fewer when nothing is left to halve. Default 0 */
-    /** Inputs named .raw, .raw.gz (gzip) or .bin are read as this says; NULL: they are an error. */
-    const vt_raw_spec *raw;
-    /** Called now and then with the fraction done (0..1); may be NULL. */
-    void (*progress)(void *ctx, double fraction);
-    void *progress_ctx;
-} vt_convert_opts;
-
-/** Fill @p opts with the defaults documented on each field.
- * @param opts  the options to fill in; NULL is ignored. */
-VT_API void vt_convert_opts_init(vt_convert_opts *opts);
-
-/**
- * The options that shape a converted store, as one canonical line
- * ("array=image dtype=same apply_scaling=0 crop=none levels=0 tile=16,16,16
- * codec=lz4hc level=4 shuffle=auto"): defaults written out, threads and
- * progress left out. vt_convert_images() stores it as metadata
- * "convert.options", so a rerun can tell whether a store was made the same way.
- * @param opts  the options.
- * @param buf   receives the text, NUL-terminated and truncated to @p len - 1
- *              bytes; may be NULL when @p len is 0.
- * @param len   size of @p buf.
- * @return the length of the whole text (as snprintf), or -1 for a NULL @p opts.
- */
-VT_API int vt_convert_opts_string(const vt_convert_opts *opts, char *buf, size_t len);
-
-/**
- * Convert one image file to a store, streaming in bounded memory; as
- * vt_convert_images() with one image and no segmentation, except that a
- * `.npy` of any rank is accepted (a 3-d (z, y, x) array becomes a (1, z, y, x)
- * image, other ranks are kept) when no image option (crop, dtype) is set.
- * @param in    input path (any input vt_convert_images() takes).
- * @param out   store to write (replaced atomically; nothing is left on failure).
- * @param opts  options or NULL for the defaults.
- * @return as vt_convert_images(); VT_EINVAL also for a NULL path or an empty
- *         opts->array.
- */
-VT_API int vt_convert(const char *in, const char *out, const vt_convert_opts *opts);
-
-/**
- * Convert images -- the channels of one case, e.g. nnU-Net's case_0000,
- * case_0001 ... -- and optionally their segmentation into one store:
- * an image array `(c, z, y, x)` (channels in input order, a 4-d input
- * contributing all its volumes) and a label array "seg" `(1, z, y, x)` with
- * its label index. Inputs: NIfTI-1/2 (`.nii`, `.nii.gz`, `.hdr`/`.img`,
- * either byte order), `.npy` ((z, y, x) or (c, z, y, x)), NRRD (`.nrrd`,
- * `.nhdr` + data file; raw or gzip) and MetaImage (`.mha`, `.mhd` + `.raw` /
- * `.zraw`), 3-d or 4-d (channels interleaved per voxel, or volumes last);
- * 64-bit integers are narrowed to 32 bits when they fit. Every input must
- * have the same voxel grid (shape and affine). Data are read slab by slab:
- * memory is bounded by a few slabs of tiles, whatever the volume; cropping
- * modes that need a bounding box read the inputs twice.
- *
- * Metadata written: "source" (the first image), "sources" (all, one per
- * line), "seg.source", "format", "spacing", "affine", "origin",
- * "direction", "crop" (I64[6]: z0, z1, y0, y1, x0, x1 in the source),
- * "levels" (I64) with "image@K.spacing" and "image@K.affine" per level, and for
- * NIfTI "nifti.header" (verbatim), "nifti.extensions", "nifti.qform",
- * "nifti.sform", "nifti.qform_code", "nifti.sform_code", "scl_slope",
- * "scl_inter" (when scaling is kept rather than applied).
- *
- * @param images   input paths (at least one).
- * @param nimages  their number.
- * @param seg      segmentation path, or NULL.
- * @param out      store to write (replaced atomically; nothing is left on failure).
- * @param opts     options or NULL.
- * @return 0; VT_EIO (cannot open or read); VT_EFORMAT (malformed input: bad
- *         header, truncated or corrupt gzip stream, sizes that do not match
- *         the file); VT_EUNSUPPORTED (RGB, complex, more than 4 dimensions);
- *         VT_EINVAL (inputs that disagree in shape or geometry, a bad crop
- *         box, a segmentation that is not integral, opts->threads outside
- *         0..1024); VT_ERANGE (a value that
- *         does not fit the requested dtype); VT_ENOSPC; VT_ENOMEM.
- *         vt_errmsg(NULL) names the file and what is wrong.
- */
-VT_API int vt_convert_images(const char *const *images, size_t nimages, const char *seg,
-                             const char *out, const vt_convert_opts *opts);
-
-/** What vt_image_probe() tells of an image file. */
-typedef struct vt_image_info {
-    uint64_t shape[4];   /**< as it would be stored: (c, z, y, x) */
-    vt_dtype dtype;      /**< as it would be stored */
-    double spacing[3];   /**< voxel size along (z, y, x) */
-    char format[16];     /**< "nifti1", "nifti2", "npy" ... */
-} vt_image_info;
-
-/**
- * Read the header of an image file (any input vt_convert_images() takes),
- * not its voxels.
- * @param path  image file.
- * @param out   filled in.
- * @return 0, or the errors of vt_convert_images() for a bad header;
- *         vt_errmsg(NULL) names the file.
- */
-VT_API int vt_image_probe(const char *path, vt_image_info *out);
-
-/**
- * Write an array of a store as NIfTI (.nii, or .nii.gz), streaming. A store
- * converted from NIfTI gets its source header back (byte order, NIfTI-1 or
- * -2, extensions, qform/sform and their codes, units, descriptions),
- * changed only where the store differs: shape (crop, channels: a 4-d file for
- * several), datatype (float16/bfloat16 are written as float32), scaling (kept
- * when the store holds raw values, none when it was applied or for "seg"),
- * the translations of a cropped grid, vox_offset. Other stores get a NIfTI-1
- * header from their "affine" metadata (identity if none).
- * @param store  store path.
- * @param array  array name, NULL for "image".
- * @param out    .nii or .nii.gz to write (temporary file renamed into place).
- * @return 0; VT_EINVAL (bad output name); VT_ENOTFOUND (no such array);
- *         VT_EUNSUPPORTED (not a 4-d image array); errors of vt_open() and
- *         vt_read(); VT_EIO / VT_ENOSPC writing. vt_errmsg(NULL) has the detail.
- */
-VT_API int vt_export_nifti(const char *store, const char *array, const char *out);
 /**@}*/
 
 #ifdef __cplusplus

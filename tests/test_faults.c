@@ -9,7 +9,7 @@
 #include <fcntl.h>
 #include <stdbool.h>
 
-/* from src/internal.h (test builds link the library's static archive) */
+/* from src/base/internal.h (test builds link the library's static archive) */
 #define VT_FAULT_MALLOC 0x01u
 #define VT_FAULT_WRITE 0x04u
 #define VT_FAULT_ALL 0x1ffu

@@ -5,6 +5,7 @@
 #define VT_TESTUTIL_H
 
 #include "voxtile.h"
+#include "voxtile_convert.h"
 
 #include <check.h>
 #include <dirent.h>

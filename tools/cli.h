@@ -1,6 +1,7 @@
 /* The voxtile command-line tool: shared declarations.
  *
- * Each command lives in tools/cmd_*.c as `int cmd_NAME(int argc, char **argv)`
+ * Each command NAME lives in tools/cmd_NAME.c (dashes as underscores) as
+ * `int cmd_NAME(int argc, char **argv)`
  * (argv[0] is the command name) and returns the exit status:
  * 0 success, 1 failure (bad file, failed check), 2 usage error.
  * Errors go to stderr as "voxtile: FILE: what is wrong". */
@@ -59,9 +60,15 @@ bool has_suffix(const char *s, const char *suffix);
 void json_string(const char *s);
 void json_double(double v);
 
+/* nnU-Net names the channels of a case CASE_0000<ending>, CASE_0001<ending> ...:
+ * true when the @p stem_len characters of @p name before its ending end in
+ * "_" and four digits; then *case_len is the length of CASE and *channel the
+ * number (either may be NULL). */
+bool nnunet_channel(const char *name, size_t stem_len, size_t *case_len, int *channel);
+
 /* The array a command works on: --array NAME, else "image", else the first.
  * On failure prints the error and returns nonzero. */
-int open_array(vt_store *s, const char *name, const vt_array **out);
+int open_array(const vt_store *s, const char *name, const vt_array **out);
 
 /* Orientation code ("RAS", "LPS" ...) of the voxel axes x, y, z of a 4x4
  * row-major NIfTI-style affine; false if degenerate. */

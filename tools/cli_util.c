@@ -161,7 +161,7 @@ double parse_double(const char *opt, const char *s)
     return v;
 }
 
-int open_array(vt_store *s, const char *name, const vt_array **out)
+int open_array(const vt_store *s, const char *name, const vt_array **out)
 {
     int rc;
     if (name)
@@ -171,4 +171,21 @@ int open_array(vt_store *s, const char *name, const vt_array **out)
     if (rc)
         lib_error(vt_errmsg(s), rc);
     return rc;
+}
+
+bool nnunet_channel(const char *name, size_t stem_len, size_t *case_len, int *channel)
+{
+    if (stem_len < 5 || name[stem_len - 5] != '_')
+        return false;
+    int ch = 0;
+    for (size_t i = stem_len - 4; i < stem_len; i++) {
+        if (name[i] < '0' || name[i] > '9')
+            return false;
+        ch = ch * 10 + (name[i] - '0');
+    }
+    if (case_len)
+        *case_len = stem_len - 5;
+    if (channel)
+        *channel = ch;
+    return true;
 }

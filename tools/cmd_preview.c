@@ -57,29 +57,7 @@ static const char preview_help[] =
     "\n"
     "example: voxtile preview ct.vxt --axis y --window soft --overlay seg --montage 9 -o ct.png\n";
 
-static const char stat_tiles_help[] =
-    "usage: voxtile stat-tiles STORE -o OUT.png [options]\n"
-    "\n"
-    "Where the bytes go: a heat map of the tile grid, one panel per z tile-slab (a\n"
-    "tile row along z), one cell per tile, coloured by its compression ratio (or\n"
-    "stored bytes) on a log scale; constant tiles, which take no bytes, are grey.\n"
-    "A colour bar gives the scale. Channels of a 4-d array are summed. The summary\n"
-    "on stdout lists the tiles that take the most bytes.\n"
-    "\n"
-    "  -o, --output FILE     the PNG to write (replaced atomically)\n"
-    "      --array NAME      array (default image, else the first)\n"
-    "      --metric M        ratio (default: raw/stored) or bytes (stored bytes)\n"
-    "      --project P       one panel instead of one per slab: max (the largest value\n"
-    "                        along z) or sum (ratio: all raw / all stored along z;\n"
-    "                        bytes: their sum)\n"
-    "      --cell N          pixels per tile cell (default: fits panels to ~256 px)\n"
-    "  -q, --quiet           no summary\n"
-    "\n"
-    "example: voxtile stat-tiles ct.vxt -o tiles.png --project sum\n";
-
-static const uint8_t bg[3] = {24, 24, 24}, ink[3] = {230, 230, 230}, grid_colour[3] = {255, 230, 0};
-
-/* ---- preview ------------------------------------------------------------ */
+static const uint8_t grid_colour[3] = {255, 230, 0};
 
 typedef struct view {
     const vt_array *a, *ov;
@@ -257,7 +235,18 @@ static void geometry(const vt_store *s, bool orient, double spacing[3], bool fli
     }
 }
 
-int cmd_preview(int argc, char **argv)
+/* What the command line asks for. */
+typedef struct preview_args {
+    const char *path, *out, *name, *ovname, *window;
+    long channel, index, montage;
+    double zoom;
+    double wc, ww; /* --window */
+    bool orient;
+    int quiet;
+} preview_args;
+
+/* Step 1: the command line; usage errors end the process. Returns 1 after --help. */
+static int parse_args(int argc, char **argv, preview_args *pa, view *v)
 {
     static const struct option opts[] = {
         {"output", required_argument, 0, 'o'}, {"array", required_argument, 0, 'a'},
@@ -268,188 +257,199 @@ int cmd_preview(int argc, char **argv)
         {"zoom", required_argument, 0, 'z'},    {"no-orient", no_argument, 0, 'N'},
         {"quiet", no_argument, 0, 'q'},         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
-    const char *out = NULL, *name = NULL, *ovname = NULL, *window = NULL;
-    long channel = 0, index = -1, montage = 1;
-    double zoom = 1;
-    int c, quiet = 0;
-    view v;
-    memset(&v, 0, sizeof v);
-    v.alpha = 0.5;
-    bool orient = true;
+    memset(pa, 0, sizeof *pa);
+    pa->index = -1;
+    pa->montage = 1;
+    pa->zoom = 1;
+    pa->orient = true;
+    v->alpha = 0.5;
+    int c;
     while ((c = getopt_long(argc, argv, "o:qh", opts, NULL)) != -1) {
         switch (c) {
-        case 'o': out = optarg; break;
-        case 'a': name = optarg; break;
-        case 'c': channel = parse_int("--channel", optarg, 0, INT32_MAX); break;
+        case 'o': pa->out = optarg; break;
+        case 'a': pa->name = optarg; break;
+        case 'c': pa->channel = parse_int("--channel", optarg, 0, INT32_MAX); break;
         case 'x':
             if (strlen(optarg) != 1 || !strchr("zyx", optarg[0]))
                 die_usage("--axis: expected z, y or x, got '%s'", optarg);
-            v.axis = optarg[0] == 'z' ? 0 : optarg[0] == 'y' ? 1 : 2;
+            v->axis = optarg[0] == 'z' ? 0 : optarg[0] == 'y' ? 1 : 2;
             break;
-        case 'i': index = parse_int("--index", optarg, 0, INT32_MAX); break;
-        case 'm': montage = parse_int("--montage", optarg, 1, 256); break;
-        case 'w': window = optarg; break;
-        case 'O': ovname = optarg; break;
+        case 'i': pa->index = parse_int("--index", optarg, 0, INT32_MAX); break;
+        case 'm': pa->montage = parse_int("--montage", optarg, 1, 256); break;
+        case 'w': pa->window = optarg; break;
+        case 'O': pa->ovname = optarg; break;
         case 'A':
-            v.alpha = parse_double("--alpha", optarg);
-            if (v.alpha < 0 || v.alpha > 1)
+            v->alpha = parse_double("--alpha", optarg);
+            if (v->alpha < 0 || v->alpha > 1)
                 die_usage("--alpha: expected 0..1, got '%s'", optarg);
             break;
-        case 'g': v.grid = true; break;
+        case 'g': v->grid = true; break;
         case 'z':
-            zoom = parse_double("--zoom", optarg);
-            if (!(zoom > 0 && zoom <= 64))
+            pa->zoom = parse_double("--zoom", optarg);
+            if (!(pa->zoom > 0 && pa->zoom <= 64))
                 die_usage("--zoom: expected a factor in (0, 64], got '%s'", optarg);
             break;
-        case 'N': orient = false; break;
-        case 'q': quiet = 1; break;
-        case 'h': fputs(preview_help, stdout); return 0;
+        case 'N': pa->orient = false; break;
+        case 'q': pa->quiet = 1; break;
+        case 'h': fputs(preview_help, stdout); return 1;
         default: die_usage("preview: bad option");
         }
     }
-    if (optind + 1 != argc || out == NULL)
+    if (optind + 1 != argc || pa->out == NULL)
         die_usage("preview: expected one store and -o OUT.png");
-    double wc = 0, ww = 0;
-    if (window && !parse_window(window, &wc, &ww))
-        die_usage("--window: expected C,W with W > 0 or soft, lung, bone, brain; got '%s'", window);
-    if (index >= 0 && montage > 1)
+    if (pa->window && !parse_window(pa->window, &pa->wc, &pa->ww))
+        die_usage("--window: expected C,W with W > 0 or soft, lung, bone, brain; got '%s'", pa->window);
+    if (pa->index >= 0 && pa->montage > 1)
         die_usage("preview: --index and --montage exclude each other");
-    const char *path = argv[optind];
-    vt_store *s;
-    int rc = vt_open(path, 0, &s);
-    if (rc)
-        return lib_error(vt_errmsg(NULL), rc);
-    int status = 1;
-    double *img = NULL, *lab = NULL;
-    canvas cv = {0, 0, NULL};
-    if (open_array(s, name, &v.a) != 0)
-        goto done;
-    vt_array_info_get(v.a, &v.ai);
-    if (v.ai.ndim < 3) {
-        file_error(path, "array '%s' has %d dimension%s; preview needs 3 (z, y, x) or more", v.ai.name, v.ai.ndim,
-                   v.ai.ndim == 1 ? "" : "s");
-        goto done;
-    }
-    v.lead = v.ai.ndim - 3;
-    uint64_t nchan = v.lead ? v.ai.shape[v.lead - 1] : 1;
-    for (int d = 0; d < v.lead - 1; d++)
-        if (v.ai.shape[d] != 1) {
-            file_error(path, "array '%s' has %d dimensions with more than one channel axis", v.ai.name, v.ai.ndim);
-            goto done;
-        }
-    if ((uint64_t)channel >= nchan) {
+    pa->path = argv[optind];
+    return 0;
+}
+
+/* Step 2: the array, its channel and overlay, and the slice's axes; an exit
+ * status on failure (0 when all is well). */
+static int choose_slices(const vt_store *s, preview_args *pa, view *v)
+{
+    const char *path = pa->path;
+    if (open_array(s, pa->name, &v->a) != 0)
+        return 1;
+    vt_array_info_get(v->a, &v->ai);
+    if (v->ai.ndim < 3)
+        return file_error(path, "array '%s' has %d dimension%s; preview needs 3 (z, y, x) or more", v->ai.name,
+                          v->ai.ndim, v->ai.ndim == 1 ? "" : "s");
+    v->lead = v->ai.ndim - 3;
+    uint64_t nchan = v->lead ? v->ai.shape[v->lead - 1] : 1;
+    for (int d = 0; d < v->lead - 1; d++)
+        if (v->ai.shape[d] != 1)
+            return file_error(path, "array '%s' has %d dimensions with more than one channel axis", v->ai.name,
+                              v->ai.ndim);
+    if ((uint64_t)pa->channel >= nchan) {
         fprintf(stderr, "voxtile: %s: array '%s' has %" PRIu64 " channel%s; --channel %ld is out of range\n", path,
-                v.ai.name, nchan, nchan == 1 ? "" : "s", channel);
-        status = EXIT_USAGE;
-        goto done;
+                v->ai.name, nchan, nchan == 1 ? "" : "s", pa->channel);
+        return EXIT_USAGE;
     }
-    v.channel = (uint64_t)channel;
+    v->channel = (uint64_t)pa->channel;
     for (int d = 0; d < 3; d++) {
-        v.shape[d] = v.ai.shape[v.lead + d];
-        v.tile[d] = v.ai.tile[v.lead + d];
+        v->shape[d] = v->ai.shape[v->lead + d];
+        v->tile[d] = v->ai.tile[v->lead + d];
     }
-    if (ovname) {
-        if (open_array(s, ovname, &v.ov) != 0)
-            goto done;
+    if (pa->ovname) {
+        if (open_array(s, pa->ovname, &v->ov) != 0)
+            return 1;
         vt_array_info oi;
-        vt_array_info_get(v.ov, &oi);
+        vt_array_info_get(v->ov, &oi);
         bool same = oi.ndim >= 3;
         for (int d = 0; d < 3 && same; d++)
-            same = oi.shape[oi.ndim - 3 + d] == v.shape[d];
+            same = oi.shape[oi.ndim - 3 + d] == v->shape[d];
         for (int d = 0; d < oi.ndim - 3 && same; d++)
             same = oi.shape[d] == 1;
-        if (!same) {
-            file_error(path, "overlay '%s' does not have the spatial shape of '%s'", oi.name, v.ai.name);
-            goto done;
-        }
+        if (!same)
+            return file_error(path, "overlay '%s' does not have the spatial shape of '%s'", oi.name, v->ai.name);
     }
-    v.rax = v.axis == 0 ? 1 : 0;
-    v.cax = v.axis == 2 ? 1 : 2;
-    v.nr = v.shape[v.rax];
-    v.nc = v.shape[v.cax];
-    if (v.nr > (UINT64_C(1) << 25) / v.nc) { /* the slice is read whole, as doubles */
-        file_error(path, "a %" PRIu64 " x %" PRIu64 " slice is too large to draw (at most 2^25 voxels)", v.nr, v.nc);
-        goto done;
+    v->rax = v->axis == 0 ? 1 : 0;
+    v->cax = v->axis == 2 ? 1 : 2;
+    v->nr = v->shape[v->rax];
+    v->nc = v->shape[v->cax];
+    if (v->nr > (UINT64_C(1) << 25) / v->nc) /* the slice is read whole, as doubles */
+        return file_error(path, "a %" PRIu64 " x %" PRIu64 " slice is too large to draw (at most 2^25 voxels)",
+                          v->nr, v->nc);
+    uint64_t naxis = v->shape[v->axis];
+    if (pa->index >= 0 && (uint64_t)pa->index >= naxis) {
+        fprintf(stderr, "voxtile: %s: --index %ld is outside 0..%" PRIu64 " along %c\n", path, pa->index,
+                naxis - 1, "zyx"[v->axis]);
+        return EXIT_USAGE;
     }
-    uint64_t naxis = v.shape[v.axis];
-    if (index >= 0 && (uint64_t)index >= naxis) {
-        fprintf(stderr, "voxtile: %s: --index %ld is outside 0..%" PRIu64 " along %c\n", path, index, naxis - 1,
-                "zyx"[v.axis]);
-        status = EXIT_USAGE;
-        goto done;
-    }
-    if ((uint64_t)montage > naxis)
-        montage = (long)naxis;
-    geometry(s, orient, v.spacing, v.flip);
-    double sr = v.spacing[v.rax], sc = v.spacing[v.cax], p = sr < sc ? sr : sc;
-    double oh = round((double)v.nr * sr / p * zoom), ow = round((double)v.nc * sc / p * zoom);
+    if ((uint64_t)pa->montage > naxis)
+        pa->montage = (long)naxis;
+    return 0;
+}
+
+/* Step 3: the picture of one slice -- orientation, physical aspect, size --
+ * and the grey window; an exit status on failure. */
+static int fit_picture(const vt_store *s, preview_args *pa, view *v)
+{
+    geometry(s, pa->orient, v->spacing, v->flip);
+    double sr = v->spacing[v->rax], sc = v->spacing[v->cax], p = sr < sc ? sr : sc;
+    double oh = round((double)v->nr * sr / p * pa->zoom), ow = round((double)v->nc * sc / p * pa->zoom);
     if (oh > 16384 || ow > 16384) {
         /* with --zoom above 1 the command line asked for it; otherwise the store's shape
          * and spacing do (a hostile spacing can ask for 1e300 pixels) */
-        double fit = 16384 / (oh > ow ? oh : ow) * zoom;
+        double fit = 16384 / (oh > ow ? oh : ow) * pa->zoom;
         fprintf(stderr, "voxtile: %s: a %.6g x %.6g pixel slice (spacing %g x %g mm) is too large to draw "
-                "(at most 16384 pixels a side)", path, ow, oh, sc, sr);
+                "(at most 16384 pixels a side)", pa->path, ow, oh, sc, sr);
         if (fit >= 1e-3)
             fprintf(stderr, "; try --zoom %.3g", floor(fit * 1000) / 1000);
         fputc('\n', stderr);
-        status = zoom > 1 ? EXIT_USAGE : EXIT_FAILURE;
-        goto done;
+        return pa->zoom > 1 ? EXIT_USAGE : EXIT_FAILURE;
     }
-    v.out_h = oh < 1 ? 1 : (int)oh;
-    v.out_w = ow < 1 ? 1 : (int)ow;
-    v.label_colours = vt_label_count(v.a) > 0 && window == NULL;
-    if (window) {
-        v.lo = wc - ww / 2;
-        v.width = ww;
-    } else {
-        double mn = isnan(v.ai.min) ? 0 : v.ai.min, mx = isnan(v.ai.max) ? 1 : v.ai.max;
-        double slope, inter;
-        if (vt_array_scaling(v.a, &slope, &inter)) { /* the range of the values drawn */
-            double a = mn * slope + inter, b = mx * slope + inter;
-            mn = a < b ? a : b;
-            mx = a < b ? b : a;
-        }
-        v.lo = mn;
-        v.width = mx > mn ? mx - mn : 1;
-        wc = v.lo + v.width / 2;
-        ww = v.width;
+    v->out_h = oh < 1 ? 1 : (int)oh;
+    v->out_w = ow < 1 ? 1 : (int)ow;
+    v->label_colours = vt_label_count(v->a) > 0 && pa->window == NULL;
+    if (pa->window) {
+        v->lo = pa->wc - pa->ww / 2;
+        v->width = pa->ww;
+        return 0;
     }
+    double mn = isnan(v->ai.min) ? 0 : v->ai.min, mx = isnan(v->ai.max) ? 1 : v->ai.max;
+    double slope, inter;
+    if (vt_array_scaling(v->a, &slope, &inter)) { /* the range of the values drawn */
+        double a = mn * slope + inter, b = mx * slope + inter;
+        mn = a < b ? a : b;
+        mx = a < b ? b : a;
+    }
+    v->lo = mn;
+    v->width = mx > mn ? mx - mn : 1;
+    pa->wc = v->lo + v->width / 2;
+    pa->ww = v->width;
+    return 0;
+}
+
+/* Step 4: read and draw the slice (or the montage's), write the PNG and
+ * say what it shows; an exit status. */
+static int draw(const vt_store *s, const preview_args *pa, const view *v)
+{
+    const char *path = pa->path;
+    long montage = pa->montage;
+    uint64_t naxis = v->shape[v->axis];
+    double sr = v->spacing[v->rax], sc = v->spacing[v->cax], p = sr < sc ? sr : sc;
     /* layout: one slice alone; a montage in a grid with a caption strip over each */
-    int cols = 1, rows = 1, gap = 0, cap = 0, scale = v.out_w >= 200 ? 2 : 1;
+    int cols = 1, rows = 1, gap = 0, cap = 0, scale = v->out_w >= 200 ? 2 : 1;
     if (montage > 1) {
         cols = (int)ceil(sqrt((double)montage));
         rows = (int)((montage + cols - 1) / cols);
         gap = 4;
         cap = text_height(scale) + 4;
     }
-    int W = cols * v.out_w + (cols + 1) * gap, H = rows * (v.out_h + cap + gap) + gap;
-    if (!canvas_init(&cv, W, H, bg) || (img = malloc(v.nr * v.nc * sizeof *img)) == NULL ||
-        (v.ov && (lab = malloc(v.nr * v.nc * sizeof *lab)) == NULL)) {
+    int W = cols * v->out_w + (cols + 1) * gap, H = rows * (v->out_h + cap + gap) + gap;
+    int status = 1, rc;
+    double *img = NULL, *lab = NULL;
+    canvas cv = {0, 0, NULL};
+    if (!canvas_init(&cv, W, H, render_bg) || (img = malloc(v->nr * v->nc * sizeof *img)) == NULL ||
+        (v->ov && (lab = malloc(v->nr * v->nc * sizeof *lab)) == NULL)) {
         file_error(path, "out of memory for a %d x %d picture", W, H);
         goto done;
     }
     char slices[512] = "";
     size_t sl = 0;
     for (long i = 0; i < montage; i++) {
-        uint64_t k = montage > 1 ? (uint64_t)floor(((double)i + 0.5) * (double)naxis / (double)montage)
-                     : index >= 0 ? (uint64_t)index
-                                  : naxis / 2;
-        if ((rc = read_slice(&v, v.a, k, img)) != 0 || (v.ov && (rc = read_slice(&v, v.ov, k, lab)) != 0)) {
+        uint64_t k = montage > 1     ? (uint64_t)floor(((double)i + 0.5) * (double)naxis / (double)montage)
+                     : pa->index >= 0 ? (uint64_t)pa->index
+                                      : naxis / 2;
+        if ((rc = read_slice(v, v->a, k, img)) != 0 || (v->ov && (rc = read_slice(v, v->ov, k, lab)) != 0)) {
             lib_error(vt_errmsg(s), rc);
             goto done;
         }
-        int x0 = gap + (int)(i % cols) * (v.out_w + gap), y0 = gap + (int)(i / cols) * (v.out_h + cap + gap) + cap;
-        draw_slice(&v, img, lab, &cv, x0, y0);
+        int x0 = gap + (int)(i % cols) * (v->out_w + gap), y0 = gap + (int)(i / cols) * (v->out_h + cap + gap) + cap;
+        draw_slice(v, img, lab, &cv, x0, y0);
         if (montage > 1) {
             char caption[32];
-            snprintf(caption, sizeof caption, "%c %" PRIu64, "ZYX"[v.axis], k);
-            canvas_text(&cv, x0, y0 - cap + 2, caption, ink, scale);
+            snprintf(caption, sizeof caption, "%c %" PRIu64, "ZYX"[v->axis], k);
+            canvas_text(&cv, x0, y0 - cap + 2, caption, render_ink, scale);
         }
         if (sl < sizeof slices - 24)
             sl += (size_t)snprintf(slices + sl, sizeof slices - sl, "%s%" PRIu64, i ? "," : "", k);
     }
     /* grey unless something is in colour */
-    bool colour = v.ov || v.grid || v.label_colours;
+    bool colour = v->ov || v->grid || v->label_colours;
     uint8_t *pix = cv.rgb;
     if (!colour)
         for (size_t i = 0; i < (size_t)W * (size_t)H; i++)
@@ -459,237 +459,41 @@ int cmd_preview(int argc, char **argv)
     snprintf(desc, sizeof desc,
              "array '%s' channel %" PRIu64 ", axis %c, slice%s %s of %" PRIu64 ", window %g,%g, spacing %g x %g mm, "
              "%g mm per pixel, %s",
-             v.ai.name, v.channel, "zyx"[v.axis], montage > 1 ? "s" : "", slices, naxis, wc, ww, sr, sc, p / zoom,
-             orient && (v.flip[0] || v.flip[1] || v.flip[2]) ? "radiological orientation" : "index order");
+             v->ai.name, v->channel, "zyx"[v->axis], montage > 1 ? "s" : "", slices, naxis, pa->wc, pa->ww, sr, sc,
+             p / pa->zoom,
+             pa->orient && (v->flip[0] || v->flip[1] || v->flip[2]) ? "radiological orientation" : "index order");
     const char *keys[] = {"Software", "Source", "Description"};
     const char *values[] = {version, path, desc};
-    if (png_write(out, pix, W, H, colour ? 3 : 1, keys, values, 3) != 0)
+    if (png_write(pa->out, pix, W, H, colour ? 3 : 1, keys, values, 3) != 0)
         goto done;
-    if (!quiet)
-        printf("%s: %d x %d px, %s\n", out, W, H, desc);
+    if (!pa->quiet)
+        printf("%s: %d x %d px, %s\n", pa->out, W, H, desc);
     status = 0;
 done:
     canvas_free(&cv);
     free(img);
     free(lab);
-    vt_close(s);
     return status;
 }
 
-/* ---- stat-tiles --------------------------------------------------------- */
-
-int cmd_stat_tiles(int argc, char **argv)
+/* parse the command line, open the store, choose the slices, fit the
+ * picture, draw it */
+int cmd_preview(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"output", required_argument, 0, 'o'}, {"array", required_argument, 0, 'a'},
-        {"metric", required_argument, 0, 'm'}, {"project", required_argument, 0, 'p'},
-        {"cell", required_argument, 0, 'c'},   {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
-    const char *out = NULL, *name = NULL;
-    int bytes_metric = 0, project = 0, cell = 0, quiet = 0, c; /* project: 0 none, 1 max, 2 sum */
-    while ((c = getopt_long(argc, argv, "o:qh", opts, NULL)) != -1) {
-        switch (c) {
-        case 'o': out = optarg; break;
-        case 'a': name = optarg; break;
-        case 'm':
-            if (strcmp(optarg, "ratio") != 0 && strcmp(optarg, "bytes") != 0)
-                die_usage("--metric: expected ratio or bytes, got '%s'", optarg);
-            bytes_metric = optarg[0] == 'b';
-            break;
-        case 'p':
-            if (strcmp(optarg, "max") != 0 && strcmp(optarg, "sum") != 0)
-                die_usage("--project: expected max or sum, got '%s'", optarg);
-            project = optarg[0] == 'm' ? 1 : 2;
-            break;
-        case 'c': cell = (int)parse_int("--cell", optarg, 1, 256); break;
-        case 'q': quiet = 1; break;
-        case 'h': fputs(stat_tiles_help, stdout); return 0;
-        default: die_usage("stat-tiles: bad option");
-        }
-    }
-    if (optind + 1 != argc || out == NULL)
-        die_usage("stat-tiles: expected one store and -o OUT.png");
-    const char *path = argv[optind];
+    preview_args pa;
+    view v;
+    memset(&v, 0, sizeof v);
+    if (parse_args(argc, argv, &pa, &v) != 0)
+        return 0; /* --help */
     vt_store *s;
-    int rc = vt_open(path, 0, &s);
+    int rc = vt_open(pa.path, 0, &s);
     if (rc)
         return lib_error(vt_errmsg(NULL), rc);
-    int status = 1;
-    const vt_array *a;
-    double *raw = NULL, *stored = NULL, *val = NULL;
-    canvas cv = {0, 0, NULL};
-    if (open_array(s, name, &a) != 0)
-        goto done;
-    vt_array_info ai;
-    vt_array_info_get(a, &ai);
-    /* the grid's last three axes (fewer for 1-d/2-d arrays: missing ones are 1) */
-    uint64_t g[3] = {1, 1, 1};
-    int k0 = ai.ndim > 3 ? ai.ndim - 3 : 0;
-    for (int d = k0; d < ai.ndim; d++)
-        g[3 - (ai.ndim - d)] = ai.grid[d];
-    uint64_t ncell = g[0] * g[1] * g[2];
-    if (g[1] * g[2] > 4096 * 4096) {
-        file_error(path, "a %" PRIu64 " x %" PRIu64 " tile grid is too large to draw", g[1], g[2]);
-        goto done;
-    }
-    raw = calloc(ncell, sizeof *raw);
-    stored = calloc(ncell, sizeof *stored);
-    if (raw == NULL || stored == NULL) {
-        file_error(path, "out of memory");
-        goto done;
-    }
-    uint64_t top[5] = {0}, top_bytes[5] = {0};
-    int ntop = 0;
-    for (uint64_t t = 0; t < ai.ntiles; t++) {
-        vt_tile_info ti;
-        if ((rc = vt_tile_get(a, t, &ti)) != 0) {
-            lib_error(vt_errmsg(s), rc);
-            goto done;
-        }
-        uint64_t z = ai.ndim >= 3 ? ti.coord[ai.ndim - 3] : 0, y = ai.ndim >= 2 ? ti.coord[ai.ndim - 2] : 0,
-                 x = ti.coord[ai.ndim - 1];
-        uint64_t i = (z * g[1] + y) * g[2] + x;
-        raw[i] += (double)ti.raw_size;
-        stored[i] += (double)ti.stored_size;
-        /* the five tiles with the most stored bytes */
-        int pos = ntop;
-        while (pos > 0 && top_bytes[pos - 1] < ti.stored_size)
-            pos--;
-        if (pos < 5) {
-            for (int j = (ntop < 5 ? ntop : 4); j > pos; j--) {
-                top[j] = top[j - 1];
-                top_bytes[j] = top_bytes[j - 1];
-            }
-            top[pos] = t;
-            top_bytes[pos] = ti.stored_size;
-            if (ntop < 5)
-                ntop++;
-        }
-    }
-    /* values per panel cell; NaN = constant (no bytes) */
-    uint64_t npanel = project ? 1 : g[0];
-    val = malloc(npanel * g[1] * g[2] * sizeof *val);
-    if (val == NULL) {
-        file_error(path, "out of memory");
-        goto done;
-    }
-    for (uint64_t pz = 0; pz < npanel; pz++)
-        for (uint64_t yx = 0; yx < g[1] * g[2]; yx++) {
-            double v = (double)NAN, r = 0, b = 0;
-            uint64_t z0 = project ? 0 : pz, z1 = project ? g[0] : pz + 1;
-            for (uint64_t z = z0; z < z1; z++) {
-                uint64_t i = z * g[1] * g[2] + yx;
-                double m = stored[i] > 0 ? (bytes_metric ? stored[i] : raw[i] / stored[i]) : (double)NAN;
-                if (project == 1 && !isnan(m))
-                    v = isnan(v) || m > v ? m : v;
-                r += raw[i];
-                b += stored[i];
-            }
-            if (project != 1)
-                v = b > 0 ? (bytes_metric ? b : r / b) : (double)NAN;
-            val[pz * g[1] * g[2] + yx] = v;
-        }
-    double lo = INFINITY, hi = -INFINITY;
-    for (uint64_t i = 0; i < npanel * g[1] * g[2]; i++)
-        if (!isnan(val[i])) {
-            lo = val[i] < lo ? val[i] : lo;
-            hi = val[i] > hi ? val[i] : hi;
-        }
-    bool any = lo <= hi;
-    if (!any)
-        lo = hi = 1;
-    double llo = log(lo > 0 ? lo : 1e-9), lhi = log(hi > 0 ? hi : 1e-9);
-    /* layout */
-    uint64_t longest = g[1] > g[2] ? g[1] : g[2];
-    if (cell == 0)
-        cell = (int)(256 / longest) < 2 ? 2 : (int)(256 / longest) > 24 ? 24 : (int)(256 / longest);
-    int pw = (int)g[2] * cell, ph = (int)g[1] * cell, scale = 1;
-    int cols = (int)ceil(sqrt((double)npanel)), rows = (int)((npanel + (uint64_t)cols - 1) / (uint64_t)cols);
-    int gap = 6, cap = text_height(scale) + 4;
-    int W = cols * pw + (cols + 1) * gap, barh = 12, legend = barh + 2 * text_height(scale) + 16;
-    if (W < 260)
-        W = 260;
-    int H = rows * (ph + cap + gap) + gap + legend;
-    if ((double)W * H > 1e8) {
-        file_error(path, "the picture would be %d x %d pixels; use --project or a smaller --cell", W, H);
-        goto done;
-    }
-    if (!canvas_init(&cv, W, H, bg)) {
-        file_error(path, "out of memory for a %d x %d picture", W, H);
-        goto done;
-    }
-    static const uint8_t constant[3] = {150, 150, 150};
-    for (uint64_t pz = 0; pz < npanel; pz++) {
-        int x0 = gap + (int)(pz % (uint64_t)cols) * (pw + gap);
-        int y0 = gap + (int)(pz / (uint64_t)cols) * (ph + cap + gap) + cap;
-        char caption[64];
-        if (project)
-            snprintf(caption, sizeof caption, "%s OVER Z", project == 1 ? "MAX" : "SUM");
-        else {
-            int za = ai.ndim >= 3 ? ai.ndim - 3 : 0;
-            uint64_t z1 = (pz + 1) * ai.tile[za];
-            snprintf(caption, sizeof caption, "Z %" PRIu64 "-%" PRIu64, pz * ai.tile[za],
-                     (z1 < ai.shape[za] ? z1 : ai.shape[za]) - 1);
-        }
-        canvas_text(&cv, x0, y0 - cap + 2, caption, ink, scale);
-        for (uint64_t y = 0; y < g[1]; y++)
-            for (uint64_t x = 0; x < g[2]; x++) {
-                double v = val[(pz * g[1] + y) * g[2] + x];
-                uint8_t col[3];
-                if (isnan(v))
-                    memcpy(col, constant, 3);
-                else
-                    heat_colour(lhi > llo ? (log(v) - llo) / (lhi - llo) : 1, col);
-                canvas_rect(&cv, x0 + (int)x * cell, y0 + (int)y * cell, cell - (cell >= 6), cell - (cell >= 6), col);
-            }
-    }
-    /* colour bar with its ends, and the constant-tile swatch */
-    int by = H - legend + 4, bw = W - 2 * gap;
-    for (int x = 0; x < bw; x++) {
-        uint8_t col[3];
-        heat_colour((double)x / (bw - 1), col);
-        canvas_rect(&cv, gap + x, by, 1, barh, col);
-    }
-    char t1[64], t2[64], t3[64];
-    snprintf(t1, sizeof t1, bytes_metric ? "%.0f B" : "%.2fx", lo);
-    snprintf(t2, sizeof t2, bytes_metric ? "%.0f B" : "%.2fx", hi);
-    canvas_text(&cv, gap, by + barh + 3, t1, ink, scale);
-    canvas_text(&cv, W - gap - text_width(t2, scale), by + barh + 3, t2, ink, scale);
-    snprintf(t3, sizeof t3, "%s, LOG SCALE", bytes_metric ? "STORED BYTES" : "RATIO");
-    canvas_text(&cv, (W - text_width(t3, scale)) / 2, by + barh + 3, t3, ink, scale);
-    int sy = by + barh + 3 + text_height(scale) + 3;
-    canvas_rect(&cv, gap, sy, 7, 7, constant);
-    canvas_text(&cv, gap + 10, sy, "CONSTANT TILE (NO BYTES)", ink, scale);
-    char desc[512], version[64];
-    snprintf(version, sizeof version, "voxtile %s", vt_version_string());
-    snprintf(desc, sizeof desc, "array '%s', %s per tile, %s; range %g to %g", ai.name,
-             bytes_metric ? "stored bytes" : "compression ratio",
-             project == 1 ? "max over z" : project == 2 ? "summed over z" : "one panel per z tile-slab", lo, hi);
-    const char *keys[] = {"Software", "Source", "Description"};
-    const char *values[] = {version, path, desc};
-    if (png_write(out, cv.rgb, W, H, 3, keys, values, 3) != 0)
-        goto done;
-    if (!quiet) {
-        char b1[32], b2[32];
-        printf("%s: %d x %d px, %s\n", out, W, H, desc);
-        printf("array '%s': %s stored of %s raw, ratio %.3f; %" PRIu64 " of %" PRIu64 " tiles constant\n", ai.name,
-               human((double)ai.stored_bytes, b1, sizeof b1), human((double)ai.raw_bytes, b2, sizeof b2),
-               (double)ai.raw_bytes / (double)(ai.stored_bytes ? ai.stored_bytes : 1), ai.constant_tiles, ai.ntiles);
-        for (int i = 0; i < ntop && top_bytes[i] > 0; i++) {
-            vt_tile_info ti;
-            vt_tile_get(a, top[i], &ti);
-            printf("  tile %" PRIu64 " (", top[i]);
-            for (int d = 0; d < ai.ndim; d++)
-                printf("%s%" PRIu64, d ? "," : "", ti.coord[d]);
-            printf("): %u bytes, ratio %.2f\n", ti.stored_size, (double)ti.raw_size / ti.stored_size);
-        }
-    }
-    status = 0;
-done:
-    canvas_free(&cv);
-    free(raw);
-    free(stored);
-    free(val);
+    int status = choose_slices(s, &pa, &v);
+    if (status == 0)
+        status = fit_picture(s, &pa, &v);
+    if (status == 0)
+        status = draw(s, &pa, &v);
     vt_close(s);
     return status;
 }

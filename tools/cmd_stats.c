@@ -1,5 +1,8 @@
-/* voxtile stats */
+/* voxtile stats: know the data before training -- over stores, image files
+ * and folders, the distributions of shapes, spacings, dtypes and sizes, the
+ * largest cases, and what brings each under a memory budget. */
 #include "cli.h"
+#include "voxtile_convert.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -13,8 +16,6 @@
 #include <unistd.h>
 #include <dirent.h>
 #include <sys/stat.h>
-
-/* ---- stats -------------------------------------------------------------- */
 
 static const char stats_help[] =
     "usage: voxtile stats PATH... [--budget SIZE] [--json]\n"
@@ -45,27 +46,18 @@ typedef struct scases {
     size_t n, failed;
 } scases;
 
-static const char *const image_suffixes[] = {".nii.gz", ".nii", ".hdr", ".hdr.gz", ".npy", ".nrrd",
-                                             ".nhdr", ".mha", ".mhd"};
-
-/* The case a file belongs to: its path without the extension and _XXXX. */
+/* The case a file belongs to: its path without the channel number, as
+ * nnU-Net names channels (CASE_0000.nii.gz, CASE_0001.nii.gz ... ->
+ * CASE.nii.gz); a file without one is a case of its own (t.nrrd and t.mha
+ * are two). */
 static char *case_key(const char *path)
 {
-    for (size_t i = 0; i < sizeof image_suffixes / sizeof image_suffixes[0]; i++)
-        if (has_suffix(path, image_suffixes[i])) {
-            /* CASE_0000.nii.gz, CASE_0001.nii.gz ... -> CASE.nii.gz; a file
-             * without the channel suffix is a case of its own (t.nrrd and
-             * t.mha are two) */
-            size_t n = strlen(path) - strlen(image_suffixes[i]);
-            if (n > 5 && path[n - 5] == '_' && strspn(path + n - 4, "0123456789") >= 4) {
-                char *key = strdup(path);
-                if (key)
-                    memmove(key + n - 5, key + n, strlen(key + n) + 1);
-                return key;
-            }
-            break;
-        }
-    return strdup(path);
+    size_t ending, stem;
+    char *key = strdup(path);
+    if (key && vt_image_format(path, NULL, &ending) == VT_IMAGE_FILE &&
+        nnunet_channel(path, strlen(path) - ending, &stem, NULL))
+        memmove(key + stem, key + stem + 5, strlen(key + stem + 5) + 1);
+    return key;
 }
 
 static void stats_add(scases *cs, const char *path)
@@ -167,9 +159,7 @@ static void stats_walk(scases *cs, const char *path)
         char sub[4096];
         snprintf(sub, sizeof sub, "%s/%s", path, names[i]);
         struct stat ss;
-        bool known = has_suffix(names[i], ".vxt");
-        for (size_t k = 0; k < sizeof image_suffixes / sizeof image_suffixes[0] && !known; k++)
-            known = has_suffix(names[i], image_suffixes[k]);
+        bool known = has_suffix(names[i], ".vxt") || vt_image_format(names[i], NULL, NULL) == VT_IMAGE_FILE;
         if (stat(sub, &ss) == 0 && (S_ISDIR(ss.st_mode) || known))
             stats_walk(cs, sub);
         free(names[i]);
@@ -211,6 +201,186 @@ static bool parse_size(const char *s, double *out)
     return false;
 }
 
+/* The distributions over the cases: per axis sorted shapes and spacings,
+ * bytes per case (as float32) by case and sorted, cases by size, dtypes. */
+typedef struct summary {
+    size_t n, stores, mid, over;
+    uint64_t *sh[4];
+    double *sp[3];
+    uint64_t *bytes, *sorted;
+    size_t *order;           /* cases by size, largest first */
+    uint64_t total, stored, stored_raw;
+    size_t dtype_count[VT_F64 + 1];
+} summary;
+
+/* Step 2 (after the walk): sort what the table and the JSON show; false when
+ * out of memory. */
+static bool summarise(const scases *cs, double budget, summary *u)
+{
+    size_t n = cs->n;
+    memset(u, 0, sizeof *u);
+    u->n = n;
+    bool ok = (u->bytes = malloc(n * sizeof *u->bytes)) != NULL &&
+              (u->sorted = malloc(n * sizeof *u->sorted)) != NULL && (u->order = malloc(n * sizeof *u->order)) != NULL;
+    for (int d = 0; d < 4; d++)
+        ok &= (u->sh[d] = malloc(n * sizeof **u->sh)) != NULL;
+    for (int d = 0; d < 3; d++)
+        ok &= (u->sp[d] = malloc(n * sizeof **u->sp)) != NULL;
+    if (!ok)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        for (int d = 0; d < 4; d++)
+            u->sh[d][i] = cs->v[i].shape[d];
+        for (int d = 0; d < 3; d++)
+            u->sp[d][i] = cs->v[i].spacing[d];
+        u->bytes[i] = case_f32(&cs->v[i]);
+        u->total += u->bytes[i];
+        if (cs->v[i].store) {
+            u->stores++;
+            u->stored += cs->v[i].stored;
+            u->stored_raw += u->bytes[i] / 4 * vt_dtype_size(cs->v[i].dtype);
+        }
+        if (cs->v[i].dtype <= VT_F64)
+            u->dtype_count[cs->v[i].dtype]++;
+    }
+    for (int d = 0; d < 4; d++)
+        qsort(u->sh[d], n, sizeof **u->sh, cmp_u64);
+    for (int d = 0; d < 3; d++)
+        qsort(u->sp[d], n, sizeof **u->sp, cmp_dbl);
+    memcpy(u->sorted, u->bytes, n * sizeof *u->sorted);
+    qsort(u->sorted, n, sizeof *u->sorted, cmp_u64);
+    for (size_t i = 0; i < n; i++)
+        u->order[i] = i;
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = i + 1; k < n; k++)
+            if (u->bytes[u->order[k]] > u->bytes[u->order[i]]) {
+                size_t t = u->order[i];
+                u->order[i] = u->order[k];
+                u->order[k] = t;
+            }
+    u->mid = n / 2;
+    for (size_t i = 0; i < n; i++)
+        u->over += budget > 0 && (double)u->bytes[i] > budget;
+    return true;
+}
+
+static void summary_free(summary *u)
+{
+    for (int d = 0; d < 4; d++)
+        free(u->sh[d]);
+    for (int d = 0; d < 3; d++)
+        free(u->sp[d]);
+    free(u->bytes);
+    free(u->sorted);
+    free(u->order);
+}
+
+/* Step 3, --json: one object (docs/cli.md). */
+static void print_json(const scases *cs, const summary *u, double budget)
+{
+    size_t n = u->n, mid = u->mid;
+    printf("{\"cases\": %zu, \"stores\": %zu, \"unreadable\": %zu, \"shape\": {", n, u->stores, cs->failed);
+    const char *which[3] = {"min", "median", "max"};
+    size_t at[3] = {0, mid, n - 1};
+    for (int q = 0; q < 3; q++) {
+        printf("%s\"%s\": [", q ? ", " : "", which[q]);
+        for (int d = 0; d < 4; d++)
+            printf("%s%" PRIu64, d ? ", " : "", u->sh[d][at[q]]);
+        printf("]");
+    }
+    printf("}, \"spacing\": {");
+    for (int q = 0; q < 3; q++) {
+        printf("%s\"%s\": [", q ? ", " : "", which[q]);
+        for (int d = 0; d < 3; d++)
+            printf("%s%.17g", d ? ", " : "", u->sp[d][at[q]]);
+        printf("]");
+    }
+    printf("}, \"dtypes\": {");
+    int first = 1;
+    for (int d = VT_U8; d <= VT_F64; d++)
+        if (u->dtype_count[d]) {
+            printf("%s\"%s\": %zu", first ? "" : ", ", vt_dtype_name((vt_dtype)d), u->dtype_count[d]);
+            first = 0;
+        }
+    printf("}, \"bytes_float32\": {\"min\": %" PRIu64 ", \"median\": %" PRIu64 ", \"max\": %" PRIu64
+           ", \"total\": %" PRIu64 "}, \"stored_bytes\": %" PRIu64 ", \"largest\": [",
+           u->sorted[0], u->sorted[mid], u->sorted[n - 1], u->total, u->stored);
+    for (size_t i = 0; i < n && i < 5; i++) {
+        const scase *k = &cs->v[u->order[i]];
+        printf("%s{\"path\": ", i ? ", " : "");
+        json_string(k->path);
+        printf(", \"shape\": [%" PRIu64 ", %" PRIu64 ", %" PRIu64 ", %" PRIu64 "], \"bytes_float32\": %" PRIu64 "}",
+               k->shape[0], k->shape[1], k->shape[2], k->shape[3], u->bytes[u->order[i]]);
+    }
+    printf("]");
+    if (budget > 0) {
+        printf(", \"budget\": {\"bytes\": %.0f, \"over\": [", budget);
+        size_t w = 0;
+        for (size_t i = 0; i < n; i++) {
+            const scase *k = &cs->v[u->order[i]];
+            double b = (double)u->bytes[u->order[i]];
+            if (b <= budget)
+                continue;
+            printf("%s{\"path\": ", w++ ? ", " : "");
+            json_string(k->path);
+            printf(", \"bytes_float32\": %.0f, \"crop_per_axis\": %.4f, \"downsample_per_axis\": %.4f}", b,
+                   cbrt(budget / b), cbrt(b / budget));
+        }
+        printf("]}");
+    }
+    printf("}\n");
+}
+
+/* Step 3: the table for people. */
+static void print_text(const scases *cs, const summary *u, double budget)
+{
+    size_t n = u->n, mid = u->mid;
+    char b1[32], b2[32], b3[32], b4[32];
+    printf("%zu cases (%zu stores, %zu image cases)%s\n", n, u->stores, n - u->stores,
+           cs->failed ? ", some files unreadable (above)" : "");
+    printf("%-26s %-30s %-30s %s\n", "", "min", "median", "max");
+    char cell[3][64];
+    size_t at[3] = {0, mid, n - 1};
+    for (int q = 0; q < 3; q++)
+        snprintf(cell[q], sizeof cell[q], "%" PRIu64 " x %" PRIu64 " x %" PRIu64 " x %" PRIu64, u->sh[0][at[q]],
+                 u->sh[1][at[q]], u->sh[2][at[q]], u->sh[3][at[q]]);
+    printf("%-26s %-30s %-30s %s\n", "shape (c, z, y, x)", cell[0], cell[1], cell[2]);
+    for (int q = 0; q < 3; q++)
+        snprintf(cell[q], sizeof cell[q], "%.4g x %.4g x %.4g", u->sp[0][at[q]], u->sp[1][at[q]], u->sp[2][at[q]]);
+    printf("%-26s %-30s %-30s %s\n", "spacing (z, y, x) mm", cell[0], cell[1], cell[2]);
+    printf("%-26s %-30s %-30s %s\n", "bytes per case as float32", human((double)u->sorted[0], b1, sizeof b1),
+           human((double)u->sorted[mid], b2, sizeof b2), human((double)u->sorted[n - 1], b3, sizeof b3));
+    printf("dtypes:");
+    for (int d = VT_U8; d <= VT_F64; d++)
+        if (u->dtype_count[d])
+            printf(" %s %zu", vt_dtype_name((vt_dtype)d), u->dtype_count[d]);
+    printf("\ntotal as float32: %s", human((double)u->total, b1, sizeof b1));
+    if (u->stores)
+        printf("; stores hold %s for %s raw (ratio %.2f)", human((double)u->stored, b2, sizeof b2),
+               human((double)u->stored_raw, b3, sizeof b3),
+               (double)u->stored_raw / (double)(u->stored ? u->stored : 1));
+    printf("\nlargest cases:\n");
+    for (size_t i = 0; i < n && i < 5; i++) {
+        const scase *k = &cs->v[u->order[i]];
+        printf("  %10s  %" PRIu64 " x %" PRIu64 " x %" PRIu64 " x %" PRIu64 "  %s\n",
+               human((double)u->bytes[u->order[i]], b1, sizeof b1), k->shape[0], k->shape[1], k->shape[2],
+               k->shape[3], k->path);
+    }
+    if (budget <= 0)
+        return;
+    printf("budget %s per case as float32: %zu case%s over\n", human(budget, b4, sizeof b4), u->over,
+           u->over == 1 ? "" : "s");
+    for (size_t i = 0; i < n; i++) {
+        double b = (double)u->bytes[u->order[i]];
+        if (b <= budget)
+            continue;
+        printf("  %10s  crop to %.2f per axis (%.0f%% of voxels) or downsample by %.2f per axis  %s\n",
+               human(b, b1, sizeof b1), cbrt(budget / b), 100 * budget / b, cbrt(b / budget),
+               cs->v[u->order[i]].path);
+    }
+}
+
+/* parse the command line, walk the paths (step 1), summarise, print */
 int cmd_stats(int argc, char **argv)
 {
     static const struct option opts[] = {{"budget", required_argument, 0, 'b'},
@@ -235,162 +405,24 @@ int cmd_stats(int argc, char **argv)
     scases cs = {0};
     for (int i = optind; i < argc; i++)
         stats_walk(&cs, argv[i]);
-    size_t n = cs.n;
-    if (n == 0) {
+    if (cs.n == 0) {
         fprintf(stderr, "voxtile: no images or stores found\n");
         return 1;
     }
-    /* distributions: min, median, max */
-    uint64_t *sh[4], *bytes = malloc(n * sizeof *bytes);
-    double *sp[3];
-    for (int d = 0; d < 4; d++)
-        sh[d] = malloc(n * sizeof **sh);
-    for (int d = 0; d < 3; d++)
-        sp[d] = malloc(n * sizeof **sp);
-    uint64_t total = 0, stored = 0, stored_raw = 0;
-    size_t stores = 0, dtype_count[VT_F64 + 1] = {0};
-    for (size_t i = 0; i < n; i++) {
-        for (int d = 0; d < 4; d++)
-            sh[d][i] = cs.v[i].shape[d];
-        for (int d = 0; d < 3; d++)
-            sp[d][i] = cs.v[i].spacing[d];
-        bytes[i] = case_f32(&cs.v[i]);
-        total += bytes[i];
-        if (cs.v[i].store) {
-            stores++;
-            stored += cs.v[i].stored;
-            stored_raw += bytes[i] / 4 * vt_dtype_size(cs.v[i].dtype);
-        }
-        if (cs.v[i].dtype <= VT_F64)
-            dtype_count[cs.v[i].dtype]++;
-    }
-    for (int d = 0; d < 4; d++)
-        qsort(sh[d], n, sizeof **sh, cmp_u64);
-    for (int d = 0; d < 3; d++)
-        qsort(sp[d], n, sizeof **sp, cmp_dbl);
-    uint64_t *sorted = malloc(n * sizeof *sorted);
-    memcpy(sorted, bytes, n * sizeof *sorted);
-    qsort(sorted, n, sizeof *sorted, cmp_u64);
-    size_t *order = malloc(n * sizeof *order); /* cases by size, largest first */
-    for (size_t i = 0; i < n; i++)
-        order[i] = i;
-    for (size_t i = 0; i < n; i++)
-        for (size_t k = i + 1; k < n; k++)
-            if (bytes[order[k]] > bytes[order[i]]) {
-                size_t t = order[i];
-                order[i] = order[k];
-                order[k] = t;
-            }
-    size_t mid = n / 2, over = 0;
-    for (size_t i = 0; i < n; i++)
-        over += budget > 0 && (double)bytes[i] > budget;
-    char b1[32], b2[32], b3[32], b4[32];
-    if (json) {
-        printf("{\"cases\": %zu, \"stores\": %zu, \"unreadable\": %zu, \"shape\": {", n, stores, cs.failed);
-        const char *which[3] = {"min", "median", "max"};
-        size_t at[3] = {0, mid, n - 1};
-        for (int q = 0; q < 3; q++) {
-            printf("%s\"%s\": [", q ? ", " : "", which[q]);
-            for (int d = 0; d < 4; d++)
-                printf("%s%" PRIu64, d ? ", " : "", sh[d][at[q]]);
-            printf("]");
-        }
-        printf("}, \"spacing\": {");
-        for (int q = 0; q < 3; q++) {
-            printf("%s\"%s\": [", q ? ", " : "", which[q]);
-            for (int d = 0; d < 3; d++)
-                printf("%s%.17g", d ? ", " : "", sp[d][at[q]]);
-            printf("]");
-        }
-        printf("}, \"dtypes\": {");
-        int first = 1;
-        for (int d = VT_U8; d <= VT_F64; d++)
-            if (dtype_count[d]) {
-                printf("%s\"%s\": %zu", first ? "" : ", ", vt_dtype_name((vt_dtype)d), dtype_count[d]);
-                first = 0;
-            }
-        printf("}, \"bytes_float32\": {\"min\": %" PRIu64 ", \"median\": %" PRIu64 ", \"max\": %" PRIu64
-               ", \"total\": %" PRIu64 "}, \"stored_bytes\": %" PRIu64 ", \"largest\": [",
-               sorted[0], sorted[mid], sorted[n - 1], total, stored);
-        for (size_t i = 0; i < n && i < 5; i++) {
-            const scase *k = &cs.v[order[i]];
-            printf("%s{\"path\": ", i ? ", " : "");
-            json_string(k->path);
-            printf(", \"shape\": [%" PRIu64 ", %" PRIu64 ", %" PRIu64 ", %" PRIu64 "], \"bytes_float32\": %" PRIu64 "}",
-                   k->shape[0], k->shape[1], k->shape[2], k->shape[3], bytes[order[i]]);
-        }
-        printf("]");
-        if (budget > 0) {
-            printf(", \"budget\": {\"bytes\": %.0f, \"over\": [", budget);
-            size_t w = 0;
-            for (size_t i = 0; i < n; i++) {
-                const scase *k = &cs.v[order[i]];
-                double b = (double)bytes[order[i]];
-                if (b <= budget)
-                    continue;
-                printf("%s{\"path\": ", w++ ? ", " : "");
-                json_string(k->path);
-                printf(", \"bytes_float32\": %.0f, \"crop_per_axis\": %.4f, \"downsample_per_axis\": %.4f}", b,
-                       cbrt(budget / b), cbrt(b / budget));
-            }
-            printf("]}");
-        }
-        printf("}\n");
-    } else {
-        printf("%zu cases (%zu stores, %zu image cases)%s\n", n, stores, n - stores,
-               cs.failed ? ", some files unreadable (above)" : "");
-        printf("%-26s %-30s %-30s %s\n", "", "min", "median", "max");
-        char cell[3][64];
-        size_t at[3] = {0, mid, n - 1};
-        for (int q = 0; q < 3; q++)
-            snprintf(cell[q], sizeof cell[q], "%" PRIu64 " x %" PRIu64 " x %" PRIu64 " x %" PRIu64, sh[0][at[q]],
-                     sh[1][at[q]], sh[2][at[q]], sh[3][at[q]]);
-        printf("%-26s %-30s %-30s %s\n", "shape (c, z, y, x)", cell[0], cell[1], cell[2]);
-        for (int q = 0; q < 3; q++)
-            snprintf(cell[q], sizeof cell[q], "%.4g x %.4g x %.4g", sp[0][at[q]], sp[1][at[q]], sp[2][at[q]]);
-        printf("%-26s %-30s %-30s %s\n", "spacing (z, y, x) mm", cell[0], cell[1], cell[2]);
-        printf("%-26s %-30s %-30s %s\n", "bytes per case as float32", human((double)sorted[0], b1, sizeof b1),
-               human((double)sorted[mid], b2, sizeof b2), human((double)sorted[n - 1], b3, sizeof b3));
-        printf("dtypes:");
-        for (int d = VT_U8; d <= VT_F64; d++)
-            if (dtype_count[d])
-                printf(" %s %zu", vt_dtype_name((vt_dtype)d), dtype_count[d]);
-        printf("\ntotal as float32: %s", human((double)total, b1, sizeof b1));
-        if (stores)
-            printf("; stores hold %s for %s raw (ratio %.2f)", human((double)stored, b2, sizeof b2),
-                   human((double)stored_raw, b3, sizeof b3), (double)stored_raw / (double)(stored ? stored : 1));
-        printf("\nlargest cases:\n");
-        for (size_t i = 0; i < n && i < 5; i++) {
-            const scase *k = &cs.v[order[i]];
-            printf("  %10s  %" PRIu64 " x %" PRIu64 " x %" PRIu64 " x %" PRIu64 "  %s\n",
-                   human((double)bytes[order[i]], b1, sizeof b1), k->shape[0], k->shape[1], k->shape[2],
-                   k->shape[3], k->path);
-        }
-        if (budget > 0) {
-            printf("budget %s per case as float32: %zu case%s over\n", human(budget, b4, sizeof b4), over,
-                   over == 1 ? "" : "s");
-            for (size_t i = 0; i < n; i++) {
-                double b = (double)bytes[order[i]];
-                if (b <= budget)
-                    continue;
-                printf("  %10s  crop to %.2f per axis (%.0f%% of voxels) or downsample by %.2f per axis  %s\n",
-                       human(b, b1, sizeof b1), cbrt(budget / b), 100 * budget / b, cbrt(b / budget),
-                       cs.v[order[i]].path);
-            }
-        }
-    }
-    for (size_t i = 0; i < n; i++) {
+    summary u;
+    int status = cs.failed ? 1 : 0;
+    if (!summarise(&cs, budget, &u)) {
+        fprintf(stderr, "voxtile: out of memory\n");
+        status = 1;
+    } else if (json)
+        print_json(&cs, &u, budget);
+    else
+        print_text(&cs, &u, budget);
+    summary_free(&u);
+    for (size_t i = 0; i < cs.n; i++) {
         free(cs.v[i].path);
         free(cs.v[i].key);
     }
     free(cs.v);
-    for (int d = 0; d < 4; d++)
-        free(sh[d]);
-    for (int d = 0; d < 3; d++)
-        free(sp[d]);
-    free(bytes);
-    free(sorted);
-    free(order);
-    return cs.failed ? 1 : 0;
+    return status;
 }
-

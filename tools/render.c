@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+const uint8_t render_bg[3] = {24, 24, 24}, render_ink[3] = {230, 230, 230};
+
 bool canvas_init(canvas *cv, int w, int h, const uint8_t c[3])
 {
     cv->w = w;

@@ -7,6 +7,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The pictures' background and text colours. */
+extern const uint8_t render_bg[3], render_ink[3];
+
 typedef struct canvas {
     int w, h;
     uint8_t *rgb; /* w*h*3, row-major, top row first */

@@ -365,7 +365,8 @@ class Store:
         return d.reshape(3, 3).copy() if d is not None else np.eye(3)
 
     def release(self):
-        """Drop this process's mapped pages of the store (resident size falls; the page cache keeps them)."""
+        """Drop this process's mapped pages of the store, and nothing else: it stays open (resident size
+        falls; the page cache keeps the data; the next read faults the pages it needs in again)."""
         _check(_lib.vt_store_release(self._handle()), self._h)
 
     def verify(self):

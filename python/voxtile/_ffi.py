@@ -1,4 +1,4 @@
-"""ctypes declarations of libvoxtile's public API (include/voxtile.h).
+"""ctypes declarations of libvoxtile's public API (include/voxtile.h and include/voxtile_convert.h).
 
 The library is found, in order: the file named by the environment variable
 VOXTILE_LIB; the build tree of a checkout (python/../build/libvoxtile.so);

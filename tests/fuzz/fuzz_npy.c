@@ -33,7 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* VT_FUZZ_SKIP_KNOWN=1 steps around a bug already reported, so that a
      * fuzzing campaign looks for others: vt__npy_source_open reads the
      * parsed header after freeing it when it refuses a .npy that is not 3-d
-     * or 4-d (src/source.c; reproducer corpus/fuzz_npy/seed-i1_1d.npy). */
+     * or 4-d (src/importers/io_npy.c; reproducer corpus/fuzz_npy/seed-i1_1d.npy). */
     if (getenv("VT_FUZZ_SKIP_KNOWN") && n.ndim != 3 && n.ndim != 4)
         return 0;
 

@@ -3,7 +3,7 @@
  * vt_read boxes inside and outside the array in every pad mode and a few
  * dtypes. Nothing may crash, and every pointer the library lends must lie in
  * its mapping of the file (ASan cannot see the mapping, so this is checked
- * here through the internal handle, src/store.h).
+ * here through the internal handle, src/store/store.h).
  *
  * The input's checksums are recomputed first (fz_reseal), so the parsers
  * behind them are reached in any build. The file is a memfd (fz_put_store). */

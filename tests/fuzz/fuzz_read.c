@@ -193,7 +193,7 @@ static int64_t ref_map(int64_t i, int64_t n, int pad)
     if (n == 1)
         return 0;
     /* reflect, derived otherwise than the library's period-2(n-1) formula
-     * (src/region.c): cut the line into half-periods of n-1 voxels; in an even
+     * (src/store/read.c): cut the line into half-periods of n-1 voxels; in an even
      * one the index runs forward from 0, in an odd one backward from n-1.
      * (Folding step by step, as tests/testutil.h does, would take 2^62 steps
      * for the starts near INT64_MIN/MAX this harness tries.) */
@@ -342,7 +342,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* A stride of INT64_MIN bytes on an axis of extent 1 is never used: the
      * library may take it or refuse it (VT_ERANGE). (Before the fix in
-     * src/region.c it negated it -- undefined behaviour -- and, on a longer
+     * src/store/read.c it negated it -- undefined behaviour -- and, on a longer
      * axis, let it pass the overflow check and wrote far outside the buffer:
      * corpus/fuzz_read/crash-b5be8e583656dff33de664a68567b683c8333fe9.) */
     bool min_stride = false;

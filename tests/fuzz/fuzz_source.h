@@ -1,4 +1,4 @@
-/* Opening an image file through the library's source interface (src/source.h)
+/* Opening an image file through the library's source interface (src/importers/source.h)
  * and reading it slab by slab, as the converter does, within a byte budget. */
 #ifndef VT_FUZZ_SOURCE_H
 #define VT_FUZZ_SOURCE_H

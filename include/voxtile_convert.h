@@ -1,0 +1,214 @@
+/**
+ * @file voxtile_convert.h
+ * @brief voxtile: converting image files to stores, and stores back to NIfTI.
+ *
+ * The other half of the public API. voxtile.h reads and writes stores; this
+ * header adds what reads image files -- NIfTI-1/2, NRRD, MetaImage, .npy,
+ * raw -- and converts them (crop, dtype, scaling, pyramid levels) into
+ * stores, and writes a store's array back as NIfTI. A program that only
+ * reads stores includes voxtile.h alone and needs neither zlib nor the
+ * importers.
+ *
+ * The conventions of voxtile.h hold here: 0 or a negative VT_E* code,
+ * vt_errmsg(NULL) for the detail, which names the file.
+ */
+#ifndef VOXTILE_CONVERT_H
+#define VOXTILE_CONVERT_H
+
+#include "voxtile.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------- */
+/** @name Converting image files to stores */
+/**@{*/
+
+/** How vt_convert_images() crops. */
+typedef enum vt_crop {
+    VT_CROP_NONE = 0,    /**< keep the whole volume */
+    VT_CROP_BOX = 1,     /**< vt_convert_opts::crop */
+    VT_CROP_NONZERO = 2, /**< bounding box of voxels that are not 0 in any channel (nnU-Net's crop) */
+    VT_CROP_LABEL = 3    /**< bounding box of the segmentation's foreground (not 0), grown by crop_margin */
+} vt_crop;
+
+/** How to read headerless raw files (vt_convert_opts::raw). */
+typedef struct vt_raw_spec {
+    uint64_t shape[4];   /**< (c, z, y, x): c volumes one after another, each z slices of y rows of x */
+    vt_dtype dtype;      /**< element type of raw images */
+    vt_dtype seg_dtype;  /**< element type of a raw segmentation (one volume of shape (z, y, x));
+                              VT_DTYPE_SAME (0) = uint8 */
+    uint64_t offset;     /**< bytes before the data (a header to skip) */
+    int big_endian;      /**< nonzero: elements are big-endian */
+    double spacing[3];   /**< voxel size (z, y, x) in mm; 0 = 1 mm. The affine is diagonal. */
+} vt_raw_spec;
+
+/** Options of vt_convert() and vt_convert_images(); initialise with vt_convert_opts_init(). */
+typedef struct vt_convert_opts {
+    uint32_t tile[3];  /**< tile shape (z, y, x); 0 = default (16, 16, 16) */
+    vt_codec codec;    /**< default VT_CODEC_LZ4HC */
+    int level;         /**< 0 = codec default */
+    vt_filter filter;  /**< default VT_FILTER_AUTO */
+    int threads;       /**< compression threads, 0..1024 (default 1); as vt_writer_opts::threads */
+    const char *array; /**< name of the image array (default "image") */
+    vt_dtype dtype;    /**< store the image as this dtype (default VT_DTYPE_SAME: the input's, or a
+                            common type of several inputs); values that do not fit are an error;
+                            floats become integers rounded to nearest */
+    int apply_scaling; /**< nonzero: store NIfTI scl_slope/scl_inter applied (as float32, float64 for
+                            32-bit integer or float64 data, unless dtype says otherwise); 0 (default):
+                            store the raw values and keep slope and intercept in the metadata
+                            ("scl_slope", "scl_inter") */
+    vt_crop crop_mode; /**< default VT_CROP_NONE */
+    int64_t crop[6];   /**< VT_CROP_BOX: z0, z1, y0, y1, x0, x1 (half-open, in source voxels) */
+    int64_t crop_margin; /**< VT_CROP_LABEL: voxels added on each side (clamped to the volume) */
+    int levels;        /**< pyramid levels "image@1" .. "image@N" (and "seg@k"); each halves the axes
+                            whose spacing is at most 3x the finest (Lanczos-3 for images, block mode
+                            for labels); fewer when nothing is left to halve. Default 0 */
+    /** Inputs named .raw, .raw.gz (gzip) or .bin are read as this says; NULL: they are an error. */
+    const vt_raw_spec *raw;
+    /** Called now and then with the fraction done (0..1); may be NULL. */
+    void (*progress)(void *ctx, double fraction);
+    void *progress_ctx;
+} vt_convert_opts;
+
+/** Fill @p opts with the defaults documented on each field.
+ * @param opts  the options to fill in; NULL is ignored. */
+VT_API void vt_convert_opts_init(vt_convert_opts *opts);
+
+/**
+ * The options that shape a converted store, as one canonical line
+ * ("array=image dtype=same apply_scaling=0 crop=none levels=0 tile=16,16,16
+ * codec=lz4hc level=4 shuffle=auto"): defaults written out, threads and
+ * progress left out. vt_convert_images() stores it as metadata
+ * "convert.options", so a rerun can tell whether a store was made the same way.
+ * @param opts  the options.
+ * @param buf   receives the text, NUL-terminated and truncated to @p len - 1
+ *              bytes; may be NULL when @p len is 0.
+ * @param len   size of @p buf.
+ * @return the length of the whole text (as snprintf), or -1 for a NULL @p opts.
+ */
+VT_API int vt_convert_opts_string(const vt_convert_opts *opts, char *buf, size_t len);
+
+/**
+ * Convert one image file to a store, streaming in bounded memory; as
+ * vt_convert_images() with one image and no segmentation, except that a
+ * `.npy` of any rank is accepted (a 3-d (z, y, x) array becomes a (1, z, y, x)
+ * image, other ranks are kept) when no image option (crop, dtype) is set.
+ * @param in    input path (any input vt_convert_images() takes).
+ * @param out   store to write (replaced atomically; nothing is left on failure).
+ * @param opts  options or NULL for the defaults.
+ * @return as vt_convert_images(); VT_EINVAL also for a NULL path or an empty
+ *         opts->array.
+ */
+VT_API int vt_convert(const char *in, const char *out, const vt_convert_opts *opts);
+
+/**
+ * Convert images -- the channels of one case, e.g. nnU-Net's case_0000,
+ * case_0001 ... -- and optionally their segmentation into one store:
+ * an image array `(c, z, y, x)` (channels in input order, a 4-d input
+ * contributing all its volumes) and a label array "seg" `(1, z, y, x)` with
+ * its label index. Inputs: NIfTI-1/2 (`.nii`, `.nii.gz`, `.hdr`/`.img`,
+ * either byte order), `.npy` ((z, y, x) or (c, z, y, x)), NRRD (`.nrrd`,
+ * `.nhdr` + data file; raw or gzip) and MetaImage (`.mha`, `.mhd` + `.raw` /
+ * `.zraw`), 3-d or 4-d (channels interleaved per voxel, or volumes last);
+ * 64-bit integers are narrowed to 32 bits when they fit. Every input must
+ * have the same voxel grid (shape and affine). Data are read slab by slab:
+ * memory is bounded by a few slabs of tiles, whatever the volume; cropping
+ * modes that need a bounding box read the inputs twice.
+ *
+ * Metadata written: "source" (the first image), "sources" (all, one per
+ * line), "seg.source", "format", "spacing", "affine", "origin",
+ * "direction", "crop" (I64[6]: z0, z1, y0, y1, x0, x1 in the source),
+ * "levels" (I64) with "image@K.spacing" and "image@K.affine" per level, and for
+ * NIfTI "nifti.header" (verbatim), "nifti.extensions", "nifti.qform",
+ * "nifti.sform", "nifti.qform_code", "nifti.sform_code", "scl_slope",
+ * "scl_inter" (when scaling is kept rather than applied).
+ *
+ * @param images   input paths (at least one).
+ * @param nimages  their number.
+ * @param seg      segmentation path, or NULL.
+ * @param out      store to write (replaced atomically; nothing is left on failure).
+ * @param opts     options or NULL.
+ * @return 0; VT_EIO (cannot open or read); VT_EFORMAT (malformed input: bad
+ *         header, truncated or corrupt gzip stream, sizes that do not match
+ *         the file); VT_EUNSUPPORTED (RGB, complex, more than 4 dimensions);
+ *         VT_EINVAL (inputs that disagree in shape or geometry, a bad crop
+ *         box, a segmentation that is not integral, opts->threads outside
+ *         0..1024); VT_ERANGE (a value that
+ *         does not fit the requested dtype); VT_ENOSPC; VT_ENOMEM.
+ *         vt_errmsg(NULL) names the file and what is wrong.
+ */
+VT_API int vt_convert_images(const char *const *images, size_t nimages, const char *seg,
+                             const char *out, const vt_convert_opts *opts);
+
+/** What a file is to the importers, by the ending of its name (vt_image_format()). */
+typedef enum vt_image_role {
+    VT_IMAGE_NONE = 0, /**< no importer reads a file of that name */
+    VT_IMAGE_FILE = 1, /**< an image: its header, or its header and voxels (.nii.gz, .hdr, .nrrd, .npy ...) */
+    VT_IMAGE_DATA = 2, /**< the voxels of an image whose header is the file beside it (.img of a .hdr/.img
+                            pair); given to vt_convert_images() it opens the pair */
+    VT_IMAGE_RAW = 3   /**< headerless voxels (.raw, .raw.gz, .bin): read only as vt_convert_opts::raw says */
+} vt_image_role;
+
+/**
+ * Which importer takes a file, by the ending of its name: the table
+ * vt_convert_images() and vt_image_probe() use, for programs that look for
+ * images in a folder (`voxtile stats`). The file is not opened.
+ * @param path        file name.
+ * @param format      receives the format's name ("nifti", "npy", "nrrd",
+ *                    "metaimage", "raw"; static), or NULL when no importer
+ *                    takes the name; may be NULL.
+ * @param ending_len  receives the length of the ending that names the format
+ *                    (7 for ".nii.gz"), 0 when none does; may be NULL.
+ * @return the file's role; VT_IMAGE_NONE for a NULL path.
+ */
+VT_API vt_image_role vt_image_format(const char *path, const char **format, size_t *ending_len);
+
+/** What vt_image_probe() tells of an image file. */
+typedef struct vt_image_info {
+    uint64_t shape[4];   /**< as it would be stored: (c, z, y, x) */
+    vt_dtype dtype;      /**< as it would be stored */
+    double spacing[3];   /**< voxel size along (z, y, x) */
+    char format[16];     /**< "nifti1", "nifti2", "npy" ... */
+} vt_image_info;
+
+/**
+ * Read the header of an image file (any input vt_convert_images() takes),
+ * not its voxels.
+ * @param path  image file.
+ * @param out   filled in.
+ * @return 0, or the errors of vt_convert_images() for a bad header;
+ *         vt_errmsg(NULL) names the file.
+ */
+VT_API int vt_image_probe(const char *path, vt_image_info *out);
+
+/**@}*/
+
+/* ------------------------------------------------------------------------- */
+/** @name Exporting a store back to NIfTI */
+/**@{*/
+
+/**
+ * Write an array of a store as NIfTI (.nii, or .nii.gz), streaming. A store
+ * converted from NIfTI gets its source header back (byte order, NIfTI-1 or
+ * -2, extensions, qform/sform and their codes, units, descriptions),
+ * changed only where the store differs: shape (crop, channels: a 4-d file for
+ * several), datatype (float16/bfloat16 are written as float32), scaling (kept
+ * when the store holds raw values, none when it was applied or for "seg"),
+ * the translations of a cropped grid, vox_offset. Other stores get a NIfTI-1
+ * header from their "affine" metadata (identity if none).
+ * @param store  store path.
+ * @param array  array name, NULL for "image".
+ * @param out    .nii or .nii.gz to write (temporary file renamed into place).
+ * @return 0; VT_EINVAL (bad output name); VT_ENOTFOUND (no such array);
+ *         VT_EUNSUPPORTED (not a 4-d image array); errors of vt_open() and
+ *         vt_read(); VT_EIO / VT_ENOSPC writing. vt_errmsg(NULL) has the detail.
+ */
+VT_API int vt_export_nifti(const char *store, const char *array, const char *out);
+/**@}*/
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VOXTILE_CONVERT_H */
