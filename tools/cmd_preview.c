@@ -21,6 +21,7 @@
  *   (default 0.5): round((1 - alpha) * grey + alpha * colour). */
 #include "cli.h"
 #include "render.h"
+#include "display.h"
 
 #include <getopt.h>
 #include <inttypes.h>
@@ -219,20 +220,8 @@ static void geometry(const vt_store *s, bool orient, double spacing[3], bool fli
             if (sp[k] > 0 && isfinite(sp[k]))
                 spacing[k] = sp[k];
     }
-    const void *fmt;
-    if (!orient || vt_meta_get(s, "format", &t, &fmt, &n) != 0 || t != VT_META_STRING ||
-        !(strncmp(fmt, "nifti", 5) == 0 || strcmp(fmt, "nrrd") == 0 || strcmp(fmt, "metaimage") == 0))
-        return;
-    if (vt_meta_get(s, "affine", &t, &d, &n) != 0 || t != VT_META_F64 || n != 16)
-        return;
-    const double *aff = d;
-    for (int a = 0; a < 3; a++) { /* array axis z, y, x = affine column 2, 1, 0 */
-        int col = 2 - a, best = 0;
-        for (int r = 1; r < 3; r++)
-            if (fabs(aff[4 * r + col]) > fabs(aff[4 * best + col]))
-                best = r;
-        flip[a] = aff[4 * best + col] > 0;
-    }
+    if (orient && vt_meta_get(s, "affine", &t, &d, &n) == 0 && t == VT_META_F64 && n == 16)
+        display_flips(s, d, flip);
 }
 
 /* What the command line asks for. */

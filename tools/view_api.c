@@ -16,6 +16,7 @@
  * is 500 with the reader's message, and a server over its in-flight slice
  * budget answers 503 (the page retries). */
 #include "view.h"
+#include "display.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -451,27 +452,6 @@ static const double *array_affine(const vt_store *s, const char *name)
         return meta_f64(s, key, 16, &m) ? m : NULL;
     }
     return meta_f64(s, "affine", 16, &m) ? m : NULL;
-}
-
-/* Display flips of the spatial axes (z, y, x), the rule of `voxtile preview`
- * (tools/cmd_preview.c, docs/cli.md): with an affine from a NIfTI, NRRD or
- * MetaImage source, an axis whose index grows towards R, A or S is flipped. */
-static void display_flips(const vt_store *s, const double *aff, bool flip[3])
-{
-    vt_meta_type t;
-    const void *fmt;
-    size_t n;
-    flip[0] = flip[1] = flip[2] = false;
-    if (aff == NULL || vt_meta_get(s, "format", &t, &fmt, &n) != 0 || t != VT_META_STRING ||
-        !(strncmp(fmt, "nifti", 5) == 0 || strcmp(fmt, "nrrd") == 0 || strcmp(fmt, "metaimage") == 0))
-        return;
-    for (int a = 0; a < 3; a++) { /* array axis z, y, x = affine column 2, 1, 0 */
-        int col = 2 - a, best = 0;
-        for (int row = 1; row < 3; row++)
-            if (fabs(aff[4 * row + col]) > fabs(aff[4 * best + col]))
-                best = row;
-        flip[a] = aff[4 * best + col] > 0;
-    }
 }
 
 /* ---- routes ------------------------------------------------------------- */

@@ -240,3 +240,25 @@ int vt__narrow64(vt_dtype dtype, const unsigned char *src, size_t n, size_t stri
     }
     return 0;
 }
+
+void vt__small_ints_to_f32(vt_dtype dtype, const unsigned char *src, size_t n, float *dst)
+{
+    switch (dtype) {
+    case VT_U8:
+        for (size_t j = 0; j < n; j++)
+            dst[j] = src[j];
+        break;
+    case VT_I8:
+        for (size_t j = 0; j < n; j++)
+            dst[j] = (int8_t)src[j];
+        break;
+    case VT_U16:
+        for (size_t j = 0; j < n; j++)
+            dst[j] = vt__ld16(src + 2 * j);
+        break;
+    default:
+        for (size_t j = 0; j < n; j++)
+            dst[j] = (int16_t)vt__ld16(src + 2 * j);
+        break;
+    }
+}

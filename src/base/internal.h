@@ -88,6 +88,18 @@ VT_INTERNAL bool vt__dtype_valid(int dtype);
 VT_INTERNAL bool vt__dtype_is_float(vt_dtype dtype);
 /* Element at @p p (any alignment) as double (exact for every dtype). */
 VT_INTERNAL double vt__load_f64(vt_dtype dtype, const void *p);
+/* vt_read_opts' transform of one value: clip to [lo, hi], then x * scale +
+ * offset, in double, no fused multiply-add (vt_read, vt_sample). */
+static inline double vt__xform(double x, double lo, double hi, double scale, double offset)
+{
+    if (x < lo)
+        x = lo;
+    if (x > hi)
+        x = hi;
+    return x * scale + offset;
+}
+/* @p n elements of U8, I8, U16 or I16 (any alignment) as float32: exact. */
+VT_INTERNAL void vt__small_ints_to_f32(vt_dtype dtype, const unsigned char *src, size_t n, float *dst);
 /* Element at @p p of an integer dtype up to 32 bits, exactly. */
 static inline int64_t vt__load_int(vt_dtype dtype, const unsigned char *p)
 {

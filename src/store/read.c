@@ -63,37 +63,7 @@ static void cast_init(cast *c, vt_dtype src, vt_dtype dst, const vt_read_opts *o
         c->kind = K_GENERIC;
 }
 
-static inline double xform(const cast *c, double x)
-{
-    if (x < c->lo)
-        x = c->lo;
-    if (x > c->hi)
-        x = c->hi;
-    return x * c->scale + c->offset;
-}
-
-/* Up to 256 small-integer elements as float. */
-static void int_to_float(vt_dtype type, const unsigned char *src, size_t n, float *out)
-{
-    switch (type) {
-    case VT_U8:
-        for (size_t j = 0; j < n; j++)
-            out[j] = src[j];
-        break;
-    case VT_I8:
-        for (size_t j = 0; j < n; j++)
-            out[j] = (int8_t)src[j];
-        break;
-    case VT_U16:
-        for (size_t j = 0; j < n; j++)
-            out[j] = vt__ld16(src + 2 * j);
-        break;
-    default:
-        for (size_t j = 0; j < n; j++)
-            out[j] = (int16_t)vt__ld16(src + 2 * j);
-        break;
-    }
-}
+static inline double xform(const cast *c, double x) { return vt__xform(x, c->lo, c->hi, c->scale, c->offset); }
 
 /* Convert @p n contiguous source elements to the output, @p ds bytes apart. */
 static void cast_row(const cast *c, const unsigned char *src, size_t n, unsigned char *dst, int64_t ds)
@@ -147,7 +117,7 @@ static void cast_row(const cast *c, const unsigned char *src, size_t n, unsigned
             float tmp[256];
             uint16_t h[256];
             size_t m = n - k < 256 ? n - k : 256;
-            int_to_float(c->src, src + k * c->src_size, m, tmp);
+            vt__small_ints_to_f32(c->src, src + k * c->src_size, m, tmp);
             const unsigned char *from = (const unsigned char *)tmp;
             if (c->kind == K_INT_F16) {
                 vt__f32_to_f16(tmp, h, m);

@@ -883,11 +883,7 @@ static void chunk_give(sampler *c, int32_t i)
 
 static inline double xform(const target *t, double x)
 {
-    if (x < t->clip_lo)
-        x = t->clip_lo;
-    if (x > t->clip_hi)
-        x = t->clip_hi;
-    return x * t->scale + t->offset;
+    return vt__xform(x, t->clip_lo, t->clip_hi, t->scale, t->offset);
 }
 
 /* @p n elements of the source dtype to float32 (the transform applied). */
@@ -898,21 +894,9 @@ static void to_float(const target *t, const unsigned char *src, size_t n, float 
         case VT_F32: memcpy(dst, src, n * 4); return;
         case VT_F16: vt__f16_to_f32(src, dst, n); return;
         case VT_U8:
-            for (size_t k = 0; k < n; k++)
-                dst[k] = src[k];
-            return;
         case VT_I8:
-            for (size_t k = 0; k < n; k++)
-                dst[k] = (int8_t)src[k];
-            return;
         case VT_U16:
-            for (size_t k = 0; k < n; k++)
-                dst[k] = vt__ld16(src + 2 * k);
-            return;
-        case VT_I16:
-            for (size_t k = 0; k < n; k++)
-                dst[k] = (int16_t)vt__ld16(src + 2 * k);
-            return;
+        case VT_I16: vt__small_ints_to_f32(t->sd, src, n, dst); return;
         default: break;
         }
     }
@@ -1634,11 +1618,8 @@ static void release(sampler *c, uint64_t b)
 {
     pthread_mutex_lock(&c->mu);
     for (size_t i = 0; i < c->nt; i++) {
-        target *t = &c->t[i];
-        if (!t->active)
-            continue;
-        const plan *p = &t->p;
-        for (uint32_t l = p->first[b]; l < p->first[b + 1]; l++) {
+        const plan *p = &c->t[i].p;
+        for (uint32_t l = c->t[i].active ? p->first[b] : 0; c->t[i].active && l < p->first[b + 1]; l++) {
             slot *sl = &p->slots[p->list[l]];
             if (--sl->uses == 0 && sl->chunk >= 0) {
                 chunk_give(c, sl->chunk);
