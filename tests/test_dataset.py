@@ -564,6 +564,17 @@ class DatasetTest(StoreCase):
         self.check_levels(store, to_store(np.asarray(cropped.dataobj)), lab[1:6, 2:17, 3:20], spacing,
                           cropped.affine, 3, float_data=True)
 
+    def test_levels_of_a_plain_npy(self):
+        """--levels on a .npy (C or Fortran order, 3-d or (c, z, y, x)): the levels are built, not skipped."""
+        data = self.rng.normal(0, 1, (2, 14, 12, 10)).astype(np.float32)
+        for arr, name in ((data[0], "v3.npy"), (data, "v4.npy"), (np.asfortranarray(data[0]), "vf.npy")):
+            with self.subTest(name=name):
+                p = os.path.join(self.tmp, name)
+                np.save(p, arr)
+                store = self.convert(p, "--levels", 1)
+                vol = arr[None] if arr.ndim == 3 else arr
+                self.check_levels(store, vol, None, [1.0, 1.0, 1.0], np.eye(4), 1, expect_n=1, float_data=True)
+
     def test_levels_flat_axis_ignored_for_finest(self):
         """A single slice of spacing 0.1: the finest spacing is among axes of size > 1."""
         data = self.rng.integers(0, 3000, (12, 10, 1)).astype(np.uint16)

@@ -210,8 +210,9 @@ int vt_convert(const char *in, const char *out, const vt_convert_opts *opts)
     }
     if (opts->array == NULL || opts->array[0] == 0)
         return vt__fail(NULL, VT_EINVAL, "vt_convert: array name must be given");
-    /* a plain .npy of any rank or order keeps its shape */
-    if (vt__ends_with(in, ".npy") && opts->crop_mode == VT_CROP_NONE && opts->dtype == VT_DTYPE_SAME)
+    /* a plain .npy of any rank or order keeps its shape; pyramid levels need an image's path */
+    if (vt__ends_with(in, ".npy") && opts->crop_mode == VT_CROP_NONE && opts->dtype == VT_DTYPE_SAME &&
+        opts->levels == 0)
         return convert_npy(in, out, opts);
     return vt_convert_images(&in, 1, NULL, out, opts);
 }
