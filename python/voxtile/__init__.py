@@ -891,3 +891,6 @@ def probe(path):
     _check(_lib.vt_image_probe(os.fsencode(path), ctypes.byref(info)), paths=(path,))
     return {"shape": tuple(int(v) for v in info.shape), "dtype": _VT_DTYPES[info.dtype],
             "spacing": tuple(info.spacing), "format": info.format.decode()}
+
+
+from . import augment  # noqa: E402,F401 (numpy only: voxtile.augment after import voxtile)
