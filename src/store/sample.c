@@ -1760,7 +1760,8 @@ static int plan_copy(target *t, const target *from)
         !p->base)
         return VT_ENOMEM;
     memcpy(p->first, f->first, (from->c->nblocks + 1) * sizeof *p->first);
-    memcpy(p->list, f->list, f->nlist * sizeof *p->list);
+    if (f->nlist) /* memcpy with a NULL source is undefined even for 0 bytes */
+        memcpy(p->list, f->list, f->nlist * sizeof *p->list);
     memcpy(p->slots, f->slots, f->nslots * sizeof *p->slots);
     if (f->hcap) {
         memcpy(p->hkey, f->hkey, f->hcap * sizeof *p->hkey);
