@@ -32,6 +32,7 @@
  * tile-coordinate box, or a hash when that box is too large). */
 #include "codec.h"
 #include "half.h"
+#include "interp.h"
 #include "sample_vec.h"
 #include "store.h"
 
@@ -1193,8 +1194,11 @@ static void row_linear(const target *t, tstate *ts, const coords *k, const taps 
     }
 }
 
-/* The label with the largest total weight among 8 taps, ties to the smaller. */
-static int32_t vote(const int32_t *v, double wz, double wy, double wx)
+/* Sums this close are a tie: weights are products of fractions, and the
+ * order of the sums must not decide between labels of equal weight. */
+#define VOTE_TIE 1e-9
+
+int32_t vt__label_vote(const int32_t *v, double wz, double wy, double wx)
 {
     double az[2] = {1 - wz, wz}, ay[2] = {1 - wy, wy}, ax[2] = {1 - wx, wx};
     /* two labels (the common case at a boundary): the same sums, in the same order, in one pass */
@@ -1218,7 +1222,7 @@ static int32_t vote(const int32_t *v, double wz, double wy, double wx)
             return a;
         if (sa == 0)
             return b;
-        return sa > sb || (sa == sb && a < b) ? a : b;
+        return sa > sb + VOTE_TIE || (sa >= sb - VOTE_TIE && a < b) ? a : b;
     }
     int32_t val[8];
     double sum[8];
@@ -1238,7 +1242,7 @@ static int32_t vote(const int32_t *v, double wz, double wy, double wx)
     }
     int best = 0;
     for (int u = 1; u < nv; u++)
-        if (sum[u] > sum[best] || (sum[u] == sum[best] && val[u] < val[best]))
+        if (sum[u] > sum[best] + VOTE_TIE || (sum[u] >= sum[best] - VOTE_TIE && val[u] < val[best]))
             best = u;
     return val[best];
 }
@@ -1288,7 +1292,7 @@ static int32_t vote(const int32_t *v, double wz, double wy, double wx)
             int32_t w[8];                                                                          \
             for (int u = 0; u < 8; u++)                                                            \
                 w[u] = v[u];                                                                       \
-            r[q] = vote(w, k->fz[q], k->fy[q], k->fx[q]);                                          \
+            r[q] = vt__label_vote(w, k->fz[q], k->fy[q], k->fx[q]);                                          \
         }                                                                                          \
     }
 
