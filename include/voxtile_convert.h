@@ -44,6 +44,28 @@ typedef struct vt_raw_spec {
     double spacing[3];   /**< voxel size (z, y, x) in mm; 0 = 1 mm. The affine is diagonal. */
 } vt_raw_spec;
 
+/** Image interpolation when vt_convert_opts::spacing changes the grid. */
+typedef enum vt_resample_order {
+    VT_RESAMPLE_CUBIC = 0, /**< Keys' cubic convolution (a = -1/2): local, 4 taps, interpolating */
+    VT_RESAMPLE_LINEAR = 1 /**< linear */
+} vt_resample_order;
+
+/** nnU-Net's treatment of a low-resolution axis when resampling (vt_convert_opts::separate_z). */
+typedef enum vt_separate {
+    VT_SEPARATE_AUTO = 0, /**< when the largest spacing exceeds 3x the smallest (of the source, else of the
+                               target), that one axis is interpolated on its own: nearest (or linear) */
+    VT_SEPARATE_ON = 1,   /**< always, for the axis of the largest source spacing */
+    VT_SEPARATE_OFF = 2   /**< never: the same kernel on every axis */
+} vt_separate;
+
+/** Normalisation recorded for each image channel (vt_convert_opts::normalize). */
+typedef enum vt_normalize {
+    VT_NORMALIZE_NONE = 0,  /**< none recorded */
+    VT_NORMALIZE_CT = 1,    /**< nnU-Net's CT scheme: clip to a dataset's foreground 0.5/99.5 percentiles, then
+                                 (x - mean) / std with its foreground mean and std (vt_convert_opts::norm_params) */
+    VT_NORMALIZE_ZSCORE = 2 /**< (x - mean) / std with each case's own mean and std over its (cropped) image */
+} vt_normalize;
+
 /** Options of vt_convert() and vt_convert_images(); initialise with vt_convert_opts_init(). */
 typedef struct vt_convert_opts {
     uint32_t tile[3];  /**< tile shape (z, y, x); 0 = default (16, 16, 16) */
@@ -70,6 +92,23 @@ typedef struct vt_convert_opts {
     /** Called now and then with the fraction done (0..1); may be NULL. */
     void (*progress)(void *ctx, double fraction);
     void *progress_ctx;
+    /** Resample to this voxel size (z, y, x) in mm, after cropping; all 0 (default) keeps the source's
+     *  grid. New shape as nnU-Net: rint(n * old / new) per axis; output voxel i sits on source coordinate
+     *  (i + 0.5) n_old / n_new - 0.5 (centres aligned), edge values outside. Images: order below; the
+     *  segmentation: the label vote (argmax of one-hot linear interpolation). The metadata records the
+     *  source grid ("source.shape", "source.spacing", "source.affine", "crop") and the resampling
+     *  ("resample.spacing", "resample.kernel") so that vt_export_like() can map back. */
+    double spacing[3];
+    vt_resample_order order;   /**< images, when resampling (default cubic) */
+    vt_separate separate_z;    /**< the low-resolution axis (default auto) */
+    int separate_linear;       /**< nonzero: that axis linear instead of nearest */
+    vt_normalize normalize;    /**< normalisation recorded in the metadata for readers to apply (stored values
+                                    stay raw): "normalize" (the scheme) and "normalize.params" (F64, per
+                                    channel: clip_lo, clip_hi, mean, std, in the units read() gives with
+                                    scaling). Default none */
+    /** VT_NORMALIZE_CT: 4 doubles per image channel (clip_lo, clip_hi, mean, std > 0), in channel order. */
+    const double *norm_params;
+    size_t norm_channels;      /**< channels in norm_params */
 } vt_convert_opts;
 
 /** Fill @p opts with the defaults documented on each field.
@@ -206,6 +245,55 @@ VT_API int vt_image_probe(const char *path, vt_image_info *out);
  *         vt_read(); VT_EIO / VT_ENOSPC writing. vt_errmsg(NULL) has the detail.
  */
 VT_API int vt_export_nifti(const char *store, const char *array, const char *out);
+
+/** Options of vt_export_like(); initialise with vt_export_opts_init(). */
+typedef struct vt_export_opts {
+    int argmax;              /**< nonzero: the index of the largest channel (the first of equal maxima), after
+                                  resampling, as labels 0..C-1: uint8 (uint16 over 256 channels) */
+    vt_resample_order order; /**< float channels: linear (default, nnU-Net's export) or cubic; an axis the
+                                  conversion resampled on its own (separate z) stays nearest */
+    /** Called now and then with the fraction done (0..1); may be NULL. */
+    void (*progress)(void *ctx, double fraction);
+    void *progress_ctx;
+} vt_export_opts;
+
+/**
+ * Fill @p opts with the defaults documented on each field.
+ * @param opts  options to initialise; NULL is ignored.
+ */
+VT_API void vt_export_opts_init(vt_export_opts *opts);
+
+/**
+ * Map a prediction made on a case's store back to the case's source grid
+ * and write it as NIfTI (.nii or .nii.gz), streaming in bounded memory.
+ *
+ * @p pred's array (C, z, y, x) must lie on the grid of @p like's image (same
+ * z, y, x shape; when @p pred records an "affine", the same affine). The
+ * resampling of the conversion is undone (output voxel i of an axis sits on
+ * stored coordinate (i + 0.5) n' / n - 0.5, edge values outside), then the
+ * crop: voxels outside the crop box take the background (0; for C > 1 float
+ * channels written as such, channel 0 takes 1, as nnU-Net's probabilities).
+ * Label arrays (one channel with a label index) are resampled by label
+ * vote; other arrays with @ref vt_export_opts::order, then argmax when asked,
+ * else written as channels (a 4-d file for several): float32 (float64
+ * kept), integers rounded and clamped to their dtype. The header is @p like's source
+ * NIfTI header (shape and datatype changed, scaling cleared), else a NIfTI-1
+ * header from its "source.affine".
+ * @param pred   the prediction's store.
+ * @param array  its array; NULL: "pred" if present, else its only array.
+ * @param like   the store of the case (converted by vt_convert_images(): it
+ *               records "source.shape", "source.affine", "crop" and any
+ *               "resample.*").
+ * @param opts   NULL for the defaults.
+ * @param out    .nii or .nii.gz to write (temporary file renamed into place).
+ * @return 0; VT_EINVAL (bad output name; a grid or geometry that is not
+ *         @p like's; argmax of integer channels); VT_ENOTFOUND (no such array);
+ *         VT_EFORMAT (@p like records no source grid); errors of vt_open(),
+ *         vt_read() and writing. vt_errmsg(NULL) has the detail. Nothing is
+ *         left at @p out on failure.
+ */
+VT_API int vt_export_like(const char *pred, const char *array, const char *like, const vt_export_opts *opts,
+                          const char *out);
 /**@}*/
 
 #ifdef __cplusplus

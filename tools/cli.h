@@ -74,4 +74,8 @@ int open_array(const vt_store *s, const char *name, const vt_array **out);
  * row-major NIfTI-style affine; false if degenerate. */
 bool orientation_code(const double *aff, char code[4]);
 
+/* A progress callback (vt_convert_opts::progress ...) drawing a bar on
+ * stderr; @p ctx is an int holding the last percentage drawn, -1 at first. */
+void progress_bar(void *ctx, double fraction);
+
 #endif

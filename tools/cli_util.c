@@ -189,3 +189,17 @@ bool nnunet_channel(const char *name, size_t stem_len, size_t *case_len, int *ch
         *channel = ch;
     return true;
 }
+
+void progress_bar(void *ctx, double f)
+{
+    int *last = ctx;
+    int pct = (int)(f * 100);
+    if (pct == *last)
+        return;
+    *last = pct;
+    int n = pct / 4;
+    fprintf(stderr, "\r[%.*s%*s] %3d%%", n, "=========================", 25 - n, "", pct);
+    if (pct >= 100)
+        fputc('\n', stderr);
+    fflush(stderr);
+}

@@ -30,6 +30,14 @@ static const char convert_help[] =
     "                            --raw-seg-dtype T (a raw segmentation, default uint8)\n"
     "      --levels N            add pyramid levels image@1..image@N (and seg@k): each halves\n"
     "                            the axes whose spacing is within 3x the finest (Lanczos-3)\n"
+    "      --spacing Z,Y,X       resample to this voxel size in mm after cropping (nnU-Net's\n"
+    "                            shape rule); the segmentation by label vote\n"
+    "      --order O             image interpolation: cubic (default) or linear\n"
+    "      --separate-z M        a low-resolution axis on its own, nearest: auto (default: when\n"
+    "                            the spacing is anisotropic > 3x), on, off; on/linear, auto/linear\n"
+    "      --normalize N         record normalisation for readers: ct (needs --norm-params),\n"
+    "                            zscore (each case's mean and std) or none (default)\n"
+    "      --norm-params L,H,M,S clip bounds, mean and std per image channel (CT scheme)\n"
     "      --tile Z,Y,X          tile shape (default 16,16,16)\n"
     "      --codec C             lz4hc (default), lz4 or none\n"
     "      --level N             LZ4HC level 1..12 (default 4) / LZ4 acceleration (default 1)\n"
@@ -39,20 +47,6 @@ static const char convert_help[] =
     "  -q, --quiet               no progress bar and no summary\n"
     "\n"
     "example: voxtile convert case_0000.nii.gz case_0001.nii.gz --seg case.nii.gz --crop-nonzero -o case.vxt\n";
-
-static void progress_bar(void *ctx, double f)
-{
-    int *last = ctx;
-    int pct = (int)(f * 100);
-    if (pct == *last)
-        return;
-    *last = pct;
-    int n = pct / 4;
-    fprintf(stderr, "\r[%.*s%*s] %3d%%", n, "=========================", 25 - n, "", pct);
-    if (pct >= 100)
-        fputc('\n', stderr);
-    fflush(stderr);
-}
 
 int cmd_convert(int argc, char **argv)
 {
@@ -86,6 +80,8 @@ int cmd_convert(int argc, char **argv)
         die_usage("convert: -o OUT.vxt is required");
     if (o.crop_mode == VT_CROP_LABEL && seg == NULL)
         die_usage("convert: --crop-to-label needs --seg LABEL");
+    if (o.normalize == VT_NORMALIZE_CT && o.norm_params == NULL)
+        die_usage("convert: --normalize ct needs --norm-params LO,HI,MEAN,STD (or a fingerprint)");
     if (o.codec == VT_CODEC_NONE)
         o.level = 0;
     int last = -1;

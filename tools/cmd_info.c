@@ -335,6 +335,17 @@ static void print_geometry(const vt_store *s, int json)
                    "\n",
                    c[0], c[1], c[2], c[3], c[4], c[5]);
         }
+        const double *ssp = NULL;
+        const char *kern = meta_str(s, "resample.kernel");
+        const void *ssh = NULL;
+        size_t ns = 0;
+        if (meta_f64(s, "source.spacing", 3, &ssp) && kern &&
+            vt_meta_get(s, "source.shape", &t, &ssh, &ns) == 0 && t == VT_META_I64 && ns == 3) {
+            const int64_t *sh = ssh;
+            printf("  resampled from spacing %g x %g x %g mm (source %" PRId64 " x %" PRId64 " x %" PRId64
+                   "), kernels (z, y, x) %s\n",
+                   ssp[0], ssp[1], ssp[2], sh[0], sh[1], sh[2], kern);
+        }
     }
     const char *src = meta_str(s, "source"), *srcs = meta_str(s, "sources"), *seg = meta_str(s, "seg.source");
     const char *fmt = meta_str(s, "format");

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +31,26 @@ static int parse_crop(const char *s, int64_t *box)
             return -1;
     }
     return n == 3 ? 0 : -1;
+}
+
+/* "A,B,C..." of positive finite doubles into v (at most max); the count, or -1. */
+static int parse_doubles(const char *s, double *v, int max, bool positive)
+{
+    int n = 0;
+    const char *p = s;
+    for (;;) {
+        char *end;
+        errno = 0;
+        double x = strtod(p, &end);
+        if (end == p || errno || !isfinite(x) || (positive && x <= 0) || n == max)
+            return -1;
+        v[n++] = x;
+        if (*end == '\0')
+            return n;
+        if (*end != ',')
+            return -1;
+        p = end + 1;
+    }
 }
 
 /* Apply one store option; false when @p c is not one. */
@@ -77,6 +98,56 @@ bool store_option(int c, vt_convert_opts *o, int argc, char **argv)
             die_usage("--tile: expected Z,Y,X with each in 1..4096, got '%s'", optarg);
         for (int i = 0; i < 3; i++)
             o->tile[i] = (uint32_t)t[i];
+        return true;
+    }
+    case 1010:
+        if (parse_doubles(optarg, o->spacing, 3, true) != 3)
+            die_usage("--spacing: expected Z,Y,X voxel sizes in mm (each > 0), got '%s'", optarg);
+        return true;
+    case 1011:
+        if (strcmp(optarg, "cubic") == 0 || strcmp(optarg, "3") == 0)
+            o->order = VT_RESAMPLE_CUBIC;
+        else if (strcmp(optarg, "linear") == 0 || strcmp(optarg, "1") == 0)
+            o->order = VT_RESAMPLE_LINEAR;
+        else
+            die_usage("--order: expected cubic or linear, got '%s'", optarg);
+        return true;
+    case 1012: {
+        const char *m = optarg;
+        size_t n = strcspn(m, "/");
+        o->separate_linear = strcmp(m + n, "/linear") == 0;
+        if (m[n] && !o->separate_linear)
+            die_usage("--separate-z: expected auto, on or off (optionally /linear), got '%s'", optarg);
+        if (n == 4 && strncmp(m, "auto", 4) == 0)
+            o->separate_z = VT_SEPARATE_AUTO;
+        else if (n == 2 && strncmp(m, "on", 2) == 0)
+            o->separate_z = VT_SEPARATE_ON;
+        else if (n == 3 && strncmp(m, "off", 3) == 0 && !o->separate_linear)
+            o->separate_z = VT_SEPARATE_OFF;
+        else
+            die_usage("--separate-z: expected auto, on or off (optionally /linear), got '%s'", optarg);
+        return true;
+    }
+    case 1013:
+        if (strcmp(optarg, "none") == 0)
+            o->normalize = VT_NORMALIZE_NONE;
+        else if (strcmp(optarg, "ct") == 0)
+            o->normalize = VT_NORMALIZE_CT;
+        else if (strcmp(optarg, "zscore") == 0)
+            o->normalize = VT_NORMALIZE_ZSCORE;
+        else
+            die_usage("--normalize: expected ct, zscore or none, got '%s'", optarg);
+        return true;
+    case 1014: {
+        static double params[4 * 64];
+        int n = parse_doubles(optarg, params, 4 * 64, false);
+        if (n < 4 || n % 4)
+            die_usage("--norm-params: expected LO,HI,MEAN,STD per image channel, got '%s'", optarg);
+        for (int i = 0; i < n; i += 4)
+            if (params[i + 3] <= 0 || params[i] > params[i + 1])
+                die_usage("--norm-params: channel %d needs LO <= HI and STD > 0, got '%s'", i / 4, optarg);
+        o->norm_params = params;
+        o->norm_channels = (size_t)n / 4;
         return true;
     }
     case 'c':

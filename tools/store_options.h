@@ -19,7 +19,9 @@
         {"levels", required_argument, 0, 'V'}, {"raw-shape", required_argument, 0, 1001},           \
         {"raw-dtype", required_argument, 0, 1002}, {"raw-offset", required_argument, 0, 1003},       \
         {"raw-big-endian", no_argument, 0, 1004}, {"raw-spacing", required_argument, 0, 1005},      \
-        {"raw-seg-dtype", required_argument, 0, 1006}
+        {"raw-seg-dtype", required_argument, 0, 1006}, {"spacing", required_argument, 0, 1010},     \
+        {"order", required_argument, 0, 1011}, {"separate-z", required_argument, 0, 1012},            \
+        {"normalize", required_argument, 0, 1013}, {"norm-params", required_argument, 0, 1014}
 
 /* Apply the store option @p c (getopt_long's value, its argument in optarg)
  * to @p o; false when @p c is not a store option. A bad value is a usage

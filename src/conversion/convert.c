@@ -13,6 +13,7 @@
 #include "labels.h"
 #include "resample.h"
 #include "source.h"
+#include "spacing.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -51,12 +52,35 @@ int vt_convert_opts_string(const vt_convert_opts *o, char *buf, size_t len)
     uint32_t t[3];
     for (int d = 0; d < 3; d++)
         t[d] = o->tile[d] ? o->tile[d] : VT_DEFAULT_TILE_EDGE;
-    return snprintf(buf, len, "array=%s dtype=%s apply_scaling=%d crop=%s levels=%d tile=%u,%u,%u codec=%s level=%d shuffle=%s",
+    /* what resampling and normalisation add is written only when asked, so stores made without them
+     * keep the line they had (a rerun of convert-dataset compares it) */
+    char extra[64 + 4 * 4 * 32] = "";
+    size_t e = 0;
+    if (o->spacing[0] || o->spacing[1] || o->spacing[2]) {
+        static const char *const sep[] = {"auto", "on", "off"};
+        e += (size_t)snprintf(extra + e, sizeof extra - e, " spacing=%.17g,%.17g,%.17g order=%s separate_z=%s%s",
+                              o->spacing[0], o->spacing[1], o->spacing[2],
+                              o->order == VT_RESAMPLE_LINEAR ? "linear" : "cubic",
+                              (unsigned)o->separate_z < 3 ? sep[o->separate_z] : "?",
+                              o->separate_linear ? "/linear" : "");
+    }
+    if (o->normalize == VT_NORMALIZE_ZSCORE)
+        e += (size_t)snprintf(extra + e, sizeof extra - e, " normalize=zscore");
+    else if (o->normalize == VT_NORMALIZE_CT) {
+        e += (size_t)snprintf(extra + e, sizeof extra - e, " normalize=ct");
+        for (size_t c = 0; o->norm_params && c < o->norm_channels && c < 4 && e < sizeof extra; c++)
+            e += (size_t)snprintf(extra + e, sizeof extra - e, "%s%.9g,%.9g,%.9g,%.9g", c ? ";" : ":",
+                                  o->norm_params[4 * c], o->norm_params[4 * c + 1], o->norm_params[4 * c + 2],
+                                  o->norm_params[4 * c + 3]);
+    }
+    return snprintf(buf, len,
+                    "array=%s dtype=%s apply_scaling=%d crop=%s levels=%d tile=%u,%u,%u codec=%s level=%d "
+                    "shuffle=%s%s",
                     o->array ? o->array : "image",
                     o->dtype == VT_DTYPE_SAME ? "same" : vt_dtype_name(o->dtype), o->apply_scaling ? 1 : 0,
                     crop, o->levels, t[0], t[1], t[2], vt_codec_name(o->codec),
                     o->level ? o->level : vt__codec_default_level(o->codec),
-                    (unsigned)o->filter < 3 ? filters[o->filter] : "?");
+                    (unsigned)o->filter < 3 ? filters[o->filter] : "?", extra);
 }
 
 /* Whether source @p s has an intensity scaling other than x*1+0 (slope 0 means none). */
@@ -109,6 +133,18 @@ typedef struct conversion {
     int img_id, seg_id;
     unsigned char *slab, *cropped, *cast;
     size_t slab_cap, cropped_cap, cast_cap;
+    /* the stored grid: the cropped source, or resampled to vt_convert_opts::spacing */
+    uint64_t grid[3];          /* (z, y, x) */
+    double spacing[3];         /* of the stored grid: source spacing x n_source / n_stored */
+    bool resample;
+    vt_kernel kern_img[3], kern_seg[3];
+    int lowres;                /* the axis interpolated on its own, or -1 */
+    double *dslice;            /* resampling: one source slice as double */
+    int32_t *lslice;           /* or as int32 (labels) */
+    unsigned char *oslice;     /* one stored slice in the array's dtype */
+    /* zscore normalisation: per image channel, over the cropped source voxels (scaled) */
+    double *zsum, *zsum2, *zmin, *zmax;
+    uint64_t *zcount;
 } conversion;
 
 static void progress(conversion *cv, uint64_t slices)
@@ -264,7 +300,10 @@ static int nonzero_box(conversion *cv, vt_source **src, size_t nsrc, int64_t *bo
     return 0;
 }
 
-/* The affine of the stored (cropped) grid: the origin moves to the crop corner. */
+/* The affine of the stored grid: the origin moves to the crop corner; when
+ * resampled, stored voxel i of an axis sits on cropped source coordinate
+ * (i + 0.5) n / n' - 0.5, so the axis's column scales by n / n' and the
+ * origin moves by 0.5 n / n' - 0.5 of the old column. */
 static void level_affine(const conversion *cv, double *aff)
 {
     const vt_source *s = cv->img[0];
@@ -273,6 +312,14 @@ static void level_affine(const conversion *cv, double *aff)
     for (int r = 0; r < 3; r++)
         aff[4 * r + 3] = s->affine[4 * r + 3] + s->affine[4 * r] * ijk[0] + s->affine[4 * r + 1] * ijk[1] +
                          s->affine[4 * r + 2] * ijk[2];
+    for (int d = 0; d < 3 && cv->resample; d++) {
+        double f = (double)(cv->box[2 * d + 1] - cv->box[2 * d]) / (double)cv->grid[d];
+        int col = 2 - d; /* affine columns are (x, y, z) */
+        for (int r = 0; r < 3; r++) {
+            aff[4 * r + 3] += aff[4 * r + col] * (0.5 * f - 0.5);
+            aff[4 * r + col] *= f;
+        }
+    }
 }
 
 static int write_meta_common(vt_writer *w, conversion *cv, const char *const *images, const char *segpath)
@@ -314,11 +361,24 @@ static int write_meta_common(vt_writer *w, conversion *cv, const char *const *im
     char how[512];
     if (vt_convert_opts_string(cv->o, how, sizeof how) < (int)sizeof how)
         META("convert.options", VT_META_STRING, how, strlen(how));
-    META("spacing", VT_META_F64, s->spacing, 3);
+    META("spacing", VT_META_F64, cv->spacing, 3);
     META("affine", VT_META_F64, aff, 16);
     META("origin", VT_META_F64, origin, 3);
     META("direction", VT_META_F64, dir, 9);
     META("crop", VT_META_I64, crop, 6);
+    /* the source grid, so that a prediction can be mapped back (vt_export_like) */
+    int64_t shape[3] = {(int64_t)cv->shape[0], (int64_t)cv->shape[1], (int64_t)cv->shape[2]};
+    META("source.shape", VT_META_I64, shape, 3);
+    META("source.spacing", VT_META_F64, s->spacing, 3);
+    META("source.affine", VT_META_F64, s->affine, 16);
+    if (cv->resample) {
+        char kern[64];
+        static const char *const kname[] = {"nearest", "linear", "cubic"};
+        snprintf(kern, sizeof kern, "%s,%s,%s", kname[cv->kern_img[0]], kname[cv->kern_img[1]],
+                 kname[cv->kern_img[2]]);
+        META("resample.spacing", VT_META_F64, cv->o->spacing, 3);
+        META("resample.kernel", VT_META_STRING, kern, strlen(kern));
+    }
     if (strncmp(s->format, "nifti", 5) == 0) {
         int64_t qc = s->qform_code, sc = s->sform_code;
         META("nifti.header", VT_META_BYTES, s->header, s->header_len);
@@ -373,7 +433,7 @@ static int levels_setup(conversion *cv, levels *lv, vt_writer *w, const vt_array
     bool labels = base->labels != 0;
     uint64_t shape[3] = {base->shape[1], base->shape[2], base->shape[3]};
     int n = cv->o->levels > 32 ? 32 : cv->o->levels;
-    int rc = vt__pyramid_new(n, cv->img[0]->spacing, shape, labels, emit_level, lv, &lv->pyr);
+    int rc = vt__pyramid_new(n, cv->spacing, shape, labels, emit_level, lv, &lv->pyr);
     if (rc)
         return vt__fail_at(NULL, rc, cv->img[0]->path, "out of memory for pyramid levels");
     lv->n = vt__pyramid_levels(lv->pyr);
@@ -385,7 +445,7 @@ static int levels_setup(conversion *cv, levels *lv, vt_writer *w, const vt_array
         return vt__fail_at(NULL, VT_ENOMEM, cv->img[0]->path, "out of memory for pyramid levels");
     double aff[16], sp[3];
     memcpy(aff, affine, sizeof aff);
-    memcpy(sp, cv->img[0]->spacing, sizeof sp);
+    memcpy(sp, cv->spacing, sizeof sp);
     for (int k = 0; k < lv->n; k++) {
         int red[3];
         vt__pyramid_level(lv->pyr, k, lv->shape[k], red);
@@ -430,8 +490,120 @@ static void levels_free(levels *lv)
     free(lv->buf);
 }
 
-/* Stream every channel of @p src (cropped, cast) into array @p id starting at
- * channel @p c0, feeding the array's pyramid levels on the way. */
+/* Add slices of channel @p c (source dtype, scaled values) to the channel's
+ * zscore sums. */
+static void zscore_add(conversion *cv, const vt_source *s, uint64_t c, const void *data, uint64_t n)
+{
+    size_t es = vt_dtype_size(s->dtype);
+    bool scale = has_scaling(s);
+    double sum = 0, sum2 = 0, mn = cv->zmin[c], mx = cv->zmax[c];
+    uint64_t cnt = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        double v = vt__load_f64(s->dtype, (const unsigned char *)data + i * es);
+        if (scale)
+            v = v * s->scl_slope + s->scl_inter;
+        if (!isfinite(v))
+            continue;
+        sum += v;
+        sum2 += v * v;
+        mn = v < mn ? v : mn;
+        mx = v > mx ? v : mx;
+        cnt++;
+    }
+    cv->zsum[c] += sum;
+    cv->zsum2[c] += sum2;
+    cv->zmin[c] = mn;
+    cv->zmax[c] = mx;
+    cv->zcount[c] += cnt;
+}
+
+/* Where a resampled stream's slices go. */
+typedef struct stream {
+    conversion *cv;
+    vt_writer *w;
+    int id;
+    uint64_t c;         /* channel of the array */
+    vt_dtype dt;
+    levels *lv;
+} stream;
+
+/* One stored slice from the resampler: rounded (integer dtypes) and clamped
+ * to the dtype (a cubic overshoots a little), written, fed to the levels. */
+static int emit_resampled(void *ctx, uint64_t z, const double *f, const int32_t *lab)
+{
+    stream *st = ctx;
+    conversion *cv = st->cv;
+    uint64_t n = cv->grid[1] * cv->grid[2];
+    size_t es = vt_dtype_size(st->dt);
+    bool to_int = !vt__dtype_is_float(st->dt);
+    double lo = vt__dtype_min(st->dt), hi = vt__dtype_max(st->dt);
+    for (uint64_t i = 0; i < n; i++) {
+        double v = f ? f[i] : (double)lab[i];
+        if (to_int) {
+            v = nearbyint(v);
+            v = v < lo ? lo : v > hi ? hi : v;
+        }
+        vt__store_f64(st->dt, cv->oslice + i * es, v);
+    }
+    uint64_t start[4] = {st->c, z, 0, 0}, size[4] = {1, 1, cv->grid[1], cv->grid[2]};
+    int rc = vt_writer_write(st->w, st->id, start, size, cv->oslice);
+    if (rc)
+        return vt__convert_writer_fail(st->w, rc);
+    if (st->lv->n) {
+        if (f)
+            for (uint64_t i = 0; i < n; i++)
+                st->lv->fslice[i] = (float)vt__load_f64(st->dt, cv->oslice + i * es);
+        rc = vt__pyramid_push(st->lv->pyr, f ? st->lv->fslice : NULL, f ? NULL : lab);
+        if (rc)
+            return rc < 0 && rc != VT_ENOMEM ? rc : vt__fail_at(NULL, VT_ENOMEM, cv->images[0], "out of memory");
+    }
+    return 0;
+}
+
+/* Channel @p c of @p src through the resampler into channel @p c0 + c of the array. */
+static int stream_resampled(conversion *cv, vt_writer *w, int id, vt_source *src, uint64_t c, uint64_t c0,
+                            vt_dtype dt, bool scale, bool integral, levels *lv)
+{
+    uint64_t z0 = (uint64_t)cv->box[0], z1 = (uint64_t)cv->box[1];
+    uint64_t in[3] = {z1 - z0, (uint64_t)(cv->box[3] - cv->box[2]), (uint64_t)(cv->box[5] - cv->box[4])};
+    stream st = {cv, w, id, c0 + c, dt, lv};
+    vt_respace *rs;
+    int rc = vt__respace_new(in, cv->grid, integral ? cv->kern_seg : cv->kern_img, integral, emit_resampled, &st, &rs);
+    if (rc)
+        return vt__fail_at(NULL, VT_ENOMEM, src->path, "out of memory for resampling");
+    vt__respace_begin(rs);
+    size_t es = vt_dtype_size(src->dtype);
+    uint64_t plane = in[1] * in[2];
+    for (uint64_t z = z0; z < z1 && rc == 0; z += cv->tile[1]) {
+        uint64_t nz = z1 - z < cv->tile[1] ? z1 - z : cv->tile[1];
+        void *data = NULL;
+        rc = read_cropped(cv, src, c, z, nz, &data);
+        if (rc == 0 && cv->o->normalize == VT_NORMALIZE_ZSCORE && !integral)
+            zscore_add(cv, src, c0 + c, data, nz * plane);
+        for (uint64_t k = 0; k < nz && rc == 0; k++) {
+            const unsigned char *sl = (const unsigned char *)data + k * plane * es;
+            for (uint64_t i = 0; i < plane && rc == 0; i++) {
+                double v = vt__load_f64(src->dtype, sl + i * es);
+                if (integral) {
+                    if (v != nearbyint(v) || !(v >= -2147483648.0 && v <= 2147483647.0))
+                        rc = vt__fail_at(NULL, VT_EINVAL, src->path, "label value %g is not an integer", v);
+                    cv->lslice[i] = (int32_t)v;
+                } else
+                    cv->dslice[i] = scale ? v * src->scl_slope + src->scl_inter : v;
+            }
+            if (rc == 0)
+                rc = vt__respace_push(rs, integral ? NULL : cv->dslice, integral ? cv->lslice : NULL);
+        }
+        progress(cv, nz);
+    }
+    if (rc == 0)
+        rc = vt__respace_end(rs);
+    vt__respace_free(rs);
+    return rc;
+}
+
+/* Stream every channel of @p src (cropped, cast -- or resampled) into array
+ * @p id starting at channel @p c0, feeding the array's pyramid levels on the way. */
 static int stream_source(conversion *cv, vt_writer *w, int id, vt_source *src, uint64_t c0, vt_dtype dt,
                          bool scale, bool integral, levels *lv)
 {
@@ -444,10 +616,20 @@ static int stream_source(conversion *cv, vt_writer *w, int id, vt_source *src, u
             lv->channel = c0 + c;
             vt__pyramid_begin(lv->pyr);
         }
+        if (cv->resample) {
+            int rc = stream_resampled(cv, w, id, src, c, c0, dt, scale, integral, lv);
+            if (rc == 0 && lv->n)
+                rc = vt__pyramid_end(lv->pyr);
+            if (rc)
+                return rc;
+            continue;
+        }
         for (uint64_t z = z0; z < z1; z += step) {
             uint64_t nz = z1 - z < step ? z1 - z : step;
             void *data = NULL, *conv = NULL;
             int rc = read_cropped(cv, src, c, z, nz, &data);
+            if (rc == 0 && cv->o->normalize == VT_NORMALIZE_ZSCORE && !integral)
+                zscore_add(cv, src, c0 + c, data, nz * ny * nx);
             if (rc == 0)
                 rc = cast(cv, src, data, nz * ny * nx, dt, scale, integral, &conv);
             if (rc)
@@ -615,6 +797,141 @@ static int choose_tiles_and_box(conversion *cv)
     }
 }
 
+/* Step 5b: the stored grid. Without vt_convert_opts::spacing the cropped
+ * source's; with it nnU-Net's new shape, the kernels of each axis (a
+ * low-resolution axis on its own, nnU-Net's rule) and the scratch slices of
+ * the resampling. */
+static int choose_grid(conversion *cv)
+{
+    const vt_convert_opts *o = cv->o;
+    const vt_source *s = cv->img[0];
+    uint64_t in[3];
+    for (int d = 0; d < 3; d++) {
+        in[d] = (uint64_t)(cv->box[2 * d + 1] - cv->box[2 * d]);
+        cv->grid[d] = in[d];
+        cv->spacing[d] = s->spacing[d];
+    }
+    if (!(o->spacing[0] || o->spacing[1] || o->spacing[2]))
+        return 0;
+    for (int d = 0; d < 3; d++) {
+        if (!(o->spacing[d] > 0 && isfinite(o->spacing[d])))
+            return vt__fail_at(NULL, VT_EINVAL, s->path, "spacing %g on axis %d: every spacing must be a positive "
+                               "number of mm", o->spacing[d], d);
+        if (!(s->spacing[d] > 0 && isfinite(s->spacing[d])))
+            return vt__fail_at(NULL, VT_EINVAL, s->path, "its spacing %g on axis %d is not positive: it cannot be "
+                               "resampled", s->spacing[d], d);
+        cv->grid[d] = vt__respace_extent(in[d], s->spacing[d], o->spacing[d]);
+        if (cv->grid[d] > (UINT64_C(1) << 31))
+            return vt__fail_at(NULL, VT_ERANGE, s->path, "resampling to spacing %g makes axis %d %llu voxels long",
+                               o->spacing[d], d, (unsigned long long)cv->grid[d]);
+        cv->spacing[d] = s->spacing[d] * (double)in[d] / (double)cv->grid[d];
+    }
+    /* nnU-Net's rule: the axis of the largest spacing alone, when it exceeds 3x the smallest of the
+     * source (else of the target); not when two axes share the largest */
+    cv->lowres = -1;
+    const double *sp[2] = {s->spacing, o->spacing};
+    for (int k = 0; k < 2 && o->separate_z != VT_SEPARATE_OFF && cv->lowres < 0; k++) {
+        double mx = fmax(sp[k][0], fmax(sp[k][1], sp[k][2])), mn = fmin(sp[k][0], fmin(sp[k][1], sp[k][2]));
+        if (o->separate_z == VT_SEPARATE_AUTO && !(mx / mn > 3))
+            continue;
+        int ties = 0, axis = 0;
+        for (int d = 0; d < 3; d++)
+            if (sp[k][d] == mx) {
+                ties++;
+                axis = d;
+            }
+        if (ties == 1)
+            cv->lowres = axis;
+        if (o->separate_z == VT_SEPARATE_ON)
+            break; /* on: the source's axis only */
+    }
+    for (int d = 0; d < 3; d++) {
+        bool alone = d == cv->lowres;
+        cv->kern_img[d] = alone ? (o->separate_linear ? VT_KERNEL_LINEAR : VT_KERNEL_NEAREST)
+                                : (o->order == VT_RESAMPLE_LINEAR ? VT_KERNEL_LINEAR : VT_KERNEL_CUBIC);
+        cv->kern_seg[d] = alone && !o->separate_linear ? VT_KERNEL_NEAREST : VT_KERNEL_LINEAR;
+    }
+    cv->resample = true;
+    uint64_t in_plane = in[1] * in[2], out_plane = cv->grid[1] * cv->grid[2];
+    cv->dslice = vt__malloc(in_plane * sizeof *cv->dslice);
+    cv->lslice = vt__malloc(in_plane * sizeof *cv->lslice);
+    cv->oslice = vt__malloc(out_plane * 8);
+    if (cv->dslice == NULL || cv->lslice == NULL || cv->oslice == NULL)
+        return vt__fail_at(NULL, VT_ENOMEM, s->path, "out of memory for resampling");
+    return 0;
+}
+
+/* Step 5c: what normalisation needs: the dataset's parameters, one per channel,
+ * or room for each channel's sums. */
+static int choose_normalization(conversion *cv)
+{
+    const vt_convert_opts *o = cv->o;
+    const char *first = cv->images[0];
+    if (o->normalize == VT_NORMALIZE_NONE)
+        return 0;
+    if (o->normalize == VT_NORMALIZE_CT) {
+        if (o->norm_params == NULL || o->norm_channels != cv->channels)
+            return vt__fail_at(NULL, VT_EINVAL, first, "CT normalisation needs parameters for each of its %llu "
+                               "channels, %zu given (a fingerprint of the dataset: voxtile stats --fingerprint)",
+                               (unsigned long long)cv->channels, o->norm_params ? o->norm_channels : 0);
+        for (size_t c = 0; c < o->norm_channels; c++) {
+            const double *p = o->norm_params + 4 * c;
+            if (!(p[0] <= p[1]) || !isfinite(p[2]) || !(p[3] > 0 && isfinite(p[3])))
+                return vt__fail_at(NULL, VT_EINVAL, first, "CT normalisation of channel %zu: clip %g..%g, mean %g, "
+                                   "std %g: the clip bounds must be ordered, mean finite, std positive", c, p[0],
+                                   p[1], p[2], p[3]);
+        }
+        return 0;
+    }
+    if (o->normalize != VT_NORMALIZE_ZSCORE)
+        return vt__fail_at(NULL, VT_EINVAL, first, "invalid normalisation %d", (int)o->normalize);
+    size_t n = (size_t)cv->channels;
+    cv->zsum = vt__calloc(n, sizeof *cv->zsum);
+    cv->zsum2 = vt__calloc(n, sizeof *cv->zsum2);
+    cv->zmin = vt__malloc(n * sizeof *cv->zmin);
+    cv->zmax = vt__malloc(n * sizeof *cv->zmax);
+    cv->zcount = vt__calloc(n, sizeof *cv->zcount);
+    if (!cv->zsum || !cv->zsum2 || !cv->zmin || !cv->zmax || !cv->zcount)
+        return vt__fail_at(NULL, VT_ENOMEM, first, "out of memory");
+    for (size_t c = 0; c < n; c++) {
+        cv->zmin[c] = INFINITY;
+        cv->zmax[c] = -INFINITY;
+    }
+    return 0;
+}
+
+/* The normalisation's metadata, once the stream has been read. */
+static int write_normalization(conversion *cv)
+{
+    const vt_convert_opts *o = cv->o;
+    if (o->normalize == VT_NORMALIZE_NONE)
+        return 0;
+    size_t n = (size_t)cv->channels;
+    double *p = vt__malloc(4 * n * sizeof *p);
+    if (p == NULL)
+        return vt__fail_at(NULL, VT_ENOMEM, cv->images[0], "out of memory");
+    for (size_t c = 0; c < n; c++) {
+        if (o->normalize == VT_NORMALIZE_CT) {
+            memcpy(p + 4 * c, o->norm_params + 4 * c, 4 * sizeof *p);
+            continue;
+        }
+        /* zscore: the case's own mean and population std; the clip bounds are its range (no clipping) */
+        double cnt = (double)cv->zcount[c], mean = cnt > 0 ? cv->zsum[c] / cnt : 0;
+        double var = cnt > 0 ? cv->zsum2[c] / cnt - mean * mean : 0;
+        double sd = var > 0 ? sqrt(var) : 0;
+        p[4 * c] = cnt > 0 ? cv->zmin[c] : 0;
+        p[4 * c + 1] = cnt > 0 ? cv->zmax[c] : 0;
+        p[4 * c + 2] = mean;
+        p[4 * c + 3] = sd > 1e-8 ? sd : 1e-8;
+    }
+    const char *scheme = o->normalize == VT_NORMALIZE_CT ? "ct" : "zscore";
+    int rc = vt_writer_set_meta(cv->w, "normalize", VT_META_STRING, scheme, strlen(scheme));
+    if (rc == 0)
+        rc = vt_writer_set_meta(cv->w, "normalize.params", VT_META_F64, p, 4 * n);
+    free(p);
+    return rc ? vt__convert_writer_fail(cv->w, rc) : 0;
+}
+
 /* Step 6: the store: the writer, the image array and the segmentation's,
  * the metadata, and the pyramid levels' arrays. */
 static int create_store(conversion *cv, const char *out)
@@ -634,7 +951,7 @@ static int create_store(conversion *cv, const char *out)
     img.ndim = 4;
     img.shape[0] = cv->channels;
     for (int d = 0; d < 3; d++)
-        img.shape[d + 1] = (uint64_t)(cv->box[2 * d + 1] - cv->box[2 * d]);
+        img.shape[d + 1] = cv->grid[d];
     memcpy(img.tile, cv->tile, sizeof cv->tile);
     img.codec = o->codec;
     img.level = o->level;
@@ -674,6 +991,8 @@ static int stream_all(conversion *cv)
     }
     if (rc == 0 && cv->seg)
         rc = stream_source(cv, cv->w, cv->seg_id, cv->seg, 0, cv->seg_dtype, false, true, &cv->lv_seg);
+    if (rc == 0)
+        rc = write_normalization(cv);
     if (rc == 0 && (rc = vt_writer_finalize(cv->w)) != 0)
         rc = vt__convert_writer_fail(cv->w, rc);
     return rc;
@@ -691,6 +1010,14 @@ static void conversion_free(conversion *cv)
     free(cv->slab);
     free(cv->cropped);
     free(cv->cast);
+    free(cv->dslice);
+    free(cv->lslice);
+    free(cv->oslice);
+    free(cv->zsum);
+    free(cv->zsum2);
+    free(cv->zmin);
+    free(cv->zmax);
+    free(cv->zcount);
 }
 
 int vt_convert_images(const char *const *images, size_t nimages, const char *segpath, const char *out,
@@ -718,6 +1045,10 @@ int vt_convert_images(const char *const *images, size_t nimages, const char *seg
         rc = choose_dtypes(&cv);
     if (rc == 0)
         rc = choose_tiles_and_box(&cv);
+    if (rc == 0)
+        rc = choose_grid(&cv);
+    if (rc == 0)
+        rc = choose_normalization(&cv);
     if (rc == 0)
         rc = create_store(&cv, out);
     if (rc == 0)

@@ -212,7 +212,8 @@ int vt_convert(const char *in, const char *out, const vt_convert_opts *opts)
         return vt__fail(NULL, VT_EINVAL, "vt_convert: array name must be given");
     /* a plain .npy of any rank or order keeps its shape; pyramid levels need an image's path */
     if (vt__ends_with(in, ".npy") && opts->crop_mode == VT_CROP_NONE && opts->dtype == VT_DTYPE_SAME &&
-        opts->levels == 0)
+        opts->levels == 0 && !(opts->spacing[0] || opts->spacing[1] || opts->spacing[2]) &&
+        opts->normalize == VT_NORMALIZE_NONE)
         return convert_npy(in, out, opts);
     return vt_convert_images(&in, 1, NULL, out, opts);
 }
