@@ -20,7 +20,7 @@ import numpy as np
 from . import _ffi
 
 __all__ = ["open", "Store", "Array", "Error", "InvalidArgument", "NotFound", "FileNotFound", "OutOfMemory",
-           "convert", "export_nifti", "probe", "Writer", "version"]
+           "convert", "export", "export_nifti", "probe", "Writer", "version"]
 
 _lib = _ffi.load()
 
@@ -425,8 +425,49 @@ class Array:
             self._scaling = (m.value, b.value) if has else None
         return self._scaling
 
+    @property
+    def normalization(self):
+        """[(clip_lo, clip_hi, mean, std)] per channel recorded by `convert --normalize` for this image
+        array (and its levels image@K), in the units read() gives with scaling; None otherwise."""
+        meta = self.store.metadata
+        p = meta.get("normalize.params")
+        if p is None or self.ndim != 4 or len(p) != 4 * self.shape[0] or self.labels:
+            return None
+        opts = meta.get("convert.options", "")
+        image = next((w[6:] for w in opts.split() if w.startswith("array=")), "image")
+        if self.name.split("@")[0] != image:
+            return None
+        return [tuple(float(v) for v in p[4 * c:4 * c + 4]) for c in range(self.shape[0])]
+
+    def _normalized_read(self, start, size, dtype, pad, pad_value, transform, out, threads, verify, scaling):
+        """read(normalize=True): channel by channel, each with its clip, then (x - mean) / std."""
+        where = f"{self.store.path}: array '{self.name}'"
+        norm = self.normalization
+        if norm is None:
+            raise InvalidArgument(_EINVAL, f"{where}: no normalisation recorded (convert --normalize)")
+        if transform is not None:
+            raise InvalidArgument(_EINVAL, f"{where}: normalize=True and transform= cannot be combined")
+        if dtype is None or np.dtype(dtype).kind != "f":
+            raise InvalidArgument(_EINVAL, f"{where}: normalize=True needs a floating dtype, not {dtype!r}")
+        start = _int_entries(start, "start", -(1 << 63), 1 << 63, where)
+        size = _int_entries(size, "size", 1, 1 << 63, where)
+        if len(start) != 4 or len(size) != 4:
+            raise InvalidArgument(_EINVAL, f"{where} has 4 dimensions; start and size need 4 entries each")
+        if out is None:
+            out = _empty(tuple(size), np.dtype(dtype), f"{where}: box of size")
+        for k in range(size[0]):
+            c = start[0] + k
+            if 0 <= c < self.shape[0]:
+                lo, hi, mean, std = norm[c]
+                tr = (lo, hi, 1.0 / std, -mean / std)
+            else:  # a channel outside the array: padding only
+                tr = None
+            self.read((c,) + tuple(start[1:]), (1,) + tuple(size[1:]), dtype=dtype, pad=pad, pad_value=pad_value,
+                      transform=tr, out=out[k:k + 1], threads=threads, verify=verify, scaling=scaling)
+        return out
+
     def read(self, start, size, dtype=None, pad="constant", pad_value=0, transform=None, out=None, threads=1,
-             verify=True, scaling=True):
+             verify=True, scaling=True, normalize=False):
         """Read the box [start, start+size) (one entry per dimension; it may leave the array).
 
         start: integers in [-2**63, 2**63); size: integers in [1, 2**63) (no floats, no bools).
@@ -439,7 +480,12 @@ class Array:
              integer outputs are never scaled.
         out: an array to fill (e.g. a slot of a batch): its shape must be size and dtype the output dtype;
              any strides (multiples of the item size) -- no extra copy.
+        normalize: apply the normalisation `convert --normalize` recorded (Array.normalization): per
+             channel, clip, then (x - mean) / std, fused into the read; needs a floating dtype.
         """
+        if normalize:
+            return self._normalized_read(start, size, dtype, pad, pad_value, transform, out, threads, verify,
+                                         scaling)
         h = self._handle()
         nd = self.ndim
         where = f"{self.store.path}: array '{self.name}'"
@@ -819,14 +865,27 @@ def sample_many(targets, matrix, size, *, displacement=None, threads=1):
     return [p[1] for p in parts]
 
 
+_ORDERS = {"cubic": 0, "linear": 1}
+_SEPARATE = {"auto": 0, "on": 1, "off": 2}
+_NORMALIZE = {None: 0, "none": 0, "ct": 1, "zscore": 2}
+
+
 def convert(images, out, seg=None, crop=None, crop_margin=0, levels=0, dtype=None, apply_scaling=False, tile=None,
-            codec="lz4hc", level=0, shuffle="auto", threads=None, array="image", raw=None, progress=None):
+            codec="lz4hc", level=0, shuffle="auto", threads=None, array="image", raw=None, progress=None,
+            spacing=None, order="cubic", separate_z="auto", normalize=None, norm_params=None):
     """Convert images (one path or a list: the channels) and an optional segmentation to a store.
 
     Mirrors `voxtile convert`: crop is None, "nonzero", "label" (with crop_margin) or a box
     (z0, z1, y0, y1, x0, x1); levels adds pyramid levels; dtype casts the image; raw is a dict
     {shape: (c, z, y, x), dtype, seg_dtype, offset, big_endian, spacing} for headerless files;
-    progress is called with the fraction done."""
+    progress is called with the fraction done.
+
+    spacing (z, y, x) in mm resamples after cropping (nnU-Net's shape rule, centre-aligned): the
+    image with order "cubic" (Keys, a = -1/2) or "linear", the segmentation by label vote;
+    separate_z "auto", "on", "off" or "auto/linear", "on/linear" treats a low-resolution axis
+    on its own (nearest, or linear). normalize "ct" (with norm_params: (lo, hi, mean, std) per
+    image channel, e.g. from a dataset fingerprint) or "zscore" records the normalisation that
+    read(normalize=True) and PatchDataset apply; the stored values stay raw."""
     if isinstance(images, (str, bytes, os.PathLike)):
         images = [images]
     opts = _ffi.ConvertOpts()
@@ -853,6 +912,32 @@ def convert(images, out, seg=None, crop=None, crop_margin=0, levels=0, dtype=Non
     opts.crop_margin = int(crop_margin)
     opts.levels = int(levels)
     keep = []
+    if spacing is not None:
+        sp = [float(v) for v in spacing]
+        if len(sp) != 3:
+            raise InvalidArgument(_EINVAL, f"spacing must be (z, y, x) in mm, not {spacing!r}")
+        for d in range(3):
+            opts.spacing[d] = sp[d]
+    if order not in _ORDERS:
+        raise InvalidArgument(_EINVAL, f"order must be 'cubic' or 'linear', not {order!r}")
+    opts.order = _ORDERS[order]
+    mode, _, how = str(separate_z).partition("/")
+    if mode not in _SEPARATE or how not in ("", "linear") or (mode == "off" and how):
+        raise InvalidArgument(_EINVAL, f"separate_z must be 'auto', 'on', 'off', 'auto/linear' or 'on/linear', "
+                                       f"not {separate_z!r}")
+    opts.separate_z = _SEPARATE[mode]
+    opts.separate_linear = int(how == "linear")
+    if normalize not in _NORMALIZE:
+        raise InvalidArgument(_EINVAL, f"normalize must be None, 'ct' or 'zscore', not {normalize!r}")
+    opts.normalize = _NORMALIZE[normalize]
+    if norm_params is not None:
+        flat = [float(v) for ch in norm_params for v in (ch if hasattr(ch, "__len__") else (ch,))]
+        if not flat or len(flat) % 4:
+            raise InvalidArgument(_EINVAL, "norm_params must be (lo, hi, mean, std) per image channel")
+        buf = (ctypes.c_double * len(flat))(*flat)
+        keep.append(buf)
+        opts.norm_params = ctypes.cast(buf, ctypes.POINTER(ctypes.c_double))
+        opts.norm_channels = len(flat) // 4
     if raw is not None:
         rs = _ffi.RawSpec()
         shape = list(raw["shape"])
@@ -883,6 +968,35 @@ def export_nifti(store, out, array=None):
     """Write an array of a store (default "image") back to NIfTI (.nii or .nii.gz), source header kept."""
     _check(_lib.vt_export_nifti(os.fsencode(store), array.encode() if array else None, os.fsencode(out)),
            paths=(store, os.path.dirname(os.path.abspath(out))))
+
+
+def export(store, out, like=None, array=None, argmax=False, order="linear", progress=None):
+    """Write an array of a store as NIfTI (.nii or .nii.gz), streaming.
+
+    Without like: export_nifti (the array on the store's own grid, source header kept). With like
+    (the store of the case a prediction was made on): the array (default "pred", or the store's only
+    array) is mapped back to that case's source grid -- the conversion's spacing change undone
+    (order "linear", as nnU-Net's export, or "cubic"; an axis resampled on its own stays nearest; a
+    label array by label vote), the crop undone with background (0; channel 0 of several float
+    channels takes 1) -- and written with the source's header and affine. argmax: the index of the
+    largest channel after resampling (nnU-Net's order), as uint8 labels (uint16 over 256 classes)."""
+    if like is None:
+        if argmax or order != "linear":
+            raise InvalidArgument(_EINVAL, "argmax and order map a prediction back: they need like=CASE.vxt")
+        return export_nifti(store, out, array=array)
+    if order not in _ORDERS:
+        raise InvalidArgument(_EINVAL, f"order must be 'linear' or 'cubic', not {order!r}")
+    opts = _ffi.ExportOpts()
+    _lib.vt_export_opts_init(ctypes.byref(opts))
+    opts.argmax = int(bool(argmax))
+    opts.order = _ORDERS[order]
+    keep = None
+    if progress is not None:
+        keep = _ffi.PROGRESS(lambda ctx, f: progress(f))
+        opts.progress = keep
+    _check(_lib.vt_export_like(os.fsencode(store), array.encode() if array else None, os.fsencode(like),
+                               ctypes.byref(opts), os.fsencode(out)),
+           paths=(store, like, os.path.dirname(os.path.abspath(out))))
 
 
 def probe(path):

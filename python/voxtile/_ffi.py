@@ -131,6 +131,22 @@ class ConvertOpts(ctypes.Structure):
         ("raw", ctypes.POINTER(RawSpec)),
         ("progress", PROGRESS),
         ("progress_ctx", ctypes.c_void_p),
+        ("spacing", ctypes.c_double * 3),
+        ("order", ctypes.c_int),
+        ("separate_z", ctypes.c_int),
+        ("separate_linear", ctypes.c_int),
+        ("normalize", ctypes.c_int),
+        ("norm_params", ctypes.POINTER(ctypes.c_double)),
+        ("norm_channels", ctypes.c_size_t),
+    ]
+
+
+class ExportOpts(ctypes.Structure):
+    _fields_ = [
+        ("argmax", ctypes.c_int),
+        ("order", ctypes.c_int),
+        ("progress", PROGRESS),
+        ("progress_ctx", ctypes.c_void_p),
     ]
 
 
@@ -236,6 +252,8 @@ FUNCTIONS = {
     "vt_convert": (_I, [_S, _S, ctypes.POINTER(ConvertOpts)]),
     "vt_convert_images": (_I, [ctypes.POINTER(_S), _SZ, _S, _S, ctypes.POINTER(ConvertOpts)]),
     "vt_export_nifti": (_I, [_S, _S, _S]),
+    "vt_export_opts_init": (None, [ctypes.POINTER(ExportOpts)]),
+    "vt_export_like": (_I, [_S, _S, _S, ctypes.POINTER(ExportOpts), _S]),
     "vt_image_probe": (_I, [_S, ctypes.POINTER(ImageInfo)]),
 }
 

@@ -43,10 +43,11 @@ class PatchDataset(torch.utils.data.Dataset):
     or a uniform position, as above) with a random rotation, scaling, mirroring or deformation, and sampled
     straight from the tiles in one pass: the image trilinearly, the labels by label vote (the argmax of
     one-hot trilinear interpolation, any number of labels). The draw depends only on (seed, epoch, i).
-    normalize: None, one (clip_lo, clip_hi, mean, std) for every channel, or one such tuple per channel:
-    the image is clipped, then (x - mean) / std, in the same pass as the read (no normalised copy of the
-    data anywhere); clip bounds may be None. E.g. nnU-Net's CT normalisation (foreground 0.5/99.5
-    percentiles, mean, std) or a z-score (None, None, mean, std).
+    normalize: None, True, one (clip_lo, clip_hi, mean, std) for every channel, or one such tuple per
+    channel: the image is clipped, then (x - mean) / std, in the same pass as the read (no normalised copy
+    of the data anywhere); clip bounds may be None. E.g. nnU-Net's CT normalisation (foreground 0.5/99.5
+    percentiles, mean, std) or a z-score (None, None, mean, std). True: each store's own, recorded by
+    `convert --normalize` (Array.normalization; a store without one is an error).
     """
 
     def __init__(self, paths, patch_size, *, arrays=("image", "seg"), oversample_foreground=0.33,
@@ -144,6 +145,12 @@ class PatchDataset(torch.utils.data.Dataset):
         """Per-channel (clip_lo, clip_hi, scale, offset) of the normalisation, or None."""
         if self.normalize is None:
             return None
+        if self.normalize is True:
+            rec = img.normalization
+            if rec is None:
+                raise voxtile.InvalidArgument(-7, f"{self.paths[case]}: '{img.name}' records no normalisation "
+                                                  f"(convert --normalize), and normalize=True asks for it")
+            return _normalization(rec)
         norm = self.normalize * img.shape[0] if len(self.normalize) == 1 else self.normalize
         if len(norm) != img.shape[0]:
             raise voxtile.InvalidArgument(-7, f"{self.paths[case]}: '{img.name}' has {img.shape[0]} channels, "
@@ -237,7 +244,9 @@ class PatchDataset(torch.utils.data.Dataset):
 def _normalization(normalize):
     """normalize= as a list of (clip_lo, clip_hi, scale, offset): None, one (lo, hi, mean, std) for all
     channels, or one per channel."""
-    if normalize is None:
+    if normalize is None or normalize is True:
+        return normalize
+    if normalize is False:
         return None
     items = list(normalize)
     if len(items) == 4 and all(v is None or np.isscalar(v) for v in items):
@@ -271,11 +280,15 @@ class GridPatches:
     """The sliding-window tiling of a case for inference: iterate for (z, y, x) starts in C order (z slowest,
     the order Stitcher needs), read(start) for the patch (padded where it leaves the volume)."""
 
-    def __init__(self, store, patch_size, overlap=0.5, array="image"):
+    def __init__(self, store, patch_size, overlap=0.5, array="image", normalize=False):
         self.store = store if isinstance(store, voxtile.Store) else voxtile.open(store)
         self.array = self.store[array]
         self.patch_size = tuple(int(p) for p in patch_size)
         self.steps = sliding_window_steps(self.array.shape[1:], self.patch_size, overlap)
+        self.normalize = bool(normalize)  # the store's recorded normalisation (Array.normalization)
+        if self.normalize and self.array.normalization is None:
+            raise voxtile.InvalidArgument(-7, f"{self.store.path}: '{array}' records no normalisation "
+                                              f"(convert --normalize), and normalize=True asks for it")
 
     def __len__(self):
         return int(np.prod([len(s) for s in self.steps]))
@@ -289,7 +302,7 @@ class GridPatches:
     def read(self, start, dtype=np.float32, pad="constant", pad_value=0.0):
         a = self.array
         return a.read((0,) + tuple(start), (a.shape[0],) + self.patch_size, dtype=dtype, pad=pad,
-                      pad_value=pad_value)
+                      pad_value=pad_value, normalize=self.normalize)
 
 
 def gaussian_importance(patch_size, sigma_scale=1.0 / 8):
