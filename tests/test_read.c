@@ -75,42 +75,28 @@ static void setup(void)
     dir = tu_tmpdir();
     path = tu_path(dir, "read.vxt");
     rng r = {2024};
-    vt_writer_opts wo;
-    vt_writer_opts_init(&wo);
-    wo.threads = 2;
-    vt_writer *w;
-    ck_assert_int_eq(vt_writer_open(path, &wo, &w), 0);
+    vt_writer *w = tu_writer(path, 2);
     for (size_t c = 0; c < NCASES; c++) {
         const arr_case *ac = &cases[c];
         vt_array_spec spec;
-        vt_array_spec_init(&spec);
-        spec.name = ac->name;
-        spec.dtype = ac->dtype;
-        spec.ndim = ac->nd;
-        memcpy(spec.shape, ac->shape, sizeof spec.shape);
-        memcpy(spec.tile, ac->tile, sizeof spec.tile);
+        tu_spec(&spec, ac->name, ac->dtype, ac->nd, ac->shape, ac->tile);
         spec.codec = ac->codec;
         spec.filter = ac->filter;
-        int id;
-        ck_assert_msg(vt_writer_add_array(w, &spec, &id) == 0, "%s", vt_writer_errmsg(w));
+        int id = tu_add_array(w, &spec);
         uint64_t n = count_of(ac->nd, ac->shape);
         data[c] = malloc((size_t)(n * vt_dtype_size(ac->dtype)));
         fill_values(ac->dtype, data[c], n, &r);
         uint64_t start[VT_MAX_DIMS] = {0};
         ck_assert_int_eq(vt_writer_write(w, id, start, ac->shape, data[c]), 0);
     }
-    ck_assert_msg(vt_writer_finalize(w) == 0, "%s", vt_writer_errmsg(w));
-    vt_writer_free(w);
+    tu_finish(w);
 }
 
 static void teardown(void)
 {
     for (size_t c = 0; c < NCASES; c++)
         free(data[c]);
-    unlink(path);
-    tu_rmtree(dir);
-    free(path);
-    free(dir);
+    tu_tmpdir_free(dir, path);
 }
 
 typedef struct read_spec {
@@ -321,10 +307,8 @@ END_TEST
 /* Reads of the same box with 1, 2 and 4 threads give identical bytes. */
 START_TEST(threads_agree)
 {
-    vt_store *s;
-    ck_assert_int_eq(vt_open(path, 0, &s), 0);
     const vt_array *a;
-    ck_assert_int_eq(vt_store_array(s, "f32_4d", &a), 0);
+    vt_store *s = tu_open_array(path, "f32_4d", &a);
     int64_t start[4] = {-1, -3, 2, -5};
     uint64_t size[4] = {4, 20, 20, 30};
     size_t n = 4 * 20 * 20 * 30;
@@ -348,10 +332,8 @@ END_TEST
 
 START_TEST(argument_errors)
 {
-    vt_store *s;
-    ck_assert_int_eq(vt_open(path, 0, &s), 0);
     const vt_array *a;
-    ck_assert_int_eq(vt_store_array(s, "i16_4d", &a), 0);
+    vt_store *s = tu_open_array(path, "i16_4d", &a);
     int64_t start[4] = {0, 0, 0, 0};
     uint64_t size[4] = {1, 2, 2, 2};
     int16_t out[64];
@@ -401,12 +383,10 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("read");
-    TCase *tc = tcase_create("read");
-    tcase_set_timeout(tc, 900);
+    TCase *tc = tu_tcase(s, "read", 900);
     tcase_add_unchecked_fixture(tc, setup, teardown);
     tcase_add_loop_test(tc, random_boxes, 0, 2);
     tcase_add_test(tc, threads_agree);
     tcase_add_test(tc, argument_errors);
-    suite_add_tcase(s, tc);
     return tu_run(s);
 }

@@ -226,23 +226,13 @@ START_TEST(all_dtypes_codecs_filters_shapes)
                     int how = (int)(ncases % 3);
                     int threads = ncases % 4 == 3 ? 3 : 1;
 
-                    vt_writer_opts wo;
-                    vt_writer_opts_init(&wo);
-                    wo.threads = threads;
-                    vt_writer *w;
-                    ck_assert_int_eq(vt_writer_open(path, &wo, &w), 0);
+                    vt_writer *w = tu_writer(path, threads);
                     vt_array_spec spec;
-                    vt_array_spec_init(&spec);
-                    spec.name = "a";
-                    spec.dtype = dt;
-                    spec.ndim = sc->nd;
-                    memcpy(spec.shape, sc->shape, sizeof spec.shape);
-                    memcpy(spec.tile, sc->tile, sizeof spec.tile);
+                    tu_spec(&spec, "a", dt, sc->nd, sc->shape, sc->tile);
                     spec.codec = (vt_codec)codec;
                     spec.filter = (vt_filter)filter;
                     spec.level = codec == VT_CODEC_LZ4HC ? (int)rng_range(&r, 1, 12) : 0;
-                    int id;
-                    ck_assert_msg(vt_writer_add_array(w, &spec, &id) == 0, "%s", vt_writer_errmsg(w));
+                    int id = tu_add_array(w, &spec);
                     /* the writer's tile geometry, from a store we are about to write */
                     vt_array_info ai;
                     memset(&ai, 0, sizeof ai);
@@ -259,13 +249,10 @@ START_TEST(all_dtypes_codecs_filters_shapes)
                     }
                     ai.ntiles = nt;
                     write_array(w, id, data, &ai, how, &r);
-                    ck_assert_msg(vt_writer_finalize(w) == 0, "%s", vt_writer_errmsg(w));
-                    vt_writer_free(w);
+                    tu_finish(w);
 
-                    vt_store *s;
-                    ck_assert_msg(vt_open(path, 0, &s) == 0, "%s", vt_errmsg(NULL));
                     const vt_array *a;
-                    ck_assert_int_eq(vt_store_array(s, "a", &a), 0);
+                    vt_store *s = tu_open_array(path, "a", &a);
                     vt_array_info got;
                     ck_assert_int_eq(vt_array_info_get(a, &got), 0);
                     ck_assert_int_eq(got.dtype, dt);
@@ -305,9 +292,7 @@ START_TEST(all_dtypes_codecs_filters_shapes)
     ck_assert_int_gt(ncases, 200);
     unlink(path);
     ck_assert_int_eq(tu_count_entries(dir), 0);
-    tu_rmtree(dir);
-    free(path);
-    free(dir);
+    tu_tmpdir_free(dir, path);
 }
 END_TEST
 
@@ -316,28 +301,13 @@ END_TEST
 static vt_store *write_one_array(const char *path, const char *name, vt_dtype dtype, const uint64_t *shape,
                                  vt_codec codec, vt_filter filter, const void *data, const vt_array **out)
 {
-    vt_writer *w;
-    ck_assert_int_eq(vt_writer_open(path, NULL, &w), 0);
+    static const uint32_t tile[4] = {1, 16, 16, 16};
     vt_array_spec spec;
-    vt_array_spec_init(&spec);
-    spec.name = name;
-    spec.dtype = dtype;
-    spec.ndim = 4;
-    memcpy(spec.shape, shape, 4 * sizeof *shape);
-    spec.tile[0] = 1;
-    spec.tile[1] = spec.tile[2] = spec.tile[3] = 16;
+    tu_spec(&spec, name, dtype, 4, shape, tile);
     spec.codec = codec;
     spec.filter = filter;
-    int id;
-    ck_assert_int_eq(vt_writer_add_array(w, &spec, &id), 0);
-    uint64_t st[4] = {0};
-    ck_assert_int_eq(vt_writer_write(w, id, st, shape, data), 0);
-    ck_assert_int_eq(vt_writer_finalize(w), 0);
-    vt_writer_free(w);
-    vt_store *s;
-    ck_assert_int_eq(vt_open(path, 0, &s), 0);
-    ck_assert_int_eq(vt_store_array(s, name, out), 0);
-    return s;
+    tu_write_store(path, 1, &spec, data);
+    return tu_open_array(path, name, out);
 }
 
 /* Compression actually happens: a smooth volume shrinks, shuffle helps floats,
@@ -420,10 +390,7 @@ START_TEST(compression_and_constant_tiles)
     free(rnd);
     free(back);
     free(v);
-    unlink(path);
-    tu_rmtree(dir);
-    free(path);
-    free(dir);
+    tu_tmpdir_free(dir, path);
 }
 END_TEST
 
@@ -431,18 +398,12 @@ START_TEST(metadata_round_trip)
 {
     char *dir = tu_tmpdir();
     char *path = tu_path(dir, "m.vxt");
-    vt_writer *w;
-    ck_assert_int_eq(vt_writer_open(path, NULL, &w), 0);
-    vt_array_spec spec;
-    vt_array_spec_init(&spec);
-    spec.name = "x";
-    spec.dtype = VT_U8;
-    spec.ndim = 1;
-    spec.shape[0] = 3;
-    int id;
-    ck_assert_int_eq(vt_writer_add_array(w, &spec, &id), 0);
+    vt_writer *w = tu_writer(path, 1);
     uint8_t vals[3] = {1, 2, 3};
     uint64_t st = 0, sz = 3;
+    vt_array_spec spec;
+    tu_spec(&spec, "x", VT_U8, 1, &sz, NULL);
+    int id = tu_add_array(w, &spec);
     ck_assert_int_eq(vt_writer_write(w, id, &st, &sz, vals), 0);
     double spacing[3] = {2.5, 0.75, 0.75}, dir9[9] = {1, 0, 0, 0, -1, 0, 0, 0, 1};
     int64_t ints[2] = {-5, INT64_MAX};
@@ -456,8 +417,7 @@ START_TEST(metadata_round_trip)
     ck_assert_int_eq(vt_writer_set_meta(w, "note", VT_META_STRING, "replaced value", 14), 0);
     ck_assert_int_eq(vt_writer_set_meta(w, "", VT_META_STRING, "x", 1), VT_EINVAL);
     ck_assert_int_eq(vt_writer_set_meta(w, "nul", VT_META_STRING, "a\0b", 3), VT_EINVAL);
-    ck_assert_int_eq(vt_writer_finalize(w), 0);
-    vt_writer_free(w);
+    tu_finish(w);
 
     vt_store *s;
     ck_assert_int_eq(vt_open(path, 0, &s), 0);
@@ -487,28 +447,17 @@ START_TEST(metadata_round_trip)
     ck_assert_str_eq(key, "spacing");
     ck_assert_int_eq(vt_meta_at(s, 6, &key, NULL, NULL, NULL), VT_ERANGE);
     vt_close(s);
-    unlink(path);
-    tu_rmtree(dir);
-    free(path);
-    free(dir);
+    tu_tmpdir_free(dir, path);
 }
 END_TEST
 
 static vt_writer *writer_1d(const char *path, int threads, uint64_t n, int *id)
 {
-    vt_writer_opts wo;
-    vt_writer_opts_init(&wo);
-    wo.threads = threads;
-    vt_writer *w;
-    ck_assert_int_eq(vt_writer_open(path, &wo, &w), 0);
+    vt_writer *w = tu_writer(path, threads);
+    const uint32_t tile = 10;
     vt_array_spec spec;
-    vt_array_spec_init(&spec);
-    spec.name = "v";
-    spec.dtype = VT_I16;
-    spec.ndim = 1;
-    spec.shape[0] = n;
-    spec.tile[0] = 10;
-    ck_assert_int_eq(vt_writer_add_array(w, &spec, id), 0);
+    tu_spec(&spec, "v", VT_I16, 1, &n, &tile);
+    *id = tu_add_array(w, &spec);
     return w;
 }
 
@@ -572,15 +521,11 @@ START_TEST(writer_errors_publish_nothing)
         ck_assert_int_eq(tu_count_entries(dir), 0);
     }
     /* bad specs */
-    vt_writer *w;
-    ck_assert_int_eq(vt_writer_open(path, NULL, &w), 0);
+    vt_writer *w = tu_writer(path, 1);
+    const uint64_t four = 4;
     vt_array_spec spec;
-    vt_array_spec_init(&spec);
+    tu_spec(&spec, "x", VT_U8, 1, &four, NULL);
     int id;
-    spec.name = "x";
-    spec.dtype = VT_U8;
-    spec.ndim = 1;
-    spec.shape[0] = 4;
     spec.fill = 300;
     ck_assert_int_eq(vt_writer_add_array(w, &spec, &id), VT_EINVAL);
     spec.fill = 0.5;
@@ -610,9 +555,7 @@ START_TEST(writer_errors_publish_nothing)
     ck_assert(strstr(vt_errmsg(NULL), "no/such") != NULL);
     free(missing);
     ck_assert_int_eq(tu_count_entries(dir), 0);
-    tu_rmtree(dir);
-    free(path);
-    free(dir);
+    tu_tmpdir_free(dir, path);
 }
 END_TEST
 
@@ -620,32 +563,22 @@ START_TEST(sparse_arrays_take_the_fill)
 {
     char *dir = tu_tmpdir();
     char *path = tu_path(dir, "s.vxt");
-    vt_writer *w;
-    ck_assert_int_eq(vt_writer_open(path, NULL, &w), 0);
+    vt_writer *w = tu_writer(path, 1);
+    const uint64_t shape[2] = {20, 30};
+    const uint32_t tile[2] = {8, 8};
     vt_array_spec spec;
-    vt_array_spec_init(&spec);
-    spec.name = "pred";
-    spec.dtype = VT_F32;
-    spec.ndim = 2;
-    spec.shape[0] = 20;
-    spec.shape[1] = 30;
-    spec.tile[0] = 8;
-    spec.tile[1] = 8;
+    tu_spec(&spec, "pred", VT_F32, 2, shape, tile);
     spec.fill = -1.5;
     spec.sparse = 1;
-    int id;
-    ck_assert_int_eq(vt_writer_add_array(w, &spec, &id), 0);
+    int id = tu_add_array(w, &spec);
     float patch[3 * 4];
     for (int i = 0; i < 12; i++)
         patch[i] = (float)i;
     uint64_t st[2] = {7, 9}, sz[2] = {3, 4};
     ck_assert_int_eq(vt_writer_write(w, id, st, sz, patch), 0);
-    ck_assert_int_eq(vt_writer_finalize(w), 0);
-    vt_writer_free(w);
-    vt_store *s;
-    ck_assert_int_eq(vt_open(path, 0, &s), 0);
+    tu_finish(w);
     const vt_array *a;
-    vt_store_array(s, "pred", &a);
+    vt_store *s = tu_open_array(path, "pred", &a);
     float out[20 * 30];
     int64_t s0[2] = {0, 0};
     uint64_t all[2] = {20, 30};
@@ -662,10 +595,7 @@ START_TEST(sparse_arrays_take_the_fill)
     ck_assert(ai.fill == -1.5);
     ck_assert_int_eq(vt_verify_array(a, NULL), 0);
     vt_close(s);
-    unlink(path);
-    tu_rmtree(dir);
-    free(path);
-    free(dir);
+    tu_tmpdir_free(dir, path);
 }
 END_TEST
 
@@ -684,14 +614,12 @@ START_TEST(replace_keeps_open_readers)
     uint64_t st = 0, sz = 100;
     vt_writer *w = writer_1d(path, 1, 100, &id);
     ck_assert_int_eq(vt_writer_write(w, id, &st, &sz, v1), 0);
-    ck_assert_int_eq(vt_writer_finalize(w), 0);
-    vt_writer_free(w);
+    tu_finish(w);
     vt_store *old;
     ck_assert_int_eq(vt_open(path, 0, &old), 0);
     w = writer_1d(path, 2, 100, &id);
     ck_assert_int_eq(vt_writer_write(w, id, &st, &sz, v2), 0);
-    ck_assert_int_eq(vt_writer_finalize(w), 0);
-    vt_writer_free(w);
+    tu_finish(w);
     ck_assert_int_eq(tu_count_entries(dir), 1);
     vt_store *fresh;
     ck_assert_int_eq(vt_open(path, 0, &fresh), 0);
@@ -711,24 +639,19 @@ START_TEST(replace_keeps_open_readers)
     mode_t um = umask(0);
     umask(um);
     ck_assert_uint_eq(stt.st_mode & 0777, 0666 & ~um); /* an ordinary file, not a 0600 temporary */
-    unlink(path);
-    tu_rmtree(dir);
-    free(path);
-    free(dir);
+    tu_tmpdir_free(dir, path);
 }
 END_TEST
 
 int main(void)
 {
     Suite *s = suite_create("roundtrip");
-    TCase *tc = tcase_create("roundtrip");
-    tcase_set_timeout(tc, 600);
+    TCase *tc = tu_tcase(s, "roundtrip", 600);
     tcase_add_loop_test(tc, all_dtypes_codecs_filters_shapes, 0, 2);
     tcase_add_test(tc, compression_and_constant_tiles);
     tcase_add_test(tc, metadata_round_trip);
     tcase_add_test(tc, writer_errors_publish_nothing);
     tcase_add_test(tc, sparse_arrays_take_the_fill);
     tcase_add_test(tc, replace_keeps_open_readers);
-    suite_add_tcase(s, tc);
     return tu_run(s);
 }

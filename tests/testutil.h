@@ -99,6 +99,17 @@ static inline void tu_rmtree(const char *dir)
     rmdir(dir);
 }
 
+/* Remove a folder tu_tmpdir() made, with the file @p path in it (NULL: none)
+ * and whatever else it holds, and free both names. */
+static inline void tu_tmpdir_free(char *dir, char *path)
+{
+    if (path != NULL)
+        unlink(path);
+    tu_rmtree(dir);
+    free(path);
+    free(dir);
+}
+
 static inline unsigned char *tu_read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
@@ -119,6 +130,70 @@ static inline void tu_write_file(const char *path, const void *buf, size_t len)
     ck_assert_msg(f != NULL, "cannot create %s", path);
     ck_assert(fwrite(buf, 1, len, f) == len);
     ck_assert(fclose(f) == 0);
+}
+
+/* ---- writing stores -------------------------------------------------------- */
+
+/* A writer of the store at @p path with @p threads compression threads
+ * (vt_writer_opts' default is 1). */
+static inline vt_writer *tu_writer(const char *path, int threads)
+{
+    vt_writer_opts wo;
+    vt_writer_opts_init(&wo);
+    wo.threads = threads;
+    vt_writer *w;
+    ck_assert_msg(vt_writer_open(path, &wo, &w) == 0, "vt_writer_open: %s", vt_errmsg(NULL));
+    return w;
+}
+
+/* @p spec with its defaults (vt_array_spec_init), then @p name, @p dtype and
+ * the @p nd extents of @p shape; @p tile: the nd extents of the tiles, NULL
+ * for the default tiles. */
+static inline void tu_spec(vt_array_spec *spec, const char *name, vt_dtype dtype, int nd, const uint64_t *shape,
+                           const uint32_t *tile)
+{
+    vt_array_spec_init(spec);
+    spec->name = name;
+    spec->dtype = dtype;
+    spec->ndim = nd;
+    memcpy(spec->shape, shape, (size_t)nd * sizeof *shape);
+    if (tile != NULL)
+        memcpy(spec->tile, tile, (size_t)nd * sizeof *tile);
+}
+
+/* Declare @p spec's array; its id. */
+static inline int tu_add_array(vt_writer *w, const vt_array_spec *spec)
+{
+    int id;
+    ck_assert_msg(vt_writer_add_array(w, spec, &id) == 0, "add %s: %s", spec->name, vt_writer_errmsg(w));
+    return id;
+}
+
+/* Finalize (publish) the store and free the writer. */
+static inline void tu_finish(vt_writer *w)
+{
+    ck_assert_msg(vt_writer_finalize(w) == 0, "finalize: %s", vt_writer_errmsg(w));
+    vt_writer_free(w);
+}
+
+/* The store at @p path of the one array @p spec, written whole from @p data
+ * (C order) with @p threads compression threads. */
+static inline void tu_write_store(const char *path, int threads, const vt_array_spec *spec, const void *data)
+{
+    vt_writer *w = tu_writer(path, threads);
+    int id = tu_add_array(w, spec);
+    uint64_t start[VT_MAX_DIMS] = {0};
+    ck_assert_msg(vt_writer_write(w, id, start, spec->shape, data) == 0, "write: %s", vt_writer_errmsg(w));
+    tu_finish(w);
+}
+
+/* Open the store at @p path and find its array @p name in *a. */
+static inline vt_store *tu_open_array(const char *path, const char *name, const vt_array **a)
+{
+    vt_store *s;
+    ck_assert_msg(vt_open(path, 0, &s) == 0, "vt_open: %s", vt_errmsg(NULL));
+    ck_assert_msg(vt_store_array(s, name, a) == 0, "array %s: %s", name, vt_errmsg(s));
+    return s;
 }
 
 /* ---- reference conversions --------------------------------------------- */
@@ -286,6 +361,17 @@ static inline bool tu_same_value(vt_dtype dd, const unsigned char *a, const unsi
     if (!exact_nan && (dd == VT_F16 || dd == VT_BF16 || dd == VT_F32 || dd == VT_F64))
         return isnan(ref_load(dd, a)) && isnan(ref_load(dd, b));
     return false;
+}
+
+/* A test case @p name in @p s, with a timeout of @p timeout seconds (0:
+ * Check's default). */
+static inline TCase *tu_tcase(Suite *s, const char *name, double timeout)
+{
+    TCase *tc = tcase_create(name);
+    if (timeout > 0)
+        tcase_set_timeout(tc, timeout);
+    suite_add_tcase(s, tc);
+    return tc;
 }
 
 static inline int tu_run(Suite *s)
