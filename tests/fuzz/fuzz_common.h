@@ -204,6 +204,13 @@ static inline int fz_write_file(const char *path, const void *data, size_t n)
     return close(fd);
 }
 
+/* fz_write_file, for the harness's own files: failing to write one is a
+ * broken test machine, reported like a broken promise. */
+static inline void fz_put_file(const char *path, const void *data, size_t n)
+{
+    FZ_CHECK(fz_write_file(path, data, n) == 0, "cannot write %s", path);
+}
+
 /* First occurrence of @p needle (n bytes) in @p hay, or NULL. */
 static inline const uint8_t *fz_find(const uint8_t *hay, size_t len, const char *needle)
 {
@@ -314,7 +321,7 @@ static inline void fz_put_store(const uint8_t *data, size_t size)
             done += (size_t)k;
         }
     } else {
-        FZ_CHECK(fz_write_file(path, data, size) == 0, "cannot write %s", path);
+        fz_put_file(path, data, size);
     }
 }
 
