@@ -352,7 +352,7 @@ static void one_read(reader_ctx *ctx, rng *r, unsigned char *out, unsigned char 
     int64_t map[4][40];
     for (int d = 0; d < nd; d++)
         for (uint64_t k = 0; k < size[d]; k++)
-            map[d][k] = tu_ref_map(start[d] + (int64_t)k, shape[d], o.pad);
+            map[d][k] = ref_map(start[d] + (int64_t)k, shape[d], o.pad);
     uint64_t idx[4] = {0};
     uint64_t nvox = 1;
     for (int d = 0; d < nd; d++)
@@ -385,13 +385,8 @@ static void one_read(reader_ctx *ctx, rng *r, unsigned char *out, unsigned char 
             if (!o.transform && dd == sd)
                 memcpy(want, src, des);
             else if (!f32_to_f16) {
-                if (o.transform) {
-                    if (val < o.clip_lo)
-                        val = o.clip_lo;
-                    if (val > o.clip_hi)
-                        val = o.clip_hi;
-                    val = val * o.scale + o.offset;
-                }
+                if (o.transform)
+                    val = ref_transform(val, &o);
                 ref_store(dd, want, val);
                 exact = false;
             }

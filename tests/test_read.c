@@ -115,7 +115,7 @@ static void ref_voxel(size_t c, const read_spec *rs, const uint64_t *idx, unsign
     size_t ses = vt_dtype_size(sd);
     uint64_t off = 0;
     for (int d = 0; d < ac->nd; d++) {
-        int64_t m = tu_ref_map(rs->start[d] + (int64_t)idx[d], (int64_t)ac->shape[d], rs->o.pad);
+        int64_t m = ref_map(rs->start[d] + (int64_t)idx[d], (int64_t)ac->shape[d], rs->o.pad);
         if (m < 0) {
             ref_store(dd, out, rs->o.pad_value);
             n_padded_voxels++;
@@ -137,13 +137,8 @@ static void ref_voxel(size_t c, const read_spec *rs, const uint64_t *idx, unsign
         return;
     }
     double v = ref_load(sd, src);
-    if (rs->o.transform) {
-        if (v < rs->o.clip_lo)
-            v = rs->o.clip_lo;
-        if (v > rs->o.clip_hi)
-            v = rs->o.clip_hi;
-        v = v * rs->o.scale + rs->o.offset;
-    }
+    if (rs->o.transform)
+        v = ref_transform(v, &rs->o);
     ref_store(dd, out, v);
 }
 

@@ -1,11 +1,14 @@
 /* Helpers shared by the Check suites: a deterministic RNG, temporary
- * folders, and reference conversions written independently of the library
- * (arithmetic on doubles with frexp/ldexp/nearbyint instead of bit twiddling). */
+ * folders, writing and opening stores, and reference conversions written
+ * independently of the library (arithmetic on doubles with
+ * frexp/ldexp/nearbyint instead of bit twiddling; reference.h: pad modes and
+ * the transform). */
 #ifndef VT_TESTUTIL_H
 #define VT_TESTUTIL_H
 
 #include "voxtile.h"
 #include "voxtile_convert.h"
+#include "reference.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -328,27 +331,6 @@ static inline void ref_store(vt_dtype dt, void *p, double v)
     case VT_F64: memcpy(p, &v, 8); break;
     default: break;
     }
-}
-
-/* Array index for coordinate i, computed the slow way: numpy's "reflect"
- * folds the index back and forth until it lands inside. -1: constant pad. */
-static inline int64_t tu_ref_map(int64_t i, int64_t n, vt_pad pad)
-{
-    if (i >= 0 && i < n)
-        return i;
-    if (pad == VT_PAD_CONSTANT)
-        return -1;
-    if (pad == VT_PAD_EDGE)
-        return i < 0 ? 0 : n - 1;
-    if (n == 1)
-        return 0;
-    while (i < 0 || i >= n) {
-        if (i < 0)
-            i = -i;
-        if (i >= n)
-            i = 2 * (n - 1) - i;
-    }
-    return i;
 }
 
 /* Equal bits; NaNs of a floating output count as equal whatever their
