@@ -45,13 +45,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     if (store == NULL)
         setup();
-    uint8_t *f = malloc(size ? size : 1);
-    if (f == NULL)
+    if (!fz_put_resealed(data, size, NULL))
         return 0;
-    memcpy(f, data, size);
-    fz_reseal(f, size);
-    fz_put_store(f, size);
-    free(f);
     cli((const char *const[]){"dump", store, NULL});
     cli((const char *const[]){"dump", store, "--header", NULL});
     if (cli((const char *const[]){"info", store, NULL}) != 0)

@@ -325,4 +325,21 @@ static inline void fz_put_store(const uint8_t *data, size_t size)
     }
 }
 
+/* A copy of the input's bytes with its checksums recomputed (fz_reseal) as
+ * the store file, and the copy's XXH3 in *hash (NULL: not wanted); false
+ * when there is no memory for the copy. */
+static inline bool fz_put_resealed(const uint8_t *data, size_t size, uint64_t *hash)
+{
+    uint8_t *f = malloc(size ? size : 1);
+    if (f == NULL)
+        return false;
+    memcpy(f, data, size);
+    fz_reseal(f, size);
+    fz_put_store(f, size);
+    if (hash)
+        *hash = XXH3_64bits(f, size);
+    free(f);
+    return true;
+}
+
 #endif
