@@ -822,12 +822,9 @@ int main(int argc, char **argv)
     else
         seed0 = (uint64_t)time(NULL);
     Suite *s = suite_create("stress");
-    TCase *tc = tu_tcase(s, "stress", duration + 300);
-    /* unchecked fixtures: made once, and removed even when a test fails */
-    tcase_add_unchecked_fixture(tc, setup, teardown);
+    TCase *tc = tu_tcase(s, "stress", duration + 300, setup, teardown);
     tcase_add_test(tc, stress);
-    TCase *fds = tu_tcase(s, "descriptors", 600);
-    tcase_add_unchecked_fixture(fds, io_setup, io_teardown);
+    TCase *fds = tu_tcase(s, "descriptors", 600, io_setup, io_teardown);
     tcase_add_test(fds, cloexec);
     tcase_add_test(fds, no_fd_leak);
     return tu_run(s);

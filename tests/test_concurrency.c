@@ -161,8 +161,7 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("concurrency");
-    TCase *tc = tu_tcase(s, "concurrency", 120);
-    tcase_add_unchecked_fixture(tc, setup, teardown);
+    TCase *tc = tu_tcase(s, "concurrency", 120, setup, teardown);
     tcase_add_test(tc, threads_share_a_handle);
     tcase_add_test(tc, forked_children_keep_reading);
     return tu_run(s);

@@ -467,8 +467,7 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("corrupt");
-    TCase *tc = tu_tcase(s, "corrupt", 900);
-    tcase_add_unchecked_fixture(tc, setup, teardown);
+    TCase *tc = tu_tcase(s, "corrupt", 900, setup, teardown);
     tcase_add_test(tc, every_byte_of_the_structures);
     tcase_add_test(tc, every_truncation_and_extension);
     tcase_add_test(tc, hostile_fields_with_valid_checksums);

@@ -350,7 +350,7 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("faults");
-    TCase *tc = tu_tcase(s, "faults", 900);
+    TCase *tc = tu_tcase(s, "faults", 900, NULL, NULL);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_loop_test(tc, write_fails_at_every_call, 0, 8);
     tcase_add_loop_test(tc, open_and_read_fail_at_every_call, 0, 2);

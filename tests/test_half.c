@@ -354,7 +354,7 @@ END_TEST
 int main(int argc, char **argv)
 {
     Suite *s = suite_create("half");
-    TCase *tc = tu_tcase(s, "half", 600);
+    TCase *tc = tu_tcase(s, "half", 600, NULL, NULL);
     if (argc > 1 && strcmp(argv[1], "--exhaustive") == 0) {
         tcase_set_timeout(tc, 3600);
         tcase_add_test(tc, all_2_32_patterns);

@@ -378,8 +378,7 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("read");
-    TCase *tc = tu_tcase(s, "read", 900);
-    tcase_add_unchecked_fixture(tc, setup, teardown);
+    TCase *tc = tu_tcase(s, "read", 900, setup, teardown);
     tcase_add_loop_test(tc, random_boxes, 0, 2);
     tcase_add_test(tc, threads_agree);
     tcase_add_test(tc, argument_errors);

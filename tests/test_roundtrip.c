@@ -646,7 +646,7 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("roundtrip");
-    TCase *tc = tu_tcase(s, "roundtrip", 600);
+    TCase *tc = tu_tcase(s, "roundtrip", 600, NULL, NULL);
     tcase_add_loop_test(tc, all_dtypes_codecs_filters_shapes, 0, 2);
     tcase_add_test(tc, compression_and_constant_tiles);
     tcase_add_test(tc, metadata_round_trip);

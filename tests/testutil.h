@@ -346,12 +346,16 @@ static inline bool tu_same_value(vt_dtype dd, const unsigned char *a, const unsi
 }
 
 /* A test case @p name in @p s, with a timeout of @p timeout seconds (0:
- * Check's default). */
-static inline TCase *tu_tcase(Suite *s, const char *name, double timeout)
+ * Check's default) and, unless @p setup is NULL, the unchecked fixture
+ * @p setup / @p teardown: run once around all its tests, in the runner's
+ * process, so that what it makes is removed even when a test fails. */
+static inline TCase *tu_tcase(Suite *s, const char *name, double timeout, SFun setup, SFun teardown)
 {
     TCase *tc = tcase_create(name);
     if (timeout > 0)
         tcase_set_timeout(tc, timeout);
+    if (setup != NULL)
+        tcase_add_unchecked_fixture(tc, setup, teardown);
     suite_add_tcase(s, tc);
     return tc;
 }
