@@ -48,6 +48,20 @@ static uint32_t expected_tile(const shape_case *sc, int d)
     return d < sc->nd - 3 ? 1 : 16;
 }
 
+/* Each test's own temporary folder, and the store it writes there. */
+static char *dir, *path;
+
+static void setup(void)
+{
+    dir = tu_tmpdir();
+    path = tu_path(dir, "rt.vxt");
+}
+
+static void teardown(void)
+{
+    tu_tmpdir_free(dir, path);
+}
+
 static uint64_t count_of(int nd, const uint64_t *shape)
 {
     uint64_t n = 1;
@@ -209,8 +223,6 @@ static void read_all_and_compare(const vt_array *a, const unsigned char *data, c
 
 START_TEST(all_dtypes_codecs_filters_shapes)
 {
-    char *dir = tu_tmpdir();
-    char *path = tu_path(dir, "rt.vxt");
     rng r = {42 + (uint64_t)_i};
     int ncases = 0;
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
@@ -292,13 +304,12 @@ START_TEST(all_dtypes_codecs_filters_shapes)
     ck_assert_int_gt(ncases, 200);
     unlink(path);
     ck_assert_int_eq(tu_count_entries(dir), 0);
-    tu_tmpdir_free(dir, path);
 }
 END_TEST
 
-/* Write @p data as the only array of a store at @p path -- 4-d, 16^3 tiles,
+/* Write @p data as the only array of the store at path -- 4-d, 16^3 tiles,
  * one box -- and open it; the store and the array in *out. */
-static vt_store *write_one_array(const char *path, const char *name, vt_dtype dtype, const uint64_t *shape,
+static vt_store *write_one_array(const char *name, vt_dtype dtype, const uint64_t *shape,
                                  vt_codec codec, vt_filter filter, const void *data, const vt_array **out)
 {
     static const uint32_t tile[4] = {1, 16, 16, 16};
@@ -314,8 +325,6 @@ static vt_store *write_one_array(const char *path, const char *name, vt_dtype dt
  * constant tiles store no bytes. */
 START_TEST(compression_and_constant_tiles)
 {
-    char *dir = tu_tmpdir();
-    char *path = tu_path(dir, "c.vxt");
     uint64_t shape[4] = {1, 32, 64, 64};
     uint64_t n = count_of(4, shape);
     float *v = malloc(n * 4);
@@ -326,7 +335,7 @@ START_TEST(compression_and_constant_tiles)
     uint64_t stored[3];
     for (int f = 0; f < 3; f++) {
         const vt_array *a;
-        vt_store *s = write_one_array(path, "image", VT_F32, shape, VT_CODEC_LZ4HC, (vt_filter)f, v, &a);
+        vt_store *s = write_one_array("image", VT_F32, shape, VT_CODEC_LZ4HC, (vt_filter)f, v, &a);
         vt_array_info ai;
         vt_array_info_get(a, &ai);
         ck_assert_uint_eq(ai.constant_tiles, 16); /* z < 16: 1 x 4 x 4 tiles */
@@ -365,7 +374,7 @@ START_TEST(compression_and_constant_tiles)
     for (int c = 0; c < 2; c++)
         for (int f = 0; f < 2; f++) {
             const vt_array *a;
-            vt_store *s = write_one_array(path, "noise", VT_U8, rshape, codecs[c], filters[f], rnd, &a);
+            vt_store *s = write_one_array("noise", VT_U8, rshape, codecs[c], filters[f], rnd, &a);
             vt_array_info ai;
             ck_assert_int_eq(vt_array_info_get(a, &ai), 0);
             ck_assert_uint_eq(ai.ntiles, 2 * 2 * 3);
@@ -390,14 +399,11 @@ START_TEST(compression_and_constant_tiles)
     free(rnd);
     free(back);
     free(v);
-    tu_tmpdir_free(dir, path);
 }
 END_TEST
 
 START_TEST(metadata_round_trip)
 {
-    char *dir = tu_tmpdir();
-    char *path = tu_path(dir, "m.vxt");
     vt_writer *w = tu_writer(path, 1);
     uint8_t vals[3] = {1, 2, 3};
     uint64_t st = 0, sz = 3;
@@ -447,11 +453,11 @@ START_TEST(metadata_round_trip)
     ck_assert_str_eq(key, "spacing");
     ck_assert_int_eq(vt_meta_at(s, 6, &key, NULL, NULL, NULL), VT_ERANGE);
     vt_close(s);
-    tu_tmpdir_free(dir, path);
 }
 END_TEST
 
-static vt_writer *writer_1d(const char *path, int threads, uint64_t n, int *id)
+/* A writer of the store at path, of a 1-d int16 array "v" of @p n voxels in tiles of 10. */
+static vt_writer *writer_1d(int threads, uint64_t n, int *id)
 {
     vt_writer *w = tu_writer(path, threads);
     const uint32_t tile = 10;
@@ -461,35 +467,33 @@ static vt_writer *writer_1d(const char *path, int threads, uint64_t n, int *id)
     return w;
 }
 
+/* vt_writer_write of voxels [st, st + sz) of the 1-d array @p id from @p vals. */
+static int write_1d(vt_writer *w, int id, uint64_t st, uint64_t sz, const int16_t *vals)
+{
+    return vt_writer_write(w, id, &st, &sz, vals);
+}
+
 START_TEST(writer_errors_publish_nothing)
 {
-    char *dir = tu_tmpdir();
-    char *path = tu_path(dir, "e.vxt");
     int16_t vals[100];
     for (int i = 0; i < 100; i++)
         vals[i] = (int16_t)(i * 37);
     for (int threads = 1; threads <= 2; threads++) {
         int id;
         /* abandoned: nothing left, not even a temporary */
-        vt_writer *w = writer_1d(path, threads, 100, &id);
-        uint64_t st = 0, sz = 50;
-        ck_assert_int_eq(vt_writer_write(w, id, &st, &sz, vals), 0);
+        vt_writer *w = writer_1d(threads, 100, &id);
+        ck_assert_int_eq(write_1d(w, id, 0, 50, vals), 0);
         vt_writer_free(w);
         ck_assert_int_eq(tu_count_entries(dir), 0);
 
         /* box outside the array: rejected, the writer goes on */
-        w = writer_1d(path, threads, 100, &id);
-        st = 95;
-        sz = 10;
-        ck_assert_int_eq(vt_writer_write(w, id, &st, &sz, vals), VT_ERANGE);
+        w = writer_1d(threads, 100, &id);
+        ck_assert_int_eq(write_1d(w, id, 95, 10, vals), VT_ERANGE);
         ck_assert(strstr(vt_writer_errmsg(w), "outside") != NULL);
-        sz = 0;
-        ck_assert_int_eq(vt_writer_write(w, id, &st, &sz, vals), VT_ERANGE);
-        ck_assert_int_eq(vt_writer_write(w, 7, &st, &sz, vals), VT_EINVAL);
+        ck_assert_int_eq(write_1d(w, id, 95, 0, vals), VT_ERANGE);
+        ck_assert_int_eq(write_1d(w, 7, 95, 0, vals), VT_EINVAL);
         /* incomplete: finalize fails naming the array and the first missing tile */
-        st = 0;
-        sz = 55;
-        ck_assert_int_eq(vt_writer_write(w, id, &st, &sz, vals), 0);
+        ck_assert_int_eq(write_1d(w, id, 0, 55, vals), 0);
         ck_assert_int_eq(vt_writer_finalize(w), VT_EINVAL);
         ck_assert_msg(strstr(vt_writer_errmsg(w), "'v'") && strstr(vt_writer_errmsg(w), "(5)"),
                       "message: %s", vt_writer_errmsg(w));
@@ -498,25 +502,17 @@ START_TEST(writer_errors_publish_nothing)
         ck_assert_int_eq(tu_count_entries(dir), 0);
 
         /* a voxel written twice fails the writer */
-        w = writer_1d(path, threads, 100, &id);
-        st = 0;
-        sz = 15;
-        ck_assert_int_eq(vt_writer_write(w, id, &st, &sz, vals), 0);
-        st = 14;
-        sz = 3;
-        ck_assert_int_eq(vt_writer_write(w, id, &st, &sz, vals), VT_EINVAL);
+        w = writer_1d(threads, 100, &id);
+        ck_assert_int_eq(write_1d(w, id, 0, 15, vals), 0);
+        ck_assert_int_eq(write_1d(w, id, 14, 3, vals), VT_EINVAL);
         ck_assert(strstr(vt_writer_errmsg(w), "twice") != NULL);
-        st = 20;
-        ck_assert_int_eq(vt_writer_write(w, id, &st, &sz, vals), VT_ESTATE);
+        ck_assert_int_eq(write_1d(w, id, 20, 3, vals), VT_ESTATE);
         ck_assert_int_eq(vt_writer_finalize(w), VT_ESTATE);
         vt_writer_free(w);
         /* and a complete tile written again */
-        w = writer_1d(path, threads, 100, &id);
-        st = 0;
-        sz = 10;
-        ck_assert_int_eq(vt_writer_write(w, id, &st, &sz, vals), 0);
-        sz = 1;
-        ck_assert_int_eq(vt_writer_write(w, id, &st, &sz, vals), VT_EINVAL);
+        w = writer_1d(threads, 100, &id);
+        ck_assert_int_eq(write_1d(w, id, 0, 10, vals), 0);
+        ck_assert_int_eq(write_1d(w, id, 0, 1, vals), VT_EINVAL);
         vt_writer_free(w);
         ck_assert_int_eq(tu_count_entries(dir), 0);
     }
@@ -555,14 +551,11 @@ START_TEST(writer_errors_publish_nothing)
     ck_assert(strstr(vt_errmsg(NULL), "no/such") != NULL);
     free(missing);
     ck_assert_int_eq(tu_count_entries(dir), 0);
-    tu_tmpdir_free(dir, path);
 }
 END_TEST
 
 START_TEST(sparse_arrays_take_the_fill)
 {
-    char *dir = tu_tmpdir();
-    char *path = tu_path(dir, "s.vxt");
     vt_writer *w = tu_writer(path, 1);
     const uint64_t shape[2] = {20, 30};
     const uint32_t tile[2] = {8, 8};
@@ -595,7 +588,6 @@ START_TEST(sparse_arrays_take_the_fill)
     ck_assert(ai.fill == -1.5);
     ck_assert_int_eq(vt_verify_array(a, NULL), 0);
     vt_close(s);
-    tu_tmpdir_free(dir, path);
 }
 END_TEST
 
@@ -603,22 +595,19 @@ END_TEST
  * keeps reading the old bytes. */
 START_TEST(replace_keeps_open_readers)
 {
-    char *dir = tu_tmpdir();
-    char *path = tu_path(dir, "r.vxt");
     int16_t v1[100], v2[100];
     for (int i = 0; i < 100; i++) {
         v1[i] = (int16_t)i;
         v2[i] = (int16_t)(1000 - i);
     }
     int id;
-    uint64_t st = 0, sz = 100;
-    vt_writer *w = writer_1d(path, 1, 100, &id);
-    ck_assert_int_eq(vt_writer_write(w, id, &st, &sz, v1), 0);
+    vt_writer *w = writer_1d(1, 100, &id);
+    ck_assert_int_eq(write_1d(w, id, 0, 100, v1), 0);
     tu_finish(w);
     vt_store *old;
     ck_assert_int_eq(vt_open(path, 0, &old), 0);
-    w = writer_1d(path, 2, 100, &id);
-    ck_assert_int_eq(vt_writer_write(w, id, &st, &sz, v2), 0);
+    w = writer_1d(2, 100, &id);
+    ck_assert_int_eq(write_1d(w, id, 0, 100, v2), 0);
     tu_finish(w);
     ck_assert_int_eq(tu_count_entries(dir), 1);
     vt_store *fresh;
@@ -628,6 +617,7 @@ START_TEST(replace_keeps_open_readers)
     vt_store_array(fresh, "v", &an);
     int16_t o1[100], o2[100];
     int64_t s0 = 0;
+    uint64_t sz = 100;
     ck_assert_int_eq(vt_read(ao, &s0, &sz, NULL, o1), 0);
     ck_assert_int_eq(vt_read(an, &s0, &sz, NULL, o2), 0);
     ck_assert(memcmp(o1, v1, sizeof v1) == 0);
@@ -639,7 +629,6 @@ START_TEST(replace_keeps_open_readers)
     mode_t um = umask(0);
     umask(um);
     ck_assert_uint_eq(stt.st_mode & 0777, 0666 & ~um); /* an ordinary file, not a 0600 temporary */
-    tu_tmpdir_free(dir, path);
 }
 END_TEST
 
@@ -647,6 +636,7 @@ int main(void)
 {
     Suite *s = suite_create("roundtrip");
     TCase *tc = tu_tcase(s, "roundtrip", 600, NULL, NULL);
+    tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_loop_test(tc, all_dtypes_codecs_filters_shapes, 0, 2);
     tcase_add_test(tc, compression_and_constant_tiles);
     tcase_add_test(tc, metadata_round_trip);
