@@ -38,14 +38,6 @@ static unsigned char *data[NCASES];
 static uint64_t n_voxels, n_padded_voxels, n_by_pad[3], n_by_mode[4], n_transform, n_threaded;
 static char *dir, *path;
 
-static uint64_t count_of(int nd, const uint64_t *shape)
-{
-    uint64_t n = 1;
-    for (int d = 0; d < nd; d++)
-        n *= shape[d];
-    return n;
-}
-
 /* Values with structure: constant stretches (constant tiles), specials, extremes. */
 static void fill_values(vt_dtype dt, unsigned char *p, uint64_t n, rng *r)
 {
@@ -83,7 +75,7 @@ static void setup(void)
         spec.codec = ac->codec;
         spec.filter = ac->filter;
         int id = tu_add_array(w, &spec);
-        uint64_t n = count_of(ac->nd, ac->shape);
+        uint64_t n = tu_count_of(ac->nd, ac->shape);
         data[c] = malloc((size_t)(n * vt_dtype_size(ac->dtype)));
         fill_values(ac->dtype, data[c], n, &r);
         uint64_t start[VT_MAX_DIMS] = {0};
@@ -203,7 +195,7 @@ static void random_read(const vt_store *s, size_t c, rng *r, int iteration)
     cstr[nd - 1] = 1;
     for (int d = nd - 2; d >= 0; d--)
         cstr[d] = cstr[d + 1] * (int64_t)outer[d + 1];
-    uint64_t nout = count_of(nd, outer);
+    uint64_t nout = tu_count_of(nd, outer);
     int64_t base = 0; /* element offset of voxel (0,...,0) */
     for (int d = 0; d < nd; d++) {
         rs.strides[d] = cstr[d];

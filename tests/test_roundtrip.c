@@ -62,14 +62,6 @@ static void teardown(void)
     tu_tmpdir_free(dir, path);
 }
 
-static uint64_t count_of(int nd, const uint64_t *shape)
-{
-    uint64_t n = 1;
-    for (int d = 0; d < nd; d++)
-        n *= shape[d];
-    return n;
-}
-
 /* Random data with structure: smooth stretches, constant stretches (constant
  * tiles), and for floats NaN, infinities, -0 and subnormals. */
 static unsigned char *make_data(vt_dtype dt, uint64_t n, rng *r)
@@ -110,7 +102,7 @@ static void box_copy(const unsigned char *src, const uint64_t *shape, int nd, si
                      const uint64_t *start, const uint64_t *size, unsigned char *dst)
 {
     uint64_t idx[VT_MAX_DIMS] = {0};
-    uint64_t n = count_of(nd, size);
+    uint64_t n = tu_count_of(nd, size);
     for (uint64_t i = 0; i < n; i++) {
         uint64_t off = 0;
         for (int d = 0; d < nd; d++)
@@ -127,7 +119,7 @@ static void box_copy(const unsigned char *src, const uint64_t *shape, int nd, si
 static void write_box(vt_writer *w, int id, const unsigned char *data, const uint64_t *shape, int nd,
                       size_t es, const uint64_t *start, const uint64_t *size)
 {
-    unsigned char *buf = malloc((size_t)(count_of(nd, size) * es));
+    unsigned char *buf = malloc((size_t)(tu_count_of(nd, size) * es));
     box_copy(data, shape, nd, es, start, size, buf);
     int rc = vt_writer_write(w, id, start, size, buf);
     ck_assert_msg(rc == 0, "write: %s", vt_writer_errmsg(w));
@@ -208,7 +200,7 @@ static void read_all_and_compare(const vt_array *a, const unsigned char *data, c
                                  int threads)
 {
     size_t es = vt_dtype_size(ai->dtype);
-    uint64_t n = count_of(ai->ndim, ai->shape);
+    uint64_t n = tu_count_of(ai->ndim, ai->shape);
     unsigned char *out = malloc((size_t)(n * es));
     int64_t start[VT_MAX_DIMS] = {0};
     vt_read_opts o;
@@ -233,7 +225,7 @@ START_TEST(all_dtypes_codecs_filters_shapes)
                         continue;
                     const shape_case *sc = &shapes[si];
                     vt_dtype dt = all_dtypes[di];
-                    uint64_t n = count_of(sc->nd, sc->shape);
+                    uint64_t n = tu_count_of(sc->nd, sc->shape);
                     unsigned char *data = make_data(dt, n, &r);
                     int how = (int)(ncases % 3);
                     int threads = ncases % 4 == 3 ? 3 : 1;
@@ -326,7 +318,7 @@ static vt_store *write_one_array(const char *name, vt_dtype dtype, const uint64_
 START_TEST(compression_and_constant_tiles)
 {
     uint64_t shape[4] = {1, 32, 64, 64};
-    uint64_t n = count_of(4, shape);
+    uint64_t n = tu_count_of(4, shape);
     float *v = malloc(n * 4);
     for (uint64_t i = 0; i < n; i++) {
         uint64_t z = i / 4096, y = i / 64 % 64, x = i % 64;
@@ -364,7 +356,7 @@ START_TEST(compression_and_constant_tiles)
      * under lz4 and lz4hc, with shuffle off and auto: LZ4's output is larger,
      * so every tile is stored raw, byte for byte, and reads back equal. */
     uint64_t rshape[4] = {1, 20, 32, 40};
-    uint64_t rn = count_of(4, rshape);
+    uint64_t rn = tu_count_of(4, rshape);
     unsigned char *rnd = malloc(rn), *back = malloc(rn);
     rng r = {2024};
     for (uint64_t i = 0; i < rn; i++)

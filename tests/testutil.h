@@ -51,6 +51,15 @@ static inline int64_t rng_range(rng *r, int64_t lo, int64_t hi)
 
 static inline double rng_unit(rng *r) { return (double)(rng_next(r) >> 11) * 0x1p-53; }
 
+/* Number of voxels of the @p nd extents of @p shape. */
+static inline uint64_t tu_count_of(int nd, const uint64_t *shape)
+{
+    uint64_t n = 1;
+    for (int d = 0; d < nd; d++)
+        n *= shape[d];
+    return n;
+}
+
 /* ---- temporary folders -------------------------------------------------- */
 
 static inline char *tu_tmpdir(void)
