@@ -143,12 +143,11 @@ int tu_open64_2(const char *path, int oflags)
 #define LY 47
 #define LX 51
 
+/* A hash of @p z: splitmix64's next number from state z. */
 static uint64_t mix(uint64_t z)
 {
-    z += UINT64_C(0x9e3779b97f4a7c15);
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
+    rng r = {z};
+    return rng_next(&r);
 }
 
 /* Values that exercise the conversions: fractions, float16 subnormals and
