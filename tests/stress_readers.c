@@ -143,12 +143,11 @@ int tu_open64_2(const char *path, int oflags)
 #define LY 47
 #define LX 51
 
+/* A hash of @p z: splitmix64's next number from state z. */
 static uint64_t mix(uint64_t z)
 {
-    z += UINT64_C(0x9e3779b97f4a7c15);
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
+    rng r = {z};
+    return rng_next(&r);
 }
 
 /* Values that exercise the conversions: fractions, float16 subnormals and
@@ -185,29 +184,15 @@ static char *dir, *store_path;
 
 static void write_store(const char *p)
 {
-    vt_writer_opts wo;
-    vt_writer_opts_init(&wo);
-    wo.threads = 2;
-    vt_writer *w;
-    ck_assert_int_eq(vt_writer_open(p, &wo, &w), 0);
-    vt_array_spec spec;
-    vt_array_spec_init(&spec);
-    spec.name = "image";
-    spec.dtype = VT_F32;
-    spec.ndim = 4;
+    vt_writer *w = tu_writer(p, 2);
     uint64_t ishape[4] = {IC, IZ, IY, IX};
-    memcpy(spec.shape, ishape, sizeof ishape);
-    uint32_t itile[4] = {1, 16, 16, 16};
-    memcpy(spec.tile, itile, sizeof itile);
-    int idi, idl;
-    ck_assert_int_eq(vt_writer_add_array(w, &spec, &idi), 0);
-    vt_array_spec_init(&spec);
-    spec.name = "lab";
-    spec.dtype = VT_U16;
-    spec.ndim = 3;
+    static const uint32_t itile[4] = {1, 16, 16, 16};
+    vt_array_spec spec;
+    tu_spec(&spec, "image", VT_F32, 4, ishape, itile);
+    int idi = tu_add_array(w, &spec);
     uint64_t lshape[3] = {LZ, LY, LX};
-    memcpy(spec.shape, lshape, sizeof lshape);
-    ck_assert_int_eq(vt_writer_add_array(w, &spec, &idl), 0);
+    tu_spec(&spec, "lab", VT_U16, 3, lshape, NULL);
+    int idl = tu_add_array(w, &spec);
 
     float *img = malloc(sizeof(float) * IC * IZ * IY * IX);
     size_t k = 0;
@@ -227,8 +212,7 @@ static void write_store(const char *p)
                 lab[k++] = lab_value(z, y, x);
     ck_assert_int_eq(vt_writer_write(w, idl, st, lshape, lab), 0);
     free(lab);
-    ck_assert_msg(vt_writer_finalize(w) == 0, "%s", vt_writer_errmsg(w));
-    vt_writer_free(w);
+    tu_finish(w);
 }
 
 static void setup(void)
@@ -240,9 +224,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    tu_rmtree(dir);
-    free(store_path);
-    free(dir);
+    tu_tmpdir_free(dir, store_path);
 }
 
 /* ======================================================================== */
@@ -369,7 +351,7 @@ static void one_read(reader_ctx *ctx, rng *r, unsigned char *out, unsigned char 
     int64_t map[4][40];
     for (int d = 0; d < nd; d++)
         for (uint64_t k = 0; k < size[d]; k++)
-            map[d][k] = tu_ref_map(start[d] + (int64_t)k, shape[d], o.pad);
+            map[d][k] = ref_map(start[d] + (int64_t)k, shape[d], o.pad);
     uint64_t idx[4] = {0};
     uint64_t nvox = 1;
     for (int d = 0; d < nd; d++)
@@ -402,13 +384,8 @@ static void one_read(reader_ctx *ctx, rng *r, unsigned char *out, unsigned char 
             if (!o.transform && dd == sd)
                 memcpy(want, src, des);
             else if (!f32_to_f16) {
-                if (o.transform) {
-                    if (val < o.clip_lo)
-                        val = o.clip_lo;
-                    if (val > o.clip_hi)
-                        val = o.clip_hi;
-                    val = val * o.scale + o.offset;
-                }
+                if (o.transform)
+                    val = ref_transform(val, &o);
                 ref_store(dd, want, val);
                 exact = false;
             }
@@ -457,10 +434,8 @@ static void *reader_main(void *arg)
 
 START_TEST(stress)
 {
-    vt_store *s;
-    ck_assert_int_eq(vt_open(store_path, 0, &s), 0);
     const vt_array *arr[2];
-    ck_assert_int_eq(vt_store_array(s, "image", &arr[0]), 0);
+    vt_store *s = tu_open_array(store_path, "image", &arr[0]);
     ck_assert_int_eq(vt_store_array(s, "lab", &arr[1]), 0);
     /* one read in the parent first: its thread scratch exists when it forks */
     {
@@ -695,11 +670,7 @@ static void io_teardown(void)
 /* A small writer cycle: 0 = finalize, 1 = free without finalize, 2 = finalize fails (incomplete). */
 static void writer_cycle(const char *p, int how, int threads, unsigned char *check_open_fds)
 {
-    vt_writer_opts wo;
-    vt_writer_opts_init(&wo);
-    wo.threads = threads;
-    vt_writer *w;
-    ck_assert_int_eq(vt_writer_open(p, &wo, &w), 0);
+    vt_writer *w = tu_writer(p, threads);
     if (check_open_fds) { /* descriptors the writer holds between calls */
         unsigned char now_fds[4096];
         list_fds(now_fds);
@@ -712,16 +683,10 @@ static void writer_cycle(const char *p, int how, int threads, unsigned char *che
             }
         ck_assert_msg(fresh >= 1, "an open writer holds no new descriptor (%d)", fresh);
     }
+    static const uint64_t shape[3] = {20, 20, 20};
     vt_array_spec spec;
-    vt_array_spec_init(&spec);
-    spec.name = "a";
-    spec.dtype = VT_I16;
-    spec.ndim = 3;
-    spec.shape[0] = 20;
-    spec.shape[1] = 20;
-    spec.shape[2] = 20;
-    int id;
-    ck_assert_int_eq(vt_writer_add_array(w, &spec, &id), 0);
+    tu_spec(&spec, "a", VT_I16, 3, shape, NULL);
+    int id = tu_add_array(w, &spec);
     int16_t data[20 * 20 * 20];
     for (int i = 0; i < 8000; i++)
         data[i] = (int16_t)(i % 300);
@@ -739,10 +704,8 @@ static void writer_cycle(const char *p, int how, int threads, unsigned char *che
 
 static void read_cycle(void)
 {
-    vt_store *s;
-    ck_assert_int_eq(vt_open(store_path, 0, &s), 0);
     const vt_array *a;
-    ck_assert_int_eq(vt_store_array(s, "image", &a), 0);
+    vt_store *s = tu_open_array(store_path, "image", &a);
     float out[2 * 20 * 20 * 20];
     int64_t st[4] = {0, 5, -3, 70};
     uint64_t sz[4] = {2, 20, 20, 20};
@@ -858,17 +821,10 @@ int main(int argc, char **argv)
     else
         seed0 = (uint64_t)time(NULL);
     Suite *s = suite_create("stress");
-    TCase *tc = tcase_create("stress");
-    tcase_set_timeout(tc, duration + 300);
-    /* unchecked fixtures: made once, and removed even when a test fails */
-    tcase_add_unchecked_fixture(tc, setup, teardown);
+    TCase *tc = tu_tcase(s, "stress", duration + 300, setup, teardown);
     tcase_add_test(tc, stress);
-    suite_add_tcase(s, tc);
-    TCase *fds = tcase_create("descriptors");
-    tcase_set_timeout(fds, 600);
-    tcase_add_unchecked_fixture(fds, io_setup, io_teardown);
+    TCase *fds = tu_tcase(s, "descriptors", 600, io_setup, io_teardown);
     tcase_add_test(fds, cloexec);
     tcase_add_test(fds, no_fd_leak);
-    suite_add_tcase(s, fds);
     return tu_run(s);
 }

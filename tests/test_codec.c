@@ -87,10 +87,9 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("codec");
-    TCase *tc = tcase_create("codec");
+    TCase *tc = tu_tcase(s, "codec", 0, NULL, NULL);
     tcase_add_test(tc, unshuffle_ranges_match_a_plain_loop);
     tcase_add_test(tc, codecs_round_trip_and_reject_damage);
     tcase_add_test(tc, hash_paths_agree);
-    suite_add_tcase(s, tc);
     return tu_run(s);
 }

@@ -25,38 +25,19 @@ static void setup(void)
     rng r = {99};
     for (size_t i = 0; i < n; i++)
         src[i] = (float)(rng_unit(&r) * 1000 - 500);
-    vt_writer_opts wo;
-    vt_writer_opts_init(&wo);
-    wo.threads = 2;
-    vt_writer *w;
-    ck_assert_int_eq(vt_writer_open(path, &wo, &w), 0);
+    static const uint64_t shape[4] = {1, NZ, NY, NX};
+    static const uint32_t tile[4] = {1, 16, 16, 16};
     vt_array_spec spec;
-    vt_array_spec_init(&spec);
-    spec.name = "image";
-    spec.dtype = VT_F32;
-    spec.ndim = 4;
-    uint64_t shape[4] = {1, NZ, NY, NX};
-    memcpy(spec.shape, shape, sizeof shape);
-    uint32_t tile[4] = {1, 16, 16, 16};
-    memcpy(spec.tile, tile, sizeof tile);
-    int id;
-    ck_assert_int_eq(vt_writer_add_array(w, &spec, &id), 0);
-    uint64_t st[4] = {0};
-    ck_assert_int_eq(vt_writer_write(w, id, st, shape, src), 0);
-    ck_assert_int_eq(vt_writer_finalize(w), 0);
-    vt_writer_free(w);
-    ck_assert_int_eq(vt_open(path, 0, &store), 0);
-    ck_assert_int_eq(vt_store_array(store, "image", &arr), 0);
+    tu_spec(&spec, "image", VT_F32, 4, shape, tile);
+    tu_write_store(path, 2, &spec, src);
+    store = tu_open_array(path, "image", &arr);
 }
 
 static void teardown(void)
 {
     vt_close(store);
     free(src);
-    unlink(path);
-    tu_rmtree(dir);
-    free(path);
-    free(dir);
+    tu_tmpdir_free(dir, path);
 }
 
 /* Read random boxes inside the volume and compare with the source; returns
@@ -180,11 +161,8 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("concurrency");
-    TCase *tc = tcase_create("concurrency");
-    tcase_set_timeout(tc, 120);
-    tcase_add_unchecked_fixture(tc, setup, teardown);
+    TCase *tc = tu_tcase(s, "concurrency", 120, setup, teardown);
     tcase_add_test(tc, threads_share_a_handle);
     tcase_add_test(tc, forked_children_keep_reading);
-    suite_add_tcase(s, tc);
     return tu_run(s);
 }

@@ -36,34 +36,26 @@ static void setup(void)
         img[i] = (float)(sin((double)i * 0.37) * 100);
         seg[i] = (uint8_t)(i / 100 % 3 == 0 ? 0 : i % 5);
     }
-    vt_writer *w;
-    ck_assert_int_eq(vt_writer_open(path, NULL, &w), 0);
-    vt_array_spec spec;
-    vt_array_spec_init(&spec);
-    spec.name = "image";
-    spec.dtype = VT_F32;
-    spec.ndim = 4;
+    vt_writer *w = tu_writer(path, 1);
     uint64_t shape[4] = {1, NZ, NY, NX};
-    memcpy(spec.shape, shape, sizeof shape);
-    uint32_t tile[4] = {1, 3, 4, 4};
-    memcpy(spec.tile, tile, sizeof tile);
+    static const uint32_t tile[4] = {1, 3, 4, 4};
+    vt_array_spec spec;
+    tu_spec(&spec, "image", VT_F32, 4, shape, tile);
     spec.codec = VT_CODEC_LZ4;
     spec.filter = VT_FILTER_SHUFFLE;
-    int id;
-    ck_assert_int_eq(vt_writer_add_array(w, &spec, &id), 0);
+    int id = tu_add_array(w, &spec);
     uint64_t st[4] = {0};
     ck_assert_int_eq(vt_writer_write(w, id, st, shape, img), 0);
     spec.name = "seg";
     spec.dtype = VT_U8;
     spec.codec = VT_CODEC_NONE;
     spec.filter = VT_FILTER_NONE;
-    ck_assert_int_eq(vt_writer_add_array(w, &spec, &id), 0);
+    id = tu_add_array(w, &spec);
     ck_assert_int_eq(vt_writer_write(w, id, st, shape, seg), 0);
     double spacing[3] = {3, 0.8, 0.8};
     ck_assert_int_eq(vt_writer_set_meta(w, "spacing", VT_META_F64, spacing, 3), 0);
     ck_assert_int_eq(vt_writer_set_meta(w, "source", VT_META_STRING, "ct.npy", 6), 0);
-    ck_assert_int_eq(vt_writer_finalize(w), 0);
-    vt_writer_free(w);
+    tu_finish(w);
     orig = tu_read_file(path, &orig_len);
 }
 
@@ -72,10 +64,7 @@ static void teardown(void)
     free(orig);
     free(img);
     free(seg);
-    unlink(path);
-    tu_rmtree(dir);
-    free(path);
-    free(dir);
+    tu_tmpdir_free(dir, path);
 }
 
 /* The file's regions, read from its header and directory. */
@@ -416,22 +405,11 @@ START_TEST(label_index_disagrees_with_tiles)
     uint8_t lab[512];
     for (int i = 0; i < 512; i++)
         lab[i] = (uint8_t)((i / 64 + i % 8) % 3); /* values 0, 1, 2 in every tile */
-    vt_writer *w;
-    ck_assert_int_eq(vt_writer_open(p, NULL, &w), 0);
+    static const uint32_t tile[3] = {4, 4, 4}; /* 8 tiles */
     vt_array_spec spec;
-    vt_array_spec_init(&spec);
-    spec.name = "seg";
-    spec.dtype = VT_U8;
-    spec.ndim = 3;
-    memcpy(spec.shape, shape, sizeof shape);
-    spec.tile[0] = spec.tile[1] = spec.tile[2] = 4; /* 8 tiles */
+    tu_spec(&spec, "seg", VT_U8, 3, shape, tile);
     spec.labels = 1;
-    int id;
-    ck_assert_int_eq(vt_writer_add_array(w, &spec, &id), 0);
-    uint64_t st[3] = {0};
-    ck_assert_int_eq(vt_writer_write(w, id, st, shape, lab), 0);
-    ck_assert_int_eq(vt_writer_finalize(w), 0);
-    vt_writer_free(w);
+    tu_write_store(p, 1, &spec, lab);
     size_t len;
     unsigned char *f = tu_read_file(p, &len);
     uint64_t dir_off = ld64(f + 32);
@@ -489,15 +467,12 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("corrupt");
-    TCase *tc = tcase_create("corrupt");
-    tcase_set_timeout(tc, 900);
-    tcase_add_unchecked_fixture(tc, setup, teardown);
+    TCase *tc = tu_tcase(s, "corrupt", 900, setup, teardown);
     tcase_add_test(tc, every_byte_of_the_structures);
     tcase_add_test(tc, every_truncation_and_extension);
     tcase_add_test(tc, hostile_fields_with_valid_checksums);
     tcase_add_test(tc, damaged_tile_data);
     tcase_add_test(tc, not_a_store);
     tcase_add_test(tc, label_index_disagrees_with_tiles);
-    suite_add_tcase(s, tc);
     return tu_run(s);
 }

@@ -51,16 +51,10 @@ static int write_store(const char *p, int threads, int variant)
     vt_writer *w = NULL;
     int rc = vt_writer_open(p, &wo, &w);
     int id1 = -1, id2 = -1;
+    static const uint64_t shape[3] = {NZ, NY, NX};
+    static const uint32_t tile[3] = {4, 8, 8};
     vt_array_spec spec;
-    vt_array_spec_init(&spec);
-    spec.name = "image";
-    spec.dtype = VT_I16;
-    spec.ndim = 3;
-    spec.shape[0] = NZ;
-    spec.shape[1] = NY;
-    spec.shape[2] = NX;
-    spec.tile[0] = 4;
-    spec.tile[1] = spec.tile[2] = 8;
+    tu_spec(&spec, "image", VT_I16, 3, shape, tile);
     if (rc == 0)
         rc = vt_writer_add_array(w, &spec, &id1);
     spec.name = "seg";
@@ -93,10 +87,8 @@ static void check_store(const char *p, int variant)
     int16_t img[NZ * NY * NX], out[NZ * NY * NX];
     uint8_t seg[NZ * NY * NX];
     fill(img, seg, variant);
-    vt_store *s;
-    ck_assert_msg(vt_open(p, 0, &s) == 0, "%s", vt_errmsg(NULL));
     const vt_array *a;
-    ck_assert_int_eq(vt_store_array(s, "image", &a), 0);
+    vt_store *s = tu_open_array(p, "image", &a);
     int64_t st[3] = {0, 0, 0};
     uint64_t sz[3] = {NZ, NY, NX};
     ck_assert_int_eq(vt_read(a, st, sz, NULL, out), 0);
@@ -115,10 +107,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    unlink(path);
-    tu_rmtree(dir);
-    free(path);
-    free(dir);
+    tu_tmpdir_free(dir, path);
 }
 
 START_TEST(write_fails_at_every_call)
@@ -339,10 +328,7 @@ START_TEST(convert_fails_at_every_call)
            o.threads, persist ? "persistent" : "once", failures_seen, after_publish, absorbed, n);
     ck_assert_int_gt(failures_seen, 50);
     check_converted(path);
-    unlink(ref_path);
-    tu_rmtree(ref_dir);
-    free(ref_path);
-    free(ref_dir);
+    tu_tmpdir_free(ref_dir, ref_path);
     free(ct);
     free(sg);
 }
@@ -364,13 +350,11 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("faults");
-    TCase *tc = tcase_create("faults");
-    tcase_set_timeout(tc, 900);
+    TCase *tc = tu_tcase(s, "faults", 900, NULL, NULL);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_loop_test(tc, write_fails_at_every_call, 0, 8);
     tcase_add_loop_test(tc, open_and_read_fail_at_every_call, 0, 2);
     tcase_add_loop_test(tc, convert_fails_at_every_call, 0, 4);
     tcase_add_test(tc, no_space_is_reported_as_such);
-    suite_add_tcase(s, tc);
     return tu_run(s);
 }

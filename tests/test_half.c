@@ -354,8 +354,7 @@ END_TEST
 int main(int argc, char **argv)
 {
     Suite *s = suite_create("half");
-    TCase *tc = tcase_create("half");
-    tcase_set_timeout(tc, 600);
+    TCase *tc = tu_tcase(s, "half", 600, NULL, NULL);
     if (argc > 1 && strcmp(argv[1], "--exhaustive") == 0) {
         tcase_set_timeout(tc, 3600);
         tcase_add_test(tc, all_2_32_patterns);
@@ -367,7 +366,6 @@ int main(int argc, char **argv)
         tcase_add_test(tc, shuffled_planes_to_f16);
         tcase_add_test(tc, shuffled_plane_rows_to_f16);
     }
-    suite_add_tcase(s, tc);
     printf("F16C path %s\n", vt__half_uses_f16c() ? "in use" : "not available");
     return tu_run(s);
 }

@@ -38,14 +38,6 @@ static unsigned char *data[NCASES];
 static uint64_t n_voxels, n_padded_voxels, n_by_pad[3], n_by_mode[4], n_transform, n_threaded;
 static char *dir, *path;
 
-static uint64_t count_of(int nd, const uint64_t *shape)
-{
-    uint64_t n = 1;
-    for (int d = 0; d < nd; d++)
-        n *= shape[d];
-    return n;
-}
-
 /* Values with structure: constant stretches (constant tiles), specials, extremes. */
 static void fill_values(vt_dtype dt, unsigned char *p, uint64_t n, rng *r)
 {
@@ -75,42 +67,28 @@ static void setup(void)
     dir = tu_tmpdir();
     path = tu_path(dir, "read.vxt");
     rng r = {2024};
-    vt_writer_opts wo;
-    vt_writer_opts_init(&wo);
-    wo.threads = 2;
-    vt_writer *w;
-    ck_assert_int_eq(vt_writer_open(path, &wo, &w), 0);
+    vt_writer *w = tu_writer(path, 2);
     for (size_t c = 0; c < NCASES; c++) {
         const arr_case *ac = &cases[c];
         vt_array_spec spec;
-        vt_array_spec_init(&spec);
-        spec.name = ac->name;
-        spec.dtype = ac->dtype;
-        spec.ndim = ac->nd;
-        memcpy(spec.shape, ac->shape, sizeof spec.shape);
-        memcpy(spec.tile, ac->tile, sizeof spec.tile);
+        tu_spec(&spec, ac->name, ac->dtype, ac->nd, ac->shape, ac->tile);
         spec.codec = ac->codec;
         spec.filter = ac->filter;
-        int id;
-        ck_assert_msg(vt_writer_add_array(w, &spec, &id) == 0, "%s", vt_writer_errmsg(w));
-        uint64_t n = count_of(ac->nd, ac->shape);
+        int id = tu_add_array(w, &spec);
+        uint64_t n = tu_count_of(ac->nd, ac->shape);
         data[c] = malloc((size_t)(n * vt_dtype_size(ac->dtype)));
         fill_values(ac->dtype, data[c], n, &r);
         uint64_t start[VT_MAX_DIMS] = {0};
         ck_assert_int_eq(vt_writer_write(w, id, start, ac->shape, data[c]), 0);
     }
-    ck_assert_msg(vt_writer_finalize(w) == 0, "%s", vt_writer_errmsg(w));
-    vt_writer_free(w);
+    tu_finish(w);
 }
 
 static void teardown(void)
 {
     for (size_t c = 0; c < NCASES; c++)
         free(data[c]);
-    unlink(path);
-    tu_rmtree(dir);
-    free(path);
-    free(dir);
+    tu_tmpdir_free(dir, path);
 }
 
 typedef struct read_spec {
@@ -129,7 +107,7 @@ static void ref_voxel(size_t c, const read_spec *rs, const uint64_t *idx, unsign
     size_t ses = vt_dtype_size(sd);
     uint64_t off = 0;
     for (int d = 0; d < ac->nd; d++) {
-        int64_t m = tu_ref_map(rs->start[d] + (int64_t)idx[d], (int64_t)ac->shape[d], rs->o.pad);
+        int64_t m = ref_map(rs->start[d] + (int64_t)idx[d], (int64_t)ac->shape[d], rs->o.pad);
         if (m < 0) {
             ref_store(dd, out, rs->o.pad_value);
             n_padded_voxels++;
@@ -151,13 +129,8 @@ static void ref_voxel(size_t c, const read_spec *rs, const uint64_t *idx, unsign
         return;
     }
     double v = ref_load(sd, src);
-    if (rs->o.transform) {
-        if (v < rs->o.clip_lo)
-            v = rs->o.clip_lo;
-        if (v > rs->o.clip_hi)
-            v = rs->o.clip_hi;
-        v = v * rs->o.scale + rs->o.offset;
-    }
+    if (rs->o.transform)
+        v = ref_transform(v, &rs->o);
     ref_store(dd, out, v);
 }
 
@@ -222,7 +195,7 @@ static void random_read(const vt_store *s, size_t c, rng *r, int iteration)
     cstr[nd - 1] = 1;
     for (int d = nd - 2; d >= 0; d--)
         cstr[d] = cstr[d + 1] * (int64_t)outer[d + 1];
-    uint64_t nout = count_of(nd, outer);
+    uint64_t nout = tu_count_of(nd, outer);
     int64_t base = 0; /* element offset of voxel (0,...,0) */
     for (int d = 0; d < nd; d++) {
         rs.strides[d] = cstr[d];
@@ -321,10 +294,8 @@ END_TEST
 /* Reads of the same box with 1, 2 and 4 threads give identical bytes. */
 START_TEST(threads_agree)
 {
-    vt_store *s;
-    ck_assert_int_eq(vt_open(path, 0, &s), 0);
     const vt_array *a;
-    ck_assert_int_eq(vt_store_array(s, "f32_4d", &a), 0);
+    vt_store *s = tu_open_array(path, "f32_4d", &a);
     int64_t start[4] = {-1, -3, 2, -5};
     uint64_t size[4] = {4, 20, 20, 30};
     size_t n = 4 * 20 * 20 * 30;
@@ -348,10 +319,8 @@ END_TEST
 
 START_TEST(argument_errors)
 {
-    vt_store *s;
-    ck_assert_int_eq(vt_open(path, 0, &s), 0);
     const vt_array *a;
-    ck_assert_int_eq(vt_store_array(s, "i16_4d", &a), 0);
+    vt_store *s = tu_open_array(path, "i16_4d", &a);
     int64_t start[4] = {0, 0, 0, 0};
     uint64_t size[4] = {1, 2, 2, 2};
     int16_t out[64];
@@ -401,12 +370,9 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("read");
-    TCase *tc = tcase_create("read");
-    tcase_set_timeout(tc, 900);
-    tcase_add_unchecked_fixture(tc, setup, teardown);
+    TCase *tc = tu_tcase(s, "read", 900, setup, teardown);
     tcase_add_loop_test(tc, random_boxes, 0, 2);
     tcase_add_test(tc, threads_agree);
     tcase_add_test(tc, argument_errors);
-    suite_add_tcase(s, tc);
     return tu_run(s);
 }

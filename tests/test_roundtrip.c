@@ -48,12 +48,18 @@ static uint32_t expected_tile(const shape_case *sc, int d)
     return d < sc->nd - 3 ? 1 : 16;
 }
 
-static uint64_t count_of(int nd, const uint64_t *shape)
+/* Each test's own temporary folder, and the store it writes there. */
+static char *dir, *path;
+
+static void setup(void)
 {
-    uint64_t n = 1;
-    for (int d = 0; d < nd; d++)
-        n *= shape[d];
-    return n;
+    dir = tu_tmpdir();
+    path = tu_path(dir, "rt.vxt");
+}
+
+static void teardown(void)
+{
+    tu_tmpdir_free(dir, path);
 }
 
 /* Random data with structure: smooth stretches, constant stretches (constant
@@ -96,7 +102,7 @@ static void box_copy(const unsigned char *src, const uint64_t *shape, int nd, si
                      const uint64_t *start, const uint64_t *size, unsigned char *dst)
 {
     uint64_t idx[VT_MAX_DIMS] = {0};
-    uint64_t n = count_of(nd, size);
+    uint64_t n = tu_count_of(nd, size);
     for (uint64_t i = 0; i < n; i++) {
         uint64_t off = 0;
         for (int d = 0; d < nd; d++)
@@ -113,7 +119,7 @@ static void box_copy(const unsigned char *src, const uint64_t *shape, int nd, si
 static void write_box(vt_writer *w, int id, const unsigned char *data, const uint64_t *shape, int nd,
                       size_t es, const uint64_t *start, const uint64_t *size)
 {
-    unsigned char *buf = malloc((size_t)(count_of(nd, size) * es));
+    unsigned char *buf = malloc((size_t)(tu_count_of(nd, size) * es));
     box_copy(data, shape, nd, es, start, size, buf);
     int rc = vt_writer_write(w, id, start, size, buf);
     ck_assert_msg(rc == 0, "write: %s", vt_writer_errmsg(w));
@@ -194,7 +200,7 @@ static void read_all_and_compare(const vt_array *a, const unsigned char *data, c
                                  int threads)
 {
     size_t es = vt_dtype_size(ai->dtype);
-    uint64_t n = count_of(ai->ndim, ai->shape);
+    uint64_t n = tu_count_of(ai->ndim, ai->shape);
     unsigned char *out = malloc((size_t)(n * es));
     int64_t start[VT_MAX_DIMS] = {0};
     vt_read_opts o;
@@ -209,8 +215,6 @@ static void read_all_and_compare(const vt_array *a, const unsigned char *data, c
 
 START_TEST(all_dtypes_codecs_filters_shapes)
 {
-    char *dir = tu_tmpdir();
-    char *path = tu_path(dir, "rt.vxt");
     rng r = {42 + (uint64_t)_i};
     int ncases = 0;
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
@@ -221,28 +225,18 @@ START_TEST(all_dtypes_codecs_filters_shapes)
                         continue;
                     const shape_case *sc = &shapes[si];
                     vt_dtype dt = all_dtypes[di];
-                    uint64_t n = count_of(sc->nd, sc->shape);
+                    uint64_t n = tu_count_of(sc->nd, sc->shape);
                     unsigned char *data = make_data(dt, n, &r);
                     int how = (int)(ncases % 3);
                     int threads = ncases % 4 == 3 ? 3 : 1;
 
-                    vt_writer_opts wo;
-                    vt_writer_opts_init(&wo);
-                    wo.threads = threads;
-                    vt_writer *w;
-                    ck_assert_int_eq(vt_writer_open(path, &wo, &w), 0);
+                    vt_writer *w = tu_writer(path, threads);
                     vt_array_spec spec;
-                    vt_array_spec_init(&spec);
-                    spec.name = "a";
-                    spec.dtype = dt;
-                    spec.ndim = sc->nd;
-                    memcpy(spec.shape, sc->shape, sizeof spec.shape);
-                    memcpy(spec.tile, sc->tile, sizeof spec.tile);
+                    tu_spec(&spec, "a", dt, sc->nd, sc->shape, sc->tile);
                     spec.codec = (vt_codec)codec;
                     spec.filter = (vt_filter)filter;
                     spec.level = codec == VT_CODEC_LZ4HC ? (int)rng_range(&r, 1, 12) : 0;
-                    int id;
-                    ck_assert_msg(vt_writer_add_array(w, &spec, &id) == 0, "%s", vt_writer_errmsg(w));
+                    int id = tu_add_array(w, &spec);
                     /* the writer's tile geometry, from a store we are about to write */
                     vt_array_info ai;
                     memset(&ai, 0, sizeof ai);
@@ -259,13 +253,10 @@ START_TEST(all_dtypes_codecs_filters_shapes)
                     }
                     ai.ntiles = nt;
                     write_array(w, id, data, &ai, how, &r);
-                    ck_assert_msg(vt_writer_finalize(w) == 0, "%s", vt_writer_errmsg(w));
-                    vt_writer_free(w);
+                    tu_finish(w);
 
-                    vt_store *s;
-                    ck_assert_msg(vt_open(path, 0, &s) == 0, "%s", vt_errmsg(NULL));
                     const vt_array *a;
-                    ck_assert_int_eq(vt_store_array(s, "a", &a), 0);
+                    vt_store *s = tu_open_array(path, "a", &a);
                     vt_array_info got;
                     ck_assert_int_eq(vt_array_info_get(a, &got), 0);
                     ck_assert_int_eq(got.dtype, dt);
@@ -305,49 +296,29 @@ START_TEST(all_dtypes_codecs_filters_shapes)
     ck_assert_int_gt(ncases, 200);
     unlink(path);
     ck_assert_int_eq(tu_count_entries(dir), 0);
-    tu_rmtree(dir);
-    free(path);
-    free(dir);
 }
 END_TEST
 
-/* Write @p data as the only array of a store at @p path -- 4-d, 16^3 tiles,
+/* Write @p data as the only array of the store at path -- 4-d, 16^3 tiles,
  * one box -- and open it; the store and the array in *out. */
-static vt_store *write_one_array(const char *path, const char *name, vt_dtype dtype, const uint64_t *shape,
+static vt_store *write_one_array(const char *name, vt_dtype dtype, const uint64_t *shape,
                                  vt_codec codec, vt_filter filter, const void *data, const vt_array **out)
 {
-    vt_writer *w;
-    ck_assert_int_eq(vt_writer_open(path, NULL, &w), 0);
+    static const uint32_t tile[4] = {1, 16, 16, 16};
     vt_array_spec spec;
-    vt_array_spec_init(&spec);
-    spec.name = name;
-    spec.dtype = dtype;
-    spec.ndim = 4;
-    memcpy(spec.shape, shape, 4 * sizeof *shape);
-    spec.tile[0] = 1;
-    spec.tile[1] = spec.tile[2] = spec.tile[3] = 16;
+    tu_spec(&spec, name, dtype, 4, shape, tile);
     spec.codec = codec;
     spec.filter = filter;
-    int id;
-    ck_assert_int_eq(vt_writer_add_array(w, &spec, &id), 0);
-    uint64_t st[4] = {0};
-    ck_assert_int_eq(vt_writer_write(w, id, st, shape, data), 0);
-    ck_assert_int_eq(vt_writer_finalize(w), 0);
-    vt_writer_free(w);
-    vt_store *s;
-    ck_assert_int_eq(vt_open(path, 0, &s), 0);
-    ck_assert_int_eq(vt_store_array(s, name, out), 0);
-    return s;
+    tu_write_store(path, 1, &spec, data);
+    return tu_open_array(path, name, out);
 }
 
 /* Compression actually happens: a smooth volume shrinks, shuffle helps floats,
  * constant tiles store no bytes. */
 START_TEST(compression_and_constant_tiles)
 {
-    char *dir = tu_tmpdir();
-    char *path = tu_path(dir, "c.vxt");
     uint64_t shape[4] = {1, 32, 64, 64};
-    uint64_t n = count_of(4, shape);
+    uint64_t n = tu_count_of(4, shape);
     float *v = malloc(n * 4);
     for (uint64_t i = 0; i < n; i++) {
         uint64_t z = i / 4096, y = i / 64 % 64, x = i % 64;
@@ -356,7 +327,7 @@ START_TEST(compression_and_constant_tiles)
     uint64_t stored[3];
     for (int f = 0; f < 3; f++) {
         const vt_array *a;
-        vt_store *s = write_one_array(path, "image", VT_F32, shape, VT_CODEC_LZ4HC, (vt_filter)f, v, &a);
+        vt_store *s = write_one_array("image", VT_F32, shape, VT_CODEC_LZ4HC, (vt_filter)f, v, &a);
         vt_array_info ai;
         vt_array_info_get(a, &ai);
         ck_assert_uint_eq(ai.constant_tiles, 16); /* z < 16: 1 x 4 x 4 tiles */
@@ -385,7 +356,7 @@ START_TEST(compression_and_constant_tiles)
      * under lz4 and lz4hc, with shuffle off and auto: LZ4's output is larger,
      * so every tile is stored raw, byte for byte, and reads back equal. */
     uint64_t rshape[4] = {1, 20, 32, 40};
-    uint64_t rn = count_of(4, rshape);
+    uint64_t rn = tu_count_of(4, rshape);
     unsigned char *rnd = malloc(rn), *back = malloc(rn);
     rng r = {2024};
     for (uint64_t i = 0; i < rn; i++)
@@ -395,7 +366,7 @@ START_TEST(compression_and_constant_tiles)
     for (int c = 0; c < 2; c++)
         for (int f = 0; f < 2; f++) {
             const vt_array *a;
-            vt_store *s = write_one_array(path, "noise", VT_U8, rshape, codecs[c], filters[f], rnd, &a);
+            vt_store *s = write_one_array("noise", VT_U8, rshape, codecs[c], filters[f], rnd, &a);
             vt_array_info ai;
             ck_assert_int_eq(vt_array_info_get(a, &ai), 0);
             ck_assert_uint_eq(ai.ntiles, 2 * 2 * 3);
@@ -420,29 +391,17 @@ START_TEST(compression_and_constant_tiles)
     free(rnd);
     free(back);
     free(v);
-    unlink(path);
-    tu_rmtree(dir);
-    free(path);
-    free(dir);
 }
 END_TEST
 
 START_TEST(metadata_round_trip)
 {
-    char *dir = tu_tmpdir();
-    char *path = tu_path(dir, "m.vxt");
-    vt_writer *w;
-    ck_assert_int_eq(vt_writer_open(path, NULL, &w), 0);
-    vt_array_spec spec;
-    vt_array_spec_init(&spec);
-    spec.name = "x";
-    spec.dtype = VT_U8;
-    spec.ndim = 1;
-    spec.shape[0] = 3;
-    int id;
-    ck_assert_int_eq(vt_writer_add_array(w, &spec, &id), 0);
+    vt_writer *w = tu_writer(path, 1);
     uint8_t vals[3] = {1, 2, 3};
     uint64_t st = 0, sz = 3;
+    vt_array_spec spec;
+    tu_spec(&spec, "x", VT_U8, 1, &sz, NULL);
+    int id = tu_add_array(w, &spec);
     ck_assert_int_eq(vt_writer_write(w, id, &st, &sz, vals), 0);
     double spacing[3] = {2.5, 0.75, 0.75}, dir9[9] = {1, 0, 0, 0, -1, 0, 0, 0, 1};
     int64_t ints[2] = {-5, INT64_MAX};
@@ -456,8 +415,7 @@ START_TEST(metadata_round_trip)
     ck_assert_int_eq(vt_writer_set_meta(w, "note", VT_META_STRING, "replaced value", 14), 0);
     ck_assert_int_eq(vt_writer_set_meta(w, "", VT_META_STRING, "x", 1), VT_EINVAL);
     ck_assert_int_eq(vt_writer_set_meta(w, "nul", VT_META_STRING, "a\0b", 3), VT_EINVAL);
-    ck_assert_int_eq(vt_writer_finalize(w), 0);
-    vt_writer_free(w);
+    tu_finish(w);
 
     vt_store *s;
     ck_assert_int_eq(vt_open(path, 0, &s), 0);
@@ -487,60 +445,47 @@ START_TEST(metadata_round_trip)
     ck_assert_str_eq(key, "spacing");
     ck_assert_int_eq(vt_meta_at(s, 6, &key, NULL, NULL, NULL), VT_ERANGE);
     vt_close(s);
-    unlink(path);
-    tu_rmtree(dir);
-    free(path);
-    free(dir);
 }
 END_TEST
 
-static vt_writer *writer_1d(const char *path, int threads, uint64_t n, int *id)
+/* A writer of the store at path, of a 1-d int16 array "v" of @p n voxels in tiles of 10. */
+static vt_writer *writer_1d(int threads, uint64_t n, int *id)
 {
-    vt_writer_opts wo;
-    vt_writer_opts_init(&wo);
-    wo.threads = threads;
-    vt_writer *w;
-    ck_assert_int_eq(vt_writer_open(path, &wo, &w), 0);
+    vt_writer *w = tu_writer(path, threads);
+    const uint32_t tile = 10;
     vt_array_spec spec;
-    vt_array_spec_init(&spec);
-    spec.name = "v";
-    spec.dtype = VT_I16;
-    spec.ndim = 1;
-    spec.shape[0] = n;
-    spec.tile[0] = 10;
-    ck_assert_int_eq(vt_writer_add_array(w, &spec, id), 0);
+    tu_spec(&spec, "v", VT_I16, 1, &n, &tile);
+    *id = tu_add_array(w, &spec);
     return w;
+}
+
+/* vt_writer_write of voxels [st, st + sz) of the 1-d array @p id from @p vals. */
+static int write_1d(vt_writer *w, int id, uint64_t st, uint64_t sz, const int16_t *vals)
+{
+    return vt_writer_write(w, id, &st, &sz, vals);
 }
 
 START_TEST(writer_errors_publish_nothing)
 {
-    char *dir = tu_tmpdir();
-    char *path = tu_path(dir, "e.vxt");
     int16_t vals[100];
     for (int i = 0; i < 100; i++)
         vals[i] = (int16_t)(i * 37);
     for (int threads = 1; threads <= 2; threads++) {
         int id;
         /* abandoned: nothing left, not even a temporary */
-        vt_writer *w = writer_1d(path, threads, 100, &id);
-        uint64_t st = 0, sz = 50;
-        ck_assert_int_eq(vt_writer_write(w, id, &st, &sz, vals), 0);
+        vt_writer *w = writer_1d(threads, 100, &id);
+        ck_assert_int_eq(write_1d(w, id, 0, 50, vals), 0);
         vt_writer_free(w);
         ck_assert_int_eq(tu_count_entries(dir), 0);
 
         /* box outside the array: rejected, the writer goes on */
-        w = writer_1d(path, threads, 100, &id);
-        st = 95;
-        sz = 10;
-        ck_assert_int_eq(vt_writer_write(w, id, &st, &sz, vals), VT_ERANGE);
+        w = writer_1d(threads, 100, &id);
+        ck_assert_int_eq(write_1d(w, id, 95, 10, vals), VT_ERANGE);
         ck_assert(strstr(vt_writer_errmsg(w), "outside") != NULL);
-        sz = 0;
-        ck_assert_int_eq(vt_writer_write(w, id, &st, &sz, vals), VT_ERANGE);
-        ck_assert_int_eq(vt_writer_write(w, 7, &st, &sz, vals), VT_EINVAL);
+        ck_assert_int_eq(write_1d(w, id, 95, 0, vals), VT_ERANGE);
+        ck_assert_int_eq(write_1d(w, 7, 95, 0, vals), VT_EINVAL);
         /* incomplete: finalize fails naming the array and the first missing tile */
-        st = 0;
-        sz = 55;
-        ck_assert_int_eq(vt_writer_write(w, id, &st, &sz, vals), 0);
+        ck_assert_int_eq(write_1d(w, id, 0, 55, vals), 0);
         ck_assert_int_eq(vt_writer_finalize(w), VT_EINVAL);
         ck_assert_msg(strstr(vt_writer_errmsg(w), "'v'") && strstr(vt_writer_errmsg(w), "(5)"),
                       "message: %s", vt_writer_errmsg(w));
@@ -549,38 +494,26 @@ START_TEST(writer_errors_publish_nothing)
         ck_assert_int_eq(tu_count_entries(dir), 0);
 
         /* a voxel written twice fails the writer */
-        w = writer_1d(path, threads, 100, &id);
-        st = 0;
-        sz = 15;
-        ck_assert_int_eq(vt_writer_write(w, id, &st, &sz, vals), 0);
-        st = 14;
-        sz = 3;
-        ck_assert_int_eq(vt_writer_write(w, id, &st, &sz, vals), VT_EINVAL);
+        w = writer_1d(threads, 100, &id);
+        ck_assert_int_eq(write_1d(w, id, 0, 15, vals), 0);
+        ck_assert_int_eq(write_1d(w, id, 14, 3, vals), VT_EINVAL);
         ck_assert(strstr(vt_writer_errmsg(w), "twice") != NULL);
-        st = 20;
-        ck_assert_int_eq(vt_writer_write(w, id, &st, &sz, vals), VT_ESTATE);
+        ck_assert_int_eq(write_1d(w, id, 20, 3, vals), VT_ESTATE);
         ck_assert_int_eq(vt_writer_finalize(w), VT_ESTATE);
         vt_writer_free(w);
         /* and a complete tile written again */
-        w = writer_1d(path, threads, 100, &id);
-        st = 0;
-        sz = 10;
-        ck_assert_int_eq(vt_writer_write(w, id, &st, &sz, vals), 0);
-        sz = 1;
-        ck_assert_int_eq(vt_writer_write(w, id, &st, &sz, vals), VT_EINVAL);
+        w = writer_1d(threads, 100, &id);
+        ck_assert_int_eq(write_1d(w, id, 0, 10, vals), 0);
+        ck_assert_int_eq(write_1d(w, id, 0, 1, vals), VT_EINVAL);
         vt_writer_free(w);
         ck_assert_int_eq(tu_count_entries(dir), 0);
     }
     /* bad specs */
-    vt_writer *w;
-    ck_assert_int_eq(vt_writer_open(path, NULL, &w), 0);
+    vt_writer *w = tu_writer(path, 1);
+    const uint64_t four = 4;
     vt_array_spec spec;
-    vt_array_spec_init(&spec);
+    tu_spec(&spec, "x", VT_U8, 1, &four, NULL);
     int id;
-    spec.name = "x";
-    spec.dtype = VT_U8;
-    spec.ndim = 1;
-    spec.shape[0] = 4;
     spec.fill = 300;
     ck_assert_int_eq(vt_writer_add_array(w, &spec, &id), VT_EINVAL);
     spec.fill = 0.5;
@@ -610,42 +543,27 @@ START_TEST(writer_errors_publish_nothing)
     ck_assert(strstr(vt_errmsg(NULL), "no/such") != NULL);
     free(missing);
     ck_assert_int_eq(tu_count_entries(dir), 0);
-    tu_rmtree(dir);
-    free(path);
-    free(dir);
 }
 END_TEST
 
 START_TEST(sparse_arrays_take_the_fill)
 {
-    char *dir = tu_tmpdir();
-    char *path = tu_path(dir, "s.vxt");
-    vt_writer *w;
-    ck_assert_int_eq(vt_writer_open(path, NULL, &w), 0);
+    vt_writer *w = tu_writer(path, 1);
+    const uint64_t shape[2] = {20, 30};
+    const uint32_t tile[2] = {8, 8};
     vt_array_spec spec;
-    vt_array_spec_init(&spec);
-    spec.name = "pred";
-    spec.dtype = VT_F32;
-    spec.ndim = 2;
-    spec.shape[0] = 20;
-    spec.shape[1] = 30;
-    spec.tile[0] = 8;
-    spec.tile[1] = 8;
+    tu_spec(&spec, "pred", VT_F32, 2, shape, tile);
     spec.fill = -1.5;
     spec.sparse = 1;
-    int id;
-    ck_assert_int_eq(vt_writer_add_array(w, &spec, &id), 0);
+    int id = tu_add_array(w, &spec);
     float patch[3 * 4];
     for (int i = 0; i < 12; i++)
         patch[i] = (float)i;
     uint64_t st[2] = {7, 9}, sz[2] = {3, 4};
     ck_assert_int_eq(vt_writer_write(w, id, st, sz, patch), 0);
-    ck_assert_int_eq(vt_writer_finalize(w), 0);
-    vt_writer_free(w);
-    vt_store *s;
-    ck_assert_int_eq(vt_open(path, 0, &s), 0);
+    tu_finish(w);
     const vt_array *a;
-    vt_store_array(s, "pred", &a);
+    vt_store *s = tu_open_array(path, "pred", &a);
     float out[20 * 30];
     int64_t s0[2] = {0, 0};
     uint64_t all[2] = {20, 30};
@@ -662,10 +580,6 @@ START_TEST(sparse_arrays_take_the_fill)
     ck_assert(ai.fill == -1.5);
     ck_assert_int_eq(vt_verify_array(a, NULL), 0);
     vt_close(s);
-    unlink(path);
-    tu_rmtree(dir);
-    free(path);
-    free(dir);
 }
 END_TEST
 
@@ -673,25 +587,20 @@ END_TEST
  * keeps reading the old bytes. */
 START_TEST(replace_keeps_open_readers)
 {
-    char *dir = tu_tmpdir();
-    char *path = tu_path(dir, "r.vxt");
     int16_t v1[100], v2[100];
     for (int i = 0; i < 100; i++) {
         v1[i] = (int16_t)i;
         v2[i] = (int16_t)(1000 - i);
     }
     int id;
-    uint64_t st = 0, sz = 100;
-    vt_writer *w = writer_1d(path, 1, 100, &id);
-    ck_assert_int_eq(vt_writer_write(w, id, &st, &sz, v1), 0);
-    ck_assert_int_eq(vt_writer_finalize(w), 0);
-    vt_writer_free(w);
+    vt_writer *w = writer_1d(1, 100, &id);
+    ck_assert_int_eq(write_1d(w, id, 0, 100, v1), 0);
+    tu_finish(w);
     vt_store *old;
     ck_assert_int_eq(vt_open(path, 0, &old), 0);
-    w = writer_1d(path, 2, 100, &id);
-    ck_assert_int_eq(vt_writer_write(w, id, &st, &sz, v2), 0);
-    ck_assert_int_eq(vt_writer_finalize(w), 0);
-    vt_writer_free(w);
+    w = writer_1d(2, 100, &id);
+    ck_assert_int_eq(write_1d(w, id, 0, 100, v2), 0);
+    tu_finish(w);
     ck_assert_int_eq(tu_count_entries(dir), 1);
     vt_store *fresh;
     ck_assert_int_eq(vt_open(path, 0, &fresh), 0);
@@ -700,6 +609,7 @@ START_TEST(replace_keeps_open_readers)
     vt_store_array(fresh, "v", &an);
     int16_t o1[100], o2[100];
     int64_t s0 = 0;
+    uint64_t sz = 100;
     ck_assert_int_eq(vt_read(ao, &s0, &sz, NULL, o1), 0);
     ck_assert_int_eq(vt_read(an, &s0, &sz, NULL, o2), 0);
     ck_assert(memcmp(o1, v1, sizeof v1) == 0);
@@ -711,24 +621,19 @@ START_TEST(replace_keeps_open_readers)
     mode_t um = umask(0);
     umask(um);
     ck_assert_uint_eq(stt.st_mode & 0777, 0666 & ~um); /* an ordinary file, not a 0600 temporary */
-    unlink(path);
-    tu_rmtree(dir);
-    free(path);
-    free(dir);
 }
 END_TEST
 
 int main(void)
 {
     Suite *s = suite_create("roundtrip");
-    TCase *tc = tcase_create("roundtrip");
-    tcase_set_timeout(tc, 600);
+    TCase *tc = tu_tcase(s, "roundtrip", 600, NULL, NULL);
+    tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_loop_test(tc, all_dtypes_codecs_filters_shapes, 0, 2);
     tcase_add_test(tc, compression_and_constant_tiles);
     tcase_add_test(tc, metadata_round_trip);
     tcase_add_test(tc, writer_errors_publish_nothing);
     tcase_add_test(tc, sparse_arrays_take_the_fill);
     tcase_add_test(tc, replace_keeps_open_readers);
-    suite_add_tcase(s, tc);
     return tu_run(s);
 }

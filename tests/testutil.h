@@ -1,11 +1,14 @@
 /* Helpers shared by the Check suites: a deterministic RNG, temporary
- * folders, and reference conversions written independently of the library
- * (arithmetic on doubles with frexp/ldexp/nearbyint instead of bit twiddling). */
+ * folders, writing and opening stores, and reference conversions written
+ * independently of the library (arithmetic on doubles with
+ * frexp/ldexp/nearbyint instead of bit twiddling; reference.h: pad modes and
+ * the transform). */
 #ifndef VT_TESTUTIL_H
 #define VT_TESTUTIL_H
 
 #include "voxtile.h"
 #include "voxtile_convert.h"
+#include "reference.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -47,6 +50,15 @@ static inline int64_t rng_range(rng *r, int64_t lo, int64_t hi)
 }
 
 static inline double rng_unit(rng *r) { return (double)(rng_next(r) >> 11) * 0x1p-53; }
+
+/* Number of voxels of the @p nd extents of @p shape. */
+static inline uint64_t tu_count_of(int nd, const uint64_t *shape)
+{
+    uint64_t n = 1;
+    for (int d = 0; d < nd; d++)
+        n *= shape[d];
+    return n;
+}
 
 /* ---- temporary folders -------------------------------------------------- */
 
@@ -99,6 +111,17 @@ static inline void tu_rmtree(const char *dir)
     rmdir(dir);
 }
 
+/* Remove a folder tu_tmpdir() made, with the file @p path in it (NULL: none)
+ * and whatever else it holds, and free both names. */
+static inline void tu_tmpdir_free(char *dir, char *path)
+{
+    if (path != NULL)
+        unlink(path);
+    tu_rmtree(dir);
+    free(path);
+    free(dir);
+}
+
 static inline unsigned char *tu_read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
@@ -119,6 +142,70 @@ static inline void tu_write_file(const char *path, const void *buf, size_t len)
     ck_assert_msg(f != NULL, "cannot create %s", path);
     ck_assert(fwrite(buf, 1, len, f) == len);
     ck_assert(fclose(f) == 0);
+}
+
+/* ---- writing stores -------------------------------------------------------- */
+
+/* A writer of the store at @p path with @p threads compression threads
+ * (vt_writer_opts' default is 1). */
+static inline vt_writer *tu_writer(const char *path, int threads)
+{
+    vt_writer_opts wo;
+    vt_writer_opts_init(&wo);
+    wo.threads = threads;
+    vt_writer *w;
+    ck_assert_msg(vt_writer_open(path, &wo, &w) == 0, "vt_writer_open: %s", vt_errmsg(NULL));
+    return w;
+}
+
+/* @p spec with its defaults (vt_array_spec_init), then @p name, @p dtype and
+ * the @p nd extents of @p shape; @p tile: the nd extents of the tiles, NULL
+ * for the default tiles. */
+static inline void tu_spec(vt_array_spec *spec, const char *name, vt_dtype dtype, int nd, const uint64_t *shape,
+                           const uint32_t *tile)
+{
+    vt_array_spec_init(spec);
+    spec->name = name;
+    spec->dtype = dtype;
+    spec->ndim = nd;
+    memcpy(spec->shape, shape, (size_t)nd * sizeof *shape);
+    if (tile != NULL)
+        memcpy(spec->tile, tile, (size_t)nd * sizeof *tile);
+}
+
+/* Declare @p spec's array; its id. */
+static inline int tu_add_array(vt_writer *w, const vt_array_spec *spec)
+{
+    int id;
+    ck_assert_msg(vt_writer_add_array(w, spec, &id) == 0, "add %s: %s", spec->name, vt_writer_errmsg(w));
+    return id;
+}
+
+/* Finalize (publish) the store and free the writer. */
+static inline void tu_finish(vt_writer *w)
+{
+    ck_assert_msg(vt_writer_finalize(w) == 0, "finalize: %s", vt_writer_errmsg(w));
+    vt_writer_free(w);
+}
+
+/* The store at @p path of the one array @p spec, written whole from @p data
+ * (C order) with @p threads compression threads. */
+static inline void tu_write_store(const char *path, int threads, const vt_array_spec *spec, const void *data)
+{
+    vt_writer *w = tu_writer(path, threads);
+    int id = tu_add_array(w, spec);
+    uint64_t start[VT_MAX_DIMS] = {0};
+    ck_assert_msg(vt_writer_write(w, id, start, spec->shape, data) == 0, "write: %s", vt_writer_errmsg(w));
+    tu_finish(w);
+}
+
+/* Open the store at @p path and find its array @p name in *a. */
+static inline vt_store *tu_open_array(const char *path, const char *name, const vt_array **a)
+{
+    vt_store *s;
+    ck_assert_msg(vt_open(path, 0, &s) == 0, "vt_open: %s", vt_errmsg(NULL));
+    ck_assert_msg(vt_store_array(s, name, a) == 0, "array %s: %s", name, vt_errmsg(s));
+    return s;
 }
 
 /* ---- reference conversions --------------------------------------------- */
@@ -255,27 +342,6 @@ static inline void ref_store(vt_dtype dt, void *p, double v)
     }
 }
 
-/* Array index for coordinate i, computed the slow way: numpy's "reflect"
- * folds the index back and forth until it lands inside. -1: constant pad. */
-static inline int64_t tu_ref_map(int64_t i, int64_t n, vt_pad pad)
-{
-    if (i >= 0 && i < n)
-        return i;
-    if (pad == VT_PAD_CONSTANT)
-        return -1;
-    if (pad == VT_PAD_EDGE)
-        return i < 0 ? 0 : n - 1;
-    if (n == 1)
-        return 0;
-    while (i < 0 || i >= n) {
-        if (i < 0)
-            i = -i;
-        if (i >= n)
-            i = 2 * (n - 1) - i;
-    }
-    return i;
-}
-
 /* Equal bits; NaNs of a floating output count as equal whatever their
  * payload, except where numpy fixes the bits (float32 -> float16). */
 static inline bool tu_same_value(vt_dtype dd, const unsigned char *a, const unsigned char *b, bool exact_nan)
@@ -286,6 +352,21 @@ static inline bool tu_same_value(vt_dtype dd, const unsigned char *a, const unsi
     if (!exact_nan && (dd == VT_F16 || dd == VT_BF16 || dd == VT_F32 || dd == VT_F64))
         return isnan(ref_load(dd, a)) && isnan(ref_load(dd, b));
     return false;
+}
+
+/* A test case @p name in @p s, with a timeout of @p timeout seconds (0:
+ * Check's default) and, unless @p setup is NULL, the unchecked fixture
+ * @p setup / @p teardown: run once around all its tests, in the runner's
+ * process, so that what it makes is removed even when a test fails. */
+static inline TCase *tu_tcase(Suite *s, const char *name, double timeout, SFun setup, SFun teardown)
+{
+    TCase *tc = tcase_create(name);
+    if (timeout > 0)
+        tcase_set_timeout(tc, timeout);
+    if (setup != NULL)
+        tcase_add_unchecked_fixture(tc, setup, teardown);
+    suite_add_tcase(s, tc);
+    return tc;
 }
 
 static inline int tu_run(Suite *s)

@@ -13,7 +13,6 @@
 #include "../../tools/cli.h"
 
 #include <inttypes.h>
-#include <sys/mman.h>
 
 static const char *store;
 
@@ -33,13 +32,7 @@ static int cli(const char *const *args)
 
 static void setup(void)
 {
-    static char path[64];
-    int fd = memfd_create("vtfuzz-cli", MFD_CLOEXEC);
-    if (fd >= 0) {
-        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-        store = path;
-    } else
-        store = strdup(fz_path(0, "cli.vxt"));
+    store = fz_store_path();
     /* the commands' reports go nowhere; libFuzzer and the sanitizers write to stderr */
     int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
     FZ_CHECK(null >= 0 && dup2(null, STDOUT_FILENO) == STDOUT_FILENO, "cannot send stdout to /dev/null");
@@ -52,18 +45,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     if (store == NULL)
         setup();
-    uint8_t *f = malloc(size ? size : 1);
-    if (f == NULL)
+    if (!fz_put_resealed(data, size, NULL))
         return 0;
-    memcpy(f, data, size);
-    fz_reseal(f, size);
-    if (strncmp(store, "/proc/self/fd/", 14) == 0) {
-        int fd = atoi(store + 14);
-        FZ_CHECK(ftruncate(fd, 0) == 0 && ftruncate(fd, (off_t)size) == 0, "ftruncate");
-        FZ_CHECK(size == 0 || pwrite(fd, f, size, 0) == (ssize_t)size, "pwrite");
-    } else
-        FZ_CHECK(fz_write_file(store, f, size) == 0, "cannot write %s", store);
-    free(f);
     cli((const char *const[]){"dump", store, NULL});
     cli((const char *const[]){"dump", store, "--header", NULL});
     if (cli((const char *const[]){"info", store, NULL}) != 0)

@@ -204,6 +204,13 @@ static inline int fz_write_file(const char *path, const void *data, size_t n)
     return close(fd);
 }
 
+/* fz_write_file, for the harness's own files: failing to write one is a
+ * broken test machine, reported like a broken promise. */
+static inline void fz_put_file(const char *path, const void *data, size_t n)
+{
+    FZ_CHECK(fz_write_file(path, data, n) == 0, "cannot write %s", path);
+}
+
 /* First occurrence of @p needle (n bytes) in @p hay, or NULL. */
 static inline const uint8_t *fz_find(const uint8_t *hay, size_t len, const char *needle)
 {
@@ -314,8 +321,25 @@ static inline void fz_put_store(const uint8_t *data, size_t size)
             done += (size_t)k;
         }
     } else {
-        FZ_CHECK(fz_write_file(path, data, size) == 0, "cannot write %s", path);
+        fz_put_file(path, data, size);
     }
+}
+
+/* A copy of the input's bytes with its checksums recomputed (fz_reseal) as
+ * the store file, and the copy's XXH3 in *hash (NULL: not wanted); false
+ * when there is no memory for the copy. */
+static inline bool fz_put_resealed(const uint8_t *data, size_t size, uint64_t *hash)
+{
+    uint8_t *f = malloc(size ? size : 1);
+    if (f == NULL)
+        return false;
+    memcpy(f, data, size);
+    fz_reseal(f, size);
+    fz_put_store(f, size);
+    if (hash)
+        *hash = XXH3_64bits(f, size);
+    free(f);
+    return true;
 }
 
 #endif

@@ -21,25 +21,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         body = data;
     size_t blen = size - (size_t)(body - data);
     const char *raw = fz_path(2, "d.raw"), *zraw = fz_path(3, "d.zraw");
-    FZ_CHECK(fz_write_file(raw, body, blen) == 0, "cannot write %s", raw);
+    fz_put_file(raw, body, blen);
     uLongf zl = compressBound((uLong)blen);
     unsigned char *z = malloc(zl);
     FZ_CHECK(z && compress2(z, &zl, body, (uLong)blen, 1) == Z_OK, "zlib");
-    FZ_CHECK(fz_write_file(zraw, z, zl) == 0, "cannot write %s", zraw);
+    fz_put_file(zraw, z, zl);
     free(z);
 
-    const char *mha = fz_path(0, "in.mha");
-    FZ_CHECK(fz_write_file(mha, data, size) == 0, "cannot write %s", mha);
-    fz_try_source(mha, seed);
-    unlink(mha);
-
+    fz_try_file(0, "in.mha", data, size, seed);
     const uint8_t *df = fz_find(data, size, "ElementDataFile");
-    if (df && !fz_find(df, size - (size_t)(df - data), "LOCAL")) {
-        const char *mhd = fz_path(1, "in.mhd");
-        FZ_CHECK(fz_write_file(mhd, data, size) == 0, "cannot write %s", mhd);
-        fz_try_source(mhd, seed >> 1);
-        unlink(mhd);
-    }
+    if (df && !fz_find(df, size - (size_t)(df - data), "LOCAL"))
+        fz_try_file(1, "in.mhd", data, size, seed >> 1);
     unlink(raw);
     unlink(zraw);
     return 0;

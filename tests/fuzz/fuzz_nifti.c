@@ -22,10 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     unsigned seed = (unsigned)XXH3_64bits(data, size);
 
-    const char *nii = fz_path(0, "in.nii");
-    FZ_CHECK(fz_write_file(nii, data, size) == 0, "cannot write %s", nii);
-    fz_try_source(nii, seed);
-    unlink(nii);
+    fz_try_file(0, "in.nii", data, size, seed);
 
     const char *gz = fz_path(1, "in.nii.gz");
     FZ_CHECK(write_gz(gz, data, size) == 0, "cannot write %s", gz);

@@ -16,24 +16,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     body = body ? body + 2 : data;
     size_t blen = size - (size_t)(body - data);
     const char *raw = fz_path(2, "d.raw"), *rawgz = fz_path(3, "d.raw.gz");
-    FZ_CHECK(fz_write_file(raw, body, blen) == 0, "cannot write %s", raw);
+    fz_put_file(raw, body, blen);
     gzFile g = gzopen(rawgz, "wb1");
     FZ_CHECK(g != NULL, "cannot write %s", rawgz);
     if (blen)
         gzwrite(g, body, (unsigned)blen);
     gzclose(g);
 
-    const char *nrrd = fz_path(0, "in.nrrd");
-    FZ_CHECK(fz_write_file(nrrd, data, size) == 0, "cannot write %s", nrrd);
-    fz_try_source(nrrd, seed);
-    unlink(nrrd);
-
-    if (fz_find(data, size, "data file") || fz_find(data, size, "datafile")) {
-        const char *nhdr = fz_path(1, "in.nhdr");
-        FZ_CHECK(fz_write_file(nhdr, data, size) == 0, "cannot write %s", nhdr);
-        fz_try_source(nhdr, seed >> 1);
-        unlink(nhdr);
-    }
+    fz_try_file(0, "in.nrrd", data, size, seed);
+    if (fz_find(data, size, "data file") || fz_find(data, size, "datafile"))
+        fz_try_file(1, "in.nhdr", data, size, seed >> 1);
     unlink(raw);
     unlink(rawgz);
     return 0;

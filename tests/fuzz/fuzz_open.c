@@ -288,14 +288,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > (16u << 20))
         return 0;
-    uint8_t *f = malloc(size ? size : 1);
-    if (f == NULL)
+    uint64_t hash;
+    if (!fz_put_resealed(data, size, &hash))
         return 0;
-    memcpy(f, data, size);
-    fz_reseal(f, size);
-    fz_put_store(f, size);
-    unsigned seed = (unsigned)XXH3_64bits(f, size);
-    free(f);
+    unsigned seed = (unsigned)hash;
 
     vt_store *s = (vt_store *)1;
     int rc = vt_open(fz_store_path(), 0, &s);

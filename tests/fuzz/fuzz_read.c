@@ -10,12 +10,13 @@
  * documented code, before anything is written. A valid one must succeed, and
  * its output is compared voxel by voxel with a reference computed here from
  * the array's data: the pad mode's index mapping (numpy's constant / edge /
- * reflect), then the documented conversion (value as double, clip, x*scale +
+ * reflect; tests/reference.h), then the documented conversion (value as double, clip, x*scale +
  * offset, the library's double -> dtype rounding; bit copies without
  * conversion). Bytes of the output buffer outside the box's elements (gaps
  * left by strides) must stay untouched. */
 #include "fuzz_common.h"
 #include "internal.h"
+#include "../reference.h"
 
 typedef struct aspec {
     const char *name;
@@ -179,30 +180,6 @@ static uint64_t pick_size(fz_in *in, uint64_t shape)
     case 15: return (UINT64_C(1) << 32) + fz_u8(in);
     default: return 1 + (uint64_t)fz_range(in, 0, (int64_t)(2 * shape + 2));
     }
-}
-
-/* Reference index mapping of one axis: -1 for a constant-padded voxel. */
-static int64_t ref_map(int64_t i, int64_t n, int pad)
-{
-    if (i >= 0 && i < n)
-        return i;
-    if (pad == VT_PAD_CONSTANT)
-        return -1;
-    if (pad == VT_PAD_EDGE)
-        return i < 0 ? 0 : n - 1;
-    if (n == 1)
-        return 0;
-    /* reflect, derived otherwise than the library's period-2(n-1) formula
-     * (src/store/read.c): cut the line into half-periods of n-1 voxels; in an even
-     * one the index runs forward from 0, in an odd one backward from n-1.
-     * (Folding step by step, as tests/testutil.h does, would take 2^62 steps
-     * for the starts near INT64_MIN/MAX this harness tries.) */
-    int64_t h = n - 1, q = i / h, r = i % h;
-    if (r < 0) { /* floor division */
-        r += h;
-        q--;
-    }
-    return q % 2 == 0 ? r : h - r;
 }
 
 static bool is_float(vt_dtype d) { return d == VT_F16 || d == VT_BF16 || d == VT_F32 || d == VT_F64; }
@@ -456,13 +433,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     memcpy(want, src, des);
                 else {
                     double x = vt__load_f64(sd, src);
-                    if (o.transform) {
-                        if (x < o.clip_lo)
-                            x = o.clip_lo;
-                        if (x > o.clip_hi)
-                            x = o.clip_hi;
-                        x = x * o.scale + o.offset;
-                    }
+                    if (o.transform)
+                        x = ref_transform(x, &o);
                     vt__store_f64(dd, want, x);
                 }
             }

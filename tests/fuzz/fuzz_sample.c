@@ -167,14 +167,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < PARAMS || size > (8u << 20))
         return 0;
-    size_t fsize = size - PARAMS;
-    uint8_t *f = malloc(fsize ? fsize : 1);
-    if (f == NULL)
+    if (!fz_put_resealed(data + PARAMS, size - PARAMS, NULL))
         return 0;
-    memcpy(f, data + PARAMS, fsize);
-    fz_reseal(f, fsize);
-    fz_put_store(f, fsize);
-    free(f);
     vt_store *s;
     if (vt_open(fz_store_path(), 0, &s) != 0)
         return 0;

@@ -97,4 +97,15 @@ static inline int fz_try_source(const char *path, unsigned seed)
     return 0;
 }
 
+/* @p size bytes as the file @p name in the harness's folder (fz_path slot
+ * @p slot), tried as an image (fz_try_source) and removed; its code. */
+static inline int fz_try_file(int slot, const char *name, const void *data, size_t size, unsigned seed)
+{
+    const char *path = fz_path(slot, name);
+    fz_put_file(path, data, size);
+    int rc = fz_try_source(path, seed);
+    unlink(path);
+    return rc;
+}
+
 #endif

@@ -169,6 +169,14 @@ def niftis(tmp):
         with open(p, "rb") as f:
             return f.read()
 
+    def pair(img, stem, hlen, name):  # the header's hlen bytes, then the .img
+        hp = os.path.join(tmp, stem + ".hdr")
+        nib.save(img, hp)
+        with open(hp, "rb") as f:
+            h = f.read()
+        with open(os.path.join(tmp, stem + ".img"), "rb") as f:
+            put("fuzz_nifti", name, h[:hlen] + f.read())
+
     aff = np.diag([0.8, 0.8, 3.0, 1.0])
     aff[:3, 3] = [-10, 20, 5]
     d = rng.integers(0, 255, (4, 3, 2)).astype(np.uint8)
@@ -188,20 +196,8 @@ def niftis(tmp):
     x = nib.Nifti1Image(rng.integers(0, 9, (2, 2, 2)).astype(np.int8), aff)
     x.header.extensions.append(nib.nifti1.Nifti1Extension(6, b"fuzz extension text\x00"))
     put("fuzz_nifti", "n1_i8_ext.nii", blob(x))
-    p = nib.Nifti1Pair(rng.integers(0, 9, (2, 3, 2)).astype(np.uint16), aff)
-    hp = os.path.join(tmp, "pair.hdr")
-    nib.save(p, hp)
-    with open(hp, "rb") as f:
-        h = f.read()
-    with open(os.path.join(tmp, "pair.img"), "rb") as f:
-        put("fuzz_nifti", "n1_pair.hdr+img", h[:348] + f.read())
-    p2 = nib.Nifti2Pair(rng.integers(0, 9, (2, 2, 2)).astype(np.float32), aff)
-    hp = os.path.join(tmp, "pair2.hdr")
-    nib.save(p2, hp)
-    with open(hp, "rb") as f:
-        h = f.read()
-    with open(os.path.join(tmp, "pair2.img"), "rb") as f:
-        put("fuzz_nifti", "n2_pair.hdr+img", h[:540] + f.read())
+    pair(nib.Nifti1Pair(rng.integers(0, 9, (2, 3, 2)).astype(np.uint16), aff), "pair", 348, "n1_pair.hdr+img")
+    pair(nib.Nifti2Pair(rng.integers(0, 9, (2, 2, 2)).astype(np.float32), aff), "pair2", 540, "n2_pair.hdr+img")
 
 
 # ---- NRRD and MetaImage (fuzz_nrrd, fuzz_mha) ---------------------------------
