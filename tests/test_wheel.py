@@ -46,7 +46,8 @@ sys.path.insert(0, HERE)
 from check_version import header_version  # noqa: E402
 
 VERSION = header_version(os.path.join(SRC, "include", "voxtile.h"))
-PY_FILES = ["__init__.py", "_ffi.py", "augment.py", "dask.py", "torch.py"]
+# every module of the checkout's package (one missing from meson.build's install list fails here)
+PY_FILES = sorted(f for f in os.listdir(os.path.join(SRC, "python", "voxtile")) if f.endswith(".py"))
 
 
 def step(msg):
