@@ -104,6 +104,11 @@ def version():
     return _lib.vt_version_string().decode()
 
 
+# The package's version is the library's: include/voxtile.h defines it once, for the library,
+# the CLI, pkg-config and the wheel's metadata alike.
+__version__ = version()
+
+
 # ---- dtypes -----------------------------------------------------------------
 
 _VT_DTYPES = {1: "uint8", 2: "int8", 3: "uint16", 4: "int16", 5: "uint32", 6: "int32", 7: "float16",

@@ -1,11 +1,14 @@
 """ctypes declarations of libvoxtile's public API (include/voxtile.h and include/voxtile_convert.h).
 
 The library is found, in order: the file named by the environment variable
-VOXTILE_LIB; the build tree of a checkout (python/../build/libvoxtile.so);
-the installed library next to the package (PREFIX/lib*/libvoxtile.so.0);
-the system's search path. At load time every struct is checked against the
-size the library reports, so a binding out of step with the library fails
-loudly instead of corrupting memory.
+VOXTILE_LIB; the package's own copy (voxtile/_lib/libvoxtile.so, where a
+wheel -- `pip install` -- puts it); the build tree of a checkout
+(python/../build/libvoxtile.so, for PYTHONPATH=python); the library `meson
+install` put next to the package (PREFIX/lib*/libvoxtile.so.0); the system's
+search path. load() returns it with the path it came from as `_path`
+(voxtile._lib._path). At load time every struct is checked against the size
+the library reports, so a binding out of step with the library fails loudly
+instead of corrupting memory.
 """
 import ctypes
 import ctypes.util
@@ -264,6 +267,8 @@ def _candidates():
         yield env
         return
     here = os.path.dirname(os.path.abspath(__file__))
+    # a wheel: the package's own copy (meson.build, -Dwheel=true)
+    yield os.path.join(here, "_lib", "libvoxtile.so")
     # a checkout: python/voxtile -> build/
     yield os.path.normpath(os.path.join(here, "..", "..", "build", "libvoxtile.so"))
     # installed: PREFIX/lib/python3/dist-packages/voxtile -> PREFIX/lib*/
