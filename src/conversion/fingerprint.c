@@ -939,7 +939,8 @@ int vt__fp_refresh(vt_fingerprint *fp)
     if (fp->fresh)
         return 0;
     if (!fp->loaded) {
-        qsort(fp->cases, fp->ncases, sizeof *fp->cases, cmp_case);
+        if (fp->ncases > 1)
+            qsort(fp->cases, fp->ncases, sizeof *fp->cases, cmp_case);
         for (size_t c = 0; c < fp->channels; c++)
             channel_stats(fp, c, &fp->stats[c]);
     }
