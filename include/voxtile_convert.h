@@ -282,6 +282,11 @@ typedef struct vt_fingerprint_summary {
                                    than the others' smallest, that axis takes the 10th percentile of
                                    its spacings, raised to max(others) + 1e-5 if below max(others) */
     int anisotropic_axis;     /**< the axis that rule changed, or -1 when it did not fire */
+    int lowres_axis;          /**< the rule's inputs: the axis of the largest median spacing (the first
+                                   on ties; fired iff median_spacing[lowres_axis] > 3 * others_max_spacing
+                                   and median_shape[lowres_axis] * 3 < others_min_shape) */
+    double others_max_spacing; /**< the largest median spacing of the two other axes */
+    double others_min_shape;   /**< the smallest median shape after cropping of the two other axes */
     double median_relative_size_after_cropping; /**< median over the cases of voxels after / before cropping */
 } vt_fingerprint_summary;
 

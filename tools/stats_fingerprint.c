@@ -189,22 +189,14 @@ static const char *axis_name(int a) { return a == 0 ? "z" : a == 1 ? "y" : "x"; 
 /* Why nnU-Net's anisotropy rule fired or not, in words. */
 static void print_rule(const vt_fingerprint_summary *s)
 {
-    int worst = 0;
-    for (int a = 1; a < 3; a++)
-        if (s->median_spacing[a] > s->median_spacing[worst])
-            worst = a;
-    double sp = -INFINITY, size = INFINITY;
-    for (int a = 0; a < 3; a++)
-        if (a != worst) {
-            sp = fmax(sp, s->median_spacing[a]);
-            size = fmin(size, s->median_shape[a]);
-        }
-    bool spacing = s->median_spacing[worst] > 3 * sp, voxels = s->median_shape[worst] * 3 < size;
+    int w = s->lowres_axis;
+    bool spacing = s->median_spacing[w] > 3 * s->others_max_spacing;
+    bool voxels = s->median_shape[w] * 3 < s->others_min_shape;
     printf("  nnU-Net's anisotropy rule %s: the largest median spacing, %s's %.6g mm, is %s 3 x %.6g mm, and its "
            "median size %.6g x 3 is %s %.6g voxels\n",
-           s->anisotropic_axis >= 0 ? "fired" : "did not fire", axis_name(worst), s->median_spacing[worst],
-           spacing ? "more than" : "not more than", sp, s->median_shape[worst], voxels ? "less than" : "not less than",
-           size);
+           s->anisotropic_axis >= 0 ? "fired" : "did not fire", axis_name(w), s->median_spacing[w],
+           spacing ? "more than" : "not more than", s->others_max_spacing, s->median_shape[w],
+           voxels ? "less than" : "not less than", s->others_min_shape);
     if (s->anisotropic_axis >= 0)
         printf("  so %s takes the 10th percentile of its spacings (at least the others' largest + 1e-5 mm)\n",
                axis_name(s->anisotropic_axis));

@@ -286,25 +286,14 @@ static int open_inputs(scan *sc, const char *const *images, size_t nimages, cons
  * segmentation. */
 static int check_grid(scan *sc)
 {
-    const vt_source *ref = sc->in[0].src;
-    for (int d = 0; d < 3; d++)
-        sc->shape[d] = ref->shape[d + 1];
-    for (size_t i = 0; i <= sc->nin; i++) {
-        const vt_source *s = i < sc->nin ? sc->in[i].src : sc->seg;
-        if (s->shape[1] != sc->shape[0] || s->shape[2] != sc->shape[1] || s->shape[3] != sc->shape[2])
-            return vt__fail_at(NULL, VT_EINVAL, s->path,
-                               "shape (z, y, x) = (%llu, %llu, %llu) differs from %s (%llu, %llu, %llu)",
-                               (unsigned long long)s->shape[1], (unsigned long long)s->shape[2],
-                               (unsigned long long)s->shape[3], ref->path, (unsigned long long)sc->shape[0],
-                               (unsigned long long)sc->shape[1], (unsigned long long)sc->shape[2]);
-        if (!vt__same_affine(s->affine, ref->affine))
-            return vt__fail_at(NULL, VT_EINVAL, s->path, "its affine (voxel-to-world geometry) differs from %s's",
-                               ref->path);
-    }
-    if (sc->seg->shape[0] != 1)
-        return vt__fail_at(NULL, VT_EINVAL, sc->seg->path, "a segmentation must have one volume, not %llu",
-                           (unsigned long long)sc->seg->shape[0]);
-    return 0;
+    vt_source **src = vt__calloc(sc->nin, sizeof *src);
+    if (src == NULL)
+        return vt__fail_at(NULL, VT_ENOMEM, sc->in[0].src->path, "out of memory");
+    for (size_t i = 0; i < sc->nin; i++)
+        src[i] = sc->in[i].src;
+    int rc = vt__check_grid(src, sc->nin, sc->seg, sc->shape);
+    free(src);
+    return rc;
 }
 
 /* Step 3: the accumulators, and slabs of about 8 MiB for all inputs together. */
@@ -901,24 +890,25 @@ static int summarise(vt_fingerprint *fp)
         s->median_spacing[a] = s->target_spacing[a] = column_percentile(fp, col, a, false, 50);
         s->median_shape[a] = column_percentile(fp, col, a, true, 50);
     }
-    if (fp->ncases) {
-        int worst = 0;
-        for (int a = 1; a < 3; a++)
-            if (s->median_spacing[a] > s->median_spacing[worst])
-                worst = a;
-        double other_sp = -INFINITY, other_size = INFINITY;
-        for (int a = 0; a < 3; a++)
-            if (a != worst) {
-                other_sp = fmax(other_sp, s->median_spacing[a]);
-                other_size = fmin(other_size, s->median_shape[a]);
-            }
-        if (s->median_spacing[worst] > 3 * other_sp && s->median_shape[worst] * 3 < other_size) {
-            double t = column_percentile(fp, col, worst, false, 10);
-            if (t < other_sp)
-                t = other_sp + 1e-5;
-            s->target_spacing[worst] = t;
-            s->anisotropic_axis = worst;
+    int worst = 0;
+    for (int a = 1; a < 3; a++)
+        if (s->median_spacing[a] > s->median_spacing[worst])
+            worst = a;
+    s->lowres_axis = worst;
+    s->others_max_spacing = -INFINITY;
+    s->others_min_shape = INFINITY;
+    for (int a = 0; a < 3; a++)
+        if (a != worst) {
+            s->others_max_spacing = fmax(s->others_max_spacing, s->median_spacing[a]);
+            s->others_min_shape = fmin(s->others_min_shape, s->median_shape[a]);
         }
+    if (fp->ncases && s->median_spacing[worst] > 3 * s->others_max_spacing &&
+        s->median_shape[worst] * 3 < s->others_min_shape) {
+        double t = column_percentile(fp, col, worst, false, 10);
+        if (t < s->others_max_spacing)
+            t = s->others_max_spacing + 1e-5;
+        s->target_spacing[worst] = t;
+        s->anisotropic_axis = worst;
     }
     if (!fp->loaded && fp->ncases) { /* np.median: the middle one, or the mean of the two */
         for (size_t i = 0; i < fp->ncases; i++) {
