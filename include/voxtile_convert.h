@@ -296,6 +296,197 @@ VT_API int vt_export_like(const char *pred, const char *array, const char *like,
                           const char *out);
 /**@}*/
 
+/* ------------------------------------------------------------------------- */
+/** @name Dataset fingerprint (nnU-Net's dataset_fingerprint.json) */
+/**@{*/
+
+/**
+ * A dataset fingerprint being accumulated case by case, or loaded from a
+ * file: per image channel the intensity statistics of the foreground, per
+ * case the spacing and the shape after nnU-Net's crop to the nonzero box,
+ * and the target spacing nnU-Net's planner would choose.
+ *
+ * What is counted, as nnU-Net v2's DatasetFingerprintExtractor does it:
+ * each voxel as nnU-Net reads it (NIfTI scl_slope/scl_inter applied, rounded
+ * to float32); the case cropped to the bounding box of the voxels that are
+ * not 0 in some channel (NaN counts as not 0; the whole image when there are
+ * none; nnU-Net's hole filling never grows that box, so it is not done);
+ * the foreground is the segmentation's voxels > 0 inside that box. Unlike
+ * nnU-Net, which draws 1e8 voxels at random (with replacement) over the
+ * dataset, every foreground voxel counts: the two agree statistically, not
+ * bit for bit. NaN voxels (an error in nnU-Net) are left out and counted.
+ *
+ * Precision: values that are integers in -32768 .. 65535 (all of uint8,
+ * int8, uint16, int16 images, and floats holding such integers) go to an
+ * exact histogram: min, max, median and percentiles are exactly numpy's
+ * np.percentile(x, q) (linear interpolation between order statistics) of the
+ * pooled foreground voxels; mean and std (population) exact up to double
+ * rounding. Other values go to a histogram of 2^20 bins over the
+ * order-preserving bits of the float32 (sign, exponent, 11 mantissa bits):
+ * an order statistic in a bin holding one distinct value is exact, else it
+ * is interpolated linearly inside the bin, off by at most the bin's width,
+ * 2^-11 of the value (vt_fingerprint_stats::percentile_error says the bound
+ * reached); mean and std are accumulated in double (compensated, relative
+ * error ~1e-15); min and max are exact.
+ *
+ * Results do not depend on the order in which cases are added nor on the
+ * threads that add them: cases are kept sorted by their first image's path.
+ */
+typedef struct vt_fingerprint vt_fingerprint;
+
+/** One image channel's foreground statistics (vt_fingerprint_channel()). */
+typedef struct vt_fingerprint_stats {
+    uint64_t count;          /**< foreground voxels counted; 0 when unknown (a file written by nnU-Net) */
+    uint64_t nan_count;      /**< foreground voxels that are NaN, left out */
+    double mean;             /**< mean (NaN when count is 0) */
+    double std;              /**< standard deviation, population (ddof 0) */
+    double min, max;         /**< smallest and largest value */
+    double median;           /**< np.percentile(x, 50) */
+    double percentile_00_5;  /**< np.percentile(x, 0.5) */
+    double percentile_99_5;  /**< np.percentile(x, 99.5) */
+    double percentile_error; /**< bound on the error of median and percentiles: 0 exact, NaN unknown */
+} vt_fingerprint_stats;
+
+/** One case of a fingerprint (vt_fingerprint_case_get()). */
+typedef struct vt_fingerprint_case {
+    const char *image;            /**< its first image's path, NULL when the file did not record it;
+                                       borrowed: valid until vt_fingerprint_free() */
+    const char *seg;              /**< its segmentation's path, or NULL (as @c image) */
+    double spacing[3];            /**< voxel size (z, y, x), mm */
+    uint64_t shape[3];            /**< (z, y, x) before cropping; 0 when not recorded */
+    uint64_t shape_after_crop[3]; /**< (z, y, x) of the nonzero box */
+    int64_t crop[6];              /**< the box: z0, z1, y0, y1, x0, x1 (half-open); 0 when not recorded */
+} vt_fingerprint_case;
+
+/** The dataset as a whole (vt_fingerprint_summary()). */
+typedef struct vt_fingerprint_summary {
+    uint64_t cases;           /**< number of cases */
+    uint64_t channels;        /**< image channels per case */
+    double median_spacing[3]; /**< per axis (z, y, x), numpy's median of the cases' spacings */
+    double median_shape[3];   /**< per axis, numpy's median of the shapes after cropping */
+    double target_spacing[3]; /**< nnU-Net's choice (determine_fullres_target_spacing): the median
+                                   spacing, except that when the largest median spacing is more than
+                                   3x the others' largest and that axis's median size times 3 is less
+                                   than the others' smallest, that axis takes the 10th percentile of
+                                   its spacings, raised to max(others) + 1e-5 if below max(others) */
+    int anisotropic_axis;     /**< the axis that rule changed, or -1 when it did not fire */
+    int lowres_axis;          /**< the rule's inputs: the axis of the largest median spacing (the first
+                                   on ties; fired iff median_spacing[lowres_axis] > 3 * others_max_spacing
+                                   and median_shape[lowres_axis] * 3 < others_min_shape) */
+    double others_max_spacing; /**< the largest median spacing of the two other axes */
+    double others_min_shape;   /**< the smallest median shape after cropping of the two other axes */
+    double median_relative_size_after_cropping; /**< median over the cases of voxels after / before cropping */
+} vt_fingerprint_summary;
+
+/**
+ * Create an empty fingerprint.
+ * @param out  receives the fingerprint (free with vt_fingerprint_free()); NULL on failure.
+ * @return 0; VT_EINVAL (NULL @p out); VT_ENOMEM.
+ */
+VT_API int vt_fingerprint_new(vt_fingerprint **out);
+
+/**
+ * Add one case: read its images and segmentation slab by slab (bounded
+ * memory: a few slabs of a few MiB, plus 0.75 MiB per channel for the exact
+ * histogram and 12 MiB per channel once a value is not a small integer), and
+ * merge its statistics. Safe to call from several threads at once on one
+ * fingerprint (each call reads on its own; the merge takes a lock). A file
+ * holding several channels (a 4-d image) is opened once per channel. A case
+ * whose foreground lies partly outside the nonzero box is read twice.
+ * @param fp       the fingerprint (not a loaded one).
+ * @param images   the case's image files, channels in order, as vt_convert_images() takes them.
+ * @param nimages  their number (at least 1).
+ * @param seg      the segmentation file (one volume on the images' grid).
+ * @param raw      how to read headerless raw inputs (.raw, .raw.gz, .bin), or NULL.
+ * @return 0; VT_EINVAL (NULL argument, no images, inputs that differ in shape
+ *         or geometry, a segmentation of several volumes, a channel count
+ *         other than the earlier cases'); VT_ESTATE (a loaded fingerprint);
+ *         the errors of vt_convert_images() reading the inputs (VT_EIO,
+ *         VT_EFORMAT, VT_EUNSUPPORTED); VT_ENOMEM. vt_errmsg(NULL) names the
+ *         file. On failure the fingerprint is unchanged.
+ */
+VT_API int vt_fingerprint_add_case(vt_fingerprint *fp, const char *const *images, size_t nimages,
+                                   const char *seg, const vt_raw_spec *raw);
+
+/**
+ * The statistics of one image channel over all cases added (or loaded).
+ * @param fp       the fingerprint.
+ * @param channel  0 .. channels - 1.
+ * @param out      filled in.
+ * @return 0; VT_EINVAL (NULL argument); VT_ERANGE (no such channel);
+ *         VT_ENOMEM.
+ */
+VT_API int vt_fingerprint_channel(vt_fingerprint *fp, size_t channel, vt_fingerprint_stats *out);
+
+/**
+ * One case: its paths, spacing, shape and crop box. Cases are numbered in the
+ * order of their first image's path.
+ * @param fp     the fingerprint.
+ * @param index  0 .. cases - 1.
+ * @param out    filled in; its strings are borrowed from @p fp.
+ * @return 0; VT_EINVAL (NULL argument); VT_ERANGE (no such case); VT_ENOMEM.
+ */
+VT_API int vt_fingerprint_case_get(vt_fingerprint *fp, size_t index, vt_fingerprint_case *out);
+
+/**
+ * The dataset's numbers: case and channel counts, median spacing and shape,
+ * the target spacing and whether nnU-Net's anisotropy rule chose it.
+ * @param fp   the fingerprint.
+ * @param out  filled in (NaN spacings and shapes when there are no cases).
+ * @return 0; VT_EINVAL (NULL argument); VT_ENOMEM.
+ */
+VT_API int vt_fingerprint_summary_get(vt_fingerprint *fp, vt_fingerprint_summary *out);
+
+/**
+ * The fingerprint as JSON text: nnU-Net's keys
+ * ("foreground_intensity_properties_per_channel" with "0", "1" ... each
+ * {max, mean, median, min, percentile_00_5, percentile_99_5, std},
+ * "median_relative_size_after_cropping", "shapes_after_crop", "spacings")
+ * and voxtile's under "voxtile" (target spacing and the rule, per channel
+ * count, nan_count and percentile_error, per case paths, shape and crop
+ * box); docs/cli.md lists them. Numbers round-trip exactly; an undefined
+ * statistic (no foreground) is null.
+ * @param fp   the fingerprint.
+ * @param buf  receives the text, NUL-terminated and truncated to @p len - 1
+ *             bytes; may be NULL when @p len is 0.
+ * @param len  size of @p buf.
+ * @return the length of the whole text (as snprintf) or a negative VT_E* code:
+ *         VT_EINVAL (NULL @p fp), VT_ENOMEM.
+ */
+VT_API long long vt_fingerprint_json(vt_fingerprint *fp, char *buf, size_t len);
+
+/**
+ * Write the fingerprint as JSON (vt_fingerprint_json()) to a file, replaced
+ * atomically (a temporary renamed into place).
+ * @param fp    the fingerprint.
+ * @param path  file to write, e.g. dataset_fingerprint.json.
+ * @return 0; VT_EINVAL (NULL argument); VT_EIO, VT_ENOSPC (writing);
+ *         VT_ENOMEM. vt_errmsg(NULL) names the file.
+ */
+VT_API int vt_fingerprint_save(vt_fingerprint *fp, const char *path);
+
+/**
+ * Read a fingerprint file written by vt_fingerprint_save() or by nnU-Net
+ * (dataset_fingerprint.json). The reader is strict: JSON syntax (RFC 8259,
+ * plus the NaN, Infinity and -Infinity that Python writes), duplicate keys,
+ * and nnU-Net's keys with their types (a statistics object per channel "0",
+ * "1" ..., spacings of 3 positive numbers, shapes of 3 integers, as many
+ * shapes as spacings) are checked; other keys are ignored. The statistics
+ * are taken as written; the target spacing is computed again from the
+ * spacings and shapes. A loaded fingerprint takes no more cases.
+ * @param path  the file.
+ * @param out   receives the fingerprint; NULL on failure.
+ * @return 0; VT_EIO (cannot read); VT_EFORMAT (malformed: vt_errmsg(NULL)
+ *         says "PATH: line L, column C: what"); VT_EINVAL (NULL argument);
+ *         VT_ENOMEM.
+ */
+VT_API int vt_fingerprint_load(const char *path, vt_fingerprint **out);
+
+/** Free a fingerprint.
+ * @param fp  the fingerprint; NULL is ignored. */
+VT_API void vt_fingerprint_free(vt_fingerprint *fp);
+/**@}*/
+
 #ifdef __cplusplus
 }
 #endif

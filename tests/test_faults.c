@@ -334,6 +334,100 @@ START_TEST(convert_fails_at_every_call)
 }
 END_TEST
 
+/* The fingerprint's JSON text (malloc'd). */
+static char *fp_text(vt_fingerprint *fp)
+{
+    long long n = vt_fingerprint_json(fp, NULL, 0);
+    ck_assert_int_ge(n, 0);
+    char *t = malloc((size_t)n + 1);
+    ck_assert_int_eq(vt_fingerprint_json(fp, t, (size_t)n + 1), n);
+    return t;
+}
+
+/* The text of a fingerprint of the CT case added @p cases times. */
+static char *fp_reference(const char *const *imgs, const char *seg, int cases)
+{
+    vt_fingerprint *fp;
+    ck_assert_int_eq(vt_fingerprint_new(&fp), 0);
+    for (int i = 0; i < cases; i++)
+        ck_assert_msg(vt_fingerprint_add_case(fp, imgs, 1, seg, NULL) == 0, "%s", vt_errmsg(NULL));
+    char *t = fp_text(fp);
+    vt_fingerprint_free(fp);
+    return t;
+}
+
+START_TEST(fingerprint_fails_at_every_call)
+{
+    /* new, two cases (the bundled CT), save, load: every allocation and
+     * system call; a failed add leaves the fingerprint as it was, a failed
+     * save leaves no file, a failed load gives no fingerprint */
+    const char *srcdir = getenv("VT_TEST_DATA");
+    ck_assert_msg(srcdir != NULL, "VT_TEST_DATA must name tests/data");
+    char *ct = tu_path(srcdir, "example_ct_sm.nii.gz"), *sg = tu_path(srcdir, "example_seg.nii.gz");
+    char *json = tu_path(dir, "fp.json");
+    const char *imgs[1] = {ct};
+    char *ref[3];
+    for (int i = 0; i < 3; i++)
+        ref[i] = fp_reference(imgs, sg, i);
+    int persist = _i & 1, fds = count_fds();
+    long n, failures_seen = 0, absorbed = 0;
+    for (n = 1; n < 200000; n += 1 + n / 64) {
+        vt_fingerprint *fp = NULL, *loaded = NULL;
+        int step = 0, cases = 0;
+        vt__fault_arm(VT_FAULT_ALL, n, persist, n & 1 ? ENOSPC : EIO);
+        int rc = vt_fingerprint_new(&fp);
+        for (; rc == 0 && cases < 2; cases += rc == 0)
+            step = 1, rc = vt_fingerprint_add_case(fp, imgs, 1, sg, NULL);
+        if (rc == 0)
+            step = 2, rc = vt_fingerprint_save(fp, json);
+        if (rc == 0)
+            step = 3, rc = vt_fingerprint_load(json, &loaded);
+        long failed = vt__fault_failures();
+        vt__fault_disarm();
+        TU_CHECK(count_fds() == fds, "n=%ld: descriptor leak", n);
+        const char *msg = vt_errmsg(NULL);
+        if (rc) {
+            failures_seen++;
+            TU_CHECK(rc < 0 && strlen(msg) > 0, "n=%ld: rc %d, message '%s'", n, rc, msg);
+        } else if (failed) {
+            absorbed++;
+        }
+        if (step == 0)
+            TU_CHECK(fp == NULL, "n=%ld: a fingerprint from a failed vt_fingerprint_new", n);
+        if (fp) { /* the cases that were added, and only those */
+            char *t = fp_text(fp);
+            TU_CHECK(strcmp(t, ref[cases]) == 0, "n=%ld: after %d cases (%s)", n, cases, msg);
+            free(t);
+        }
+        if (step == 2 && rc && !strstr(msg, "is published and complete"))
+            TU_CHECK(tu_count_entries(dir) == 0, "n=%ld: a failed save left a file (%s)", n, msg);
+        if (step == 3 && rc)
+            TU_CHECK(loaded == NULL, "n=%ld: a fingerprint from a failed load", n);
+        if (loaded) {
+            char *t = fp_text(loaded);
+            TU_CHECK(strcmp(t, ref[2]) == 0, "n=%ld: loaded text differs", n);
+            free(t);
+        }
+        vt_fingerprint_free(fp);
+        vt_fingerprint_free(loaded);
+        unlink(json);
+        if (failed == 0) {
+            ck_assert_msg(rc == 0, "%s", msg);
+            ck_assert_ptr_nonnull(loaded);
+            break;
+        }
+    }
+    printf("fingerprint (%s): %ld failing runs (%ld absorbed), success at call %ld\n", persist ? "persistent" : "once",
+           failures_seen, absorbed, n);
+    ck_assert_int_gt(failures_seen, 20);
+    for (int i = 0; i < 3; i++)
+        free(ref[i]);
+    free(json);
+    free(ct);
+    free(sg);
+}
+END_TEST
+
 /* A full disk: every write fails with ENOSPC -> VT_ENOSPC, a message that says so, nothing left. */
 START_TEST(no_space_is_reported_as_such)
 {
@@ -355,6 +449,7 @@ int main(void)
     tcase_add_loop_test(tc, write_fails_at_every_call, 0, 8);
     tcase_add_loop_test(tc, open_and_read_fail_at_every_call, 0, 2);
     tcase_add_loop_test(tc, convert_fails_at_every_call, 0, 4);
+    tcase_add_loop_test(tc, fingerprint_fails_at_every_call, 0, 2);
     tcase_add_test(tc, no_space_is_reported_as_such);
     return tu_run(s);
 }

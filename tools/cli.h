@@ -32,6 +32,9 @@ int cmd_preview(int argc, char **argv);
 int cmd_stat_tiles(int argc, char **argv);
 int cmd_view(int argc, char **argv);
 
+/* voxtile stats DATASET --fingerprint (stats_fingerprint.c): the exit status. */
+int stats_fingerprint(const char *dataset, bool json, const char *out, int jobs);
+
 extern const char *cli_command;
 
 /* "voxtile: <message>\nTry 'voxtile COMMAND --help'." on stderr, exit status 2. */

@@ -19,6 +19,7 @@
 
 static const char stats_help[] =
     "usage: voxtile stats PATH... [--budget SIZE] [--json]\n"
+    "       voxtile stats DATASET --fingerprint [--json] [-o FILE] [-j N]\n"
     "\n"
     "Know your data before you train: over stores, image files and folders (searched\n"
     "recursively; label folders skipped; CASE_0000, CASE_0001 ... counted as one case),\n"
@@ -26,10 +27,22 @@ static const char stats_help[] =
     "stored, and the largest cases. With --budget, the cases over it and the crop\n"
     "(fraction kept per axis) or downsampling factor per axis that brings each under.\n"
     "\n"
+    "With --fingerprint, nnU-Net's dataset fingerprint of a raw dataset folder\n"
+    "(imagesTr/CASE_XXXX.nii.gz, labelsTr/CASE.nii.gz): per channel the mean, std, min,\n"
+    "max, median and 0.5/99.5 percentiles of the foreground (label > 0 inside the\n"
+    "nonzero box) over every voxel of every case -- exact for integer values, within\n"
+    "2^-11 relative otherwise --, the spacings and shapes after cropping, and the\n"
+    "target spacing nnU-Net's planner chooses (median spacing, or its anisotropy rule).\n"
+    "\n"
     "      --budget SIZE       bytes per case as float32, e.g. 2GiB, 512MiB, 1e9\n"
     "      --json              one JSON object (see docs/cli.md)\n"
+    "      --fingerprint       the dataset fingerprint of DATASET (JSON keys as nnU-Net's\n"
+    "                          dataset_fingerprint.json, plus \"voxtile\")\n"
+    "  -o, --output FILE       with --fingerprint: also write the JSON to FILE (atomically)\n"
+    "  -j, --jobs N            with --fingerprint: cases read at once (default: all cores)\n"
     "\n"
-    "example: voxtile stats nnUNet_raw/Dataset001_Liver/imagesTr --budget 1GiB\n";
+    "example: voxtile stats nnUNet_raw/Dataset001_Liver/imagesTr --budget 1GiB\n"
+    "         voxtile stats nnUNet_raw/Dataset001_Liver --fingerprint -o fingerprint.json\n";
 
 typedef struct scase {
     char *path;
@@ -385,23 +398,37 @@ int cmd_stats(int argc, char **argv)
 {
     static const struct option opts[] = {{"budget", required_argument, 0, 'b'},
                                          {"json", no_argument, 0, 'J'},
+                                         {"fingerprint", no_argument, 0, 'F'},
+                                         {"output", required_argument, 0, 'o'},
+                                         {"jobs", required_argument, 0, 'j'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     double budget = 0;
-    int json = 0, c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    int json = 0, fingerprint = 0, jobs = 0, c;
+    const char *out = NULL;
+    while ((c = getopt_long(argc, argv, "o:j:h", opts, NULL)) != -1) {
         switch (c) {
         case 'b':
             if (!parse_size(optarg, &budget))
                 die_usage("--budget: expected a size such as 2GiB, got '%s'", optarg);
             break;
         case 'J': json = 1; break;
+        case 'F': fingerprint = 1; break;
+        case 'o': out = optarg; break;
+        case 'j': jobs = (int)parse_int("-j", optarg, 1, 1024); break;
         case 'h': fputs(stats_help, stdout); return 0;
         default: die_usage("stats: bad option");
         }
     }
     if (optind >= argc)
         die_usage("stats: expected at least one path");
+    if (fingerprint) {
+        if (budget > 0 || optind + 1 != argc)
+            die_usage("stats --fingerprint: expected one dataset folder (and no --budget)");
+        return stats_fingerprint(argv[optind], json, out, jobs ? jobs : online_cpus());
+    }
+    if (out || jobs)
+        die_usage("stats: -o and -j go with --fingerprint");
     scases cs = {0};
     for (int i = optind; i < argc; i++)
         stats_walk(&cs, argv[i]);

@@ -1013,3 +1013,4 @@ def probe(path):
 
 
 from . import augment  # noqa: E402,F401 (numpy only: voxtile.augment after import voxtile)
+from ._fingerprint import fingerprint, load_fingerprint  # noqa: E402,F401 (vt_fingerprint_*)

@@ -306,3 +306,16 @@ def load():
         return lib
     raise ImportError("voxtile: cannot load libvoxtile (set VOXTILE_LIB, or build the checkout with "
                       "'meson setup build && ninja -C build'): " + "; ".join(errors))
+
+
+# ---- the dataset fingerprint (vt_fingerprint_*, include/voxtile_convert.h; python/voxtile/_fingerprint.py) ----
+# Only handles and strings cross: the numbers come back as the JSON text of vt_fingerprint_json().
+FUNCTIONS.update({
+    "vt_fingerprint_new": (_I, [ctypes.POINTER(_P)]),
+    "vt_fingerprint_add_case": (_I, [_P, ctypes.POINTER(_S), _SZ, _S, _P]),
+    "vt_fingerprint_json": (ctypes.c_longlong, [_P, _S, _SZ]),
+    "vt_fingerprint_save": (_I, [_P, _S]),
+    "vt_fingerprint_load": (_I, [_S, ctypes.POINTER(_P)]),
+    "vt_fingerprint_free": (None, [_P]),
+    "vt_image_format": (_I, [_S, ctypes.POINTER(_S), ctypes.POINTER(_SZ)]),
+})

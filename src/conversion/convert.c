@@ -172,16 +172,6 @@ static vt_dtype promote(vt_dtype a, vt_dtype b)
     return VT_F64;
 }
 
-static bool same_affine(const double *a, const double *b)
-{
-    for (int i = 0; i < 12; i++) {
-        double tol = 1e-4 * fmax(1.0, fmax(fabs(a[i]), fabs(b[i])));
-        if (fabs(a[i] - b[i]) > tol)
-            return false;
-    }
-    return true;
-}
-
 /* Read slices [z0, z0+nz) of channel c, cropped to the box in y and x. */
 static int read_cropped(conversion *cv, vt_source *s, uint64_t c, uint64_t z0, uint64_t nz, void **out)
 {
@@ -696,29 +686,10 @@ static int open_inputs(conversion *cv)
 /* Step 3: one voxel grid (shape and affine) for all; one volume of segmentation. */
 static int check_grid(conversion *cv)
 {
-    const vt_source *ref = cv->img[0];
-    for (int d = 0; d < 3; d++)
-        cv->shape[d] = ref->shape[d + 1];
-    for (size_t i = 0; i <= cv->nimg; i++) {
-        const vt_source *s = i < cv->nimg ? cv->img[i] : cv->seg;
-        if (s == NULL)
-            continue;
-        if (s->shape[1] != cv->shape[0] || s->shape[2] != cv->shape[1] || s->shape[3] != cv->shape[2])
-            return vt__fail_at(NULL, VT_EINVAL, s->path,
-                               "shape (z, y, x) = (%llu, %llu, %llu) differs from %s (%llu, %llu, %llu)",
-                               (unsigned long long)s->shape[1], (unsigned long long)s->shape[2],
-                               (unsigned long long)s->shape[3], ref->path, (unsigned long long)cv->shape[0],
-                               (unsigned long long)cv->shape[1], (unsigned long long)cv->shape[2]);
-        if (!same_affine(s->affine, ref->affine))
-            return vt__fail_at(NULL, VT_EINVAL, s->path, "its affine (voxel-to-world geometry) differs from %s's",
-                               ref->path);
-        if (i == cv->nimg && s->shape[0] != 1)
-            return vt__fail_at(NULL, VT_EINVAL, s->path, "a segmentation must have one volume, not %llu",
-                               (unsigned long long)s->shape[0]);
-        if (i < cv->nimg)
-            cv->channels += s->shape[0];
-    }
-    return 0;
+    int rc = vt__check_grid(cv->img, cv->nimg, cv->seg, cv->shape);
+    for (size_t i = 0; rc == 0 && i < cv->nimg; i++)
+        cv->channels += cv->img[i]->shape[0];
+    return rc;
 }
 
 /* Step 4: the image's dtype (one for all channels, wide enough for every
