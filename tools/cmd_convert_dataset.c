@@ -107,8 +107,12 @@ int cmd_convert_dataset(int argc, char **argv)
                 failed++;
                 continue;
             }
-            if (pid == 0)
-                _exit(convert_case(ds, k, out, &o));
+            if (pid == 0) { /* the child: one case, then nothing of the parent's left allocated */
+                int rc = convert_case(ds, k, out, &o);
+                free(pids);
+                vt_dataset_close(ds);
+                _exit(rc);
+            }
             pids[next - 1] = pid;
             running++;
         }
