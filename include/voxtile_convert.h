@@ -247,6 +247,19 @@ typedef enum vt_case_status {
 } vt_case_status;
 
 /**
+ * Whether a file name is one channel of a case as nnU-Net names them,
+ * CASE_XXXX<ending>: the @p stem_len characters of @p name before its ending
+ * end in "_" and four digits. What vt_dataset_open() lists, for programs that
+ * group image files into cases themselves (`voxtile stats`).
+ * @param name      the file name (a path is fine: only its end is looked at).
+ * @param stem_len  the length of @p name without its ending (".nii.gz" ...).
+ * @param case_len  receives the length of CASE (of @p name up to "_XXXX"); may be NULL.
+ * @param channel   receives XXXX as a number; may be NULL.
+ * @return 1 when it is such a name, else 0 (the outputs untouched).
+ */
+VT_API int vt_nnunet_channel(const char *name, size_t stem_len, size_t *case_len, int *channel);
+
+/**
  * Scan a dataset folder: read dataset.json and list the cases of imagesTr
  * (sorted by name) then of imagesTs (sorted by name), each with its channel
  * files and its label file. Files not named CASE_XXXX<ending>, and channels

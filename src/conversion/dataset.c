@@ -146,22 +146,21 @@ static int cmp_entry(const void *a, const void *b)
     return c ? c : (x->ch > y->ch) - (x->ch < y->ch);
 }
 
-/* nnU-Net names the channels of a case CASE_0000<ending>, CASE_0001<ending> ...:
- * true when the @p stem_len characters of @p name before its ending end in
- * "_" and four digits; then *case_len is the length of CASE and *channel the number. */
-static bool nnunet_channel(const char *name, size_t stem_len, size_t *case_len, int *channel)
+int vt_nnunet_channel(const char *name, size_t stem_len, size_t *case_len, int *channel)
 {
-    if (stem_len < 5 || name[stem_len - 5] != '_')
-        return false;
+    if (name == NULL || stem_len < 5 || name[stem_len - 5] != '_')
+        return 0;
     int ch = 0;
     for (size_t i = stem_len - 4; i < stem_len; i++) {
         if (name[i] < '0' || name[i] > '9')
-            return false;
+            return 0;
         ch = ch * 10 + (name[i] - '0');
     }
-    *case_len = stem_len - 5;
-    *channel = ch;
-    return true;
+    if (case_len)
+        *case_len = stem_len - 5;
+    if (channel)
+        *channel = ch;
+    return 1;
 }
 
 /* The channel files of folder @p dir: its CASE_XXXX<ending> names, sorted by case and channel. */
@@ -177,7 +176,7 @@ static int list_entries(const vt_dataset *ds, const char *dir, entry **out, size
     while (rc == 0 && (errno = 0, e = readdir(d)) != NULL) {
         size_t len = strlen(e->d_name), idlen;
         int ch;
-        if (!vt__ends_with(e->d_name, ds->ending) || !nnunet_channel(e->d_name, len - el, &idlen, &ch) ||
+        if (!vt__ends_with(e->d_name, ds->ending) || !vt_nnunet_channel(e->d_name, len - el, &idlen, &ch) ||
             (size_t)ch >= ds->nchan)
             continue;
         if (*n == cap) {
