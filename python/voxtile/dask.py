@@ -139,7 +139,8 @@ def convert_dataset(raw_dir, out_dir, client=None, *, n_workers=None, **convert_
     of `voxtile convert-dataset RAW_DIR -o OUT_DIR`, one task per case, the same stores.
 
     client: a distributed.Client; None starts a LocalCluster of n_workers processes (default: the CPU
-    count) with one thread each, closed on return. convert_options: the keywords of voxtile.convert()
+    count) with one thread each, closed on return (its workers are spawned interpreters that import the
+    calling script again: call it under `if __name__ == "__main__":`, as dask asks). convert_options: the keywords of voxtile.convert()
     (crop, levels, dtype, tile, codec ...; threads defaults to 1 per case). raw_dir and out_dir are made
     absolute here, so the workers must see the same file system at the same paths (a shared file system on
     a cluster of several machines).
