@@ -150,7 +150,8 @@ VT_API const char *vt_strerror(int code);
  * @param name  "vt_read_opts", "vt_array_info", "vt_tile_info",
  *              "vt_label_info", "vt_array_spec", "vt_writer_opts", "vt_sample_opts",
  *              "vt_sample_stats", "vt_sample_target", or of voxtile_convert.h
- *              "vt_convert_opts", "vt_raw_spec" or "vt_image_info"; may be NULL.
+ *              "vt_convert_opts", "vt_raw_spec", "vt_image_info" or "vt_dataset_case_info";
+ *              may be NULL.
  * @return the size in bytes; 0 for an unknown name or NULL.
  */
 VT_API size_t vt_struct_size(const char *name);

@@ -487,6 +487,150 @@ VT_API int vt_fingerprint_load(const char *path, vt_fingerprint **out);
 VT_API void vt_fingerprint_free(vt_fingerprint *fp);
 /**@}*/
 
+/* ------------------------------------------------------------------------- */
+/** @name Datasets: an nnU-Net raw folder, one store per case
+ *
+ * The per-case work of `voxtile convert-dataset`, for any driver: the CLI
+ * runs cases in forked processes, the Python package as dask tasks. A
+ * dataset is a folder with dataset.json ("channel_names", or nnU-Net v1's
+ * "modality", and "file_ending", default ".nii.gz"), imagesTr/CASE_XXXX<ending>
+ * (channel XXXX of case CASE), labelsTr/CASE<ending> (optional) and
+ * imagesTs/CASE_XXXX<ending> (optional test cases). Case i of OUT_DIR is
+ * stored as OUT_DIR/CASE.vxt, or OUT_DIR/imagesTs/CASE.vxt for a test case,
+ * with the segmentation as array "seg". A store records the options that made
+ * it ("convert.options", vt_convert_opts_string()): a case whose store was
+ * made with the same options is up to date and left alone, so a rerun
+ * resumes. A handle is read-only once open: threads and forked children may
+ * convert different cases of one handle at once. */
+/**@{*/
+
+/** An nnU-Net raw dataset folder, scanned (opaque; vt_dataset_open()). */
+typedef struct vt_dataset vt_dataset;
+
+/** One case of a dataset (vt_dataset_case()); the strings belong to the
+ * dataset handle and live until vt_dataset_close(). */
+typedef struct vt_dataset_case_info {
+    const char *id;            /**< the case's name: CASE of CASE_0000<ending> */
+    const char *const *images; /**< nimages paths (RAW_DIR/imagesTr/CASE_0000<ending> ...) in channel
+                                    order; an entry is NULL when that channel's file is missing */
+    size_t nimages;            /**< channels, as dataset.json counts them */
+    const char *seg;           /**< RAW_DIR/labelsTr/CASE<ending> when it exists, else NULL */
+    int test;                  /**< nonzero for a case of imagesTs (stored in OUT_DIR/imagesTs) */
+} vt_dataset_case_info;
+
+/** What a case's store is, compared with the options asked for. */
+typedef enum vt_case_status {
+    VT_CASE_MISSING = 0,   /**< no store that opens: to convert */
+    VT_CASE_OUTDATED = 1,  /**< a store made with other options: to convert again */
+    VT_CASE_UP_TO_DATE = 2 /**< a store made with the same options: nothing to do */
+} vt_case_status;
+
+/**
+ * Whether a file name is one channel of a case as nnU-Net names them,
+ * CASE_XXXX<ending>: the @p stem_len characters of @p name before its ending
+ * end in "_" and four digits. What vt_dataset_open() lists, for programs that
+ * group image files into cases themselves (`voxtile stats`).
+ * @param name      the file name (a path is fine: only its end is looked at).
+ * @param stem_len  the length of @p name without its ending (".nii.gz" ...).
+ * @param case_len  receives the length of CASE (of @p name up to "_XXXX"); may be NULL.
+ * @param channel   receives XXXX as a number; may be NULL.
+ * @return 1 when it is such a name, else 0 (the outputs untouched).
+ */
+VT_API int vt_nnunet_channel(const char *name, size_t stem_len, size_t *case_len, int *channel);
+
+/**
+ * Scan a dataset folder: read dataset.json and list the cases of imagesTr
+ * (sorted by name) then of imagesTs (sorted by name), each with its channel
+ * files and its label file. Files not named CASE_XXXX<ending>, and channels
+ * beyond dataset.json's count, are ignored; imagesTs and labelsTr may be
+ * absent. The voxels are not read.
+ * @param raw_dir  the dataset folder; the paths of the cases begin with it as given.
+ * @param out      receives the handle (NULL on failure); free with vt_dataset_close().
+ * @return 0; VT_EIO (dataset.json cannot be read, a folder cannot be listed);
+ *         VT_EFORMAT (no "channel_names" or "modality" object in dataset.json);
+ *         VT_EINVAL (a NULL argument); VT_ENOMEM. vt_errmsg(NULL) names the file
+ *         or folder.
+ */
+VT_API int vt_dataset_open(const char *raw_dir, vt_dataset **out);
+
+/** Free a dataset handle.
+ * @param ds  the handle; NULL is ignored. */
+VT_API void vt_dataset_close(vt_dataset *ds);
+
+/** The number of cases of a dataset.
+ * @param ds  the dataset.
+ * @return imagesTr's cases plus imagesTs'; 0 for NULL. */
+VT_API size_t vt_dataset_ncases(const vt_dataset *ds);
+
+/**
+ * Describe case @p i: training cases first (0 .. n-1 sorted by name), then test cases.
+ * @param ds    the dataset.
+ * @param i     the case, 0 .. vt_dataset_ncases() - 1.
+ * @param info  filled in; its strings are borrowed from @p ds.
+ * @return 0; VT_EINVAL (NULL argument, @p i out of range).
+ */
+VT_API int vt_dataset_case(const vt_dataset *ds, size_t i, vt_dataset_case_info *info);
+
+/**
+ * Where case @p i is stored under @p out_dir: OUT_DIR/CASE.vxt, or
+ * OUT_DIR/imagesTs/CASE.vxt for a test case.
+ * @param ds       the dataset.
+ * @param i        the case.
+ * @param out_dir  the output folder.
+ * @param buf      receives the path, NUL-terminated and truncated to @p len - 1
+ *                 bytes; may be NULL when @p len is 0.
+ * @param len      size of @p buf.
+ * @return the length of the whole path (as snprintf); VT_EINVAL (negative) for a
+ *         NULL @p ds or @p out_dir, or @p i out of range.
+ */
+VT_API int vt_dataset_store_path(const vt_dataset *ds, size_t i, const char *out_dir, char *buf, size_t len);
+
+/**
+ * Make the output folder ready: create @p out_dir (and its parents), and
+ * OUT_DIR/imagesTs when there are test cases, and copy dataset.json there
+ * (replaced atomically). Run once before converting the cases.
+ * @param ds       the dataset.
+ * @param out_dir  the output folder.
+ * @return 0; VT_EIO / VT_ENOSPC (a folder cannot be created, dataset.json
+ *         cannot be written); VT_EINVAL (NULL argument); VT_ENOMEM.
+ *         vt_errmsg(NULL) names the folder or file.
+ */
+VT_API int vt_dataset_prepare(const vt_dataset *ds, const char *out_dir);
+
+/**
+ * Whether case @p i has an up-to-date store under @p out_dir: one that
+ * opens and whose "convert.options" equals vt_convert_opts_string(@p opts).
+ * Nothing is written.
+ * @param ds       the dataset.
+ * @param i        the case.
+ * @param out_dir  the output folder.
+ * @param opts     the conversion options, NULL for the defaults.
+ * @param status   receives VT_CASE_MISSING, VT_CASE_OUTDATED or VT_CASE_UP_TO_DATE.
+ * @return 0; VT_EINVAL (NULL argument, @p i out of range); VT_ENOMEM.
+ */
+VT_API int vt_dataset_case_status(const vt_dataset *ds, size_t i, const char *out_dir,
+                                  const vt_convert_opts *opts, vt_case_status *status);
+
+/**
+ * Convert case @p i into its store under @p out_dir, unless it is up to date
+ * (vt_dataset_case_status()): its channels in order and its segmentation
+ * through vt_convert_images(), the store replaced atomically (an old store
+ * stays whole until the new one is complete; nothing is left on failure).
+ * The store's folder is created when missing.
+ * @param ds       the dataset.
+ * @param i        the case.
+ * @param out_dir  the output folder.
+ * @param opts     the conversion options, NULL for the defaults.
+ * @param status   receives what the store was before (VT_CASE_UP_TO_DATE: nothing
+ *                 was done); may be NULL.
+ * @return 0; VT_EIO naming the file of a missing channel; the errors of
+ *         vt_convert_images(); VT_EINVAL (NULL argument, @p i out of range).
+ *         vt_errmsg(NULL) names the file.
+ */
+VT_API int vt_dataset_convert_case(const vt_dataset *ds, size_t i, const char *out_dir,
+                                   const vt_convert_opts *opts, vt_case_status *status);
+/**@}*/
+
 #ifdef __cplusplus
 }
 #endif

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
+#include <sys/stat.h>
 
 /* from src/base/internal.h (test builds link the library's static archive) */
 #define VT_FAULT_MALLOC 0x01u
@@ -428,6 +429,114 @@ START_TEST(fingerprint_fails_at_every_call)
 }
 END_TEST
 
+/* A small .npy (z, y, x) of dtype descr ("<i2", "|u1") with value v + i at i. */
+static void write_npy(const char *p, const char *descr, size_t esize, int v)
+{
+    char hdr[128];
+    int n = snprintf(hdr + 10, sizeof hdr - 10, "{'descr': '%s', 'fortran_order': False, 'shape': (4, 5, 6), }",
+                     descr);
+    int total = (10 + n + 1 + 63) / 64 * 64;
+    memcpy(hdr, "\x93NUMPY\x01\x00", 8);
+    hdr[8] = (char)(total - 10);
+    hdr[9] = 0;
+    memset(hdr + 10 + n, ' ', (size_t)(total - 10 - n));
+    hdr[total - 1] = '\n';
+    unsigned char data[4 * 5 * 6 * 2];
+    for (int i = 0; i < 4 * 5 * 6; i++) {
+        int x = esize == 1 ? (v + i) % 3 : v + i;
+        memcpy(data + i * esize, &x, esize); /* little-endian host */
+    }
+    FILE *f = fopen(p, "wb");
+    ck_assert(f != NULL);
+    ck_assert(fwrite(hdr, 1, (size_t)total, f) == (size_t)total);
+    ck_assert(fwrite(data, esize, 4 * 5 * 6, f) == 4 * 5 * 6);
+    ck_assert(fclose(f) == 0);
+}
+
+/* Remove the files of @p d and then @p d. */
+static void rm_dir(const char *d, const char *sub)
+{
+    char *p = tu_path(d, sub);
+    tu_rmtree(p);
+    free(p);
+}
+
+START_TEST(dataset_fails_at_every_call)
+{
+    /* an nnU-Net folder of two 2-channel cases (one with a label): opening it,
+     * preparing the output and converting both cases, every allocation and
+     * system call failing in turn */
+    char *raw = tu_path(dir, "raw"), *out = tu_path(dir, "out");
+    const char *subs[] = {"", "/imagesTr", "/labelsTr"};
+    for (int i = 0; i < 3; i++) {
+        char p[600];
+        snprintf(p, sizeof p, "%s%s", raw, subs[i]);
+        ck_assert(mkdir(p, 0777) == 0);
+    }
+    char p[600];
+    const char *json = "{\"channel_names\": {\"0\": \"a\", \"1\": \"b\"}, \"file_ending\": \".npy\"}";
+    snprintf(p, sizeof p, "%s/dataset.json", raw);
+    tu_write_file(p, json, strlen(json));
+    for (int c = 1; c <= 2; c++)
+        for (int ch = 0; ch < 2; ch++) {
+            snprintf(p, sizeof p, "%s/imagesTr/c%d_%04d.npy", raw, c, ch);
+            write_npy(p, "<i2", 2, 100 * c + ch);
+        }
+    snprintf(p, sizeof p, "%s/labelsTr/c1.npy", raw);
+    write_npy(p, "|u1", 1, 0);
+    vt_convert_opts o;
+    vt_convert_opts_init(&o);
+    o.tile[0] = o.tile[1] = o.tile[2] = 4;
+    int fds = count_fds();
+    long n, failures_seen = 0;
+    int persist = _i;
+    for (n = 1; n < 100000; n++) {
+        vt__fault_arm(VT_FAULT_ALL, n, persist, n & 1 ? ENOSPC : EIO);
+        vt_dataset *ds = NULL;
+        vt_case_status st[2] = {VT_CASE_UP_TO_DATE, VT_CASE_UP_TO_DATE};
+        int rc = vt_dataset_open(raw, &ds);
+        if (rc == 0)
+            rc = vt_dataset_prepare(ds, out);
+        for (size_t i = 0; i < 2 && rc == 0; i++)
+            rc = vt_dataset_convert_case(ds, i, out, &o, &st[i]);
+        long failed = vt__fault_failures();
+        vt__fault_disarm();
+        TU_CHECK(count_fds() == fds, "n=%ld: descriptor leak", n);
+        if (rc != 0) {
+            TU_CHECK(rc < 0 && strlen(vt_errmsg(NULL)) > 0, "n=%ld: %d without a message", n, rc);
+            TU_CHECK(ds == NULL || vt_dataset_ncases(ds) == 2, "n=%ld: a dataset half listed", n);
+            failures_seen++;
+        } else if (failed == 0) {
+            ck_assert_int_eq(vt_dataset_ncases(ds), 2);
+            ck_assert_int_eq(st[0], VT_CASE_MISSING);
+            ck_assert_int_eq(st[1], VT_CASE_MISSING);
+        }
+        /* every store there opens (a failure publishes nothing half-written) */
+        for (size_t i = 0; ds && i < 2; i++) {
+            char sp[700];
+            vt_dataset_store_path(ds, i, out, sp, sizeof sp);
+            vt_store *s;
+            TU_CHECK(access(sp, F_OK) != 0 || vt_open(sp, 0, &s) == 0, "n=%ld: %s does not open", n, sp);
+            if (access(sp, F_OK) == 0)
+                vt_close(s);
+        }
+        vt_dataset_close(ds);
+        tu_rmtree(out);
+        if (failed == 0)
+            break;
+    }
+    printf("dataset (%s): %ld failing runs, success at call %ld\n", persist ? "persistent" : "once",
+           failures_seen, n);
+    ck_assert_int_gt(failures_seen, 30);
+    ck_assert_int_lt(n, 100000);
+    rm_dir(raw, "imagesTr");
+    rm_dir(raw, "labelsTr");
+    tu_rmtree(raw);
+    free(raw);
+    free(out);
+}
+END_TEST
+
 /* A full disk: every write fails with ENOSPC -> VT_ENOSPC, a message that says so, nothing left. */
 START_TEST(no_space_is_reported_as_such)
 {
@@ -451,5 +560,6 @@ int main(void)
     tcase_add_loop_test(tc, convert_fails_at_every_call, 0, 4);
     tcase_add_loop_test(tc, fingerprint_fails_at_every_call, 0, 2);
     tcase_add_test(tc, no_space_is_reported_as_such);
+    tcase_add_loop_test(tc, dataset_fails_at_every_call, 0, 2);
     return tu_run(s);
 }

@@ -66,7 +66,8 @@ void json_double(double v);
 /* nnU-Net names the channels of a case CASE_0000<ending>, CASE_0001<ending> ...:
  * true when the @p stem_len characters of @p name before its ending end in
  * "_" and four digits; then *case_len is the length of CASE and *channel the
- * number (either may be NULL). */
+ * number (either may be NULL). The library's vt_nnunet_channel(), which
+ * vt_dataset_open() lists cases by. */
 bool nnunet_channel(const char *name, size_t stem_len, size_t *case_len, int *channel);
 
 /* The array a command works on: --array NAME, else "image", else the first.

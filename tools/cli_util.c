@@ -1,5 +1,6 @@
 /* Helpers shared by the commands of the voxtile CLI. */
 #include "cli.h"
+#include "voxtile_convert.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -175,19 +176,7 @@ int open_array(const vt_store *s, const char *name, const vt_array **out)
 
 bool nnunet_channel(const char *name, size_t stem_len, size_t *case_len, int *channel)
 {
-    if (stem_len < 5 || name[stem_len - 5] != '_')
-        return false;
-    int ch = 0;
-    for (size_t i = stem_len - 4; i < stem_len; i++) {
-        if (name[i] < '0' || name[i] > '9')
-            return false;
-        ch = ch * 10 + (name[i] - '0');
-    }
-    if (case_len)
-        *case_len = stem_len - 5;
-    if (channel)
-        *channel = ch;
-    return true;
+    return vt_nnunet_channel(name, stem_len, case_len, channel) != 0;
 }
 
 void progress_bar(void *ctx, double f)

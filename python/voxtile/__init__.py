@@ -875,10 +875,11 @@ _SEPARATE = {"auto": 0, "on": 1, "off": 2}
 _NORMALIZE = {None: 0, "none": 0, "ct": 1, "zscore": 2}
 
 
-def convert(images, out, seg=None, crop=None, crop_margin=0, levels=0, dtype=None, apply_scaling=False, tile=None,
-            codec="lz4hc", level=0, shuffle="auto", threads=None, array="image", raw=None, progress=None,
-            spacing=None, order="cubic", separate_z="auto", normalize=None, norm_params=None):
-    """Convert images (one path or a list: the channels) and an optional segmentation to a store.
+def _convert_opts(crop=None, crop_margin=0, levels=0, dtype=None, apply_scaling=False, tile=None,
+                  codec="lz4hc", level=0, shuffle="auto", threads=None, array="image", raw=None, progress=None,
+                  spacing=None, order="cubic", separate_z="auto", normalize=None, norm_params=None):
+    """The vt_convert_opts of convert()'s keywords, and the ctypes objects they point to (keep them alive
+    while the options are in use): one builder for convert() and voxtile.Dataset.
 
     Mirrors `voxtile convert`: crop is None, "nonzero", "label" (with crop_margin) or a box
     (z0, z1, y0, y1, x0, x1); levels adds pyramid levels; dtype casts the image; raw is a dict
@@ -891,8 +892,6 @@ def convert(images, out, seg=None, crop=None, crop_margin=0, levels=0, dtype=Non
     on its own (nearest, or linear). normalize "ct" (with norm_params: (lo, hi, mean, std) per
     image channel, e.g. from a dataset fingerprint) or "zscore" records the normalisation that
     read(normalize=True) and PatchDataset apply; the stored values stay raw."""
-    if isinstance(images, (str, bytes, os.PathLike)):
-        images = [images]
     opts = _ffi.ConvertOpts()
     _lib.vt_convert_opts_init(ctypes.byref(opts))
     if tile is not None:
@@ -962,6 +961,18 @@ def convert(images, out, seg=None, crop=None, crop_margin=0, levels=0, dtype=Non
         cb = _ffi.PROGRESS(lambda ctx, f: progress(f))
         keep.append(cb)
         opts.progress = cb
+    return opts, keep
+
+
+def convert(images, out, seg=None, **options):
+    """Convert images (one path or a list: the channels) and an optional segmentation to a store.
+
+    options: those of `voxtile convert`, as keywords -- crop, crop_margin, levels, dtype, apply_scaling, tile,
+    codec, level, shuffle, threads, array, raw, progress, spacing, order, separate_z, normalize, norm_params
+    (see _convert_opts)."""
+    if isinstance(images, (str, bytes, os.PathLike)):
+        images = [images]
+    opts, keep = _convert_opts(**options)
     paths = [os.fsencode(p) for p in images]
     arr = (ctypes.c_char_p * len(paths))(*paths)
     segp = os.fsencode(seg) if seg is not None else None
@@ -1014,3 +1025,6 @@ def probe(path):
 
 from . import augment  # noqa: E402,F401 (numpy only: voxtile.augment after import voxtile)
 from ._fingerprint import fingerprint, load_fingerprint  # noqa: E402,F401 (vt_fingerprint_*)
+from .dataset import Dataset  # noqa: E402 (uses the helpers above)
+
+__all__ += ["Dataset"]

@@ -319,3 +319,28 @@ FUNCTIONS.update({
     "vt_fingerprint_free": (None, [_P]),
     "vt_image_format": (_I, [_S, ctypes.POINTER(_S), ctypes.POINTER(_SZ)]),
 })
+
+# ---- datasets: an nnU-Net raw folder, one store per case (vt_dataset_*, include/voxtile_convert.h) ----
+
+class DatasetCaseInfo(ctypes.Structure):
+    _fields_ = [
+        ("id", ctypes.c_char_p),
+        ("images", ctypes.POINTER(ctypes.c_char_p)),
+        ("nimages", ctypes.c_size_t),
+        ("seg", ctypes.c_char_p),
+        ("test", ctypes.c_int),
+    ]
+
+
+STRUCTS["vt_dataset_case_info"] = DatasetCaseInfo
+
+FUNCTIONS.update({
+    "vt_dataset_open": (_I, [_S, ctypes.POINTER(_P)]),
+    "vt_dataset_close": (None, [_P]),
+    "vt_dataset_ncases": (_SZ, [_P]),
+    "vt_dataset_case": (_I, [_P, _SZ, ctypes.POINTER(DatasetCaseInfo)]),
+    "vt_dataset_store_path": (_I, [_P, _SZ, _S, ctypes.c_char_p, _SZ]),
+    "vt_dataset_prepare": (_I, [_P, _S]),
+    "vt_dataset_case_status": (_I, [_P, _SZ, _S, ctypes.POINTER(ConvertOpts), ctypes.POINTER(_I)]),
+    "vt_dataset_convert_case": (_I, [_P, _SZ, _S, ctypes.POINTER(ConvertOpts), ctypes.POINTER(_I)]),
+})

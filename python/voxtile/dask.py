@@ -1,8 +1,11 @@
-"""Dask arrays over stores, chunked along the tiles.
+"""Dask arrays over stores, chunked along the tiles; a dataset's conversion as a cluster job.
 
     import voxtile.dask
     x = voxtile.dask.from_store("case.vxt", "image")   # dask.array, chunks = whole tiles
     x.mean().compute()                                   # on a dask.distributed cluster too
+
+    report = voxtile.dask.convert_dataset("nnUNet_raw/Dataset001", "stores/Dataset001", client=client,
+                                          crop="nonzero")   # one task per case, as `voxtile convert-dataset`
 
 Each chunk is read through the store's lazy reader in whichever process runs
 the task; the graph carries only the path, so it pickles to remote workers.
@@ -10,6 +13,8 @@ Stores are read-only files: many workers and nodes may read one dataset on a
 shared filesystem at once.
 """
 import os
+import time
+import uuid
 
 import dask.array as da
 import numpy as np
@@ -17,7 +22,7 @@ from dask.base import tokenize
 
 import voxtile
 
-__all__ = ["from_store"]
+__all__ = ["from_store", "convert_dataset"]
 
 _open = {}  # per process: (path, pid, file identity) -> Store
 
@@ -80,3 +85,104 @@ def from_store(path, array="image", chunk_bytes=32 << 20):
     # a store rewritten at the path is another graph
     name = "voxtile-" + tokenize(os.path.abspath(path), array, tuple(chunks), lazy.ident)
     return da.from_array(lazy, chunks=tuple(chunks), asarray=False, lock=False, fancy=False, name=name)
+
+
+# ---- conversion of a dataset -------------------------------------------------------------------------
+
+_datasets = {}  # per process: raw_dir -> (what its listing depends on, voxtile.Dataset)
+
+
+def _listing_identity(raw_dir):
+    """What the scan of a dataset depends on: dataset.json and the folders' entries (adding, removing or
+    renaming a file changes its folder's mtime)."""
+    out = []
+    for name in ("dataset.json", "imagesTr", "labelsTr", "imagesTs"):
+        try:
+            st = os.stat(os.path.join(raw_dir, name))
+            out.append((st.st_ino, st.st_mtime_ns, st.st_size))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+def _dataset(raw_dir):
+    """The dataset at raw_dir, scanned once per process while its listing stays the same (a task per case
+    of a 20,000-case dataset must not list 20,000 files each)."""
+    ident = _listing_identity(raw_dir)
+    hit = _datasets.get(raw_dir)
+    if hit is not None and hit[0] == ident:
+        return hit[1]
+    ds = voxtile.Dataset(raw_dir)
+    _datasets[raw_dir] = (ident, ds)  # an older one is closed when no running task holds it
+    return ds
+
+
+def _convert_case_task(case_id, test, raw_dir, out_dir, options):
+    """One case, in whichever process runs the task: its report (a failure is reported, not raised)."""
+    t0 = time.monotonic()
+    rep = {"case": case_id, "test": test, "store": None, "status": "failed", "error": None}
+    try:
+        ds = _dataset(raw_dir)
+        i = ds.index(case_id, test)
+        rep["store"] = ds.store_path(i, out_dir)
+        rep["status"] = ds.convert_case(i, out_dir, **options)
+    except voxtile.Error as e:
+        rep["error"] = str(e)
+    except Exception as e:  # noqa: BLE001 -- any failure is the case's, reported with it
+        rep["error"] = f"{type(e).__name__}: {e}"
+    rep["seconds"] = time.monotonic() - t0
+    return rep
+
+
+def convert_dataset(raw_dir, out_dir, client=None, *, n_workers=None, **convert_options):
+    """Convert an nnU-Net raw dataset folder to one store per case on a dask.distributed cluster: the work
+    of `voxtile convert-dataset RAW_DIR -o OUT_DIR`, one task per case, the same stores.
+
+    client: a distributed.Client; None starts a LocalCluster of n_workers processes (default: the CPU
+    count) with one thread each, closed on return (its workers are spawned interpreters that import the
+    calling script again: call it under `if __name__ == "__main__":`, as dask asks). convert_options: the keywords of voxtile.convert()
+    (crop, levels, dtype, tile, codec ...; threads defaults to 1 per case). raw_dir and out_dir are made
+    absolute here, so the workers must see the same file system at the same paths (a shared file system on
+    a cluster of several machines).
+
+    Resumable as the CLI: a case whose store was made with the same options is left alone, one made with
+    other options is converted again. A failing case does not stop the others.
+
+    Returns a report per case, in the dataset's order (imagesTr's cases by name, then imagesTs'): dicts
+    {"case", "test", "store", "status": "converted" | "converted again" | "up to date" | "failed",
+    "error": the message of a failure (it names the file) or None, "seconds"}. Errors of the dataset as a
+    whole (no dataset.json, an output folder that cannot be created, a bad option) raise at once."""
+    raw_dir, out_dir = os.path.abspath(os.fspath(raw_dir)), os.path.abspath(os.fspath(out_dir))
+    voxtile.dataset._dataset_opts(convert_options)  # a bad option fails here, not in every task
+    with voxtile.Dataset(raw_dir) as ds:
+        cases = [(c.id, c.test) for c in ds.cases]
+        stores = [ds.store_path(i, out_dir) for i in range(len(cases))]
+        ds.prepare(out_dir)
+    if not cases:
+        return []
+    cluster = None
+    if client is None:
+        from distributed import Client, LocalCluster
+        cluster = LocalCluster(n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                               dashboard_address=":0")
+        client = Client(cluster)
+    try:
+        from distributed import wait
+        run = uuid.uuid4().hex[:12]
+        futures = client.map(_convert_case_task, [c[0] for c in cases], [c[1] for c in cases], raw_dir=raw_dir,
+                             out_dir=out_dir, options=convert_options,
+                             key=[f"voxtile-convert-{run}-{i}-{c[0]}" for i, c in enumerate(cases)])
+        wait(futures)
+        report = []
+        for (case_id, test), store, f in zip(cases, stores, futures):
+            if f.status == "finished":
+                report.append(f.result())
+                continue
+            e = f.exception()  # the task itself never raises: its worker died (a crash, out of memory)
+            report.append({"case": case_id, "test": test, "store": store, "status": "failed",
+                           "error": f"{type(e).__name__}: {e}", "seconds": None})
+        return report
+    finally:
+        if cluster is not None:
+            client.close()
+            cluster.close()

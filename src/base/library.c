@@ -28,6 +28,7 @@ size_t vt_struct_size(const char *name)
         {"vt_convert_opts", sizeof(vt_convert_opts)}, {"vt_raw_spec", sizeof(vt_raw_spec)},
         {"vt_image_info", sizeof(vt_image_info)},     {"vt_sample_opts", sizeof(vt_sample_opts)},
         {"vt_sample_stats", sizeof(vt_sample_stats)}, {"vt_sample_target", sizeof(vt_sample_target)},
+        {"vt_dataset_case_info", sizeof(vt_dataset_case_info)},
     };
     for (size_t i = 0; name && i < sizeof structs / sizeof structs[0]; i++)
         if (strcmp(name, structs[i].name) == 0)
