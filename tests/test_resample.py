@@ -25,6 +25,7 @@ grid; numpy for the normalisations.
 Run: PYTHONPATH=python VOXTILE=build/tools/voxtile /usr/bin/python3 tests/test_resample.py
 """
 import atexit
+import json
 import os
 import shutil
 import sys
@@ -447,6 +448,56 @@ class Normalize(unittest.TestCase):
             segref[lo[0] - zz:hi[0] - zz, lo[1] - yy:hi[1] - yy, lo[2] - xx:hi[2] - xx] = \
                 sg[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
             np.testing.assert_array_equal(item["seg"][0].numpy(), segref)
+
+    def test_ct_from_a_dataset_fingerprint(self):
+        """stats --fingerprint, then convert-dataset / convert / voxtile.convert --normalize ct with it: the
+        parameters are numpy's foreground (label > 0 inside the nonzero box) percentiles 0.5 and 99.5, mean
+        and std, and read(normalize=True) clips and scales by them."""
+        ds = path("fpds")
+        for sub in ("imagesTr", "labelsTr"):
+            os.makedirs(os.path.join(ds, sub), exist_ok=True)
+        shutil.copy(CT, os.path.join(ds, "imagesTr", "ct_001_0000.nii.gz"))
+        shutil.copy(SEG, os.path.join(ds, "labelsTr", "ct_001.nii.gz"))
+        with open(os.path.join(ds, "dataset.json"), "w") as f:
+            json.dump({"channel_names": {"0": "CT"}, "labels": {"background": 0, "organ": 1},
+                       "numTraining": 1, "file_ending": ".nii.gz"}, f)
+        fp = path("fp.json")
+        run("stats", ds, "--fingerprint", "-o", fp)
+        raw = nib.load(CT).get_fdata().transpose(2, 1, 0)
+        nz = np.argwhere(raw != 0)
+        lo, hi = nz.min(0), nz.max(0) + 1
+        box = tuple(slice(a, b) for a, b in zip(lo, hi))
+        fg = raw[box][zyx(nib.load(SEG))[box] > 0]
+        want = [*np.percentile(fg, [0.5, 99.5]), fg.mean(), fg.std()]
+        out = path("fpout")
+        run("convert-dataset", ds, "-o", out, "-j", "1", "--normalize", "ct", "--fingerprint", fp)
+        one = path("fp1.vxt")
+        run("convert", CT, "--normalize", "ct", "--fingerprint", fp, "-o", one, "-q")
+        py = path("fp2.vxt")
+        voxtile.convert(CT, py, normalize="ct", fingerprint=voxtile.load_fingerprint(fp))
+        for store in (os.path.join(out, "ct_001.vxt"), one, py):
+            with self.subTest(store=store), voxtile.open(store) as s:
+                self.assertEqual(s.metadata["normalize"], "ct")
+                np.testing.assert_allclose(s.metadata["normalize.params"], want, rtol=1e-9)
+                a = s["image"]
+                got = a.read((0, 0, 0, 0), a.shape, dtype=np.float32, normalize=True)[0]
+                np.testing.assert_allclose(got, (np.clip(raw, want[0], want[1]) - want[2]) / want[3], atol=1e-5)
+        # parameters only with --normalize ct; a file that is not a fingerprint names itself
+        p = run("convert", CT, "--fingerprint", fp, "-o", path("x.vxt"), ok=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("add --normalize ct", p.stderr)
+        bad = path("bad.json")
+        with open(bad, "w") as f:
+            f.write('{"spacings": [[1, 1, 1]]')
+        p = run("convert-dataset", ds, "-o", path("fpbad"), "--normalize", "ct", "--fingerprint", bad, ok=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn(bad, p.stderr)
+        self.assertFalse(os.path.exists(path("fpbad")))
+        with self.assertRaises(voxtile.InvalidArgument):
+            voxtile.convert(CT, path("x.vxt"), normalize="zscore", fingerprint=fp)
+        with self.assertRaises(voxtile.InvalidArgument):
+            voxtile.convert(CT, path("x.vxt"), normalize="ct", fingerprint={"spacings": []})
+        self.assertFalse(os.path.exists(path("x.vxt")))
 
     def test_errors(self):
         out = path("n.vxt")

@@ -35,8 +35,10 @@ static const char convert_help[] =
     "      --order O             image interpolation: cubic (default) or linear\n"
     "      --separate-z M        a low-resolution axis on its own, nearest: auto (default: when\n"
     "                            the spacing is anisotropic > 3x), on, off; on/linear, auto/linear\n"
-    "      --normalize N         record normalisation for readers: ct (needs --norm-params),\n"
-    "                            zscore (each case's mean and std) or none (default)\n"
+    "      --normalize N         record normalisation for readers: ct (needs --fingerprint or\n"
+    "                            --norm-params), zscore (each case's mean and std) or none\n"
+    "      --fingerprint FILE    ct's parameters per image channel from a dataset fingerprint\n"
+    "                            (stats --fingerprint, or nnU-Net's): 0.5/99.5 percentiles, mean, std\n"
     "      --norm-params L,H,M,S clip bounds, mean and std per image channel (CT scheme)\n"
     "      --tile Z,Y,X          tile shape (default 16,16,16)\n"
     "      --codec C             lz4hc (default), lz4 or none\n"
@@ -80,8 +82,7 @@ int cmd_convert(int argc, char **argv)
         die_usage("convert: -o OUT.vxt is required");
     if (o.crop_mode == VT_CROP_LABEL && seg == NULL)
         die_usage("convert: --crop-to-label needs --seg LABEL");
-    if (o.normalize == VT_NORMALIZE_CT && o.norm_params == NULL)
-        die_usage("convert: --normalize ct needs --norm-params LO,HI,MEAN,STD (or a fingerprint)");
+    store_options_done(&o, "convert");
     if (o.codec == VT_CODEC_NONE)
         o.level = 0;
     int last = -1;

@@ -29,9 +29,13 @@ static const char dataset_help[] =
     "  -o, --output DIR          output folder (created)\n"
     "  -j, --jobs N              cases converted at once (default: all cores)\n"
     "  store options as for convert: --crop-nonzero, --crop-to-label [M], --levels N,\n"
-    "  --dtype T, --tile Z,Y,X, --codec C, --level N, --shuffle M, --apply-scaling\n"
+    "  --dtype T, --tile Z,Y,X, --codec C, --level N, --shuffle M, --apply-scaling,\n"
+    "  --spacing Z,Y,X, --order O, --separate-z M, --normalize N, --fingerprint FILE,\n"
+    "  --norm-params L,H,M,S (voxtile convert --help says what each does)\n"
     "\n"
-    "example: voxtile convert-dataset nnUNet_raw/Dataset001_Liver -o stores/Dataset001 -j 8 --crop-nonzero\n";
+    "example: voxtile stats nnUNet_raw/Dataset003_Liver --fingerprint -o fp.json\n"
+    "         voxtile convert-dataset nnUNet_raw/Dataset003_Liver -o stores/Dataset003 -j 8 --crop-nonzero \\\n"
+    "             --spacing 1,0.77,0.77 --normalize ct --fingerprint fp.json\n";
 
 /* Convert case @p i (in a child process); 0 on success. */
 static int convert_case(const vt_dataset *ds, size_t i, const char *out, const vt_convert_opts *o)
@@ -75,6 +79,7 @@ int cmd_convert_dataset(int argc, char **argv)
     }
     if (optind + 1 != argc || out == NULL)
         die_usage("convert-dataset: expected RAW_DIR and -o OUT_DIR");
+    store_options_done(&o, "convert-dataset");
     const char *raw = argv[optind];
     vt_dataset *ds;
     if (vt_dataset_open(raw, &ds) != 0)

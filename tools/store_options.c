@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,6 +52,61 @@ static int parse_doubles(const char *s, double *v, int max, bool positive)
             return -1;
         p = end + 1;
     }
+}
+
+/* --fingerprint FILE: nnU-Net's CT normalisation parameters of each image
+ * channel (clip to the foreground's 0.5 and 99.5 percentiles, then the
+ * foreground's mean and std), from a fingerprint of stats --fingerprint or of
+ * nnU-Net. A file that cannot be read, or a channel without them, ends the
+ * command with the library's message. */
+static void load_fingerprint(const char *path, vt_convert_opts *o)
+{
+    static double params[4 * 64];
+    vt_fingerprint *fp;
+    vt_fingerprint_summary sum;
+    if (vt_fingerprint_load(path, &fp) != 0)
+        exit(lib_error(vt_errmsg(NULL), VT_EIO));
+    if (vt_fingerprint_summary_get(fp, &sum) != 0) {
+        vt_fingerprint_free(fp);
+        exit(lib_error(vt_errmsg(NULL), VT_ENOMEM));
+    }
+    if (sum.channels == 0 || sum.channels > 64) {
+        vt_fingerprint_free(fp);
+        fprintf(stderr, "voxtile: %s: a fingerprint of %llu image channels (1 to 64 can set --normalize ct)\n",
+                path, (unsigned long long)sum.channels);
+        exit(1);
+    }
+    for (size_t c = 0; c < sum.channels; c++) {
+        vt_fingerprint_stats st;
+        if (vt_fingerprint_channel(fp, c, &st) != 0) {
+            vt_fingerprint_free(fp);
+            exit(lib_error(vt_errmsg(NULL), VT_EINVAL));
+        }
+        double *p = params + 4 * c;
+        p[0] = st.percentile_00_5;
+        p[1] = st.percentile_99_5;
+        p[2] = st.mean;
+        p[3] = st.std;
+        if (!(isfinite(p[0]) && isfinite(p[1]) && p[0] <= p[1] && isfinite(p[2]) && isfinite(p[3]) && p[3] > 0)) {
+            vt_fingerprint_free(fp);
+            fprintf(stderr, "voxtile: %s: channel %zu has no usable foreground statistics (percentiles %g, %g, "
+                            "mean %g, std %g): CT normalisation needs a foreground with some spread\n",
+                    path, c, p[0], p[1], p[2], p[3]);
+            exit(1);
+        }
+    }
+    o->norm_params = params;
+    o->norm_channels = (size_t)sum.channels;
+    vt_fingerprint_free(fp);
+}
+
+void store_options_done(const vt_convert_opts *o, const char *cmd)
+{
+    if (o->normalize == VT_NORMALIZE_CT && o->norm_params == NULL)
+        die_usage("%s: --normalize ct needs --fingerprint FILE or --norm-params LO,HI,MEAN,STD", cmd);
+    if (o->normalize != VT_NORMALIZE_CT && o->norm_params != NULL)
+        die_usage("%s: --fingerprint and --norm-params give --normalize ct its parameters; add --normalize ct",
+                  cmd);
 }
 
 /* Apply one store option; false when @p c is not one. */
@@ -150,6 +206,9 @@ bool store_option(int c, vt_convert_opts *o, int argc, char **argv)
         o->norm_channels = (size_t)n / 4;
         return true;
     }
+    case 1015:
+        load_fingerprint(optarg, o);
+        return true;
     case 'c':
         if (strcmp(optarg, "lz4hc") == 0)
             o->codec = VT_CODEC_LZ4HC;

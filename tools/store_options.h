@@ -21,11 +21,16 @@
         {"raw-big-endian", no_argument, 0, 1004}, {"raw-spacing", required_argument, 0, 1005},      \
         {"raw-seg-dtype", required_argument, 0, 1006}, {"spacing", required_argument, 0, 1010},     \
         {"order", required_argument, 0, 1011}, {"separate-z", required_argument, 0, 1012},            \
-        {"normalize", required_argument, 0, 1013}, {"norm-params", required_argument, 0, 1014}
+        {"normalize", required_argument, 0, 1013}, {"norm-params", required_argument, 0, 1014},         \
+        {"fingerprint", required_argument, 0, 1015}
 
 /* Apply the store option @p c (getopt_long's value, its argument in optarg)
  * to @p o; false when @p c is not a store option. A bad value is a usage
  * error (die_usage). */
 bool store_option(int c, vt_convert_opts *o, int argc, char **argv);
+
+/* After the last option: the checks that need all of them (--normalize ct
+ * with its parameters; parameters only with it), as usage errors of @p cmd. */
+void store_options_done(const vt_convert_opts *o, const char *cmd);
 
 #endif

@@ -875,9 +875,30 @@ _SEPARATE = {"auto": 0, "on": 1, "off": 2}
 _NORMALIZE = {None: 0, "none": 0, "ct": 1, "zscore": 2}
 
 
+def _ct_params(fingerprint):
+    """(lo, hi, mean, std) per channel of a fingerprint (a path or voxtile.fingerprint()'s dict)."""
+    fp = load_fingerprint(fingerprint) if isinstance(fingerprint, (str, bytes, os.PathLike)) else fingerprint
+    try:
+        chans = fp["foreground_intensity_properties_per_channel"]
+        keys = sorted(chans, key=int)
+        out = [tuple(float(chans[k][n]) for n in ("percentile_00_5", "percentile_99_5", "mean", "std"))
+               for k in keys]
+    except (KeyError, TypeError, ValueError) as e:
+        raise InvalidArgument(_EINVAL, f"not a dataset fingerprint (per-channel foreground intensity properties): "
+                                       f"{e!r}") from None
+    if keys != [str(i) for i in range(len(keys))] or not keys:
+        raise InvalidArgument(_EINVAL, f"a fingerprint's channels must be '0', '1', ..., not {keys}")
+    for c, (lo, hi, mean, std) in enumerate(out):
+        if not (np.isfinite([lo, hi, mean, std]).all() and lo <= hi and std > 0):
+            raise InvalidArgument(_EINVAL, f"fingerprint channel {c} has no usable foreground statistics "
+                                           f"(percentiles {lo}, {hi}, mean {mean}, std {std})")
+    return out
+
+
 def _convert_opts(crop=None, crop_margin=0, levels=0, dtype=None, apply_scaling=False, tile=None,
                   codec="lz4hc", level=0, shuffle="auto", threads=None, array="image", raw=None, progress=None,
-                  spacing=None, order="cubic", separate_z="auto", normalize=None, norm_params=None):
+                  spacing=None, order="cubic", separate_z="auto", normalize=None, norm_params=None,
+                  fingerprint=None):
     """The vt_convert_opts of convert()'s keywords, and the ctypes objects they point to (keep them alive
     while the options are in use): one builder for convert() and voxtile.Dataset.
 
@@ -890,8 +911,10 @@ def _convert_opts(crop=None, crop_margin=0, levels=0, dtype=None, apply_scaling=
     image with order "cubic" (Keys, a = -1/2) or "linear", the segmentation by label vote;
     separate_z "auto", "on", "off" or "auto/linear", "on/linear" treats a low-resolution axis
     on its own (nearest, or linear). normalize "ct" (with norm_params: (lo, hi, mean, std) per
-    image channel, e.g. from a dataset fingerprint) or "zscore" records the normalisation that
-    read(normalize=True) and PatchDataset apply; the stored values stay raw."""
+    image channel) or "zscore" records the normalisation that read(normalize=True) and PatchDataset
+    apply; the stored values stay raw. fingerprint (a file of `voxtile stats --fingerprint` or nnU-Net's
+    dataset_fingerprint.json, or the dict voxtile.fingerprint() returns) gives "ct" its parameters as
+    nnU-Net takes them: each channel's foreground percentile_00_5, percentile_99_5, mean and std."""
     opts = _ffi.ConvertOpts()
     _lib.vt_convert_opts_init(ctypes.byref(opts))
     if tile is not None:
@@ -934,6 +957,13 @@ def _convert_opts(crop=None, crop_margin=0, levels=0, dtype=None, apply_scaling=
     if normalize not in _NORMALIZE:
         raise InvalidArgument(_EINVAL, f"normalize must be None, 'ct' or 'zscore', not {normalize!r}")
     opts.normalize = _NORMALIZE[normalize]
+    if fingerprint is not None:
+        if norm_params is not None:
+            raise InvalidArgument(_EINVAL, "give fingerprint or norm_params, not both")
+        norm_params = _ct_params(fingerprint)
+    if norm_params is not None and opts.normalize != _NORMALIZE["ct"]:
+        raise InvalidArgument(_EINVAL, "fingerprint and norm_params give normalize='ct' its parameters; "
+                                       f"normalize is {normalize!r}")
     if norm_params is not None:
         flat = [float(v) for ch in norm_params for v in (ch if hasattr(ch, "__len__") else (ch,))]
         if not flat or len(flat) % 4:
@@ -968,8 +998,8 @@ def convert(images, out, seg=None, **options):
     """Convert images (one path or a list: the channels) and an optional segmentation to a store.
 
     options: those of `voxtile convert`, as keywords -- crop, crop_margin, levels, dtype, apply_scaling, tile,
-    codec, level, shuffle, threads, array, raw, progress, spacing, order, separate_z, normalize, norm_params
-    (see _convert_opts)."""
+    codec, level, shuffle, threads, array, raw, progress, spacing, order, separate_z, normalize, norm_params,
+    fingerprint (see _convert_opts)."""
     if isinstance(images, (str, bytes, os.PathLike)):
         images = [images]
     opts, keep = _convert_opts(**options)

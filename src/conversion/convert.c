@@ -72,6 +72,14 @@ int vt_convert_opts_string(const vt_convert_opts *o, char *buf, size_t len)
             e += (size_t)snprintf(extra + e, sizeof extra - e, "%s%.9g,%.9g,%.9g,%.9g", c ? ";" : ":",
                                   o->norm_params[4 * c], o->norm_params[4 * c + 1], o->norm_params[4 * c + 2],
                                   o->norm_params[4 * c + 3]);
+        if (o->norm_params && o->norm_channels > 4 && e < sizeof extra) { /* the rest as a hash (FNV-1a) */
+            uint64_t h = 1469598103934665603ull;
+            const unsigned char *b = (const unsigned char *)(o->norm_params + 16);
+            for (size_t i = 0; i < (o->norm_channels - 4) * 4 * sizeof(double); i++)
+                h = (h ^ b[i]) * 1099511628211ull;
+            e += (size_t)snprintf(extra + e, sizeof extra - e, ";+%zu#%016llx", o->norm_channels - 4,
+                                  (unsigned long long)h);
+        }
     }
     return snprintf(buf, len,
                     "array=%s dtype=%s apply_scaling=%d crop=%s levels=%d tile=%u,%u,%u codec=%s level=%d "
