@@ -303,14 +303,56 @@ def requests():
         put("fuzz_roundtrip", "spec%02d" % i, bytes(spec) + body)
 
 
+# ---- resampled, cropped stores mapped back (fuzz_export) --------------------
+
+def exports(tmp):
+    """Stores as `convert --spacing` writes them (source grid, crop, resampling recorded): an int16 image with
+    labels, cropped and resampled with separate z; float32 class probabilities of 3 channels; one not
+    resampled, only cropped. The first byte of a seed is fuzz_export's options (argmax, cubic)."""
+    sys.path.insert(0, os.path.join(ROOT, "python"))
+    import nibabel as nib
+    import voxtile
+
+    rng = np.random.default_rng(11)
+    z, y, x = 5, 9, 8
+    aff = np.diag([0.8, 0.7, 4.0, 1.0])
+    aff[:3, 3] = (-3.0, 5.0, 20.0)
+    img = np.zeros((x, y, z), np.int16)
+    img[1:7, 2:8, 1:4] = rng.integers(-200, 300, (6, 6, 3))
+    seg = ((img > 0).astype(np.uint8) + (img > 150)).astype(np.uint8)
+    probs = rng.random((x, y, z, 3)).astype(np.float32)
+    for name, arr in (("img", img), ("seg", seg), ("probs", probs)):
+        nib.save(nib.Nifti1Image(arr, aff), os.path.join(tmp, name + ".nii"))
+
+    def conv(name, options, args=(), seg_file=None):
+        path = os.path.join(tmp, name + ".vxt")
+        voxtile.convert([os.path.join(tmp, a + ".nii") for a in args], path,
+                        seg=seg_file and os.path.join(tmp, seg_file + ".nii"), tile=(4, 4, 4), threads=1, **options)
+        with open(path, "rb") as f:
+            blob = f.read()
+        assert len(blob) < 16384, (name, len(blob))
+        for opt in (0, 3):
+            put("fuzz_export", "%s-opt%d.vxt" % (name, opt), bytes([opt]) + blob)
+
+    conv("ct_seg_resampled", dict(crop="nonzero", spacing=(2.0, 1.0, 1.0)), ["img"], "seg")
+    conv("probs_resampled", dict(spacing=(3.0, 0.9, 1.1), order="linear"), ["probs"])
+    conv("cropped_only", dict(crop="label", crop_margin=1), ["img"], "seg")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lib", default=os.path.join(ROOT, "build", "libvoxtile.so"))
+    ap.add_argument("--only", choices=("exports",), help="write only these seeds (the others stay as they are)")
     args = ap.parse_args()
     os.environ.setdefault("VOXTILE_LIB", args.lib)
+    if args.only == "exports":
+        with tempfile.TemporaryDirectory() as tmp:
+            exports(tmp)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         stores(tmp)
         niftis(tmp)
+        exports(tmp)
     npys()
     nrrds()
     gzips()

@@ -55,7 +55,7 @@ while getopts "t:j:f:b:KMnRh" opt; do
     esac
 done
 shift $((OPTIND - 1))
-all=(fuzz_open fuzz_read fuzz_roundtrip fuzz_npy fuzz_nifti fuzz_nrrd fuzz_mha fuzz_gzip fuzz_cli_info)
+all=(fuzz_open fuzz_read fuzz_sample fuzz_export fuzz_roundtrip fuzz_npy fuzz_nifti fuzz_nrrd fuzz_mha fuzz_gzip fuzz_cli_info)
 harnesses=("$@")
 [ ${#harnesses[@]} -eq 0 ] && harnesses=("${all[@]}")
 
