@@ -287,7 +287,8 @@ VT_API void vt_export_opts_init(vt_export_opts *opts);
  * @param opts   NULL for the defaults.
  * @param out    .nii or .nii.gz to write (temporary file renamed into place).
  * @return 0; VT_EINVAL (bad output name; a grid or geometry that is not
- *         @p like's; argmax of integer channels); VT_ENOTFOUND (no such array);
+ *         @p like's; argmax of integer channels, of one channel, or of fewer
+ *         channels than @p like's "seg" has classes); VT_ENOTFOUND (no such array);
  *         VT_EFORMAT (@p like records no source grid); errors of vt_open(),
  *         vt_read() and writing. vt_errmsg(NULL) has the detail. Nothing is
  *         left at @p out on failure.

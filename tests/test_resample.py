@@ -389,6 +389,20 @@ class Export(unittest.TestCase):
             voxtile.export(path("moved.vxt"), out, like=self.store, argmax=True)
         self.assertIn("affine", str(e.exception))
         self.assertFalse(os.path.exists(out))
+        # fewer channels than the case's segmentation has classes; one channel
+        with voxtile.open(self.store) as s:
+            seg_max = max(s["seg"].labels)
+        for c in (seg_max, 1):
+            few = path(f"few{c}.vxt")
+            w = voxtile.Writer(few)
+            w.write(w.add_array("pred", (c,) + self.grid, np.float16), (0, 0, 0, 0),
+                    np.zeros((c,) + self.grid, np.float16))
+            w.finalize()
+            p = run("export", few, "--like", self.store, "--argmax", "-o", out, ok=False)
+            self.assertEqual(p.returncode, 1)
+            self.assertIn(few, p.stderr)
+            self.assertIn("one channel per class", p.stderr)
+            self.assertFalse(os.path.exists(out))
         # argmax of integer channels; labels of several channels
         p = run("export", self.store, "--array", "seg", "--like", self.store, "--argmax", "-o", out, ok=False)
         self.assertIn("argmax needs float channels", p.stderr)

@@ -171,6 +171,22 @@ static int read_geometry(job *j)
     return 0;
 }
 
+/* Argmax: the case's own segmentation, when it has one, says how many
+ * classes there are at least. */
+static int check_classes(const job *j)
+{
+    const vt_array *seg;
+    vt_label_info top;
+    size_t nl;
+    if (j->mode != MODE_ARGMAX || vt_store_array(j->ls, "seg", &seg) != 0 || (nl = vt_label_count(seg)) == 0 ||
+        vt_label_get(seg, nl - 1, &top) != 0 || top.value < 0 || (uint64_t)top.value < j->pi.shape[0])
+        return 0;
+    return vt__fail_at(NULL, VT_EINVAL, j->pred_path, "array '%s' has %llu channels but %s's segmentation has "
+                       "label %lld: one channel per class, background included (a prediction of another "
+                       "dataset?)", j->pi.name, (unsigned long long)j->pi.shape[0], j->like_path,
+                       (long long)top.value);
+}
+
 /* ---- the window of input slices ------------------------------------------ */
 
 static int window_init(job *j, uint64_t c0, uint64_t nc)
@@ -436,6 +452,9 @@ static int job_open(job *j, const char *array)
         if (j->pi.shape[0] > 65536)
             return vt__fail_at(NULL, VT_EINVAL, j->pred_path, "%llu channels: more classes than uint16 labels",
                                (unsigned long long)j->pi.shape[0]);
+        if (j->pi.shape[0] < 2)
+            return vt__fail_at(NULL, VT_EINVAL, j->pred_path, "array '%s' has 1 channel: argmax needs one "
+                               "channel per class, background included", j->pi.name);
     } else if (vt_label_count(j->pa) > 0) {
         if (j->pi.shape[0] != 1)
             return vt__fail_at(NULL, VT_EINVAL, j->pred_path, "label array '%s' has %llu channels: labels are "
@@ -505,6 +524,8 @@ int vt_export_like(const char *pred, const char *array, const char *like, const 
     int rc = job_open(&j, array);
     if (rc == 0)
         rc = read_geometry(&j);
+    if (rc == 0)
+        rc = check_classes(&j);
     if (rc == 0)
         rc = job_buffers(&j);
     vt_nifti_out *w = NULL;
