@@ -1764,9 +1764,11 @@ static int plan_copy(target *t, const target *from)
         !p->base)
         return VT_ENOMEM;
     memcpy(p->first, f->first, (from->c->nblocks + 1) * sizeof *p->first);
-    if (f->nlist) /* memcpy with a NULL source is undefined even for 0 bytes */
+    /* memcpy with a NULL source is undefined even for 0 bytes: an empty plan has no list nor slots */
+    if (f->nlist)
         memcpy(p->list, f->list, f->nlist * sizeof *p->list);
-    memcpy(p->slots, f->slots, f->nslots * sizeof *p->slots);
+    if (f->nslots)
+        memcpy(p->slots, f->slots, f->nslots * sizeof *p->slots);
     if (f->hcap) {
         memcpy(p->hkey, f->hkey, f->hcap * sizeof *p->hkey);
         memcpy(p->hval, f->hval, f->hcap * sizeof *p->hval);
