@@ -253,6 +253,9 @@ static int window_need(job *j, uint64_t lo, uint64_t hi)
                 return store_fail(j->ps, rc);
         }
         w->n += nz;
+        /* the mapped pages just decoded are not needed again: keep the resident size that of the
+         * window, not of the prediction file (1 GB for 14 classes of (630, 420, 420)) */
+        (void)vt_store_release(j->ps);
     }
     return 0;
 }
