@@ -2067,5 +2067,50 @@ class TestLoading(unittest.TestCase):
         self.assertTrue(p.stdout.startswith("IMPORTERROR"), p.stdout + p.stderr)
 
 
+class TestHugePageArrays(unittest.TestCase):
+    def test_large_outputs_are_aligned_writable_and_freed(self):
+        """Outputs of 2 MiB or more live in their own 2 MiB-aligned mapping (advised for huge pages): the
+        values are the reader's, the array is an ordinary writable C-contiguous numpy array that pickles
+        and becomes a torch tensor, and its mapping goes away with it."""
+        import gc
+        import pickle
+        path = os.path.join(TMP, "huge.vxt")
+        data = np.arange(3 * 40 * 70 * 90, dtype=np.float32).reshape(3, 40, 70, 90)
+        w = voxtile.Writer(path)
+        w.write(w.add_array("image", data.shape, np.float32, tile=(1, 16, 16, 16)), (0, 0, 0, 0), data)
+        w.finalize()
+
+        import mmap
+        import weakref
+
+        def mapping(arr):  # the mmap at the bottom of the array's base chain
+            b = arr
+            while isinstance(b, np.ndarray):
+                b = b.base
+            return b.obj if isinstance(b, memoryview) else b
+
+        with voxtile.open(path) as st:
+            a = st["image"].read((0, 0, 0, 0), data.shape)  # 3 MiB
+            self.assertEqual(a.ctypes.data % (2 << 20), 0)
+            np.testing.assert_array_equal(a, data)
+            self.assertTrue(a.flags.writeable and a.flags.c_contiguous)
+            a[1, 2, 3, 4] = -1.0
+            self.assertEqual(pickle.loads(pickle.dumps(a))[1, 2, 3, 4], -1.0)
+            import torch
+            self.assertEqual(float(torch.from_numpy(a)[1, 2, 3, 4]), -1.0)
+            small = st["image"].read((0, 0, 0, 0), (1, 4, 4, 4))  # small: plain numpy memory
+            np.testing.assert_array_equal(small, data[:1, :4, :4, :4])
+            self.assertIsInstance(mapping(a), mmap.mmap)
+            self.assertNotIsInstance(mapping(small), mmap.mmap)
+            gone = weakref.ref(mapping(a))
+            t = torch.from_numpy(a)
+            del a
+            gc.collect()
+            self.assertIsNotNone(gone())  # the tensor keeps it
+            del t
+            gc.collect()
+            self.assertIsNone(gone())
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -12,6 +12,7 @@ be shared by threads, and survive fork() in DataLoader workers.
 """
 import ctypes
 import errno
+import mmap
 import operator
 import os
 
@@ -223,13 +224,40 @@ def _set_transform(opts, transform):
     opts.scale, opts.offset = float(scale), float(offset)
 
 
-def _empty(shape, dtype, what):
-    """np.empty with voxtile's errors: OutOfMemory, or InvalidArgument for a size numpy refuses."""
+_HUGE = 2 << 20  # a transparent huge page on x86-64 and arm64 with 4 KiB pages
+
+
+def _huge_empty(shape, dtype):
+    """An uninitialised array of 2 MiB or more in its own anonymous mapping, 2 MiB-aligned and advised
+    MADV_HUGEPAGE: the kernel backs it with huge pages where it can, so filling it faults once per 2 MiB
+    instead of once per 4 KiB. On this project's VMs a first touch costs ~10 us per 4 KiB page: a fresh
+    8 MiB patch took 21 ms to fill, advised 0.7 ms -- as long as sampling it. Freed (unmapped) with the
+    array. None when the system does not offer it (the caller falls back to np.empty)."""
+    dt = np.dtype(dtype)
+    n = dt.itemsize
+    for v in shape:
+        n *= int(v)
+    if n < _HUGE or not hasattr(mmap, "MADV_HUGEPAGE") or dt.hasobject:
+        return None
+    m = mmap.mmap(-1, n + _HUGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    raw = np.frombuffer(m, dtype=np.uint8)
+    off = -raw.ctypes.data % _HUGE
     try:
-        return np.empty(shape, dtype=dtype)
-    except MemoryError as e:
+        m.madvise(mmap.MADV_HUGEPAGE, off, n)
+    except OSError:  # huge pages not configured: still a working array
+        pass
+    return raw[off:off + n].view(dt).reshape(tuple(int(v) for v in shape))
+
+
+def _empty(shape, dtype, what):
+    """np.empty with voxtile's errors: OutOfMemory, or InvalidArgument for a size numpy refuses. Arrays of
+    2 MiB or more come from _huge_empty (patches are filled right away: their first touch is the cost)."""
+    try:
+        a = _huge_empty(shape, dtype)
+        return a if a is not None else np.empty(shape, dtype=dtype)
+    except (MemoryError, OSError) as e:
         raise OutOfMemory(_ENOMEM, f"{what} {shape}: cannot allocate {dtype}") from e
-    except ValueError as e:
+    except (ValueError, OverflowError) as e:
         raise InvalidArgument(_ERANGE, f"{what} {shape} is too large: {e}") from None
 
 

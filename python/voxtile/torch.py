@@ -29,8 +29,9 @@ def _batch_tensor(shape, dtype, shared):
     """An uninitialised tensor; with shared, made in shared memory from the start. Tensor.share_memory_()
     would allocate it privately, then copy it into a new shared segment: every page touched twice, which
     costs more than the sampling on machines where a first touch is expensive (a VM: ~10 us per 4 KiB)."""
-    if not shared:
-        return torch.empty(shape, dtype=dtype)
+    if not shared:  # in huge pages where the system gives them (voxtile._huge_empty): filled right away
+        a = voxtile._huge_empty(shape, torch.empty(0, dtype=dtype).numpy().dtype)
+        return torch.empty(shape, dtype=dtype) if a is None else torch.from_numpy(a)
     n = math.prod(shape)
     new_shared = getattr(getattr(torch, "UntypedStorage", None), "_new_shared", None)
     if new_shared is None:  # an older torch
