@@ -1,7 +1,8 @@
 #!/bin/sh
 # The main job on the bundled real CT: install, build, convert the scan into a
 # store, look at it, read patches through the lazy reader, and check a patch
-# against numpy. Everything generated goes to a temporary folder.
+# against numpy, sample augmented patches, resample as nnU-Net preprocesses
+# and map back. Everything generated goes to a temporary folder.
 set -eu
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -57,4 +58,27 @@ PY
 echo "== 6. augmented training patches: rotated, scaled, mirrored, deformed -- image and labels sampled"
 echo "   together straight from the tiles (voxtile.sample_many), next to the plain crops"
 PYTHONPATH=python /usr/bin/python3 examples/augment_montage.py "$work/ct.vxt" -o build/demo/augmented.png
+echo "== 7. nnU-Net's preprocessing, streamed: resample to 1.5 mm (cubic image, label-vote segmentation),"
+echo "   CT normalisation from the dataset fingerprint recorded (voxels stay int16 HU), then the segmentation"
+echo "   mapped back to the source grid as a prediction would be (export --like), checked with nibabel"
+mkdir -p "$work/ds/imagesTr" "$work/ds/labelsTr"
+cp "$ct" "$work/ds/imagesTr/ct_001_0000.nii.gz"
+cp "$seg" "$work/ds/labelsTr/ct_001.nii.gz"
+echo '{"channel_names": {"0": "CT"}, "labels": {"background": 0}, "numTraining": 1, "file_ending": ".nii.gz"}' \
+    > "$work/ds/dataset.json"
+$vt stats "$work/ds" --fingerprint -o "$work/fp.json" | sed -n '3,4p'
+$vt convert "$ct" --seg "$seg" --crop-to-label 4 --spacing 1.5,1.5,1.5 --normalize ct --fingerprint "$work/fp.json" \
+    -o "$work/resampled.vxt" -q
+$vt info "$work/resampled.vxt" | grep -E "^array|resampled from|spacing \(z"
+$vt export "$work/resampled.vxt" --array seg --like "$work/resampled.vxt" -o "$work/seg_back.nii.gz" -q
+/usr/bin/python3 - "$seg" "$work/seg_back.nii.gz" <<'PY'
+import sys, nibabel as nib, numpy as np
+a, b = nib.load(sys.argv[1]), nib.load(sys.argv[2])
+sa, sb = np.asarray(a.dataobj), np.asarray(b.dataobj)
+same_grid = sa.shape == sb.shape and np.allclose(a.affine, b.affine)
+print(f"   back on the source grid: shape {sb.shape} and affine {'equal to' if same_grid else 'DIFFERENT FROM'} "
+      f"the source's; labels after going to 1.5 mm and back equal the source's at {100 * np.mean(sa == sb):.2f} % "
+      f"of voxels")
+sys.exit(0 if same_grid and np.mean(sa == sb) > 0.9 else 1)
+PY
 echo "== done (temporary files in $work are removed; the pictures stay in build/demo/)"
