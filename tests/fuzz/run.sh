@@ -61,7 +61,7 @@ harnesses=("$@")
 
 max_len() {
     case $1 in
-    fuzz_open | fuzz_cli_info) echo 16384 ;;
+    fuzz_open | fuzz_cli_info | fuzz_sample | fuzz_export) echo 16384 ;; # a store file (+ parameters)
     fuzz_read) echo 128 ;;
     fuzz_npy) echo 1024 ;;
     *) echo 2048 ;;
@@ -71,7 +71,7 @@ max_len() {
 # corpus budget after reduction, in KB, besides seeds and findings
 budget() {
     case $1 in
-    fuzz_open | fuzz_cli_info) echo 400 ;;
+    fuzz_open | fuzz_cli_info | fuzz_sample | fuzz_export) echo 400 ;;
     *) echo 120 ;;
     esac
 }
