@@ -211,5 +211,9 @@ VT_INTERNAL void vt__tmpfile_discard(vt_tmpfile *t);
 VT_INTERNAL int vt__pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
 /* Read all of @p len bytes at @p off. 0, -errno, or -EIO at end of file. */
 VT_INTERNAL int vt__pread_all(int fd, void *buf, size_t len, uint64_t off);
+/* The whole of regular file @p path, NUL-terminated, in *out (malloc'd) and
+ * its length in *len. VT_EIO (cannot open, stat or read; not a regular
+ * file), VT_EFORMAT (over @p max_bytes), VT_ENOMEM; the error names the file. */
+VT_INTERNAL int vt__read_text(const char *path, uint64_t max_bytes, char **out, size_t *len);
 
 #endif /* VT_INTERNAL_H */

@@ -38,29 +38,6 @@ struct vt_dataset {
 
 /* ---- dataset.json --------------------------------------------------------- */
 
-/* The text of @p path (NUL-terminated) in *text, its length in *len. */
-static int read_text(const char *path, char **text, size_t *len)
-{
-    int fd = vt__open(path, O_RDONLY | O_CLOEXEC, 0);
-    if (fd < 0)
-        return vt__fail_at(NULL, vt__errno_code(errno), path, "cannot read: %s", strerror(errno));
-    struct stat sb;
-    int rc = 0;
-    if (fstat(fd, &sb) != 0)
-        rc = vt__fail_at(NULL, vt__errno_code(errno), path, "cannot read: %s", strerror(errno));
-    else if ((*text = vt__malloc((size_t)sb.st_size + 1)) == NULL)
-        rc = vt__fail_at(NULL, VT_ENOMEM, path, "out of memory");
-    else {
-        int err = vt__pread_all(fd, *text, (size_t)sb.st_size, 0);
-        if (err)
-            rc = vt__fail_at(NULL, vt__errno_code(-err), path, "cannot read: %s", strerror(-err));
-        (*text)[sb.st_size] = 0;
-        *len = (size_t)sb.st_size;
-    }
-    vt__close(fd);
-    return rc;
-}
-
 /* The string value of "key" in JSON text (first occurrence), malloc'd in
  * *value, or NULL when there is none. */
 static int json_string_value(const char *text, const char *key, const char *path, char **value)
@@ -270,7 +247,7 @@ int vt_dataset_open(const char *raw_dir, vt_dataset **out)
         vt_dataset_close(ds);
         return vt__fail_at(NULL, VT_ENOMEM, raw_dir, "out of memory");
     }
-    int rc = read_text(path, &ds->json, &ds->json_len);
+    int rc = vt__read_text(path, (uint64_t)1 << 30, &ds->json, &ds->json_len); /* dataset.json */
     if (rc == 0)
         rc = json_string_value(ds->json, "file_ending", path, &ds->ending);
     if (rc == 0 && ds->ending == NULL && (ds->ending = vt__strdup(".nii.gz")) == NULL)

@@ -584,37 +584,6 @@ static int parse_value(jparser *jp, jval *v)
     return parse_number(jp, v);
 }
 
-static int read_file(const char *path, char **out, size_t *len)
-{
-    int fd = vt__open(path, O_RDONLY | O_CLOEXEC, 0);
-    if (fd < 0)
-        return vt__fail_at(NULL, vt__errno_code(errno), path, "cannot open: %s", strerror(errno));
-    struct stat st;
-    int rc = 0;
-    if (fstat(fd, &st) != 0)
-        rc = vt__fail_at(NULL, VT_EIO, path, "cannot stat: %s", strerror(errno));
-    else if (!S_ISREG(st.st_mode))
-        rc = vt__fail_at(NULL, VT_EIO, path, "not a regular file");
-    else if ((uint64_t)st.st_size > JSON_MAX_BYTES)
-        rc = vt__fail_at(NULL, VT_EFORMAT, path, "%llu bytes: larger than a fingerprint can be (1 GiB)",
-                         (unsigned long long)st.st_size);
-    char *buf = rc ? NULL : vt__malloc((size_t)st.st_size + 1);
-    if (rc == 0 && buf == NULL)
-        rc = vt__fail_at(NULL, VT_ENOMEM, path, "out of memory");
-    int e = rc ? 0 : vt__pread_all(fd, buf, (size_t)st.st_size, 0);
-    if (e)
-        rc = vt__fail_at(NULL, VT_EIO, path, "cannot read: %s", strerror(-e));
-    vt__close(fd);
-    if (rc) {
-        free(buf);
-        return rc;
-    }
-    buf[st.st_size] = 0;
-    *out = buf;
-    *len = (size_t)st.st_size;
-    return 0;
-}
-
 /* ---- reading: the fingerprint's keys ----------------------------------------- */
 
 static const jval *member(const jval *obj, const char *key)
@@ -827,7 +796,7 @@ int vt_fingerprint_load(const char *path, vt_fingerprint **out)
         return vt__fail(NULL, VT_EINVAL, "vt_fingerprint_load: NULL argument");
     char *buf = NULL;
     size_t len = 0;
-    int rc = read_file(path, &buf, &len);
+    int rc = vt__read_text(path, JSON_MAX_BYTES, &buf, &len);
     if (rc)
         return rc;
     jparser jp = {path, buf, buf + len, buf, 1, 0};
