@@ -118,6 +118,10 @@ static int read_geometry(job *j)
     int rc = like_grid(j);
     if (rc)
         return rc;
+    for (int d = 0; d < 3; d++) /* the tap tables hold 32-bit indices */
+        if (j->grid[d] == 0 || j->grid[d] > INT32_MAX)
+            return vt__fail_at(NULL, VT_ERANGE, lp, "axis %d of its grid has %llu voxels: too large to export", d,
+                               (unsigned long long)j->grid[d]);
     /* slices held: a source slice, the crop's, the prediction's (each axis below 2^31) */
     uint64_t lim = UINT64_C(1) << 34;
     if (j->src[1] * j->src[2] > lim || j->grid[1] * j->grid[2] > lim || j->grid[1] * j->ext[2] > lim)

@@ -38,6 +38,8 @@ struct vt_respace {
 uint64_t vt__respace_extent(uint64_t n, double old_spacing, double new_spacing)
 {
     double e = nearbyint(old_spacing / new_spacing * (double)n); /* nnU-Net: (old / new) * n, round half even */
+    if (!(e < 0x1p62)) /* also NaN: a spacing ratio no grid can have; callers refuse over 2^31 */
+        return UINT64_MAX;
     return e < 1 ? 1 : (uint64_t)e;
 }
 
@@ -46,6 +48,8 @@ static uint32_t clampi(int64_t i, uint64_t n) { return i < 0 ? 0 : (uint64_t)i >
 int vt__axis_init(vt_axis *a, uint64_t n_in, uint64_t n_out, vt_kernel k, bool labels)
 {
     memset(a, 0, sizeof *a);
+    if (n_in == 0 || n_in > INT32_MAX || n_out == 0 || n_out > INT32_MAX) /* taps are 32-bit */
+        return VT_ERANGE;
     a->n_in = n_in;
     a->n_out = n_out;
     a->ntaps = labels ? 2 : k == VT_KERNEL_CUBIC ? 4 : k == VT_KERNEL_LINEAR ? 2 : 1;
