@@ -162,7 +162,13 @@ VT_API int vt_convert(const char *in, const char *out, const vt_convert_opts *op
  * "levels" (I64) with "image@K.spacing" and "image@K.affine" per level, and for
  * NIfTI "nifti.header" (verbatim), "nifti.extensions", "nifti.qform",
  * "nifti.sform", "nifti.qform_code", "nifti.sform_code", "scl_slope",
- * "scl_inter" (when scaling is kept rather than applied).
+ * "scl_inter" (when scaling is kept rather than applied), "source.shape",
+ * "source.spacing", "source.affine" (the input grid, for vt_export_like());
+ * with opts->spacing "resample.spacing" (as asked) and "resample.kernel"
+ * ("cubic,cubic,nearest" ...), "spacing" and "affine" then describing the
+ * resampled grid (true voxel size old * n / n'); with opts->normalize
+ * "normalize" ("ct", "zscore") and "normalize.params" (F64: clip_lo,
+ * clip_hi, mean, std per image channel, in scaled units).
  *
  * @param images   input paths (at least one).
  * @param nimages  their number.
@@ -174,8 +180,11 @@ VT_API int vt_convert(const char *in, const char *out, const vt_convert_opts *op
  *         the file); VT_EUNSUPPORTED (RGB, complex, more than 4 dimensions);
  *         VT_EINVAL (inputs that disagree in shape or geometry, a bad crop
  *         box, a segmentation that is not integral, opts->threads outside
- *         0..1024); VT_ERANGE (a value that
- *         does not fit the requested dtype); VT_ENOSPC; VT_ENOMEM.
+ *         0..1024, a spacing that is not positive and finite, an unknown
+ *         normalize, ct without norm_params for every channel or with
+ *         lo > hi or std <= 0); VT_ERANGE (a value that does not fit the
+ *         requested dtype; a resampled axis over 2^31 voxels); VT_ENOSPC;
+ *         VT_ENOMEM.
  *         vt_errmsg(NULL) names the file and what is wrong.
  */
 VT_API int vt_convert_images(const char *const *images, size_t nimages, const char *seg,
@@ -289,7 +298,8 @@ VT_API void vt_export_opts_init(vt_export_opts *opts);
  * @return 0; VT_EINVAL (bad output name; a grid or geometry that is not
  *         @p like's; argmax of integer channels, of one channel, or of fewer
  *         channels than @p like's "seg" has classes); VT_ENOTFOUND (no such array);
- *         VT_EFORMAT (@p like records no source grid); errors of vt_open(),
+ *         VT_EFORMAT (@p like records no source grid); VT_ERANGE (a grid
+ *         axis over 2^31 voxels, slices over 2^34); VT_ENOMEM; errors of vt_open(),
  *         vt_read() and writing. vt_errmsg(NULL) has the detail. Nothing is
  *         left at @p out on failure.
  */

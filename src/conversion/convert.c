@@ -92,11 +92,6 @@ int vt_convert_opts_string(const vt_convert_opts *o, char *buf, size_t len)
 }
 
 /* Whether source @p s has an intensity scaling other than x*1+0 (slope 0 means none). */
-static bool has_scaling(const vt_source *s)
-{
-    return s->scl_slope != 0 && !(s->scl_slope == 1 && s->scl_inter == 0);
-}
-
 /* Re-report a writer failure as the thread's last failure. */
 int vt__convert_writer_fail(vt_writer *w, int rc)
 {
@@ -396,7 +391,7 @@ static int write_meta_common(vt_writer *w, conversion *cv, const char *const *im
         if (text && tlen)
             META(key, VT_META_BYTES, text, tlen);
     }
-    if (has_scaling(s) && !cv->o->apply_scaling) {
+    if (vt__source_scaled(s) && !cv->o->apply_scaling) {
         META("scl_slope", VT_META_F64, &s->scl_slope, 1);
         META("scl_inter", VT_META_F64, &s->scl_inter, 1);
     }
@@ -493,7 +488,7 @@ static void levels_free(levels *lv)
 static void zscore_add(conversion *cv, const vt_source *s, uint64_t c, const void *data, uint64_t n)
 {
     size_t es = vt_dtype_size(s->dtype);
-    bool scale = has_scaling(s);
+    bool scale = vt__source_scaled(s);
     double sum = 0, sum2 = 0, mn = cv->zmin[c], mx = cv->zmax[c];
     uint64_t cnt = 0;
     for (uint64_t i = 0; i < n; i++) {
@@ -709,14 +704,14 @@ static int choose_dtypes(conversion *cv)
     cv->img_dtype = cv->img[0]->dtype;
     for (size_t i = 0; i < cv->nimg; i++) {
         cv->img_dtype = promote(cv->img_dtype, cv->img[i]->dtype);
-        scaling |= o->apply_scaling && has_scaling(cv->img[i]);
+        scaling |= o->apply_scaling && vt__source_scaled(cv->img[i]);
     }
     if (scaling)
         cv->img_dtype = promote(cv->img_dtype, VT_F32);
     /* raw values keep one scaling in the metadata: channels must share it */
     for (size_t i = 1; i < cv->nimg && !o->apply_scaling; i++) {
         const vt_source *a = cv->img[0], *b = cv->img[i];
-        bool sa = has_scaling(a), sb = has_scaling(b);
+        bool sa = vt__source_scaled(a), sb = vt__source_scaled(b);
         if (sa != sb || (sa && (a->scl_slope != b->scl_slope || a->scl_inter != b->scl_inter)))
             return vt__fail_at(NULL, VT_EINVAL, cv->images[i],
                                "scl_slope/scl_inter (%g, %g) differ from %s's (%g, %g): the channels of one "
@@ -965,7 +960,7 @@ static int stream_all(conversion *cv)
     int rc = 0;
     for (size_t i = 0; i < cv->nimg && rc == 0; i++) {
         rc = stream_source(cv, cv->w, cv->img_id, cv->img[i], c0, cv->img_dtype,
-                           o->apply_scaling && has_scaling(cv->img[i]), false, &cv->lv_img);
+                           o->apply_scaling && vt__source_scaled(cv->img[i]), false, &cv->lv_img);
         c0 += cv->img[i]->shape[0];
     }
     if (rc == 0 && cv->seg)

@@ -13,6 +13,10 @@ VT_INTERNAL int vt__convert_writer_fail(vt_writer *w, int rc);
 /* A NIfTI file being written (export.c). */
 typedef struct vt_nifti_out vt_nifti_out;
 
+/* Store @p s's last failure (code @p rc) as the calling thread's, for
+ * vt_errmsg(NULL); returns @p rc. */
+VT_INTERNAL int vt__store_fail(const vt_store *s, int rc);
+
 /* Metadata @p key of @p s if it has @p type and (unless 0) @p count values, else NULL. */
 VT_INTERNAL const void *vt__meta_typed(const vt_store *s, const char *key, vt_meta_type type, size_t count);
 

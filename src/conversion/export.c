@@ -28,6 +28,13 @@ typedef struct hdr {
     bool widen;      /* 64-bit integers in the source, stored narrowed to 32 bits */
 } hdr;
 
+int vt__store_fail(const vt_store *s, int rc)
+{
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", vt_errmsg(s));
+    return vt__fail(NULL, rc, "%s", msg);
+}
+
 /* Declared in convert.h. */
 const void *vt__meta_typed(const vt_store *s, const char *key, vt_meta_type type, size_t count)
 {
@@ -338,10 +345,9 @@ int vt_export_nifti(const char *store_path, const char *array, const char *out)
         return rc;
     const vt_array *a;
     if ((rc = vt_store_array(s, array ? array : "image", &a)) != 0) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", vt_errmsg(s));
+        rc = vt__store_fail(s, rc);
         vt_close(s);
-        return vt__fail(NULL, rc, "%s", msg);
+        return rc;
     }
     vt_array_info ai;
     vt_array_info_get(a, &ai);
@@ -373,9 +379,7 @@ int vt_export_nifti(const char *store_path, const char *array, const char *out)
             int64_t st[4] = {(int64_t)c, (int64_t)z, 0, 0};
             uint64_t sz[4] = {1, nz, ai.shape[2], ai.shape[3]};
             if ((rc = vt_read(a, st, sz, &ro, buf)) != 0) {
-                char msg[1024];
-                snprintf(msg, sizeof msg, "%s", vt_errmsg(s));
-                rc = vt__fail(NULL, rc, "%s", msg);
+                rc = vt__store_fail(s, rc);
                 break;
             }
             ok = vt__nifti_out_write(w, buf, nz * slice) == 0; /* close reports a failure */

@@ -62,14 +62,6 @@ typedef struct job {
     uint64_t done, total; /* output slices, for progress */
 } job;
 
-/* A store's failure as the calling thread's error. */
-static int store_fail(vt_store *s, int rc)
-{
-    char msg[1024];
-    snprintf(msg, sizeof msg, "%s", vt_errmsg(s));
-    return vt__fail(NULL, rc, "%s", msg);
-}
-
 /* The like store's image grid: its first 4-d array that is not a pyramid
  * level (preferring one not called "seg"). */
 static int like_grid(job *j)
@@ -254,7 +246,7 @@ static int window_need(job *j, uint64_t lo, uint64_t hi)
             uint64_t sz[4] = {1, nz, j->grid[1], j->grid[2]};
             int rc = vt_read(w->a, st, sz, &ro, window_slice(w, w->c0 + c, z));
             if (rc)
-                return store_fail(j->ps, rc);
+                return vt__store_fail(j->ps, rc);
         }
         w->n += nz;
         /* the mapped pages just decoded are not needed again: keep the resident size that of the
@@ -444,7 +436,7 @@ static int job_open(job *j, const char *array)
         rc = vt_store_array_at(j->ps, 0, &j->pa);
     }
     if (rc)
-        return store_fail(j->ps, rc);
+        return vt__store_fail(j->ps, rc);
     vt_array_info_get(j->pa, &j->pi);
     if (j->pi.ndim != 4)
         return vt__fail_at(NULL, VT_EINVAL, j->pred_path, "array '%s' is %d-d, not (C, z, y, x)", j->pi.name,

@@ -245,11 +245,6 @@ static void scan_free(scan *sc)
     free(sc->state);
 }
 
-static bool has_scaling(const vt_source *s)
-{
-    return s->scl_slope != 0 && !(s->scl_slope == 1 && s->scl_inter == 0);
-}
-
 /* Step 1: open every input, a file of several channels once per channel (so
  * that each reads its own stream in order), and the segmentation. */
 static int open_inputs(scan *sc, const char *const *images, size_t nimages, const char *segpath,
@@ -275,7 +270,7 @@ static int open_inputs(scan *sc, const char *const *images, size_t nimages, cons
                 return rc;
             sc->nin++;
             in->c = c;
-            in->scaled = has_scaling(in->src);
+            in->scaled = vt__source_scaled(in->src);
             volumes = in->src->shape[0];
         }
     }

@@ -70,4 +70,11 @@ VT_INTERNAL uint64_t vt__source_slice_bytes(const vt_source *s);
  * else all of it in s->extra (and header_len 0). */
 VT_INTERNAL int vt__source_keep_text_header(vt_source *s, const void *text, size_t len);
 
+/* Whether the source's voxels carry a scaling (NIfTI scl_slope/scl_inter)
+ * other than none or the identity. */
+static inline bool vt__source_scaled(const vt_source *s)
+{
+    return s->scl_slope != 0 && !(s->scl_slope == 1 && s->scl_inter == 0);
+}
+
 #endif
