@@ -511,6 +511,46 @@ class TestPatchDatasetSpatial(unittest.TestCase):
         ds.set_epoch(1)
         self.assertFalse(torch.equal(a, ds[3]["image"]))
 
+    def test_workers_refill_only_buffers_the_main_process_let_go(self):
+        """A worker fills a batch buffer again once the main process has dropped every tensor over it: batches
+        (or views of them) still held keep their values, and a loop that drops each batch is served from a
+        few buffers (seen as the shared-memory files the batches are mapped from)."""
+        def inode(t):
+            p = t.data_ptr()
+            with open("/proc/self/maps") as f:
+                for line in f:
+                    lo, hi = (int(v, 16) for v in line.split()[0].split("-"))
+                    if lo <= p < hi:
+                        return int(line.split()[4])
+            raise AssertionError("batch memory not mapped")
+
+        for dtype in (torch.float16, torch.bfloat16):
+            ds = self.dataset(batch_size=2, dtype=dtype)
+            ds.length = 64  # 32 batches, 16 per worker: more than a worker's buffers of one size
+            want = [ds[i] for i in range(len(ds))]
+            loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2)
+            held = list(loader)  # every buffer held: the workers must not refill any of them
+            views = [b["image"][1] for b in held]  # and a view alone keeps its buffer
+            for g, w in zip(held, want):
+                self.assertEqual(g["image"].dtype, dtype)
+                self.assertTrue(torch.equal(g["image"].view(torch.int16), w["image"].view(torch.int16)))
+                self.assertTrue(torch.equal(g["seg"], w["seg"]))
+            del held
+            for _ in loader:  # other batches while only the views are held
+                pass
+            for v, w in zip(views, want):
+                self.assertTrue(torch.equal(v.view(torch.int16), w["image"][1].view(torch.int16)))
+            del views
+            files = set()
+            for g, w in zip(loader, want):
+                self.assertTrue(torch.equal(g["image"].view(torch.int16), w["image"].view(torch.int16)))
+                self.assertTrue(torch.equal(g["seg"], w["seg"]))
+                files.add(inode(g["image"]))
+                del g
+            # each worker: the batch being filled, prefetch_factor (2) waiting, the one in this loop, one that
+            # may not be freed yet; without reuse, 32 files
+            self.assertLessEqual(len(files), 2 * 5)
+
     def test_image_and_labels_stay_aligned(self):
         ds = self.dataset(dtype=torch.float32, oversample_foreground=0.5)
         agree = []

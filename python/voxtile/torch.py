@@ -13,6 +13,7 @@ and then so its resident size stays flat.
 """
 import math
 import os
+import weakref
 
 import numpy as np
 import torch
@@ -30,8 +31,8 @@ def _batch_tensor(shape, dtype, shared):
     would allocate it privately, then copy it into a new shared segment: every page touched twice, which
     costs more than the sampling on machines where a first touch is expensive (a VM: ~10 us per 4 KiB)."""
     if not shared:  # in huge pages where the system gives them (voxtile._huge_empty): filled right away
-        a = voxtile._huge_empty(shape, torch.empty(0, dtype=dtype).numpy().dtype)
-        return torch.empty(shape, dtype=dtype) if a is None else torch.from_numpy(a)
+        a = voxtile._huge_empty(shape, np.int16 if dtype == torch.bfloat16 else _TORCH_TO_NP[dtype])
+        return torch.empty(shape, dtype=dtype) if a is None else torch.from_numpy(a).view(dtype)
     n = math.prod(shape)
     new_shared = getattr(getattr(torch, "UntypedStorage", None), "_new_shared", None)
     if new_shared is None:  # an older torch
@@ -39,12 +40,80 @@ def _batch_tensor(shape, dtype, shared):
     return torch.empty(0, dtype=dtype).set_(new_shared(n * torch.empty(0, dtype=dtype).element_size()), 0, shape)
 
 
+# A DataLoader worker makes each batch in shared memory, and torch hands the main process that memory.
+# Made new for every batch, its pages are new too: on this project's VMs ~10 us for the first touch of
+# each 4 KiB page (shared memory gets no huge pages), 40 ms for a batch of two 128^3 pairs, as long as
+# sampling them. So a worker keeps its batch buffers and fills them again once the main process is done
+# with them: each buffer ends in a flag word, set by the worker when it hands the buffer out and cleared
+# by the main process when the last tensor over it (any view, any numpy array made from it) is gone.
+_POOL_SLOTS = 8  # buffers of one size per worker; beyond them (batches kept by the caller) fresh ones
+_FLAG = 64  # bytes after the data, the first of them the flag
+
+
+class _PooledTensor(torch.Tensor):
+    """A batch tensor in a worker's reusable shared buffer. Pickled to the main process as the whole buffer
+    and its shape: unpickled, it is a plain tensor whose end frees the buffer for the worker."""
+
+    def __reduce_ex__(self, protocol):
+        return (_pooled_rebuild, (self._vt_buffer, self._vt_nbytes, self.dtype, tuple(self.shape)))
+
+
+def _pooled_free(flag):
+    flag[0] = 0
+
+
+def _pooled_rebuild(buffer, nbytes, dtype, shape):
+    """In the main process: the batch tensor over the received buffer, and its release when it is gone."""
+    raw = buffer.numpy()
+    bf16 = dtype == torch.bfloat16
+    data = raw[:nbytes].view(np.int16 if bf16 else _TORCH_TO_NP[dtype]).reshape(shape)
+    t = torch.from_numpy(data)  # holds `data` until its storage dies: every view, every numpy array of it
+    weakref.finalize(data, _pooled_free, raw[_flag_offset(nbytes):]).atexit = False
+    return t.view(torch.bfloat16) if bf16 else t
+
+
+def _flag_offset(nbytes):
+    return -(-nbytes // _FLAG) * _FLAG
+
+
+class _BufferPool:
+    """One worker's batch buffers, by size (see _PooledTensor)."""
+
+    def __init__(self):
+        self.pid = os.getpid()
+        self.free = {}  # nbytes -> [(uint8 tensor over the buffer, its numpy array)]
+
+    def take(self, shape, dtype):
+        """(tensor to hand out, plain tensor to fill) of `shape`: a free buffer of the pool, a new one, or,
+        with every buffer of that size still held by the main process, a fresh unpooled one."""
+        new_shared = getattr(getattr(torch, "UntypedStorage", None), "_new_shared", None)
+        nbytes = math.prod(shape) * torch.empty(0, dtype=dtype).element_size()
+        slots = self.free.setdefault(nbytes, [])
+        off = _flag_offset(nbytes)
+        slot = next((s for s in slots if s[1][off] == 0), None)
+        if slot is None:
+            if new_shared is None or len(slots) >= _POOL_SLOTS:
+                t = _batch_tensor(shape, dtype, True)
+                return t, t
+            buf = torch.empty(0, dtype=torch.uint8).set_(new_shared(off + _FLAG), 0, (off + _FLAG,))
+            slot = (buf, buf.numpy())
+            slot[1][off] = 0
+            slots.append(slot)
+        slot[1][off] = 1
+        plain = slot[0][:nbytes].view(dtype).view(shape)
+        out = plain.as_subclass(_PooledTensor)
+        out._vt_buffer, out._vt_nbytes = slot[0], nbytes
+        return out, plain
+
+
 class PatchDataset(torch.utils.data.Dataset):
     """Random patches of a list of stores, image and label from the same box.
 
     paths: store files. patch_size: (z, y, x). With batch_size set, an item is a whole batch (patches
     batch_size*i ... batch_size*i + batch_size - 1, each read straight into its slot of the batch tensor:
-    use DataLoader(batch_size=None)); otherwise each item: {"image": (C, z, y, x) tensor of `dtype`,
+    use DataLoader(batch_size=None); in a DataLoader worker the batch tensors are in shared memory the
+    worker keeps and fills again once the main process holds no tensor, view or numpy array over them:
+    batches kept longer stay as they were, and cost the worker new buffers); otherwise each item: {"image": (C, z, y, x) tensor of `dtype`,
     "seg": (1, z, y, x) int16 tensor (if arrays has a second name), "case": index into paths,
     "start": (z, y, x) tensor}. A fraction `oversample_foreground` of the items is centred on a
     random voxel of a random foreground label (a value != 0 of the label array, or one of `labels`),
@@ -89,7 +158,7 @@ class PatchDataset(torch.utils.data.Dataset):
             raise ValueError(f"spatial augmentation is for patches of {spatial.patch_size}, the dataset's are "
                              f"{self.patch_size}")
         self.normalize = _normalization(normalize)
-        self._stores, self._served = {}, 0
+        self._stores, self._served, self._pool = {}, 0, None
 
     def __len__(self):
         """Items: patches, or batches when batch_size is set (length // batch_size)."""
@@ -106,7 +175,7 @@ class PatchDataset(torch.utils.data.Dataset):
 
     def __getstate__(self):  # spawned workers reopen the stores themselves
         d = dict(self.__dict__)
-        d["_stores"] = {}
+        d["_stores"], d["_pool"] = {}, None
         return d
 
     def _store(self, case):
@@ -232,21 +301,26 @@ class PatchDataset(torch.utils.data.Dataset):
         b = self.batch_size
         first_case, _, first_img, _ = self._draw(i * b)
         c = first_img.shape[0]
-        # in a worker, the batch is made in shared memory: handing it to the main process copies nothing
-        shared = torch.utils.data.get_worker_info() is not None
-        tdt = torch.int16 if self.dtype == torch.bfloat16 else self.dtype
-        timg = _batch_tensor((b, c) + self.patch_size, tdt, shared)
-        tseg = _batch_tensor((b, 1) + self.patch_size, torch.int16, shared) if len(self.arrays) > 1 else None
-        images = timg.numpy()
-        segs = None if tseg is None else tseg.numpy()
+        # in a worker, the batch is made in shared memory (handing it to the main process copies nothing),
+        # in buffers the worker fills again once the main process is done with them (_BufferPool)
+        img_shape, seg_shape = (b, c) + self.patch_size, (b, 1) + self.patch_size
+        if torch.utils.data.get_worker_info() is not None:
+            if self._pool is None or self._pool.pid != os.getpid():
+                self._pool = _BufferPool()
+            timg, fill_img = self._pool.take(img_shape, self.dtype)
+            tseg, fill_seg = self._pool.take(seg_shape, torch.int16) if len(self.arrays) > 1 else (None, None)
+        else:
+            timg = fill_img = _batch_tensor(img_shape, self.dtype, False)
+            tseg = fill_seg = _batch_tensor(seg_shape, torch.int16, False) if len(self.arrays) > 1 else None
+        images = (fill_img.view(torch.int16) if self.dtype == torch.bfloat16 else fill_img).numpy()
+        segs = None if fill_seg is None else fill_seg.numpy()
         cases, starts = [], []
         for k in range(b):
             out = images[k] if self.dtype != torch.bfloat16 else images[k].view(np.uint16)
             case, start, _, _ = self._read(i * b + k, out, None if segs is None else segs[k])
             cases.append(case)
             starts.append(start)
-        batch = {"image": timg.view(torch.bfloat16) if self.dtype == torch.bfloat16 else timg,
-                 "case": torch.tensor(cases), "start": torch.tensor(starts)}
+        batch = {"image": timg, "case": torch.tensor(cases), "start": torch.tensor(starts)}
         if tseg is not None:
             batch["seg"] = tseg
         return batch
