@@ -65,10 +65,108 @@ static void cast_init(cast *c, vt_dtype src, vt_dtype dst, const vt_read_opts *o
 
 static inline double xform(const cast *c, double x) { return vt__xform(x, c->lo, c->hi, c->scale, c->offset); }
 
+/* A label row widened into contiguous aligned output, reading the source forwards (@p step 1, from @p s)
+ * or backwards (-1, from @p s down: a mirrored patch): loops the compiler vectorises (an 8-bit label map
+ * read as int16 is the training loader's every patch). False for the pairs it does not handle. */
+static bool widen_row(vt_dtype src, const unsigned char *s, int step, size_t n, unsigned char *dst,
+                      size_t dst_size)
+{
+#define WIDEN(S, D)                                                                                            \
+    do {                                                                                                       \
+        D *d_ = (D *)(void *)dst;                                                                              \
+        for (size_t k_ = 0; k_ < n; k_++) {                                                                    \
+            S v_;                                                                                              \
+            memcpy(&v_, s + (ptrdiff_t)k_ * step * (ptrdiff_t)sizeof(S), sizeof(S));                           \
+            d_[k_] = (D)v_;                                                                                    \
+        }                                                                                                      \
+    } while (0)
+    if (src == VT_U8 && dst_size == 2)
+        WIDEN(uint8_t, uint16_t);
+    else if (src == VT_I8 && dst_size == 2)
+        WIDEN(int8_t, int16_t);
+    else if (src == VT_U8 && dst_size == 4)
+        WIDEN(uint8_t, uint32_t);
+    else if (src == VT_I8 && dst_size == 4)
+        WIDEN(int8_t, int32_t);
+    else if (src == VT_U16 && dst_size == 4)
+        WIDEN(uint16_t, uint32_t);
+    else if (src == VT_I16 && dst_size == 4)
+        WIDEN(int16_t, int32_t);
+    else
+        return false;
+#undef WIDEN
+    return true;
+}
+
+/* @p n elements converted into the contiguous aligned @p dst in reverse order (dst[k] from src[n - 1 - k]),
+ * for the conversions a mirrored training patch takes; false for the others. */
+static bool reverse_row(const cast *c, const unsigned char *src, size_t n, unsigned char *dst)
+{
+    size_t ss = c->src_size, ds = c->dst_size;
+    if (c->kind == K_INT_WIDEN)
+        return widen_row(c->src, src + (n - 1) * ss, -1, n, dst, ds);
+    if (c->kind == K_COPY && (ds == 1 || ds == 2 || ds == 4 || ds == 8)) {
+#define REVCOPY(T)                                                                                             \
+    do {                                                                                                       \
+        T *d_ = (T *)(void *)dst;                                                                              \
+        for (size_t k_ = 0; k_ < n; k_++)                                                                      \
+            memcpy(&d_[k_], src + (n - 1 - k_) * sizeof(T), sizeof(T));                                        \
+    } while (0)
+        switch (ds) {
+        case 1: REVCOPY(uint8_t); break;
+        case 2: REVCOPY(uint16_t); break;
+        case 4: REVCOPY(uint32_t); break;
+        default: REVCOPY(uint64_t); break;
+        }
+#undef REVCOPY
+        return true;
+    }
+    if (c->kind == K_F32_F16) {
+        uint16_t *d = (uint16_t *)(void *)dst;
+        for (size_t k = 0; k < n;) { /* source chunks from the end, converted forwards, stored reversed */
+            uint16_t tmp[256];
+            size_t m = n - k < 256 ? n - k : 256;
+            vt__f32_to_f16(src + 4 * (n - k - m), tmp, m);
+            for (size_t j = 0; j < m; j++)
+                d[k + j] = tmp[m - 1 - j];
+            k += m;
+        }
+        return true;
+    }
+    return false;
+}
+
+/* @p n copies of the @p size -byte element at @p val, @p ds bytes apart. */
+static void fill_row(unsigned char *dst, const unsigned char *val, size_t size, size_t n, int64_t ds)
+{
+    if (ds == -(int64_t)size && n > 1) { /* a mirrored output row: the same bytes, from its other end */
+        dst -= (n - 1) * size;
+        ds = (int64_t)size;
+    }
+    if (ds == (int64_t)size && (size == 1 || size == 2 || size == 4 || size == 8)) {
+        /* the element repeated across 8 bytes, stored 8 bytes at a time (a 16-voxel int16 row: 4 stores) */
+        uint64_t pat;
+        unsigned char b[8];
+        for (size_t k = 0; k < 8; k++)
+            b[k] = val[k % size];
+        memcpy(&pat, b, 8);
+        size_t bytes = n * size, k = 0;
+        for (; k + 8 <= bytes; k += 8)
+            memcpy(dst + k, &pat, 8);
+        memcpy(dst + k, b, bytes - k); /* a whole number of elements: the pattern starts at an element */
+        return;
+    }
+    for (size_t k = 0; k < n; k++)
+        memcpy(dst + (int64_t)k * ds, val, size);
+}
+
 /* Convert @p n contiguous source elements to the output, @p ds bytes apart. */
 static void cast_row(const cast *c, const unsigned char *src, size_t n, unsigned char *dst, int64_t ds)
 {
     size_t dst_size = c->dst_size;
+    if (ds == -(int64_t)dst_size && n > 1 && ((uintptr_t)dst & (dst_size - 1)) == 0 &&
+        reverse_row(c, src, n, dst - (n - 1) * dst_size))
+        return; /* written backwards (a mirrored patch): read backwards, written forwards */
     switch (c->kind) {
     case K_COPY:
         if (ds == (int64_t)dst_size)
@@ -132,6 +230,9 @@ static void cast_row(const cast *c, const unsigned char *src, size_t n, unsigned
         }
         return;
     case K_INT_WIDEN:
+        if (ds == (int64_t)dst_size && ((uintptr_t)dst & (dst_size - 1)) == 0 &&
+            widen_row(c->src, src, 1, n, dst, dst_size))
+            return;
         for (size_t k = 0; k < n; k++) {
             int64_t v = vt__load_int(c->src, src + k * c->src_size);
             if (dst_size == 2)
@@ -333,14 +434,16 @@ static int copy_row(const read_ctx *r, const vt_tile_view *v, uint64_t ei, int s
             for (size_t b = 0; b < elem_size; b++)
                 one[b] = v->data[b * v->nelem + ei];
         cast_row(c, one, 1, conv, (int64_t)c->dst_size);
-        for (size_t k = 0; k < n; k++)
-            memcpy(dst + (int64_t)k * ds, conv, c->dst_size);
+        fill_row(dst, conv, c->dst_size, n, ds);
         return 0;
     }
     if (v->layout == VT_LAYOUT_CONTIG && step == 1) {
         cast_row(c, v->data + ei * elem_size, n, dst, ds);
         return 0;
     }
+    if (v->layout == VT_LAYOUT_CONTIG && c->kind == K_INT_WIDEN && ds == (int64_t)c->dst_size &&
+        ((uintptr_t)dst & (c->dst_size - 1)) == 0 && widen_row(c->src, v->data + ei * elem_size, -1, n, dst, c->dst_size))
+        return 0; /* a mirrored label row */
     if (vt__grow(&s->row, &s->row_cap, n * elem_size))
         return VT_ENOMEM;
     unsigned char *row = s->row;
@@ -492,8 +595,7 @@ static void fill_pads(const read_ctx *r, const unsigned char *val)
                 for (int d = 0; d < nd - 1; d++)
                     oo += (int64_t)(r->ax[d].runs[ri[d]].out + k[d]) * r->ostr[d];
                 oo += (int64_t)last->out * r->ostr[nd - 1];
-                for (uint64_t j = 0; j < last->len; j++)
-                    memcpy(r->out + oo + (int64_t)j * r->ostr[nd - 1], val, dst_size);
+                fill_row(r->out + oo, val, dst_size, (size_t)last->len, r->ostr[nd - 1]);
                 int d = nd - 2;
                 for (; d >= 0; d--) {
                     if (++k[d] < r->ax[d].runs[ri[d]].len)
