@@ -18,13 +18,14 @@ Seed-size volume (benchmarks/make_volume.py) with a label array of K = 4 and K =
 2. nnU-Net's probabilities (SpatialAugment.nnunet: 20 % rotation, 20 % scaling, mirroring): pairs/s.
 3. PatchDataset(spatial=SpatialAugment.nnunet(...)) through a DataLoader with 1 and 2 workers
    (batch 2): patches/s, and each worker's anonymous memory (peak RssAnon, peak Pss_Anon -- pages
-   shared copy-on-write with the parent counted proportionally -- and RssAnon growth after the
-   first batch).
+   shared copy-on-write with the parent counted proportionally --, peak own anonymous -- pages no
+   other process maps -- and RssAnon growth after the first batch). In the same rounds, the same
+   batches made by one and by two independent processes without a DataLoader: how far this
+   machine's two cores scale at all. Medians of --loader-rounds interleaved rounds.
 
-    /usr/bin/python3 benchmarks/bench_augment.py VOL.npy SEG4.npy K4.vxt SEG40.npy K40.vxt [--patches 30]
+    /usr/bin/python3 benchmarks/bench_augment.py VOL.npy SEG4.npy K4.vxt SEG40.npy K40.vxt [--patches 30] [--loader-patches 400] [--loader-rounds 5]
 """
 import argparse
-import math
 import os
 import statistics
 import subprocess
@@ -121,26 +122,34 @@ def part2(args, store):
     draws = [aug.draw(rng, [int(rng.integers(0, s - p + 1)) + (p - 1) / 2 for s, p in zip(img.shape[1:], PATCH)])
              for _ in range(args.patches * 3)]
     rotated = sum(1 for t in draws if any(t.angles) or t.scales != (1.0, 1.0, 1.0))
-    # outputs new for every pair (what a loader hands over), then the same two arrays for every pair: on a
-    # machine where a first touch of memory is expensive the two differ by that cost alone
+    # outputs new for every pair (what sample_many without out= costs), and the same two arrays for every
+    # pair (what a DataLoader worker does: it refills its batch buffers); on a machine where a first touch of
+    # memory is expensive the two differ by that cost alone. Interleaved pair by pair, so that a slow spell of
+    # this shared machine falls on both alike.
     oi, os_ = np.zeros((1,) + PATCH, np.float16), np.zeros((1,) + PATCH, np.int16)
-    for label, out in (("new outputs", None), ("reused outputs", (oi, os_))):
-        times = []
-        for t in draws:
+    kinds = (("new outputs", None), ("reused outputs (a worker's batch buffers)", (oi, os_)))
+    times = {label: [] for label, _ in kinds}
+    for t in draws:
+        for label, out in kinds:
             t0 = time.perf_counter()
             voxtile.sample_many([(img, dict(dtype=np.float16, out=out and out[0])),
                                  (seg, dict(order="label", dtype=np.int16, pad_value=-1, out=out and out[1]))],
                                 t.matrix, PATCH)
-            times.append(time.perf_counter() - t0)
-        print(f"| nnU-Net probabilities, {label} | {len(draws) / sum(times):.1f} pairs/s | median "
-              f"{statistics.median(times) * 1e3:.1f} ms | {rotated} of {len(draws)} drawn with rotation or scaling |",
+            times[label].append(time.perf_counter() - t0)
+    for label, ts in times.items():
+        print(f"| nnU-Net probabilities, {label} | {len(draws) / sum(ts):.1f} pairs/s | median "
+              f"{statistics.median(ts) * 1e3:.1f} ms | {rotated} of {len(draws)} drawn with rotation or scaling |",
               flush=True)
 
 
 def anon(pid, pss=True):
-    """(RssAnon, Pss_Anon) in MiB of a process (Pss_Anon 0 unless pss: smaps_rollup walks the process's page
-    tables under its mmap lock, which stalls the worker's own mmap/munmap of batch memory when done often)."""
-    ra = pa = 0.0
+    """(RssAnon, Pss_Anon, own anonymous) in MiB of a process. RssAnon counts the pages a forked worker shares
+    copy-on-write with its parent (torch and numpy after import: ~117 MiB); Pss_Anon divides those among the
+    processes; own anonymous counts only the anonymous pages no other process maps (per mapping of
+    /proc/PID/smaps: its Anonymous pages, at most its Private_Clean + Private_Dirty). The last two are 0
+    unless pss: reading smaps walks the process's page tables under its mmap lock, which stalls the
+    worker's own mmap/munmap when done often."""
+    ra = pa = own = 0.0
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
@@ -151,9 +160,19 @@ def anon(pid, pss=True):
                 for line in f:
                     if line.startswith("Pss_Anon:"):
                         pa = int(line.split()[1]) / 1024
+            vma = {}
+            with open(f"/proc/{pid}/smaps") as f:
+                for line in f:
+                    key, _, rest = line.partition(":")
+                    if key in ("Anonymous", "Private_Clean", "Private_Dirty"):
+                        vma[key] = int(rest.split()[0])
+                    elif key == "VmFlags":  # the last line of a mapping
+                        own += min(vma.get("Anonymous", 0), vma.get("Private_Clean", 0) + vma.get("Private_Dirty", 0))
+                        vma = {}
+            own /= 1024
     except OSError:
         pass
-    return ra, pa
+    return ra, pa, own
 
 
 def children(pid):
@@ -164,45 +183,91 @@ def children(pid):
         return []
 
 
+def loader_run(store, workers, patches, smaps=True):
+    """PatchDataset(spatial=nnunet, batch 2) through a DataLoader: (patches/s after the first batch, peak
+    RssAnon, peak Pss_Anon, peak own anonymous, RssAnon growth after the first batch) of its workers; the
+    two from smaps are 0 without smaps."""
+    ds = PatchDataset([store], PATCH, spatial=SpatialAugment.nnunet(PATCH), seed=3, length=patches,
+                      batch_size=2, oversample_foreground=0.33)
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers, persistent_workers=False)
+    peak, first, stop = {}, {}, threading.Event()
+
+    def sampler():
+        tick = 0
+        while not stop.is_set():
+            for c in children(os.getpid()):
+                now = anon(c, pss=smaps and tick % 10 == 0)  # RssAnon every 50 ms, the others every 0.5 s
+                peak[c] = tuple(max(a, b) for a, b in zip(peak.get(c, (0.0, 0.0, 0.0)), now))
+            tick += 1
+            time.sleep(0.05)
+
+    th = threading.Thread(target=sampler, daemon=True)
+    th.start()
+    n = 0
+    t0 = None
+    for batch in loader:
+        n += batch["image"].shape[0]
+        if t0 is None:  # the first batch pays the workers' start
+            t0 = time.perf_counter()
+            n = 0
+            for c in children(os.getpid()):
+                first[c] = anon(c, pss=False)[0]
+    dt = time.perf_counter() - t0
+    stop.set()
+    th.join()
+    grow = max((peak[c][0] - first.get(c, peak[c][0]) for c in peak), default=0.0)
+    return (n / dt,) + tuple(max((v[k] for v in peak.values()), default=0.0) for k in range(3)) + (grow,)
+
+
+def solo(store, share, procs, patches):
+    """One of `procs` processes sampling the same dataset's batches share, share + procs, ... in-process (no
+    DataLoader): prints its first and last instant (time.time) and patches made."""
+    ds = PatchDataset([store], PATCH, spatial=SpatialAugment.nnunet(PATCH), seed=3, length=patches,
+                      batch_size=2, oversample_foreground=0.33)
+    ds[share]  # stores opened, as a worker's first batch
+    t0, n = time.time(), 0
+    for i in range(share + procs, len(ds), procs):
+        n += ds[i]["image"].shape[0]
+    print(t0, time.time(), n, flush=True)
+
+
+def solo_run(store, procs, patches):
+    """Patches/s of `procs` independent processes sampling at once: the machine's own scaling, the ceiling
+    of a DataLoader's."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--solo", "SHARE", str(procs), store, str(patches)]
+    ps = [subprocess.Popen(cmd[:3] + [str(k)] + cmd[4:], stdout=subprocess.PIPE, text=True) for k in range(procs)]
+    out = [p.communicate()[0].split() for p in ps]
+    if any(p.returncode for p in ps):
+        raise SystemExit("a solo sampler failed")
+    return sum(int(o[2]) for o in out) / (max(float(o[1]) for o in out) - min(float(o[0]) for o in out))
+
+
 def part3(args, store):
-    rows = {}
-    for workers in (1, 2):
-        ds = PatchDataset([store], PATCH, spatial=SpatialAugment.nnunet(PATCH), seed=3, length=args.loader_patches,
-                          batch_size=2, oversample_foreground=0.33)
-        loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers, persistent_workers=False)
-        peak, first, stop = {}, {}, threading.Event()
-
-        def sampler():
-            tick = 0
-            while not stop.is_set():
-                for c in children(os.getpid()):
-                    ra, pa = anon(c, pss=tick % 10 == 0)  # RssAnon every 50 ms, Pss_Anon every 0.5 s
-                    old = peak.get(c, (0.0, 0.0))
-                    peak[c] = (max(old[0], ra), max(old[1], pa))
-                tick += 1
-                time.sleep(0.05)
-
-        th = threading.Thread(target=sampler, daemon=True)
-        th.start()
-        n = 0
-        t0 = None
-        for batch in loader:
-            n += batch["image"].shape[0]
-            if t0 is None:  # the first batch pays the workers' start
-                t0 = time.perf_counter()
-                n = 0
-                for c in children(os.getpid()):
-                    first[c] = anon(c, pss=False)[0]
-        dt = time.perf_counter() - t0
-        stop.set()
-        th.join()
-        rate = n / dt
-        grow = max((peak[c][0] - first.get(c, peak[c][0]) for c in peak), default=0.0)
-        ra = max((v[0] for v in peak.values()), default=0.0)
-        pa = max((v[1] for v in peak.values()), default=0.0)
-        rows[workers] = rate
-        print(f"| {workers} | {rate:.1f} patches/s | {ra:.1f} | {pa:.1f} | {grow:+.1f} |", flush=True)
-    print(f"2 workers / 1 worker: {rows[2] / rows[1]:.2f}x")
+    """Rounds of: DataLoader with 1 worker, with 2; one independent process, two at once (interleaved, so
+    that a slow spell of this shared machine falls on all four alike); medians. Then one DataLoader run
+    each with the workers' smaps read every 0.5 s for the memory table (reading smaps stalls a worker a
+    little, so the throughput rounds read only /proc/PID/status)."""
+    runs = {k: [] for k in ("w1", "w2", "p1", "p2")}
+    for r in range(args.loader_rounds):
+        for w in (1, 2):
+            runs[f"w{w}"].append(loader_run(store, w, args.loader_patches, smaps=False)[0])
+        for p in (1, 2):
+            runs[f"p{p}"].append(solo_run(store, p, args.loader_patches))
+        print(f"round {r + 1}: DataLoader 1 worker {runs['w1'][-1]:.1f}, 2 workers {runs['w2'][-1]:.1f}; independent "
+              f"1 process {runs['p1'][-1]:.1f}, 2 processes {runs['p2'][-1]:.1f} patches/s", flush=True)
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    loader = statistics.median(b / a for a, b in zip(runs["w1"], runs["w2"]))
+    alone = statistics.median(b / a for a, b in zip(runs["p1"], runs["p2"]))
+    print(f"\nmedians of {args.loader_rounds} rounds: DataLoader 1 worker {med['w1']:.1f}, 2 workers {med['w2']:.1f} "
+          f"patches/s; independent processes 1: {med['p1']:.1f}, 2: {med['p2']:.1f}")
+    print(f"2 workers / 1 worker (median of the rounds' ratios): {loader:.2f}x; the machine itself, 2 independent "
+          f"processes / 1: {alone:.2f}x")
+    print("\n| workers | patches/s | peak RssAnon | peak Pss_Anon | peak own anonymous | RssAnon growth after the "
+          "first batch |")
+    print("|---|---|---|---|---|---|")
+    for w in (1, 2):
+        row = loader_run(store, w, args.loader_patches)
+        print(f"| {w} | {row[0]:.1f} | {row[1]:.1f} | {row[2]:.1f} | {row[3]:.1f} | {row[4]:+.1f} |", flush=True)
 
 
 def main():
@@ -215,7 +280,10 @@ def main():
     ap.add_argument("--patches", type=int, default=30, help="voxtile patches per configuration (default 30)")
     ap.add_argument("--torch-patches", type=int, default=6, help="of those, also the torch way (default 6)")
     ap.add_argument("--loader-patches", type=int, default=120, help="patches through the DataLoader")
+    ap.add_argument("--loader-rounds", type=int, default=3, help="rounds of the DataLoader part (default 3)")
     ap.add_argument("--loader-only", action="store_true", help=argparse.SUPPRESS)
+    if sys.argv[1:2] == ["--solo"]:
+        return solo(sys.argv[4], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[5]))
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.loader_only:  # part 3 in a process of its own: the workers inherit nothing of parts 1 and 2
@@ -229,9 +297,8 @@ def main():
     part1(args, 40, args.seg40, args.store40)
     print("\n2. SpatialAugment.nnunet, one thread\n")
     part2(args, args.store4)
-    print("\n3. PatchDataset(spatial=SpatialAugment.nnunet) + DataLoader, batch 2, per worker anonymous MiB\n")
-    print("| workers | throughput | peak RssAnon | peak Pss_Anon | RssAnon growth after the first batch |")
-    print("|---|---|---|---|---|", flush=True)
+    print("\n3. PatchDataset(spatial=SpatialAugment.nnunet) + DataLoader, batch 2, per worker anonymous MiB\n",
+          flush=True)
     subprocess.run([sys.executable, os.path.abspath(__file__), "--loader-only"] + sys.argv[1:], check=True)
 
 
