@@ -145,6 +145,12 @@ VT_INTERNAL void vt__default_tile(int ndim, uint32_t *tile);
  * contents are not kept). 0, or VT_ENOMEM with the buffer unchanged. */
 VT_INTERNAL int vt__grow(unsigned char **p, size_t *cap, size_t need);
 
+/* Make room for item @p n of a malloc'd array of @p item -byte items (*@p arr,
+ * *@p cap of them): when full, double the capacity (@p first items the first
+ * time), keeping the contents; the new items are not initialised. 0, or
+ * VT_ENOMEM with the array unchanged. */
+VT_INTERNAL int vt__grow_items(void *arr, size_t *cap, size_t n, size_t item, size_t first);
+
 /* ---- fault injection (fault.c) ------------------------------------------ */
 
 #include <sys/types.h>

@@ -156,14 +156,9 @@ static int list_entries(const vt_dataset *ds, const char *dir, entry **out, size
         if (!vt__ends_with(e->d_name, ds->ending) || !vt_nnunet_channel(e->d_name, len - el, &idlen, &ch) ||
             (size_t)ch >= ds->nchan)
             continue;
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 64;
-            entry *g = vt__realloc(*out, cap * sizeof *g);
-            if (g == NULL) {
-                rc = vt__fail_at(NULL, VT_ENOMEM, dir, "out of memory");
-                break;
-            }
-            *out = g;
+        if (vt__grow_items(out, &cap, *n, sizeof **out, 64)) {
+            rc = vt__fail_at(NULL, VT_ENOMEM, dir, "out of memory");
+            break;
         }
         entry *en = &(*out)[(*n)++];
         en->ch = ch;
@@ -183,14 +178,8 @@ static int list_entries(const vt_dataset *ds, const char *dir, entry **out, size
 /* A new case (zeroed, counted) at the end of ds->cases. */
 static dcase *add_case(vt_dataset *ds)
 {
-    if (ds->ncases == ds->cap) {
-        size_t cap = ds->cap ? 2 * ds->cap : 64;
-        dcase *g = vt__realloc(ds->cases, cap * sizeof *g);
-        if (g == NULL)
-            return NULL;
-        ds->cases = g;
-        ds->cap = cap;
-    }
+    if (vt__grow_items(&ds->cases, &ds->cap, ds->ncases, sizeof *ds->cases, 64))
+        return NULL;
     dcase *c = &ds->cases[ds->ncases++];
     memset(c, 0, sizeof *c);
     return c;

@@ -256,14 +256,10 @@ static int open_inputs(scan *sc, const char *const *images, size_t nimages, cons
     for (size_t i = 0; i < nimages; i++) {
         uint64_t volumes = 1;
         for (uint64_t c = 0; c < volumes; c++) {
-            if (sc->nin == cap) {
-                input *n = vt__realloc(sc->in, 2 * cap * sizeof *n);
-                if (n == NULL)
-                    return vt__fail_at(NULL, VT_ENOMEM, images[i], "out of memory");
-                memset(n + cap, 0, cap * sizeof *n);
-                sc->in = n;
-                cap *= 2;
-            }
+            size_t was = cap;
+            if (vt__grow_items(&sc->in, &cap, sc->nin, sizeof *sc->in, cap))
+                return vt__fail_at(NULL, VT_ENOMEM, images[i], "out of memory");
+            memset(sc->in + was, 0, (cap - was) * sizeof *sc->in);
             input *in = &sc->in[sc->nin];
             int rc = vt__source_open_raw(images[i], raw, false, &in->src);
             if (rc)
@@ -626,14 +622,8 @@ int vt__fp_set_channels(vt_fingerprint *fp, uint64_t channels)
 
 vt__fp_case *vt__fp_case_slot(vt_fingerprint *fp)
 {
-    if (fp->ncases == fp->cap) {
-        size_t cap = fp->cap ? 2 * fp->cap : 16;
-        vt__fp_case *n = vt__realloc(fp->cases, cap * sizeof *n);
-        if (n == NULL)
-            return NULL;
-        fp->cases = n;
-        fp->cap = cap;
-    }
+    if (vt__grow_items(&fp->cases, &fp->cap, fp->ncases, sizeof *fp->cases, 16) || fp->cases == NULL)
+        return NULL;
     vt__fp_case *k = &fp->cases[fp->ncases];
     memset(k, 0, sizeof *k);
     return k;

@@ -285,17 +285,8 @@ static int batch_tile(vt_writer *w, scratch *s, warray *a, uint64_t t, const uns
     }
     if (s->batch == NULL && (s->batch = vt__malloc(WRITE_BATCH)) == NULL)
         return vt__fail_at(w, VT_ENOMEM, w->path, "out of memory for a write buffer");
-    if (s->nheld == s->held_cap) {
-        size_t cap = s->held_cap ? 2 * s->held_cap : 256;
-        batched *n = vt__malloc(cap * sizeof *n);
-        if (n == NULL)
-            return vt__fail_at(w, VT_ENOMEM, w->path, "out of memory for a write buffer");
-        if (s->nheld)
-            memcpy(n, s->held, s->nheld * sizeof *n);
-        free(s->held);
-        s->held = n;
-        s->held_cap = cap;
-    }
+    if (vt__grow_items(&s->held, &s->held_cap, s->nheld, sizeof *s->held, 256))
+        return vt__fail_at(w, VT_ENOMEM, w->path, "out of memory for a write buffer");
     memcpy(s->batch + s->batch_len, bytes, len);
     s->held[s->nheld++] = (batched){a, t, s->batch_len};
     s->batch_len += len;
