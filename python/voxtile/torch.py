@@ -46,64 +46,82 @@ def _batch_tensor(shape, dtype, shared):
 # sampling them. So a worker keeps its batch buffers and fills them again once the main process is done
 # with them: each buffer ends in a flag word, set by the worker when it hands the buffer out and cleared
 # by the main process when the last tensor over it (any view, any numpy array made from it) is gone.
-_POOL_SLOTS = 8  # buffers of one size per worker; beyond them (batches kept by the caller) fresh ones
-_FLAG = 64  # bytes after the data, the first of them the flag
+_POOL_SLOTS = 8  # buffers of one layout per worker; beyond them (batches kept by the caller) fresh ones
+_ALIGN = 64
 
 
 class _PooledTensor(torch.Tensor):
-    """A batch tensor in a worker's reusable shared buffer. Pickled to the main process as the whole buffer
-    and its shape: unpickled, it is a plain tensor whose end frees the buffer for the worker."""
+    """One tensor of a batch in a worker's reusable shared buffer (image and labels share one buffer, so
+    torch passes one descriptor per batch). Pickled to the main process as the buffer and where the tensor
+    lies in it: unpickled, a plain tensor whose end clears its flag byte; the worker fills the buffer again
+    once every flag is clear."""
 
     def __reduce_ex__(self, protocol):
-        return (_pooled_rebuild, (self._vt_buffer, self._vt_nbytes, self.dtype, tuple(self.shape)))
+        return (_pooled_rebuild, (self._vt_buffer,) + self._vt_part + (self.dtype, tuple(self.shape)))
+
+
+class _InlineTensor(torch.Tensor):
+    """A small tensor of a batch (cases, starts) pickled by value: no shared memory, no descriptor."""
+
+    def __reduce_ex__(self, protocol):
+        return (_inline_rebuild, (self.tolist(), self.dtype))
+
+
+def _inline_rebuild(values, dtype):
+    return torch.tensor(values, dtype=dtype)
 
 
 def _pooled_free(flag):
     flag[0] = 0
 
 
-def _pooled_rebuild(buffer, nbytes, dtype, shape):
+def _pooled_rebuild(buffer, offset, nbytes, flag, dtype, shape):
     """In the main process: the batch tensor over the received buffer, and its release when it is gone."""
     raw = buffer.numpy()
     bf16 = dtype == torch.bfloat16
-    data = raw[:nbytes].view(np.int16 if bf16 else _TORCH_TO_NP[dtype]).reshape(shape)
+    data = raw[offset:offset + nbytes].view(np.int16 if bf16 else _TORCH_TO_NP[dtype]).reshape(shape)
     t = torch.from_numpy(data)  # holds `data` until its storage dies: every view, every numpy array of it
-    weakref.finalize(data, _pooled_free, raw[_flag_offset(nbytes):]).atexit = False
+    weakref.finalize(data, _pooled_free, raw[flag:flag + 1]).atexit = False
     return t.view(torch.bfloat16) if bf16 else t
 
 
-def _flag_offset(nbytes):
-    return -(-nbytes // _FLAG) * _FLAG
-
-
 class _BufferPool:
-    """One worker's batch buffers, by size (see _PooledTensor)."""
+    """One worker's batch buffers, by layout (see _PooledTensor)."""
 
     def __init__(self):
         self.pid = os.getpid()
-        self.free = {}  # nbytes -> [(uint8 tensor over the buffer, its numpy array)]
+        self.free = {}  # layout -> [(uint8 tensor over the buffer, its numpy array)]
 
-    def take(self, shape, dtype):
-        """(tensor to hand out, plain tensor to fill) of `shape`: a free buffer of the pool, a new one, or,
-        with every buffer of that size still held by the main process, a fresh unpooled one."""
+    def take(self, parts):
+        """For each (shape, dtype) of parts: (tensor to hand out, plain tensor to fill), all in one buffer: a
+        free one of the pool, a new one, or, with every buffer of that layout still held by the main process,
+        fresh unpooled tensors."""
         new_shared = getattr(getattr(torch, "UntypedStorage", None), "_new_shared", None)
-        nbytes = math.prod(shape) * torch.empty(0, dtype=dtype).element_size()
-        slots = self.free.setdefault(nbytes, [])
-        off = _flag_offset(nbytes)
-        slot = next((s for s in slots if s[1][off] == 0), None)
+        layout, off = [], 0
+        for shape, dtype in parts:
+            nbytes = math.prod(shape) * torch.empty(0, dtype=dtype).element_size()
+            layout.append((off, nbytes))
+            off += -(-nbytes // _ALIGN) * _ALIGN
+        flags = off  # one byte per part: set while the main process may hold that part
+        key = tuple(parts)
+        slots = self.free.setdefault(key, [])
+        slot = next((s for s in slots if not s[1][flags:flags + len(parts)].any()), None)
         if slot is None:
             if new_shared is None or len(slots) >= _POOL_SLOTS:
-                t = _batch_tensor(shape, dtype, True)
-                return t, t
-            buf = torch.empty(0, dtype=torch.uint8).set_(new_shared(off + _FLAG), 0, (off + _FLAG,))
+                return [(t, t) for t in (_batch_tensor(shape, dtype, True) for shape, dtype in parts)]
+            size = flags + _ALIGN
+            buf = torch.empty(0, dtype=torch.uint8).set_(new_shared(size), 0, (size,))
             slot = (buf, buf.numpy())
-            slot[1][off] = 0
+            slot[1][flags:] = 0
             slots.append(slot)
-        slot[1][off] = 1
-        plain = slot[0][:nbytes].view(dtype).view(shape)
-        out = plain.as_subclass(_PooledTensor)
-        out._vt_buffer, out._vt_nbytes = slot[0], nbytes
-        return out, plain
+        slot[1][flags:flags + len(parts)] = 1
+        out = []
+        for i, ((shape, dtype), (o, nbytes)) in enumerate(zip(parts, layout)):
+            plain = slot[0][o:o + nbytes].view(dtype).view(shape)
+            t = plain.as_subclass(_PooledTensor)
+            t._vt_buffer, t._vt_part = slot[0], (o, nbytes, flags + i)
+            out.append((t, plain))
+        return out
 
 
 class PatchDataset(torch.utils.data.Dataset):
@@ -307,8 +325,9 @@ class PatchDataset(torch.utils.data.Dataset):
         if torch.utils.data.get_worker_info() is not None:
             if self._pool is None or self._pool.pid != os.getpid():
                 self._pool = _BufferPool()
-            timg, fill_img = self._pool.take(img_shape, self.dtype)
-            tseg, fill_seg = self._pool.take(seg_shape, torch.int16) if len(self.arrays) > 1 else (None, None)
+            parts = [(img_shape, self.dtype)] + ([(seg_shape, torch.int16)] if len(self.arrays) > 1 else [])
+            got = self._pool.take(parts)
+            (timg, fill_img), (tseg, fill_seg) = got[0], (got[1] if len(got) > 1 else (None, None))
         else:
             timg = fill_img = _batch_tensor(img_shape, self.dtype, False)
             tseg = fill_seg = _batch_tensor(seg_shape, torch.int16, False) if len(self.arrays) > 1 else None
@@ -321,6 +340,9 @@ class PatchDataset(torch.utils.data.Dataset):
             cases.append(case)
             starts.append(start)
         batch = {"image": timg, "case": torch.tensor(cases), "start": torch.tensor(starts)}
+        if self._pool is not None and self._pool.pid == os.getpid():  # in a worker: by value, not shared memory
+            batch["case"] = batch["case"].as_subclass(_InlineTensor)
+            batch["start"] = batch["start"].as_subclass(_InlineTensor)
         if tseg is not None:
             batch["seg"] = tseg
         return batch
