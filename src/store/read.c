@@ -441,9 +441,6 @@ static int copy_row(const read_ctx *r, const vt_tile_view *v, uint64_t ei, int s
         cast_row(c, v->data + ei * elem_size, n, dst, ds);
         return 0;
     }
-    if (v->layout == VT_LAYOUT_CONTIG && c->kind == K_INT_WIDEN && ds == (int64_t)c->dst_size &&
-        ((uintptr_t)dst & (c->dst_size - 1)) == 0 && widen_row(c->src, v->data + ei * elem_size, -1, n, dst, c->dst_size))
-        return 0; /* a mirrored label row */
     if (vt__grow(&s->row, &s->row_cap, n * elem_size))
         return VT_ENOMEM;
     unsigned char *row = s->row;
