@@ -44,8 +44,9 @@ def _batch_tensor(shape, dtype, shared):
 # Made new for every batch, its pages are new too: on this project's VMs ~10 us for the first touch of
 # each 4 KiB page (shared memory gets no huge pages), 40 ms for a batch of two 128^3 pairs, as long as
 # sampling them. So a worker keeps its batch buffers and fills them again once the main process is done
-# with them: each buffer ends in a flag word, set by the worker when it hands the buffer out and cleared
-# by the main process when the last tensor over it (any view, any numpy array made from it) is gone.
+# with them: each buffer (image and labels of one batch) ends in a flag byte per tensor, set by the worker
+# when it hands the batch out and cleared by the main process when the last tensor over that part (any
+# view, any numpy array made from it) is gone.
 _POOL_SLOTS = 8  # buffers of one layout per worker; beyond them (batches kept by the caller) fresh ones
 _ALIGN = 64
 
@@ -131,7 +132,8 @@ class PatchDataset(torch.utils.data.Dataset):
     batch_size*i ... batch_size*i + batch_size - 1, each read straight into its slot of the batch tensor:
     use DataLoader(batch_size=None); in a DataLoader worker the batch tensors are in shared memory the
     worker keeps and fills again once the main process holds no tensor, view or numpy array over them:
-    batches kept longer stay as they were, and cost the worker new buffers); otherwise each item: {"image": (C, z, y, x) tensor of `dtype`,
+    batches kept longer stay as they were, and cost the worker new buffers); otherwise each item:
+    {"image": (C, z, y, x) tensor of `dtype`,
     "seg": (1, z, y, x) int16 tensor (if arrays has a second name), "case": index into paths,
     "start": (z, y, x) tensor}. A fraction `oversample_foreground` of the items is centred on a
     random voxel of a random foreground label (a value != 0 of the label array, or one of `labels`),
@@ -322,7 +324,8 @@ class PatchDataset(torch.utils.data.Dataset):
         # in a worker, the batch is made in shared memory (handing it to the main process copies nothing),
         # in buffers the worker fills again once the main process is done with them (_BufferPool)
         img_shape, seg_shape = (b, c) + self.patch_size, (b, 1) + self.patch_size
-        if torch.utils.data.get_worker_info() is not None:
+        in_worker = torch.utils.data.get_worker_info() is not None
+        if in_worker:
             if self._pool is None or self._pool.pid != os.getpid():
                 self._pool = _BufferPool()
             parts = [(img_shape, self.dtype)] + ([(seg_shape, torch.int16)] if len(self.arrays) > 1 else [])
@@ -340,7 +343,7 @@ class PatchDataset(torch.utils.data.Dataset):
             cases.append(case)
             starts.append(start)
         batch = {"image": timg, "case": torch.tensor(cases), "start": torch.tensor(starts)}
-        if self._pool is not None and self._pool.pid == os.getpid():  # in a worker: by value, not shared memory
+        if in_worker:  # the small tensors by value, not each in shared memory of its own
             batch["case"] = batch["case"].as_subclass(_InlineTensor)
             batch["start"] = batch["start"].as_subclass(_InlineTensor)
         if tseg is not None:
