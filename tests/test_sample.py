@@ -551,6 +551,20 @@ class TestPatchDatasetSpatial(unittest.TestCase):
             # may not be freed yet; without reuse, 32 files
             self.assertLessEqual(len(files), 2 * 5)
 
+        # a collate_fn working on the batch in the worker gets plain tensors, which torch sends as they are
+        def collate(b):
+            return {"image": b["image"] * 1, "row": b["image"][:, :, 1], "seg": b["seg"], "case": b["case"] + 0}
+
+        ds = self.dataset(batch_size=2)
+        want = [ds[i] for i in range(len(ds))]
+        loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2, collate_fn=collate, timeout=120)
+        for g, w in zip(loader, want):
+            self.assertIs(type(g["image"]), torch.Tensor)
+            self.assertTrue(torch.equal(g["image"], w["image"]))
+            self.assertTrue(torch.equal(g["row"], w["image"][:, :, 1]))
+            self.assertTrue(torch.equal(g["seg"], w["seg"]))
+            self.assertTrue(torch.equal(g["case"], w["case"]))
+
     def test_image_and_labels_stay_aligned(self):
         ds = self.dataset(dtype=torch.float32, oversample_foreground=0.5)
         agree = []

@@ -55,7 +55,10 @@ class _PooledTensor(torch.Tensor):
     """One tensor of a batch in a worker's reusable shared buffer (image and labels share one buffer, so
     torch passes one descriptor per batch). Pickled to the main process as the buffer and where the tensor
     lies in it: unpickled, a plain tensor whose end clears its flag byte; the worker fills the buffer again
-    once every flag is clear."""
+    once every flag is clear. Operations on it (a collate_fn, a transform in the worker) give plain tensors:
+    sent by torch as they are, they leave their part flagged, so the worker never refills that buffer."""
+
+    __torch_function__ = torch._C._disabled_torch_function_impl
 
     def __reduce_ex__(self, protocol):
         return (_pooled_rebuild, (self._vt_buffer,) + self._vt_part + (self.dtype, tuple(self.shape)))
@@ -63,6 +66,8 @@ class _PooledTensor(torch.Tensor):
 
 class _InlineTensor(torch.Tensor):
     """A small tensor of a batch (cases, starts) pickled by value: no shared memory, no descriptor."""
+
+    __torch_function__ = torch._C._disabled_torch_function_impl
 
     def __reduce_ex__(self, protocol):
         return (_inline_rebuild, (self.tolist(), self.dtype))
