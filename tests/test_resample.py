@@ -545,6 +545,10 @@ class BadSpacing(unittest.TestCase):
                 voxtile.convert(CT, out, spacing=sp)
             self.assertIn("positive", str(e.exception))
             self.assertIn(CT, str(e.exception))
+        # all zeros means "no resampling" to the library: refused here, not a silent plain conversion
+        for sp in ((0, 0, 0), (1, 1)):
+            with self.assertRaisesRegex(voxtile.InvalidArgument, "positive"):
+                voxtile.convert(CT, out, spacing=sp)
         with self.assertRaises(voxtile.InvalidArgument):
             voxtile.convert(CT, out, spacing=(1, 1, 1), separate_z="sideways")
         self.assertFalse(os.path.exists(out))

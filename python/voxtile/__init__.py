@@ -969,8 +969,11 @@ def _convert_opts(crop=None, crop_margin=0, levels=0, dtype=None, apply_scaling=
     keep = []
     if spacing is not None:
         sp = [float(v) for v in spacing]
-        if len(sp) != 3:
-            raise InvalidArgument(_EINVAL, f"spacing must be (z, y, x) in mm, not {spacing!r}")
+        # all zeros is the C library's "no resampling" (any other bad value it refuses, naming the file):
+        # here it would silently skip the resampling asked for
+        if len(sp) != 3 or sp == [0.0, 0.0, 0.0]:
+            raise InvalidArgument(_EINVAL, f"spacing must be (z, y, x), three positive numbers of mm, not "
+                                           f"{spacing!r}")
         for d in range(3):
             opts.spacing[d] = sp[d]
     if order not in _ORDERS:
