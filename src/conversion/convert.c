@@ -91,12 +91,19 @@ int vt_convert_opts_string(const vt_convert_opts *o, char *buf, size_t len)
                     (unsigned)o->filter < 3 ? filters[o->filter] : "?", extra);
 }
 
-/* Whether source @p s has an intensity scaling other than x*1+0 (slope 0 means none). */
 /* Re-report a writer failure as the thread's last failure. */
 int vt__convert_writer_fail(vt_writer *w, int rc)
 {
     char msg[1024];
     snprintf(msg, sizeof msg, "%s", vt_writer_errmsg(w));
+    return vt__fail(NULL, rc, "%s", msg);
+}
+
+/* The same for a store's failure (declared in convert.h). */
+int vt__store_fail(const vt_store *s, int rc)
+{
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", vt_errmsg(s));
     return vt__fail(NULL, rc, "%s", msg);
 }
 

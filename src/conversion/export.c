@@ -28,13 +28,6 @@ typedef struct hdr {
     bool widen;      /* 64-bit integers in the source, stored narrowed to 32 bits */
 } hdr;
 
-int vt__store_fail(const vt_store *s, int rc)
-{
-    char msg[1024];
-    snprintf(msg, sizeof msg, "%s", vt_errmsg(s));
-    return vt__fail(NULL, rc, "%s", msg);
-}
-
 /* Declared in convert.h. */
 const void *vt__meta_typed(const vt_store *s, const char *key, vt_meta_type type, size_t count)
 {
