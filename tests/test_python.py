@@ -582,6 +582,42 @@ class TestStoreBasics(unittest.TestCase):
             finally:
                 st2.close()
 
+    def test_huge_page_mapping(self):
+        """A store over 2 MiB is mapped at a 2 MiB boundary with huge-page advice ("hg" in smaps' VmFlags)
+        unless huge_pages=False; both read the same values; the choice survives pickling."""
+        import pickle
+        path = os.path.join(tmpdir(), "h.vxt")
+        a = np.random.default_rng(5).integers(0, 2**31, size=(40, 128, 128), dtype=np.int32)  # 2.5 MiB, incompressible
+        write_store(path, {"a": (a, {"tile": (16, 16, 16)})})
+        self.assertGreater(os.path.getsize(path), 2 << 20)
+
+        def mapping():
+            real, start, flags = os.path.realpath(path), None, None
+            with open("/proc/self/smaps") as f:
+                for line in f:
+                    head = line.split()
+                    if "-" in head[0] and len(head) >= 6 and not head[0].endswith(":"):
+                        start = int(head[0].split("-")[0], 16) if head[-1] == real else None
+                    elif start is not None and line.startswith("VmFlags:"):
+                        return start, head[1:]
+            return None, None
+
+        thp = os.path.exists("/sys/kernel/mm/transparent_hugepage/enabled")
+        for huge in (True, False):
+            with voxtile.open(path, huge_pages=huge) as st:
+                start, flags = mapping()
+                self.assertIsNotNone(start)
+                if huge:
+                    self.assertEqual(start % (2 << 20), 0)
+                if thp or not huge:
+                    self.assertEqual("hg" in flags, huge, flags)
+                assert_same(self, st["a"][...], a)
+                st2 = pickle.loads(pickle.dumps(st))
+                try:
+                    self.assertEqual(st2.huge_pages, huge)
+                finally:
+                    st2.close()
+
     def test_convert_options(self):
         img_data, seg_data, img = ct_data()
         d = tmpdir()

@@ -274,20 +274,25 @@ def _check_out(out, dtype, shape, where):
 
 # ---- stores -----------------------------------------------------------------
 
-def open(path):  # noqa: A001 (mirrors io.open)
+def open(path, huge_pages=True):  # noqa: A001 (mirrors io.open)
     """Open a store read-only; see Store."""
-    return Store(path)
+    return Store(path, huge_pages=huge_pages)
 
 
 class Store:
-    """A store file, mapped read-only. Use as a context manager or close()."""
+    """A store file, mapped read-only. Use as a context manager or close().
 
-    def __init__(self, path):
+    huge_pages: map at a 2 MiB boundary with huge-page advice (vt_open's default): where the page cache
+    holds the store in 2 MiB folios, a first touch maps 2 MiB at once. False: a plain mapping with the
+    kernel's usual readahead (VT_OPEN_NO_HUGE), for a cold store on a slow disk read sparsely once."""
+
+    def __init__(self, path, huge_pages=True):
         self._h = None
         h = ctypes.c_void_p()
-        _check(_lib.vt_open(os.fsencode(path), 0, ctypes.byref(h)), paths=(path,))
+        _check(_lib.vt_open(os.fsencode(path), 0 if huge_pages else 1, ctypes.byref(h)), paths=(path,))
         self._h = h
         self.path = os.fspath(path)
+        self.huge_pages = bool(huge_pages)
         self._pid = os.getpid()
         self._arrays = {}
         self._meta = None
@@ -310,10 +315,10 @@ class Store:
         self.close()
 
     def __getstate__(self):  # a store travels as its path (spawned workers reopen it)
-        return {"path": self.path}
+        return {"path": self.path, "huge_pages": self.huge_pages}
 
     def __setstate__(self, state):
-        self.__init__(state["path"])
+        self.__init__(state["path"], huge_pages=state.get("huge_pages", True))
 
     def _handle(self):
         if self._h is None:

@@ -32,6 +32,14 @@
  * file's inode lock and had the kernel zero partial pages (issue 3's
  * conversion benchmark, docs/performance.md). */
 #define WRITE_BATCH ((size_t)1 << 20)
+/* The file is written in windows of WINDOW bytes at offsets that are
+ * multiples of WINDOW (the last one partial): a filesystem with large folios
+ * (ext4 since Linux 6.16, xfs, ...) then caches the store in 2 MiB folios,
+ * which a reader's mapping maps 2 MiB at a time instead of a page-table entry
+ * per 4 KiB page. Page-table updates are what a first touch of the file costs,
+ * and in a virtual machine they cost several times more (benchmarks/README.md,
+ * "Huge mappings"). */
+#define WINDOW ((size_t)2 << 20)
 
 enum { TILE_UNTOUCHED = 0, TILE_PENDING = 1, TILE_DONE = 2 };
 
@@ -95,6 +103,10 @@ struct vt_writer {
     vt_tmpfile tf;  /* the file being written, published at finalize */
     writer_state state;
     uint64_t end;   /* next append offset; guarded by mtx */
+    unsigned char *win; /* file bytes [win_off, end) not yet written; guarded by mtx */
+    uint64_t win_off;   /* a multiple of WINDOW */
+    unsigned char **spare; /* full windows' buffers once written, for reuse; guarded by mtx */
+    size_t nspare, spare_cap, nbuf; /* nbuf: window buffers in all (the spares and w->win) */
     warray **arrays;
     int narrays;
     vt_meta *meta;
@@ -245,18 +257,65 @@ static int encode_tile(vt_writer *w, scratch *s, warray *a, unsigned char *raw, 
     return 0;
 }
 
-/* Append @p len bytes at the end of the file; their offset in @p off. */
+/* Write @p n bytes of window @p buf at @p off. */
+static int window_write(vt_writer *w, const unsigned char *buf, size_t n, uint64_t off)
+{
+    int r = n ? vt__pwrite_all(w->tf.fd, buf, n, off) : 0;
+    if (r < 0)
+        return vt__fail_at(w, vt__errno_code(-r), w->path, "cannot write tile data: %s", strerror(-r));
+    return 0;
+}
+
+/* Append @p len bytes at the end of the file; their offset in @p off. They are
+ * copied into the window; a window made full is written by the thread that
+ * filled it, outside the lock (the window goes on with a spare buffer), or
+ * under it when the same append fills another one (a tile bigger than what
+ * was left). */
 static int append(vt_writer *w, const unsigned char *bytes, size_t len, uint64_t *off)
 {
+    int rc = 0;
+    unsigned char *full = NULL;
+    uint64_t full_off = 0;
     pthread_mutex_lock(&w->mtx);
     *off = w->end;
-    w->end += len;
+    while (len > 0 && rc == 0) {
+        if (full) { /* a second window fills in this append */
+            rc = window_write(w, full, WINDOW, full_off);
+            w->spare[w->nspare++] = full;
+            full = NULL;
+            if (rc)
+                break;
+        }
+        size_t at = (size_t)(w->end - w->win_off), n = WINDOW - at < len ? WINDOW - at : len;
+        memcpy(w->win + at, bytes, n);
+        w->end += n;
+        bytes += n;
+        len -= n;
+        if (at + n < WINDOW)
+            continue;
+        unsigned char *next = w->nspare ? w->spare[--w->nspare] : NULL;
+        if (next == NULL) { /* a new buffer, and room to keep every buffer but the window as a spare */
+            if (vt__grow_items(&w->spare, &w->spare_cap, w->nbuf, sizeof *w->spare, 4) ||
+                (next = vt__malloc(WINDOW)) == NULL) {
+                rc = vt__fail_at(w, VT_ENOMEM, w->path, "out of memory for a write buffer");
+                break;
+            }
+            w->nbuf++;
+        }
+        full = w->win;
+        full_off = w->win_off;
+        w->win = next;
+        w->win_off += WINDOW;
+    }
     pthread_mutex_unlock(&w->mtx);
-    int r = vt__pwrite_all(w->tf.fd, bytes, len, *off);
-    if (r < 0)
-        return vt__fail_at(w, vt__errno_code(-r), w->path, "cannot write tile data: %s",
-                           strerror(-r));
-    return 0;
+    if (full) {
+        int r = window_write(w, full, WINDOW, full_off);
+        rc = rc ? rc : r;
+        pthread_mutex_lock(&w->mtx);
+        w->spare[w->nspare++] = full; /* room: the array holds nbuf - 1 */
+        pthread_mutex_unlock(&w->mtx);
+    }
+    return rc;
 }
 
 /* Write the batch of @p s and give its tiles their offsets. */
@@ -492,15 +551,20 @@ int vt_writer_open(const char *path, const vt_writer_opts *opts, vt_writer **out
         return rc;
     }
     w->end = VT_HEADER_SIZE;
+    w->nbuf = 1;
+    if ((w->win = vt__malloc(WINDOW)) == NULL) {
+        vt_writer_free(w);
+        return vt__fail_at(NULL, VT_ENOMEM, path, "out of memory for a write buffer");
+    }
     /* a header without the complete flag until finalize: a reader of an
-     * unfinished file is told so */
-    unsigned char hb[VT_HEADER_SIZE];
+     * unfinished file is told so (also the first window's first bytes) */
+    unsigned char *hb = w->win;
     vt_hdr h0;
     memset(&h0, 0, sizeof h0);
     h0.version = VT_FORMAT_VERSION;
     h0.writer_version = VT_VERSION_NUMBER;
     vt__hdr_encode(&h0, hb);
-    int r = vt__pwrite_all(w->tf.fd, hb, sizeof hb, 0);
+    int r = vt__pwrite_all(w->tf.fd, hb, VT_HEADER_SIZE, 0);
     if (r < 0) {
         rc = vt__fail_at(NULL, vt__errno_code(-r), path, "cannot write: %s", strerror(-r));
         vt_writer_free(w);
@@ -1131,6 +1195,8 @@ int vt_writer_finalize(vt_writer *w)
         return vt__fail(w, w->err, "%s", w->errmsg);
     }
     rc = flush_batch(w, &w->inline_scratch);
+    if (rc == 0)
+        rc = window_write(w, w->win, (size_t)(w->end - w->win_off), w->win_off);
     if (rc) {
         w->state = WRITER_FAILED;
         return rc;
@@ -1209,6 +1275,10 @@ void vt_writer_free(vt_writer *w)
     free(w->arrays);
     free(w->queue);
     free(w->workers);
+    free(w->win);
+    for (size_t i = 0; i < w->nspare; i++)
+        free(w->spare[i]);
+    free(w->spare);
     scratch_free(&w->inline_scratch);
     pthread_mutex_destroy(&w->mtx);
     pthread_cond_destroy(&w->cv_job);
