@@ -95,7 +95,9 @@ typedef struct vt_convert_opts {
     /** Resample to this voxel size (z, y, x) in mm, after cropping; all 0 (default) keeps the source's
      *  grid. New shape as nnU-Net: rint(n * old / new) per axis; output voxel i sits on source coordinate
      *  (i + 0.5) n_old / n_new - 0.5 (centres aligned), edge values outside. Images: order below; the
-     *  segmentation: the label vote (argmax of one-hot linear interpolation). The metadata records the
+     *  segmentation: the label vote (argmax of one-hot linear interpolation). Every source value must fit
+     *  the stored dtype as without resampling (VT_ERANGE); what the kernel adds beyond the dtype's range
+     *  (cubic ringing next to its limits) is clamped to it. The metadata records the
      *  source grid ("source.shape", "source.spacing", "source.affine", "crop") and the resampling
      *  ("resample.spacing", "resample.kernel") so that vt_export_like() can map back. */
     double spacing[3];

@@ -532,6 +532,79 @@ class Normalize(unittest.TestCase):
                 vtt.GridPatches(s, (8, 8, 8), normalize=True)
 
 
+class LongOptions(unittest.TestCase):
+    def test_convert_options_of_any_length_are_recorded(self):
+        """A 4-channel CT normalisation, resampling and a 60-byte array name make the options line longer
+        than 512 bytes: it is still recorded whole (it used to be dropped, and a rerun of convert-dataset
+        could not tell the store was made the same way)."""
+        name = "image_" + "x" * 54
+        params = [(-1.23456789e+100 * (c + 1), 1.23456789e+100, -1.23456789e-100 * (c + 1), 9.87654321e+99)
+                  for c in range(4)]
+        sp = (1.2345678901234567, 0.98765432109876543, 1.1111111111111112)
+        out = path("long.vxt")
+        voxtile.convert([CT] * 4, out, array=name, spacing=sp, normalize="ct", norm_params=params, threads=1)
+        with voxtile.open(out) as s:
+            line = s.metadata["convert.options"]
+            self.assertGreater(len(line), 512)
+            self.assertTrue(line.startswith(f"array={name} dtype=same "), line)
+            self.assertIn(" spacing=%.17g,%.17g,%.17g " % sp, line)
+            self.assertIn(" normalize=ct:", line)
+            for c, (lo, hi, mean, std) in enumerate(params):
+                self.assertIn(("; " if c else ":").strip() + "%.9g,%.9g,%.9g,%.9g" % (lo, hi, mean, std), line)
+
+
+class ValueRange(unittest.TestCase):
+    """Resampled conversion keeps the unresampled path's rule for values the stored type cannot hold
+    (VT_ERANGE naming the file, nothing written); only what the kernel's ringing adds beyond a type's range
+    is clamped; a label that is no integer (NaN included) is refused before any cast."""
+
+    def test_source_values_that_do_not_fit_are_refused_with_or_without_resampling(self):
+        vol = np.full((6, 8, 7), 100.0, np.float32)
+        vol[2, 3, 4] = 1e6
+        src, _ = save_nifti("big.nii.gz", vol, (1.0, 1.0, 1.0), np.float32)
+        out = path("big.vxt")
+        for extra in ([], ["--spacing", "0.5,1,1"]):
+            with self.subTest(resampled=bool(extra)):
+                p = run("convert", src, "--dtype", "int16", "-o", out, *extra, ok=False)
+                self.assertNotEqual(p.returncode, 0)
+                self.assertIn(src, p.stderr)
+                self.assertIn("1e+06 does not fit int16", p.stderr)
+                self.assertFalse(os.path.exists(out))
+        with self.assertRaises(voxtile.InvalidArgument) as e:
+            voxtile.convert(src, out, spacing=(0.5, 1, 1), dtype="float16")
+        self.assertIn("does not fit float16", str(e.exception))
+        self.assertFalse(os.path.exists(out))
+
+    def test_kernel_overshoot_is_clamped_in_float16(self):
+        vol = np.zeros((6, 8, 9), np.float32)
+        vol[:, :, 4:] = 65000.0  # fits float16; cubic ringing at the step goes past 65504
+        src, _ = save_nifti("step.nii.gz", vol, (1.0, 1.0, 1.0), np.float32)
+        out = path("step.vxt")
+        voxtile.convert(src, out, spacing=(1.0, 1.0, 0.3), dtype="float16")
+        shape = new_shape(vol.shape, (1, 1, 1), (1.0, 1.0, 0.3))
+        want = resample(vol, shape, ["cubic"] * 3)
+        self.assertGreater(want.max(), 65504)  # the reference overshoots
+        with voxtile.open(out) as s:
+            got = s["image"][...][0].astype(np.float64)
+        self.assertTrue(np.isfinite(got).all())
+        np.testing.assert_allclose(got, np.clip(want, -65504, 65504), rtol=1e-3, atol=1e-3)
+
+    def test_nan_label_is_refused(self):
+        img = np.random.default_rng(1).normal(size=(5, 6, 7)).astype(np.float32)
+        seg = np.zeros((5, 6, 7), np.float32)
+        seg[2, 2, 2] = np.nan
+        src, _ = save_nifti("im.nii.gz", img, (1.0, 1.0, 1.0), np.float32)
+        lab, _ = save_nifti("nanseg.nii.gz", seg, (1.0, 1.0, 1.0), np.float32)
+        out = path("nanseg.vxt")
+        for extra in ([], ["--spacing", "0.5,1,1"]):
+            with self.subTest(resampled=bool(extra)):
+                p = run("convert", src, "--seg", lab, "-o", out, *extra, ok=False)
+                self.assertNotEqual(p.returncode, 0)
+                self.assertIn(lab, p.stderr)
+                self.assertIn("label value nan is not an integer", p.stderr)
+                self.assertFalse(os.path.exists(out))
+
+
 class BadSpacing(unittest.TestCase):
     def test_cli_and_python(self):
         out = path("bad.vxt")

@@ -210,6 +210,21 @@ static int read_cropped(conversion *cv, vt_source *s, uint64_t c, uint64_t z0, u
     return 0;
 }
 
+/* cast()'s rule for one value (cast keeps its own loop, stored once): whether
+ * @p v (rounded to an integer for an integer @p dt) is stored in @p dt without
+ * going out of its range; for a float type a finite value that would become
+ * infinite does not fit; NaN fits only a float type. */
+static bool value_fits(vt_dtype dt, double v)
+{
+    if (!vt__dtype_is_float(dt)) {
+        double r = nearbyint(v);
+        return r >= vt__dtype_min(dt) && r <= vt__dtype_max(dt);
+    }
+    unsigned char b[8];
+    vt__store_f64(dt, b, v);
+    return !isfinite(v) || isfinite(vt__load_f64(dt, b));
+}
+
 /* Convert n elements to dtype dt (scaling first when asked); values that do
  * not fit dt are an error naming the file. */
 static int cast(conversion *cv, const vt_source *s, const void *in, uint64_t n, vt_dtype dt, bool scale,
@@ -330,8 +345,15 @@ static int write_meta_common(vt_writer *w, conversion *cv, const char *const *im
     for (size_t i = 0; i < cv->nimg; i++)
         len += strlen(images[i]) + 1;
     char *all = vt__malloc(len + 1);
-    if (all == NULL)
+    /* the options line whole, however long the options make it (a rerun compares it) */
+    int hn = vt_convert_opts_string(cv->o, NULL, 0);
+    char *how = hn >= 0 ? vt__malloc((size_t)hn + 1) : NULL;
+    if (all == NULL || how == NULL) {
+        free(all);
+        free(how);
         return vt__fail_at(NULL, VT_ENOMEM, images[0], "out of memory");
+    }
+    vt_convert_opts_string(cv->o, how, (size_t)hn + 1);
     all[0] = 0;
     for (size_t i = 0; i < cv->nimg; i++) {
         strcat(all, images[i]);
@@ -358,9 +380,8 @@ static int write_meta_common(vt_writer *w, conversion *cv, const char *const *im
     if (segpath)
         META("seg.source", VT_META_STRING, segpath, strlen(segpath));
     META("format", VT_META_STRING, s->format, strlen(s->format));
-    char how[512];
-    if (vt_convert_opts_string(cv->o, how, sizeof how) < (int)sizeof how)
-        META("convert.options", VT_META_STRING, how, strlen(how));
+    META("convert.options", VT_META_STRING, how, (size_t)hn);
+    free(how);
     META("spacing", VT_META_F64, cv->spacing, 3);
     META("affine", VT_META_F64, aff, 16);
     META("origin", VT_META_F64, origin, 3);
@@ -538,11 +559,14 @@ static int emit_resampled(void *ctx, uint64_t z, const double *f, const int32_t 
     bool to_int = !vt__dtype_is_float(st->dt);
     double lo = vt__dtype_min(st->dt), hi = vt__dtype_max(st->dt);
     for (uint64_t i = 0; i < n; i++) {
+        /* every source value fits the type (checked as it was read, stream_resampled) and a label
+         * comes out as one of them; an image value can overshoot the type's range through the
+         * kernel's ringing next to its limits (cubic, a saturated region): clamped to the range */
         double v = f ? f[i] : (double)lab[i];
-        if (to_int) {
+        if (to_int)
             v = nearbyint(v);
+        if (isfinite(v))
             v = v < lo ? lo : v > hi ? hi : v;
-        }
         vt__store_f64(st->dt, cv->oslice + i * es, v);
     }
     uint64_t start[4] = {st->c, z, 0, 0}, size[4] = {1, 1, cv->grid[1], cv->grid[2]};
@@ -584,12 +608,16 @@ static int stream_resampled(conversion *cv, vt_writer *w, int id, vt_source *src
             const unsigned char *sl = (const unsigned char *)data + k * plane * es;
             for (uint64_t i = 0; i < plane && rc == 0; i++) {
                 double v = vt__load_f64(src->dtype, sl + i * es);
-                if (integral) {
-                    if (v != nearbyint(v) || !(v >= -2147483648.0 && v <= 2147483647.0))
-                        rc = vt__fail_at(NULL, VT_EINVAL, src->path, "label value %g is not an integer", v);
+                if (!integral && scale)
+                    v = v * src->scl_slope + src->scl_inter;
+                if (integral && (v != nearbyint(v) || !(v >= -2147483648.0 && v <= 2147483647.0)))
+                    rc = vt__fail_at(NULL, VT_EINVAL, src->path, "label value %g is not an integer", v);
+                else if (!value_fits(dt, v)) /* as the unresampled path (cast) refuses it */
+                    rc = vt__fail_at(NULL, VT_ERANGE, src->path, "value %g does not fit %s", v, vt_dtype_name(dt));
+                else if (integral)
                     cv->lslice[i] = (int32_t)v;
-                } else
-                    cv->dslice[i] = scale ? v * src->scl_slope + src->scl_inter : v;
+                else
+                    cv->dslice[i] = v;
             }
             if (rc == 0)
                 rc = vt__respace_push(rs, integral ? NULL : cv->dslice, integral ? cv->lslice : NULL);
