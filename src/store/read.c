@@ -137,27 +137,45 @@ static bool reverse_row(const cast *c, const unsigned char *src, size_t n, unsig
 }
 
 /* @p n copies of the @p size -byte element at @p val, @p ds bytes apart. */
-static void fill_row(unsigned char *dst, const unsigned char *val, size_t size, size_t n, int64_t ds)
+/* An output element repeated across 8 bytes, for filling rows with it. */
+typedef struct fillpat {
+    unsigned char b[8];
+    uint64_t pat;
+    size_t size;
+} fillpat;
+
+static void fillpat_make(fillpat *f, const unsigned char *val, size_t size)
 {
+    for (size_t k = 0; k < 8; k++)
+        f->b[k] = val[k % size];
+    memcpy(&f->pat, f->b, 8);
+    f->size = size;
+}
+
+static void fill_pat_row(const fillpat *f, unsigned char *dst, size_t n, int64_t ds)
+{
+    size_t size = f->size;
     if (ds == -(int64_t)size && n > 1) { /* a mirrored output row: the same bytes, from its other end */
         dst -= (n - 1) * size;
         ds = (int64_t)size;
     }
     if (ds == (int64_t)size && (size == 1 || size == 2 || size == 4 || size == 8)) {
-        /* the element repeated across 8 bytes, stored 8 bytes at a time (a 16-voxel int16 row: 4 stores) */
-        uint64_t pat;
-        unsigned char b[8];
-        for (size_t k = 0; k < 8; k++)
-            b[k] = val[k % size];
-        memcpy(&pat, b, 8);
+        /* 8 bytes at a time (a 16-voxel int16 row: 4 stores) */
         size_t bytes = n * size, k = 0;
         for (; k + 8 <= bytes; k += 8)
-            memcpy(dst + k, &pat, 8);
-        memcpy(dst + k, b, bytes - k); /* a whole number of elements: the pattern starts at an element */
+            memcpy(dst + k, &f->pat, 8);
+        memcpy(dst + k, f->b, bytes - k); /* a whole number of elements: the pattern starts at an element */
         return;
     }
     for (size_t k = 0; k < n; k++)
-        memcpy(dst + (int64_t)k * ds, val, size);
+        memcpy(dst + (int64_t)k * ds, f->b, size);
+}
+
+static void fill_row(unsigned char *dst, const unsigned char *val, size_t size, size_t n, int64_t ds)
+{
+    fillpat f;
+    fillpat_make(&f, val, size);
+    fill_pat_row(&f, dst, n, ds);
 }
 
 /* Convert @p n contiguous source elements to the output, @p ds bytes apart. */
@@ -489,8 +507,19 @@ static int copy_tile(const read_ctx *r, const vt_tile_view *v, const size_t *np,
         int contig = v->layout == VT_LAYOUT_CONTIG && step == 1;
         /* the fused kernel takes all rows along the second-last axis at once */
         int rowdim = fused && nd >= 2 ? last - 1 : -1;
+        /* a constant tile: its value converted once, every row filled with it (label maps are mostly these) */
+        fillpat cf;
+        bool constant = v->layout == VT_LAYOUT_CONST;
+        if (constant) {
+            unsigned char one[8], conv[8];
+            memcpy(one, v->data, r->cast.src_size);
+            cast_row(&r->cast, one, 1, conv, (int64_t)r->cast.dst_size);
+            fillpat_make(&cf, conv, r->cast.dst_size);
+        }
         for (;;) { /* over rows of the combination */
-            if (rowdim >= 0) {
+            if (constant)
+                fill_pat_row(&cf, r->out + oo, n, ds);
+            else if (rowdim >= 0) {
                 vt__f32_planes_to_f16_rows(v->data, (size_t)v->nelem, ei, n, (size_t)len[rowdim], dei[rowdim],
                                            (uint16_t *)(void *)(r->out + oo), r->ostr[rowdim] / 2);
                 k[rowdim] = len[rowdim] - 1; /* the odometer moves on to the next axis */

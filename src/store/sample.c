@@ -928,6 +928,19 @@ static void convert_elements(const target *t, const unsigned char *src, size_t n
             ((int32_t *)dst)[k] = (int32_t)vt__load_int(t->sd, src + k * t->src_size);
 }
 
+/* Whether convert_elements is a plain copy for @p t (the decoded element is
+ * the stored one). */
+static bool convert_is_copy(const target *t)
+{
+    if (t->interp == VT_INTERP_LINEAR)
+        return !t->xf && t->sd == VT_F32;
+    if (t->interp == VT_INTERP_NEAREST)
+        return true;
+    if (t->dec_size == 2)
+        return t->sd == VT_I16 || t->sd == VT_U16;
+    return t->sd == VT_I32 || t->sd == VT_U32;
+}
+
 /* The apron parts that do not exist: part (dz, dy, dx) needs an apron on
  * every axis it names (part 0 is the tile itself). */
 static unsigned apron_none(const slot *sl)
@@ -973,8 +986,14 @@ static int slot_decode(target *t, slot *sl, vt_tscratch *s)
         for (int d = 0; d < t->nd - 3; d++)
             lin = lin * v.ext[d] + t->lead_in[d];
         size_t first = (size_t)lin * nsp;
-        const unsigned char *src;
-        if (v.layout == VT_LAYOUT_CONTIG)
+        const unsigned char *src = NULL;
+        if (v.layout == VT_LAYOUT_PLANES && convert_is_copy(t)) {
+            /* each row unshuffled straight into its place in the chunk (no row buffer, no second copy) */
+            for (int64_t z = 0; z < e[0]; z++)
+                for (int64_t y = 0; y < e[1]; y++)
+                    vt__unshuffle_range(v.data, (size_t)v.nelem, t->src_size, first + (size_t)((z * e[1] + y) * e[2]),
+                                        (size_t)e[2], b + (size_t)(z * sl->st0 + y * sl->st1) * es);
+        } else if (v.layout == VT_LAYOUT_CONTIG)
             src = v.data + first * t->src_size;
         else {
             if (vt__grow(&s->row, &s->row_cap, nsp * t->src_size)) {
@@ -986,7 +1005,7 @@ static int slot_decode(target *t, slot *sl, vt_tscratch *s)
             vt__unshuffle_range(v.data, (size_t)v.nelem, t->src_size, first, nsp, s->row);
             src = s->row;
         }
-        for (int64_t z = 0; z < e[0]; z++)
+        for (int64_t z = 0; src && z < e[0]; z++)
             for (int64_t y = 0; y < e[1]; y++)
                 convert_elements(t, src + (size_t)((z * e[1] + y) * e[2]) * t->src_size, (size_t)e[2],
                                  b + (size_t)(z * sl->st0 + y * sl->st1) * es);
