@@ -565,6 +565,41 @@ class TestPatchDatasetSpatial(unittest.TestCase):
             self.assertTrue(torch.equal(g["seg"], w["seg"]))
             self.assertTrue(torch.equal(g["case"], w["case"]))
 
+    def test_workers_send_each_buffer_once(self):
+        """A batch buffer travels to the main process as a descriptor (a socket round trip and a new mapping on
+        both sides) only until the main process keeps a mapping of it; after that the workers send its token
+        alone. Batches stay equal to the single-process ones; the mappings of workers that have exited are
+        dropped."""
+        import voxtile.torch as vtt
+        calls, orig = [], vtt._received
+
+        def counting(token, buffer):
+            calls.append((token, buffer is not None))
+            return orig(token, buffer)
+
+        vtt._received = counting
+        try:
+            ds = self.dataset(batch_size=2)
+            ds.length = 64  # 32 batches
+            want = [ds[i] for i in range(len(ds))]
+            for epoch in range(2):  # new workers each time
+                calls.clear()
+                loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2, timeout=120)
+                for g, w in zip(loader, want):
+                    self.assertTrue(torch.equal(g["image"].view(torch.int16), w["image"].view(torch.int16)))
+                    self.assertTrue(torch.equal(g["seg"], w["seg"]))
+                    del g
+                self.assertEqual(len(calls), 64)  # image and labels of 32 batches
+                tokens = {t for t, _ in calls}
+                self.assertLessEqual(len(tokens), 2 * 5)  # the buffers of the two workers' pools
+                # a descriptor per tensor of a buffer's first batch only (without the handshake: all 64)
+                self.assertLessEqual(sum(sent for _, sent in calls), 2 * len(tokens))
+                self.assertEqual(len({t.split("-")[0] for t in tokens}), 2)
+            # the first epoch's workers are gone, and so are their buffers' mappings
+            self.assertEqual({t for t in vtt._RECEIVED}, tokens)
+        finally:
+            vtt._received = orig
+
     def test_image_and_labels_stay_aligned(self):
         ds = self.dataset(dtype=torch.float32, oversample_foreground=0.5)
         agree = []

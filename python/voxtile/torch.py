@@ -47,8 +47,19 @@ def _batch_tensor(shape, dtype, shared):
 # with them: each buffer (image and labels of one batch) ends in a flag byte per tensor, set by the worker
 # when it hands the batch out and cleared by the main process when the last tensor over that part (any
 # view, any numpy array made from it) is gone.
+#
+# Handing a buffer over costs both processes a descriptor passed through a socket and a new mapping (torch's
+# file-descriptor sharing), ~1-2 ms of CPU per batch each: on a machine with as many workers as cores the
+# main process's share is taken from the workers. So the main process keeps the mapping of each buffer it
+# received (_RECEIVED, by a token the worker drew for it) and says so in the buffer's last byte; a worker
+# sends the buffer itself only while that byte is clear, else just its token. Mappings of workers that
+# have exited are dropped when a new buffer arrives (so at most one generation of workers' pools stays
+# mapped after its workers are gone: the memory they used while they ran).
 _POOL_SLOTS = 8  # buffers of one layout per worker; beyond them (batches kept by the caller) fresh ones
 _ALIGN = 64
+_RECEIVED = {}  # main process: token -> (worker pid, uint8 numpy array over that worker's buffer)
+if hasattr(os, "register_at_fork"):  # a new worker must not keep the buffers of earlier workers mapped
+    os.register_at_fork(after_in_child=_RECEIVED.clear)
 
 
 class _PooledTensor(torch.Tensor):
@@ -61,7 +72,9 @@ class _PooledTensor(torch.Tensor):
     __torch_function__ = torch._C._disabled_torch_function_impl
 
     def __reduce_ex__(self, protocol):
-        return (_pooled_rebuild, (self._vt_buffer,) + self._vt_part + (self.dtype, tuple(self.shape)))
+        buf, token = self._vt_buffer, self._vt_token
+        held = buf.numpy()[-1] == 1  # the main process holds a mapping of this buffer
+        return (_pooled_rebuild, (token, None if held else buf) + self._vt_part + (self.dtype, tuple(self.shape)))
 
 
 class _InlineTensor(torch.Tensor):
@@ -81,9 +94,32 @@ def _pooled_free(flag):
     flag[0] = 0
 
 
-def _pooled_rebuild(buffer, offset, nbytes, flag, dtype, shape):
-    """In the main process: the batch tensor over the received buffer, and its release when it is gone."""
+def _received(token, buffer):
+    """The main process's mapping of the buffer with this token: the one kept from an earlier batch, or the
+    buffer just received, kept (and its last byte set to tell the worker) after dropping those of workers
+    that have exited."""
+    got = _RECEIVED.get(token)
+    if got is not None:
+        return got[1]
+    if buffer is None:
+        raise RuntimeError(f"voxtile.torch: batch buffer {token} of a PatchDataset worker was never received "
+                           "by this process (was the batch unpickled elsewhere?)")
+    for t, (pid, _) in list(_RECEIVED.items()):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            del _RECEIVED[t]
+        except OSError:
+            pass
     raw = buffer.numpy()
+    _RECEIVED[token] = (int(token.split("-")[0]), raw)
+    raw[-1] = 1
+    return raw
+
+
+def _pooled_rebuild(token, buffer, offset, nbytes, flag, dtype, shape):
+    """In the main process: the batch tensor over the received buffer, and its release when it is gone."""
+    raw = _received(token, buffer)
     bf16 = dtype == torch.bfloat16
     data = raw[offset:offset + nbytes].view(np.int16 if bf16 else _TORCH_TO_NP[dtype]).reshape(shape)
     t = torch.from_numpy(data)  # holds `data` until its storage dies: every view, every numpy array of it
@@ -115,9 +151,9 @@ class _BufferPool:
         if slot is None:
             if new_shared is None or len(slots) >= _POOL_SLOTS:
                 return [(t, t) for t in (_batch_tensor(shape, dtype, True) for shape, dtype in parts)]
-            size = flags + _ALIGN
+            size = flags + _ALIGN  # the flag bytes, and last the main process's "I keep it mapped"
             buf = torch.empty(0, dtype=torch.uint8).set_(new_shared(size), 0, (size,))
-            slot = (buf, buf.numpy())
+            slot = (buf, buf.numpy(), f"{os.getpid()}-{os.urandom(8).hex()}")
             slot[1][flags:] = 0
             slots.append(slot)
         slot[1][flags:flags + len(parts)] = 1
@@ -125,7 +161,7 @@ class _BufferPool:
         for i, ((shape, dtype), (o, nbytes)) in enumerate(zip(parts, layout)):
             plain = slot[0][o:o + nbytes].view(dtype).view(shape)
             t = plain.as_subclass(_PooledTensor)
-            t._vt_buffer, t._vt_part = slot[0], (o, nbytes, flags + i)
+            t._vt_buffer, t._vt_token, t._vt_part = slot[0], slot[2], (o, nbytes, flags + i)
             out.append((t, plain))
         return out
 
