@@ -53,8 +53,9 @@ typedef enum vt_resample_order {
 /** nnU-Net's treatment of a low-resolution axis when resampling (vt_convert_opts::separate_z). */
 typedef enum vt_separate {
     VT_SEPARATE_AUTO = 0, /**< when the largest spacing exceeds 3x the smallest (of the source, else of the
-                               target), that one axis is interpolated on its own: nearest (or linear) */
-    VT_SEPARATE_ON = 1,   /**< always, for the axis of the largest source spacing */
+                               target), that one axis is interpolated on its own: nearest (or linear);
+                               none when two axes share that spacing's largest value (as nnU-Net) */
+    VT_SEPARATE_ON = 1,   /**< always, for the axis of the largest source spacing (none on a tie) */
     VT_SEPARATE_OFF = 2   /**< never: the same kernel on every axis */
 } vt_separate;
 

@@ -171,6 +171,19 @@ class Spacing(unittest.TestCase):
                     self.assertEqual(list(s.metadata["source.shape"]), list(vol.shape))
                     np.testing.assert_allclose(s.metadata["resample.spacing"], sp)
 
+    def test_separate_z_tie_as_nnunet(self):
+        """nnU-Net decides on the first anisotropic spacing (the source's here): two axes sharing its largest
+        spacing mean no axis alone, even though the target (5, 1, 1) alone would name axis 0."""
+        rng = np.random.default_rng(4)
+        vol = rng.normal(size=(6, 7, 20)).astype(np.float32) * 50
+        src, _ = save_nifti("tie.nii.gz", vol, (4.0, 4.0, 0.7), np.float32)
+        out = path("tie.vxt")
+        voxtile.convert(src, out, spacing=(5.0, 1.0, 1.0))
+        with voxtile.open(out) as s:
+            self.assertEqual(s.metadata["resample.kernel"], "cubic,cubic,cubic")
+            shape = new_shape(vol.shape, (4.0, 4.0, 0.7), (5.0, 1.0, 1.0))
+            np.testing.assert_allclose(s["image"][...][0], resample(vol, shape, ["cubic"] * 3), atol=1e-3, rtol=1e-5)
+
     def test_int16_rounds_and_clamps_and_upsamples(self):
         rng = np.random.default_rng(3)
         vol = rng.integers(-32768, 32767, size=(9, 12, 10)).astype(np.int16)

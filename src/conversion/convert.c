@@ -836,7 +836,8 @@ static int choose_grid(conversion *cv)
         cv->spacing[d] = s->spacing[d] * (double)in[d] / (double)cv->grid[d];
     }
     /* nnU-Net's rule: the axis of the largest spacing alone, when it exceeds 3x the smallest of the
-     * source (else of the target); not when two axes share the largest */
+     * source (else of the target); the first spacing that is that anisotropic decides, and two axes
+     * sharing its largest spacing mean no axis alone (not a look at the target instead) */
     cv->lowres = -1;
     const double *sp[2] = {s->spacing, o->spacing};
     for (int k = 0; k < 2 && o->separate_z != VT_SEPARATE_OFF && cv->lowres < 0; k++) {
@@ -851,8 +852,7 @@ static int choose_grid(conversion *cv)
             }
         if (ties == 1)
             cv->lowres = axis;
-        if (o->separate_z == VT_SEPARATE_ON)
-            break; /* on: the source's axis only */
+        break; /* decided (on: by the source's spacing) */
     }
     for (int d = 0; d < 3; d++) {
         bool alone = d == cv->lowres;
