@@ -129,15 +129,28 @@ unsigned vt__sample_row_avx2(const vt_vec_group *g, int64_t k, int64_t j, int64_
         local = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_and_si256(fl[0], mask[0]), vst0),
                                  _mm256_mullo_epi32(_mm256_and_si256(fl[1], mask[1]), vst1));
         local = _mm256_add_epi32(local, _mm256_and_si256(fl[2], mask[2]));
-        __m256i slot = _mm256_i32gather_epi32(g->table, idx, 4);
-        if (_mm256_movemask_ps(_mm256_castsi256_ps(slot)) != 0) /* a tile not planned */
-            continue;
         __m256i e[VT_VEC_MAX_ARRAYS];
         int ok = 1;
-        for (int a = 0; a < g->narr && ok; a++) {
-            __m256i b = _mm256_i32gather_epi32(g->a[a].base, slot, 4);
-            ok = _mm256_movemask_ps(_mm256_castsi256_ps(b)) == 0; /* every tile decoded */
-            e[a] = _mm256_add_epi32(b, local);
+        int32_t t0 = _mm256_cvtsi256_si32(idx);
+        if (_mm256_movemask_epi8(_mm256_cmpeq_epi32(idx, _mm256_set1_epi32(t0))) == -1) {
+            /* the 8 voxels in one tile (most groups): scalar lookups instead of gathers */
+            int32_t sl = g->table[t0];
+            if (sl < 0)
+                continue;
+            for (int a = 0; a < g->narr && ok; a++) {
+                int32_t b = g->a[a].base[sl];
+                ok = b >= 0;
+                e[a] = _mm256_add_epi32(_mm256_set1_epi32(b), local);
+            }
+        } else {
+            __m256i slot = _mm256_i32gather_epi32(g->table, idx, 4);
+            if (_mm256_movemask_ps(_mm256_castsi256_ps(slot)) != 0) /* a tile not planned */
+                continue;
+            for (int a = 0; a < g->narr && ok; a++) {
+                __m256i b = _mm256_i32gather_epi32(g->a[a].base, slot, 4);
+                ok = _mm256_movemask_ps(_mm256_castsi256_ps(b)) == 0; /* every tile decoded */
+                e[a] = _mm256_add_epi32(b, local);
+            }
         }
         if (!ok)
             continue;
