@@ -17,7 +17,9 @@ Seed-size volume (benchmarks/make_volume.py) with a label array of K = 4 and K =
    source positions stay inside the 205^3 box must agree).
 2. nnU-Net's probabilities (SpatialAugment.nnunet: 20 % rotation, 20 % scaling, mirroring): pairs/s.
 3. PatchDataset(spatial=SpatialAugment.nnunet(...)) through a DataLoader with 1 and 2 workers
-   (batch 2): patches/s, and each worker's anonymous memory (peak RssAnon, peak Pss_Anon -- pages
+   (batch 2, prefetch_factor 4: a rotated pair costs ~4x a crop, and with torch's in-order delivery and 2
+   batches queued per worker a worker idles behind the other's slow batch; each round also runs 2 workers
+   with torch's default 2): patches/s, and each worker's anonymous memory (peak RssAnon, peak Pss_Anon -- pages
    shared copy-on-write with the parent counted proportionally --, peak own anonymous -- pages no
    other process maps -- and RssAnon growth after the first batch). In the same rounds, the same
    batches made by one and by two independent processes without a DataLoader: how far this
@@ -183,13 +185,14 @@ def children(pid):
         return []
 
 
-def loader_run(store, workers, patches, smaps=True):
+def loader_run(store, workers, patches, smaps=True, prefetch=4):
     """PatchDataset(spatial=nnunet, batch 2) through a DataLoader: (patches/s after the first batch, peak
     RssAnon, peak Pss_Anon, peak own anonymous, RssAnon growth after the first batch) of its workers; the
     two from smaps are 0 without smaps."""
     ds = PatchDataset([store], PATCH, spatial=SpatialAugment.nnunet(PATCH), seed=3, length=patches,
                       batch_size=2, oversample_foreground=0.33)
-    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers, persistent_workers=False)
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers, persistent_workers=False,
+                                         prefetch_factor=prefetch)
     peak, first, stop = {}, {}, threading.Event()
 
     def sampler():
@@ -247,26 +250,30 @@ def part3(args, store):
     that a slow spell of this shared machine falls on all four alike); medians. Then one DataLoader run
     each with the workers' smaps read every 0.5 s for the memory table (reading smaps stalls a worker a
     little, so the throughput rounds read only /proc/PID/status)."""
-    runs = {k: [] for k in ("w1", "w2", "p1", "p2")}
+    runs = {k: [] for k in ("w1", "w2", "w2d", "p1", "p2")}
     for r in range(args.loader_rounds):
         for w in (1, 2):
-            runs[f"w{w}"].append(loader_run(store, w, args.loader_patches, smaps=False)[0])
+            runs[f"w{w}"].append(loader_run(store, w, args.loader_patches, smaps=False, prefetch=args.prefetch)[0])
+        runs["w2d"].append(loader_run(store, 2, args.loader_patches, smaps=False, prefetch=2)[0])
         for p in (1, 2):
             runs[f"p{p}"].append(solo_run(store, p, args.loader_patches))
-        print(f"round {r + 1}: DataLoader 1 worker {runs['w1'][-1]:.1f}, 2 workers {runs['w2'][-1]:.1f}; independent "
-              f"1 process {runs['p1'][-1]:.1f}, 2 processes {runs['p2'][-1]:.1f} patches/s", flush=True)
+        print(f"round {r + 1}: DataLoader 1 worker {runs['w1'][-1]:.1f}, 2 workers {runs['w2'][-1]:.1f} (prefetch_factor "
+              f"2: {runs['w2d'][-1]:.1f}); independent 1 process {runs['p1'][-1]:.1f}, 2 processes {runs['p2'][-1]:.1f} "
+              "patches/s", flush=True)
     med = {k: statistics.median(v) for k, v in runs.items()}
     loader = statistics.median(b / a for a, b in zip(runs["w1"], runs["w2"]))
+    loader_d = statistics.median(b / a for a, b in zip(runs["w1"], runs["w2d"]))
     alone = statistics.median(b / a for a, b in zip(runs["p1"], runs["p2"]))
-    print(f"\nmedians of {args.loader_rounds} rounds: DataLoader 1 worker {med['w1']:.1f}, 2 workers {med['w2']:.1f} "
-          f"patches/s; independent processes 1: {med['p1']:.1f}, 2: {med['p2']:.1f}")
-    print(f"2 workers / 1 worker (median of the rounds' ratios): {loader:.2f}x; the machine itself, 2 independent "
-          f"processes / 1: {alone:.2f}x")
+    print(f"\nmedians of {args.loader_rounds} rounds (prefetch_factor {args.prefetch}): DataLoader 1 worker "
+          f"{med['w1']:.1f}, 2 workers {med['w2']:.1f} (prefetch_factor 2: {med['w2d']:.1f}) patches/s; independent "
+          f"processes 1: {med['p1']:.1f}, 2: {med['p2']:.1f}")
+    print(f"2 workers / 1 worker (median of the rounds' ratios): {loader:.2f}x (prefetch_factor 2: {loader_d:.2f}x); "
+          f"the machine itself, 2 independent processes / 1: {alone:.2f}x")
     print("\n| workers | patches/s | peak RssAnon | peak Pss_Anon | peak own anonymous | RssAnon growth after the "
           "first batch |")
     print("|---|---|---|---|---|---|")
     for w in (1, 2):
-        row = loader_run(store, w, args.loader_patches)
+        row = loader_run(store, w, args.loader_patches, prefetch=args.prefetch)
         print(f"| {w} | {row[0]:.1f} | {row[1]:.1f} | {row[2]:.1f} | {row[3]:.1f} | {row[4]:+.1f} |", flush=True)
 
 
@@ -281,6 +288,8 @@ def main():
     ap.add_argument("--torch-patches", type=int, default=6, help="of those, also the torch way (default 6)")
     ap.add_argument("--loader-patches", type=int, default=120, help="patches through the DataLoader")
     ap.add_argument("--loader-rounds", type=int, default=3, help="rounds of the DataLoader part (default 3)")
+    ap.add_argument("--prefetch", type=int, default=4,
+                    help="the DataLoader's prefetch_factor (default 4; each round also runs 2 workers with 2)")
     ap.add_argument("--loader-only", action="store_true", help=argparse.SUPPRESS)
     if sys.argv[1:2] == ["--solo"]:
         return solo(sys.argv[4], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[5]))

@@ -80,8 +80,10 @@ def main():
         ds = PatchDataset([store], args.patch, oversample_foreground=0.33, dtype=torch.float32, seed=1,
                           length=args.steps * args.batch, spatial=SpatialAugment.nnunet(args.patch),
                           normalize=(-1000, 1000, 0.0, 1000.0))
+        # prefetch_factor 4: a rotated patch costs ~4x a crop, and batches come back in order
         loader = torch.utils.data.DataLoader(ds, batch_size=args.batch, num_workers=args.workers,
-                                             persistent_workers=args.workers > 0)
+                                             persistent_workers=args.workers > 0,
+                                             **({"prefetch_factor": 4} if args.workers > 0 else {}))
         net = TinyNet(classes)
         opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
         t_load, t0 = 0.0, time.perf_counter()
