@@ -563,7 +563,7 @@ class LongOptions(unittest.TestCase):
             self.assertIn(" spacing=%.17g,%.17g,%.17g " % sp, line)
             self.assertIn(" normalize=ct:", line)
             for c, (lo, hi, mean, std) in enumerate(params):
-                self.assertIn(("; " if c else ":").strip() + "%.9g,%.9g,%.9g,%.9g" % (lo, hi, mean, std), line)
+                self.assertIn((";" if c else ":") + "%.9g,%.9g,%.9g,%.9g" % (lo, hi, mean, std), line)
 
 
 class ValueRange(unittest.TestCase):

@@ -210,10 +210,10 @@ static int read_cropped(conversion *cv, vt_source *s, uint64_t c, uint64_t z0, u
     return 0;
 }
 
-/* cast()'s rule for one value (cast keeps its own loop, stored once): whether
- * @p v (rounded to an integer for an integer @p dt) is stored in @p dt without
- * going out of its range; for a float type a finite value that would become
- * infinite does not fit; NaN fits only a float type. */
+/* Whether @p v (rounded to an integer for an integer @p dt) is stored in @p dt
+ * without going out of its range; for a float type a finite value that would
+ * become infinite does not fit; NaN fits only a float type. (cast() checks a
+ * float after storing it, so as not to store every value twice.) */
 static bool value_fits(vt_dtype dt, double v)
 {
     if (!vt__dtype_is_float(dt)) {
@@ -238,7 +238,6 @@ static int cast(conversion *cv, const vt_source *s, const void *in, uint64_t n, 
     if (vt__grow(&cv->cast, &cv->cast_cap, (size_t)(n * out_size)))
         return vt__fail_at(NULL, VT_ENOMEM, s->path, "out of memory");
     bool to_int = !vt__dtype_is_float(dt);
-    double lo = vt__dtype_min(dt), hi = vt__dtype_max(dt);
     const unsigned char *p = in;
     for (uint64_t i = 0; i < n; i++) {
         double v = vt__load_f64(s->dtype, p + i * in_size);
@@ -248,7 +247,7 @@ static int cast(conversion *cv, const vt_source *s, const void *in, uint64_t n, 
             double r = nearbyint(v);
             if (integral && r != v)
                 return vt__fail_at(NULL, VT_EINVAL, s->path, "label value %g is not an integer", v);
-            if (!(r >= lo && r <= hi))
+            if (!value_fits(dt, v))
                 return vt__fail_at(NULL, VT_ERANGE, s->path, "value %g does not fit %s", v, vt_dtype_name(dt));
             v = r;
         }

@@ -136,7 +136,6 @@ static bool reverse_row(const cast *c, const unsigned char *src, size_t n, unsig
     return false;
 }
 
-/* @p n copies of the @p size -byte element at @p val, @p ds bytes apart. */
 /* An output element repeated across 8 bytes, for filling rows with it. */
 typedef struct fillpat {
     unsigned char b[8];
@@ -152,6 +151,7 @@ static void fillpat_make(fillpat *f, const unsigned char *val, size_t size)
     f->size = size;
 }
 
+/* @p n copies of the element of @p f, @p ds bytes apart. */
 static void fill_pat_row(const fillpat *f, unsigned char *dst, size_t n, int64_t ds)
 {
     size_t size = f->size;
@@ -171,6 +171,7 @@ static void fill_pat_row(const fillpat *f, unsigned char *dst, size_t n, int64_t
         memcpy(dst + (int64_t)k * ds, f->b, size);
 }
 
+/* @p n copies of the @p size -byte element at @p val, @p ds bytes apart. */
 static void fill_row(unsigned char *dst, const unsigned char *val, size_t size, size_t n, int64_t ds)
 {
     fillpat f;
@@ -436,23 +437,34 @@ static void reverse_elements(unsigned char *p, size_t n, size_t elem_size)
     }
 }
 
-/* Copy one row of a tile: n elements from element @p ei, stepping @p step. */
+/* Element @p ei of a tile (a constant tile's value for any @p ei), converted
+ * to the output type, as a fill pattern. */
+static void element_pattern(const read_ctx *r, const vt_tile_view *v, uint64_t ei, fillpat *f)
+{
+    const cast *c = &r->cast;
+    size_t elem_size = c->src_size;
+    unsigned char one[8], conv[8];
+    if (v->layout == VT_LAYOUT_CONST)
+        memcpy(one, v->data, elem_size);
+    else if (v->layout == VT_LAYOUT_CONTIG)
+        memcpy(one, v->data + ei * elem_size, elem_size);
+    else
+        for (size_t b = 0; b < elem_size; b++)
+            one[b] = v->data[b * v->nelem + ei];
+    cast_row(c, one, 1, conv, (int64_t)c->dst_size);
+    fillpat_make(f, conv, c->dst_size);
+}
+
+/* Copy one row of a non-constant tile: n elements from element @p ei, stepping @p step. */
 static int copy_row(const read_ctx *r, const vt_tile_view *v, uint64_t ei, int step, size_t n,
                     unsigned char *dst, int64_t ds, vt_tscratch *s)
 {
     const cast *c = &r->cast;
     size_t elem_size = c->src_size; /* stored element bytes */
-    if (v->layout == VT_LAYOUT_CONST || step == 0) {
-        unsigned char one[8], conv[8];
-        if (v->layout == VT_LAYOUT_CONST)
-            memcpy(one, v->data, elem_size);
-        else if (v->layout == VT_LAYOUT_CONTIG)
-            memcpy(one, v->data + ei * elem_size, elem_size);
-        else
-            for (size_t b = 0; b < elem_size; b++)
-                one[b] = v->data[b * v->nelem + ei];
-        cast_row(c, one, 1, conv, (int64_t)c->dst_size);
-        fill_row(dst, conv, c->dst_size, n, ds);
+    if (step == 0) { /* one element repeated (an edge-padded axis) */
+        fillpat f;
+        element_pattern(r, v, ei, &f);
+        fill_pat_row(&f, dst, n, ds);
         return 0;
     }
     if (v->layout == VT_LAYOUT_CONTIG && step == 1) {
@@ -510,12 +522,8 @@ static int copy_tile(const read_ctx *r, const vt_tile_view *v, const size_t *np,
         /* a constant tile: its value converted once, every row filled with it (label maps are mostly these) */
         fillpat cf;
         bool constant = v->layout == VT_LAYOUT_CONST;
-        if (constant) {
-            unsigned char one[8], conv[8];
-            memcpy(one, v->data, r->cast.src_size);
-            cast_row(&r->cast, one, 1, conv, (int64_t)r->cast.dst_size);
-            fillpat_make(&cf, conv, r->cast.dst_size);
-        }
+        if (constant)
+            element_pattern(r, v, 0, &cf);
         for (;;) { /* over rows of the combination */
             if (constant)
                 fill_pat_row(&cf, r->out + oo, n, ds);

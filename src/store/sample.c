@@ -890,9 +890,8 @@ static inline double xform(const target *t, double x)
 /* @p n elements of the source dtype to float32 (the transform applied). */
 static void to_float(const target *t, const unsigned char *src, size_t n, float *dst)
 {
-    if (!t->xf) {
+    if (!t->xf) { /* (float32 without transform is a plain copy: convert_is_copy) */
         switch (t->sd) {
-        case VT_F32: memcpy(dst, src, n * 4); return;
         case VT_F16: vt__f16_to_f32(src, dst, n); return;
         case VT_U8:
         case VT_I8:
@@ -907,29 +906,9 @@ static void to_float(const target *t, const unsigned char *src, size_t n, float 
     }
 }
 
-static void convert_elements(const target *t, const unsigned char *src, size_t n, void *dst)
-{
-    if (t->interp == VT_INTERP_LINEAR)
-        to_float(t, src, n, dst);
-    else if (t->interp == VT_INTERP_NEAREST)
-        memcpy(dst, src, n * t->src_size);
-    else if (t->dec_size == 2 && t->sd == VT_U8)
-        for (size_t k = 0; k < n; k++)
-            ((int16_t *)dst)[k] = src[k];
-    else if (t->dec_size == 2 && (t->sd == VT_I16 || t->sd == VT_U16))
-        memcpy(dst, src, n * 2); /* U16 here holds no value over 32767 */
-    else if (t->dec_size == 2)
-        for (size_t k = 0; k < n; k++)
-            ((int16_t *)dst)[k] = (int16_t)vt__load_int(t->sd, src + k * t->src_size);
-    else if (t->sd == VT_I32 || t->sd == VT_U32)
-        memcpy(dst, src, n * 4); /* U32 here holds no value over INT32_MAX */
-    else
-        for (size_t k = 0; k < n; k++)
-            ((int32_t *)dst)[k] = (int32_t)vt__load_int(t->sd, src + k * t->src_size);
-}
-
-/* Whether convert_elements is a plain copy for @p t (the decoded element is
- * the stored one). */
+/* Whether a decoded element of @p t is the stored one, byte for byte:
+ * float32 without transform, nearest, labels whose type is the decoded one
+ * (U16 here holds no value over 32767, U32 none over INT32_MAX). */
 static bool convert_is_copy(const target *t)
 {
     if (t->interp == VT_INTERP_LINEAR)
@@ -939,6 +918,23 @@ static bool convert_is_copy(const target *t)
     if (t->dec_size == 2)
         return t->sd == VT_I16 || t->sd == VT_U16;
     return t->sd == VT_I32 || t->sd == VT_U32;
+}
+
+static void convert_elements(const target *t, const unsigned char *src, size_t n, void *dst)
+{
+    if (convert_is_copy(t))
+        memcpy(dst, src, n * t->src_size);
+    else if (t->interp == VT_INTERP_LINEAR)
+        to_float(t, src, n, dst);
+    else if (t->dec_size == 2 && t->sd == VT_U8)
+        for (size_t k = 0; k < n; k++)
+            ((int16_t *)dst)[k] = src[k];
+    else if (t->dec_size == 2)
+        for (size_t k = 0; k < n; k++)
+            ((int16_t *)dst)[k] = (int16_t)vt__load_int(t->sd, src + k * t->src_size);
+    else
+        for (size_t k = 0; k < n; k++)
+            ((int32_t *)dst)[k] = (int32_t)vt__load_int(t->sd, src + k * t->src_size);
 }
 
 /* The apron parts that do not exist: part (dz, dy, dx) needs an apron on
@@ -986,29 +982,29 @@ static int slot_decode(target *t, slot *sl, vt_tscratch *s)
         for (int d = 0; d < t->nd - 3; d++)
             lin = lin * v.ext[d] + t->lead_in[d];
         size_t first = (size_t)lin * nsp;
-        const unsigned char *src = NULL;
-        if (v.layout == VT_LAYOUT_PLANES && convert_is_copy(t)) {
-            /* each row unshuffled straight into its place in the chunk (no row buffer, no second copy) */
+        bool planes = v.layout == VT_LAYOUT_PLANES;
+        if (planes && convert_is_copy(t)) { /* each row unshuffled straight into its place (no row buffer) */
             for (int64_t z = 0; z < e[0]; z++)
                 for (int64_t y = 0; y < e[1]; y++)
                     vt__unshuffle_range(v.data, (size_t)v.nelem, t->src_size, first + (size_t)((z * e[1] + y) * e[2]),
                                         (size_t)e[2], b + (size_t)(z * sl->st0 + y * sl->st1) * es);
-        } else if (v.layout == VT_LAYOUT_CONTIG)
-            src = v.data + first * t->src_size;
-        else {
-            if (vt__grow(&s->row, &s->row_cap, nsp * t->src_size)) {
-                pthread_mutex_lock(&c->mu);
-                chunk_give(c, chunk);
-                pthread_mutex_unlock(&c->mu);
-                return vt__fail_at(a->store, VT_ENOMEM, a->store->path, "vt_sample: out of memory");
+        } else {
+            const unsigned char *src = v.data + first * t->src_size;
+            if (planes) {
+                if (vt__grow(&s->row, &s->row_cap, nsp * t->src_size)) {
+                    pthread_mutex_lock(&c->mu);
+                    chunk_give(c, chunk);
+                    pthread_mutex_unlock(&c->mu);
+                    return vt__fail_at(a->store, VT_ENOMEM, a->store->path, "vt_sample: out of memory");
+                }
+                vt__unshuffle_range(v.data, (size_t)v.nelem, t->src_size, first, nsp, s->row);
+                src = s->row;
             }
-            vt__unshuffle_range(v.data, (size_t)v.nelem, t->src_size, first, nsp, s->row);
-            src = s->row;
+            for (int64_t z = 0; z < e[0]; z++)
+                for (int64_t y = 0; y < e[1]; y++)
+                    convert_elements(t, src + (size_t)((z * e[1] + y) * e[2]) * t->src_size, (size_t)e[2],
+                                     b + (size_t)(z * sl->st0 + y * sl->st1) * es);
         }
-        for (int64_t z = 0; src && z < e[0]; z++)
-            for (int64_t y = 0; y < e[1]; y++)
-                convert_elements(t, src + (size_t)((z * e[1] + y) * e[2]) * t->src_size, (size_t)e[2],
-                                 b + (size_t)(z * sl->st0 + y * sl->st1) * es);
     }
     sl->chunk = chunk;
     sl->data = b;
