@@ -172,7 +172,7 @@ unsigned vt__sample_row_avx2(const vt_vec_group *g, int64_t k, int64_t j, int64_
                 _mm256_storeu_ps(g->a[a].rf + q0, r);
             } else {
                 /* pairs (x, x+1) of int16 as one 32-bit load: 4 x 8 loads give the 8 taps
-                 * (vpgatherdd instead cost the kernel 8-25 % more on the Zen 5 measured) */
+                 * (vpgatherdd instead cost the kernel 8-26 % more on the Zen 5 measured) */
                 const int16_t *ar = g->a[a].arena;
                 __m256i p0 = short_pairs(ar, at, 0), p1 = short_pairs(ar, at, g->st1);
                 __m256i p2 = short_pairs(ar, at, g->st0), p3 = short_pairs(ar, at, g->st0 + g->st1);
