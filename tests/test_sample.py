@@ -17,8 +17,10 @@ tiles the taps reach.
 3. displacement fields against a reference that upsamples the field itself.
 4. the box path (crops, mirrors, axis permutations): same bits as the
    interpolating path (a zero field forces that path), and said so in stats.
-5. the AVX2 kernel against the scalar path (VOXTILE_SAMPLE_SCALAR), bit for
-   bit; threads; sample_many against separate calls.
+5. the AVX2 kernel against the scalar path (VOXTILE_SAMPLE_KERNEL=scalar),
+   bit for bit, signed zeros and non-finite taps of weight 0 included, and
+   that the kernel did run (stats); threads; sample_many against separate
+   calls.
 6. tiles: each decoded once, every tile a tap reaches among them, and not many
    more; memory held below the tiles planned.
 7. bad input: clear errors, nothing written past the output.
@@ -32,6 +34,7 @@ tiles the taps reach.
 
 Run: PYTHONPATH=python /usr/bin/python3 tests/test_sample.py
 """
+import ast
 import atexit
 import os
 import shutil
@@ -314,30 +317,59 @@ class TestBoxPath(unittest.TestCase):
                                           hu[:, 2:9, 3:12, 4:15])
 
 
+def cpu_flags():
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    return set()
+
+
 class TestPaths(unittest.TestCase):
     def test_avx2_and_scalar_give_the_same_bits(self):
+        # rows (a block is 16 wide) of 16 + 1, 16 + 16 + 8, 8 + 5 (a partial group) and 5 (scalar only) voxels
         code = r'''
 import hashlib, sys, numpy as np, voxtile
 sys.path.insert(0, sys.argv[2])
 from test_sample import random_map
-st = voxtile.open(sys.argv[1]); rng = np.random.default_rng(12); h = hashlib.sha256()
+st = voxtile.open(sys.argv[1]); rng = np.random.default_rng(12); h = hashlib.sha256(); lanes = set()
 for trial in range(10):
-    m = random_map(rng, st["image"].shape[1:], (16, 24, 17), far=trial == 9)
-    for pad in ("constant", "edge", "reflect"):
-        img, seg = voxtile.sample_many([(st["image"], dict(pad=pad)), (st["seg"], dict(order="label", pad=pad,
-                                                                                      dtype=np.int16))], m, (16, 24, 17))
-        h.update(img.tobytes()); h.update(seg.tobytes())
-print(h.hexdigest())
+    for size in ((16, 24, 17), (5, 7, 40), (6, 9, 13), (3, 4, 5)):
+        m = random_map(rng, st["image"].shape[1:], size, far=trial == 9)
+        for pad in ("constant", "edge", "reflect"):
+            s = {}
+            img, seg = voxtile.sample_many([(st["image"], dict(pad=pad, stats=s)),
+                                            (st["seg"], dict(order="label", pad=pad, dtype=np.int16))], m, size)
+            h.update(img.tobytes()); h.update(seg.tobytes()); lanes.add(s["vector_lanes"])
+# every weight 0 (scale 2, whole translation): a -0.0 tap stays -0.0 only tap by tap, which is the
+# form a voxel with a non-finite tap takes; its neighbours in the row must not
+m = np.array([[2.0, 0, 0, 18], [0, 2, 0, 8], [0, 0, 2, 14]])
+h.update(st["image"].sample(m, (8, 10, 16)).tobytes())
+print(h.hexdigest(), sorted(lanes))
 '''
         rng = np.random.default_rng(13)
         vol = rng.normal(size=(1, 50, 47, 52)).astype(np.float32)
+        vol[0, 20:30, 10:30, 15:40] = -0.0  # signed zeros beside ...
+        vol[0, 24, 20, 20:30:3] = np.inf    # ... taps of weight 0 that are not finite
+        vol[0, 25, 21, 21:31:4] = np.nan
         seg = (ndi.zoom(rng.integers(0, 9, (6, 6, 6)), 9, order=0)[:50, :47, :52]).astype(np.uint8)
         path = os.path.join(TMP, "paths.vxt")
         write_store(path, {"image": (vol, (1, 16, 16, 16), False), "seg": (seg[None], (1, 16, 16, 16), True)})
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "python"), HERE]))
-        out = [subprocess.run([sys.executable, "-c", code, path, HERE], env=dict(env, **extra), check=True,
-                              capture_output=True, text=True).stdout for extra in ({}, {"VOXTILE_SAMPLE_SCALAR": "1"})]
-        self.assertEqual(out[0], out[1])
+        want = {"scalar": 0, "": 8 if "avx2" in cpu_flags() else 0}
+        out = {}
+        for kernel in ("", "scalar"):
+            r = subprocess.run([sys.executable, "-c", code, path, HERE], env=dict(env, VOXTILE_SAMPLE_KERNEL=kernel),
+                               check=True, capture_output=True, text=True).stdout.split(maxsplit=1)
+            out[kernel] = r[0]
+            # the calls that sampled tiles took the kernel asked for (0: the CPU has none, or a map far
+            # outside the array decodes no tile)
+            lanes = set(ast.literal_eval(r[1]))
+            self.assertIn(want[kernel], lanes, kernel or "default")
+            self.assertLessEqual(lanes, {0, want[kernel]}, kernel or "default")
+        if want[""] == 0:
+            print("  this CPU has no AVX2: only the scalar path was run")
+        self.assertEqual(out[""], out["scalar"])
 
 
 class TestTiles(unittest.TestCase):

@@ -593,7 +593,8 @@ class Array:
              voxels) on a grid spanning the output corner to corner, interpolated trilinearly and added to
              (k, j, i) before the matrix (deform, then map).
         out: an array to fill (e.g. a slot of a batch), shape leading + size, the output dtype, any strides.
-        stats: a dict to receive what the call did: tiles_needed, tiles_decoded, peak_bytes, box_read.
+        stats: a dict to receive what the call did: tiles_needed, tiles_decoded, peak_bytes, box_read,
+            vector_lanes (8: the AVX2 kernel sampled what it could, 0: scalar code only).
         See sample_many() to sample an image and its labels in one pass.
         """
         return sample_many([(self, dict(order=order, dtype=dtype, pad=pad, pad_value=pad_value, transform=transform,
@@ -899,7 +900,8 @@ def sample_many(targets, matrix, size, *, displacement=None, threads=1):
     for _, _, _, (want, st) in parts:
         if want is not None:
             want.update(tiles_needed=int(st.tiles_needed), tiles_decoded=int(st.tiles_decoded),
-                        peak_bytes=int(st.peak_bytes), box_read=bool(st.box_read))
+                        peak_bytes=int(st.peak_bytes), box_read=bool(st.box_read),
+                        vector_lanes=int(st.vector_lanes))
     return [p[1] for p in parts]
 
 

@@ -168,6 +168,7 @@ class SampleStats(ctypes.Structure):
         ("tiles_decoded", ctypes.c_uint64),
         ("peak_bytes", ctypes.c_uint64),
         ("box_read", ctypes.c_int),
+        ("vector_lanes", ctypes.c_int),
     ]
 
 
