@@ -476,6 +476,25 @@ class Normalize(unittest.TestCase):
                 sg[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
             np.testing.assert_array_equal(item["seg"][0].numpy(), segref)
 
+    def test_zscore_of_values_far_from_zero(self):
+        # mean 1e9, std ~1: sum(x^2)/n - mean^2 cancels every digit of the variance in double;
+        # the recorded mean and std must be numpy's all the same (float64 source, one channel and two)
+        rng = np.random.default_rng(31)
+        for shape in ((9, 10, 11), (2, 9, 10, 11)):
+            vol = 1e9 + rng.normal(size=shape)
+            src = path("far.npy")
+            np.save(src, vol)
+            out = path("far.vxt")
+            voxtile.convert(src, out, normalize="zscore", dtype="float64")
+            with voxtile.open(out) as s:
+                got = s["image"].normalization
+            chans = vol if vol.ndim == 4 else vol[None]
+            self.assertEqual(len(got), len(chans))
+            for (lo, hi, mean, sd), ch in zip(got, chans):
+                self.assertEqual((lo, hi), (ch.min(), ch.max()))
+                self.assertAlmostEqual(mean / ch.mean(), 1.0, delta=1e-13)
+                self.assertAlmostEqual(sd / ch.std(), 1.0, delta=1e-9)
+
     def test_ct_from_a_dataset_fingerprint(self):
         """stats --fingerprint, then convert-dataset / convert / voxtile.convert --normalize ct with it: the
         parameters are numpy's foreground (label > 0 inside the nonzero box) percentiles 0.5 and 99.5, mean

@@ -11,6 +11,7 @@
 #include "codec.h"
 #include "convert.h"
 #include "labels.h"
+#include "moments.h"
 #include "resample.h"
 #include "source.h"
 #include "spacing.h"
@@ -153,8 +154,8 @@ typedef struct conversion {
     int32_t *lslice;           /* or as int32 (labels) */
     unsigned char *oslice;     /* one stored slice in the array's dtype */
     /* zscore normalisation: per image channel, over the cropped source voxels (scaled) */
-    double *zsum, *zsum2, *zmin, *zmax;
-    uint64_t *zcount;
+    vt__moments *zmom;
+    double *zmin, *zmax;
 } conversion;
 
 static void progress(conversion *cv, uint64_t slices)
@@ -516,25 +517,20 @@ static void zscore_add(conversion *cv, const vt_source *s, uint64_t c, const voi
 {
     size_t es = vt_dtype_size(s->dtype);
     bool scale = vt__source_scaled(s);
-    double sum = 0, sum2 = 0, mn = cv->zmin[c], mx = cv->zmax[c];
-    uint64_t cnt = 0;
+    double mn = cv->zmin[c], mx = cv->zmax[c];
+    vt__moments *m = &cv->zmom[c];
     for (uint64_t i = 0; i < n; i++) {
         double v = vt__load_f64(s->dtype, (const unsigned char *)data + i * es);
         if (scale)
             v = v * s->scl_slope + s->scl_inter;
         if (!isfinite(v))
             continue;
-        sum += v;
-        sum2 += v * v;
+        vt__moments_add(m, v);
         mn = v < mn ? v : mn;
         mx = v > mx ? v : mx;
-        cnt++;
     }
-    cv->zsum[c] += sum;
-    cv->zsum2[c] += sum2;
     cv->zmin[c] = mn;
     cv->zmax[c] = mx;
-    cv->zcount[c] += cnt;
 }
 
 /* Where a resampled stream's slices go. */
@@ -894,12 +890,10 @@ static int choose_normalization(conversion *cv)
     if (o->normalize != VT_NORMALIZE_ZSCORE)
         return vt__fail_at(NULL, VT_EINVAL, first, "invalid normalisation %d", (int)o->normalize);
     size_t n = (size_t)cv->channels;
-    cv->zsum = vt__calloc(n, sizeof *cv->zsum);
-    cv->zsum2 = vt__calloc(n, sizeof *cv->zsum2);
+    cv->zmom = vt__calloc(n, sizeof *cv->zmom);
     cv->zmin = vt__malloc(n * sizeof *cv->zmin);
     cv->zmax = vt__malloc(n * sizeof *cv->zmax);
-    cv->zcount = vt__calloc(n, sizeof *cv->zcount);
-    if (!cv->zsum || !cv->zsum2 || !cv->zmin || !cv->zmax || !cv->zcount)
+    if (!cv->zmom || !cv->zmin || !cv->zmax)
         return vt__fail_at(NULL, VT_ENOMEM, first, "out of memory");
     for (size_t c = 0; c < n; c++) {
         cv->zmin[c] = INFINITY;
@@ -924,9 +918,10 @@ static int write_normalization(conversion *cv)
             continue;
         }
         /* zscore: the case's own mean and population std; the clip bounds are its range (no clipping) */
-        double cnt = (double)cv->zcount[c], mean = cnt > 0 ? cv->zsum[c] / cnt : 0;
-        double var = cnt > 0 ? cv->zsum2[c] / cnt - mean * mean : 0;
-        double sd = var > 0 ? sqrt(var) : 0;
+        uint64_t cnt = cv->zmom[c].n;
+        double mean, m2;
+        vt__moments_get(&cv->zmom[c], &mean, &m2);
+        double sd = cnt > 0 ? sqrt(m2 / (double)cnt) : 0;
         p[4 * c] = cnt > 0 ? cv->zmin[c] : 0;
         p[4 * c + 1] = cnt > 0 ? cv->zmax[c] : 0;
         p[4 * c + 2] = mean;
@@ -1021,11 +1016,9 @@ static void conversion_free(conversion *cv)
     free(cv->dslice);
     free(cv->lslice);
     free(cv->oslice);
-    free(cv->zsum);
-    free(cv->zsum2);
+    free(cv->zmom);
     free(cv->zmin);
     free(cv->zmax);
-    free(cv->zcount);
 }
 
 int vt_convert_images(const char *const *images, size_t nimages, const char *segpath, const char *out,

@@ -12,6 +12,7 @@
  * a result. */
 #include "convert.h"
 #include "fingerprint.h"
+#include "moments.h"
 #include "source.h"
 
 #include <math.h>
@@ -131,21 +132,13 @@ static void hist_merge(vt__fp_hist *dst, const vt__fp_hist *src)
 
 /* ---- one channel of one case -------------------------------------------- */
 
-/* Neumaier's compensated sum: s + c is the sum of the terms added. */
-static inline void neumaier(double *s, double *c, double x)
-{
-    double t = *s + x;
-    *c += fabs(*s) >= fabs(x) ? (*s - t) + x : (x - t) + *s;
-    *s = t;
-}
-
 /* A channel's foreground in one case: its histogram, NaN count, and the
  * moments of the values that are not small integers (sums of the
  * deviations from the first of them, compensated). */
 typedef struct chan_acc {
     vt__fp_hist h;
-    uint64_t nan, n, pinf, ninf;
-    double shift, s1, c1, s2, c2;
+    uint64_t nan, pinf, ninf;
+    vt__moments mom;
 } chan_acc;
 
 /* One foreground voxel's value. 0 or VT_ENOMEM. */
@@ -169,22 +162,14 @@ static inline int acc_add(chan_acc *a, float f)
             a->ninf++;
         return 0;
     }
-    if (a->n++ == 0)
-        a->shift = f;
-    double d = (double)f - a->shift;
-    neumaier(&a->s1, &a->c1, d);
-    neumaier(&a->s2, &a->c2, d * d);
+    vt__moments_add(&a->mom, (double)f);
     return 0;
 }
 
 static vt__fp_moments acc_moments(const chan_acc *a)
 {
-    vt__fp_moments m = {a->n, a->pinf, a->ninf, 0, 0};
-    if (a->n) {
-        double s1 = a->s1 + a->c1, s2 = a->s2 + a->c2, n = (double)a->n;
-        m.mean = a->shift + s1 / n;
-        m.m2 = fmax(0.0, s2 - s1 * s1 / n);
-    }
+    vt__fp_moments m = {a->mom.n, a->pinf, a->ninf, 0, 0};
+    vt__moments_get(&a->mom, &m.mean, &m.m2);
     return m;
 }
 
@@ -804,7 +789,7 @@ static void channel_stats(const vt_fingerprint *fp, size_t c, vt_fingerprint_sta
         for (size_t i = 0; i < NINT; i++)
             if (h->ints[i]) {
                 double d = (double)i + INT_LO - mean;
-                neumaier(&m2, &cm, (double)h->ints[i] * (d * d));
+                vt__neumaier(&m2, &cm, (double)h->ints[i] * (d * d));
             }
         m2 += cm;
     }
