@@ -295,7 +295,9 @@ VT_API void vt_export_opts_init(vt_export_opts *opts);
  * @param array  its array; NULL: "pred" if present, else its only array.
  * @param like   the store of the case (converted by vt_convert_images(): it
  *               records "source.shape", "source.affine", "crop" and any
- *               "resample.*").
+ *               "resample.*"). NULL: no mapping back; the array (NULL:
+ *               "image") is written as vt_export_nifti() writes it, with
+ *               @p opts' progress; argmax and order must then be the defaults.
  * @param opts   NULL for the defaults.
  * @param out    .nii or .nii.gz to write (temporary file renamed into place).
  * @return 0; VT_EINVAL (bad output name; a grid or geometry that is not

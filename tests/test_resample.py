@@ -328,6 +328,30 @@ class Export(unittest.TestCase):
         voxtile.export(pred, path("pred_py.nii.gz"), like=self.store, argmax=True)
         np.testing.assert_array_equal(zyx(nib.load(path("pred_py.nii.gz"))), got)
 
+    def test_progress_with_and_without_like(self):
+        # without like, export is export_nifti's file, now with its progress reported too
+        rng = np.random.default_rng(5)
+        probs = rng.random((2,) + self.grid).astype(np.float32)
+        w = voxtile.Writer(path("p2.vxt"))
+        w.write(w.add_array("pred", probs.shape, np.float32), (0, 0, 0, 0), probs)
+        w.finalize()
+        for like, array, kw in ((None, "image", {}), (self.store, None, dict(order="cubic"))):
+            src = self.store if like is None else path("p2.vxt")
+            fractions = []
+            out = path("progress.nii.gz")
+            voxtile.export(src, out, like=like, array=array, progress=fractions.append, **kw)
+            self.assertGreaterEqual(len(fractions), 1, like)  # one slab of these small files: at least the end
+            self.assertEqual(fractions, sorted(fractions), like)
+            self.assertGreater(fractions[0], 0.0, like)
+            self.assertEqual(fractions[-1], 1.0, like)
+            if like is None:
+                voxtile.export_nifti(self.store, path("plain.nii.gz"))
+                a, b = nib.load(out), nib.load(path("plain.nii.gz"))
+                self.assertEqual(a.header.binaryblock, b.header.binaryblock)
+                np.testing.assert_array_equal(np.asarray(a.dataobj), np.asarray(b.dataobj))
+        with self.assertRaises(voxtile.InvalidArgument):
+            voxtile.export(self.store, path("x.nii"), argmax=True, progress=print)
+
     def test_probabilities_as_channels(self):
         rng = np.random.default_rng(2)
         probs = rng.random((3,) + self.grid).astype(np.float32)

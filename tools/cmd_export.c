@@ -67,16 +67,12 @@ int cmd_export(int argc, char **argv)
         die_usage("export: expected one store and -o OUT.nii[.gz]");
     if (like == NULL && (eo.argmax || order_given))
         die_usage("export: --argmax and --order map a prediction back: they need --like CASE.vxt");
-    if (like == NULL) {
-        int rc = vt_export_nifti(argv[optind], array, out);
-        return rc ? lib_error(vt_errmsg(NULL), rc) : 0;
-    }
     int last = -1;
     if (!quiet && isatty(STDERR_FILENO)) {
         eo.progress = progress_bar;
         eo.progress_ctx = &last;
     }
-    int rc = vt_export_like(argv[optind], array, like, &eo, out);
+    int rc = vt_export_like(argv[optind], array, like, &eo, out); /* no --like: the array as stored */
     if (last >= 0 && last < 100)
         fputc('\n', stderr);
     return rc ? lib_error(vt_errmsg(NULL), rc) : 0;

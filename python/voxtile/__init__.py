@@ -1063,11 +1063,10 @@ def export(store, out, like=None, array=None, argmax=False, order="linear", prog
     (order "linear", as nnU-Net's export, or "cubic"; an axis resampled on its own stays nearest; a
     label array by label vote), the crop undone with background (0; channel 0 of several float
     channels takes 1) -- and written with the source's header and affine. argmax: the index of the
-    largest channel after resampling (nnU-Net's order), as uint8 labels (uint16 over 256 classes)."""
-    if like is None:
-        if argmax or order != "linear":
-            raise InvalidArgument(_EINVAL, "argmax and order map a prediction back: they need like=CASE.vxt")
-        return export_nifti(store, out, array=array)
+    largest channel after resampling (nnU-Net's order), as uint8 labels (uint16 over 256 classes).
+    progress: called now and then with the fraction done (0..1], with or without like."""
+    if like is None and (argmax or order != "linear"):
+        raise InvalidArgument(_EINVAL, "argmax and order map a prediction back: they need like=CASE.vxt")
     if order not in _ORDERS:
         raise InvalidArgument(_EINVAL, f"order must be 'linear' or 'cubic', not {order!r}")
     opts = _ffi.ExportOpts()
@@ -1078,9 +1077,9 @@ def export(store, out, like=None, array=None, argmax=False, order="linear", prog
     if progress is not None:
         keep = _ffi.PROGRESS(lambda ctx, f: progress(f))
         opts.progress = keep
-    _check(_lib.vt_export_like(os.fsencode(store), array.encode() if array else None, os.fsencode(like),
-                               ctypes.byref(opts), os.fsencode(out)),
-           paths=(store, like, os.path.dirname(os.path.abspath(out))))
+    _check(_lib.vt_export_like(os.fsencode(store), array.encode() if array else None,
+                               None if like is None else os.fsencode(like), ctypes.byref(opts), os.fsencode(out)),
+           paths=(store, os.path.dirname(os.path.abspath(out))) + (() if like is None else (like,)))
 
 
 def probe(path):

@@ -38,6 +38,9 @@ VT_INTERNAL int vt__nifti_out_write(vt_nifti_out *w, void *data, uint64_t n);
  * the write's error. */
 VT_INTERNAL int vt__nifti_out_close(vt_nifti_out *w, int rc);
 
+/* vt_export_nifti, reporting progress through @p o (NULL: none). */
+VT_INTERNAL int vt__export_plain(const char *store_path, const char *array, const char *out, const vt_export_opts *o);
+
 /* ---- one voxel grid for a case's inputs (grid.c) -------------------------- */
 
 /* Whether two affines (row-major 4x4, the first 3 rows compared) describe

@@ -328,6 +328,11 @@ int vt__nifti_out_close(vt_nifti_out *w, int rc)
 
 int vt_export_nifti(const char *store_path, const char *array, const char *out)
 {
+    return vt__export_plain(store_path, array, out, NULL);
+}
+
+int vt__export_plain(const char *store_path, const char *array, const char *out, const vt_export_opts *o)
+{
     if (store_path == NULL || out == NULL)
         return vt__fail(NULL, VT_EINVAL, "vt_export_nifti: store and output must be given");
     if (!vt__ends_with(out, ".nii.gz") && !vt__ends_with(out, ".nii"))
@@ -376,6 +381,8 @@ int vt_export_nifti(const char *store_path, const char *array, const char *out)
                 break;
             }
             ok = vt__nifti_out_write(w, buf, nz * slice) == 0; /* close reports a failure */
+            if (o && o->progress)
+                o->progress(o->progress_ctx, (double)(c * ai.shape[1] + z + nz) / (double)(ai.shape[0] * ai.shape[1]));
         }
     free(buf);
     rc = vt__nifti_out_close(w, rc);
