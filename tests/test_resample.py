@@ -28,6 +28,7 @@ import atexit
 import json
 import os
 import shutil
+import struct
 import sys
 import tempfile
 import unittest
@@ -499,6 +500,24 @@ class Normalize(unittest.TestCase):
             segref[lo[0] - zz:hi[0] - zz, lo[1] - yy:hi[1] - yy, lo[2] - xx:hi[2] - xx] = \
                 sg[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
             np.testing.assert_array_equal(item["seg"][0].numpy(), segref)
+
+    def test_normalize_reads_the_scaled_values_it_was_recorded_on(self):
+        vol = np.arange(5 * 6 * 7, dtype=np.int16).reshape(5, 6, 7)
+        src, _ = save_nifti("scaled.nii", vol, (1.0, 1.0, 1.0), np.int16)
+        with open(src, "r+b") as f:  # scl_slope, scl_inter
+            f.seek(112)
+            f.write(struct.pack("<ff", 2.0, -10.0))
+        out = path("scaled.vxt")
+        voxtile.convert(src, out, normalize="zscore")
+        x = vol * 2.0 - 10.0
+        with voxtile.open(out) as s:
+            a = s["image"]
+            self.assertEqual(a.scaling, (2.0, -10.0))
+            got = a.read((0, 0, 0, 0), a.shape, dtype=np.float32, normalize=True)[0]
+            np.testing.assert_allclose(got, (x - x.mean()) / x.std(), atol=1e-5)
+            # the raw values with the scaled values' mean and std would be silently wrong
+            with self.assertRaisesRegex(voxtile.InvalidArgument, "scaling=False"):
+                a.read((0, 0, 0, 0), a.shape, dtype=np.float32, normalize=True, scaling=False)
 
     def test_zscore_of_values_far_from_zero(self):
         # mean 1e9, std ~1: sum(x^2)/n - mean^2 cancels every digit of the variance in double;

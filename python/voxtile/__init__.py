@@ -487,6 +487,9 @@ class Array:
             raise InvalidArgument(_EINVAL, f"{where}: normalize=True and transform= cannot be combined")
         if dtype is None or np.dtype(dtype).kind != "f":
             raise InvalidArgument(_EINVAL, f"{where}: normalize=True needs a floating dtype, not {dtype!r}")
+        if not scaling and self.scaling is not None:
+            raise InvalidArgument(_EINVAL, f"{where}: the normalisation was recorded on the scaled values "
+                                  f"(scaling {self.scaling}); normalize=True cannot read with scaling=False")
         start = _int_entries(start, "start", -(1 << 63), 1 << 63, where)
         size = _int_entries(size, "size", 1, 1 << 63, where)
         if len(start) != 4 or len(size) != 4:
@@ -519,7 +522,8 @@ class Array:
         out: an array to fill (e.g. a slot of a batch): its shape must be size and dtype the output dtype;
              any strides (multiples of the item size) -- no extra copy.
         normalize: apply the normalisation `convert --normalize` recorded (Array.normalization): per
-             channel, clip, then (x - mean) / std, fused into the read; needs a floating dtype.
+             channel, clip, then (x - mean) / std, fused into the read; needs a floating dtype, and the
+             scaled values the normalisation was recorded on (not scaling=False on a scaled array).
         """
         if normalize:
             return self._normalized_read(start, size, dtype, pad, pad_value, transform, out, threads, verify,
