@@ -950,6 +950,19 @@ static unsigned apron_none(const slot *sl)
     return none;
 }
 
+/* Copy a row of @p n bytes of decoded tiles: the usual ones (a tile row of
+ * 16 float32 or int16, one element) with a size known here, so inlined. */
+static inline void put_row(unsigned char *d, const unsigned char *f, size_t n)
+{
+    switch (n) {
+    case 64: memcpy(d, f, 64); break;
+    case 32: memcpy(d, f, 32); break;
+    case 4: memcpy(d, f, 4); break;
+    case 2: memcpy(d, f, 2); break;
+    default: memcpy(d, f, n);
+    }
+}
+
 /* Decode the slot's tile for the current leading index into a buffer with
  * room for the apron. Called without the lock; the slot is BUSY, so no one
  * else touches it. */
@@ -976,7 +989,7 @@ static int slot_decode(target *t, slot *sl, vt_tscratch *s)
             memcpy(b + (size_t)x * es, one, es);
         for (int64_t z = 0; z < e[0]; z++)
             for (int64_t y = z == 0; y < e[1]; y++)
-                memcpy(b + (size_t)(z * sl->st0 + y * sl->st1) * es, b, (size_t)e[2] * es);
+                put_row(b + (size_t)(z * sl->st0 + y * sl->st1) * es, b, (size_t)e[2] * es);
     } else {
         /* the leading index's part of a tile that spans several (C order over the tile's extents) */
         uint64_t lin = 0;
@@ -1015,27 +1028,22 @@ static int slot_decode(target *t, slot *sl, vt_tscratch *s)
 }
 
 /* Copy apron part @p k (bit 4: the z face, 2: y, 1: x) of @p sl from its
- * neighbour @p nb (under the lock). */
+ * neighbour @p nb (under the lock): rows of the part, strided in both. */
 static void apron_fill(const target *t, slot *sl, const slot *nb, unsigned k)
 {
     size_t es = t->dec_size;
     int64_t z0 = k & 4 ? sl->hi[0] : sl->lo[0], z1 = k & 4 ? sl->hi[0] + 1 : sl->hi[0];
     int64_t y0 = k & 2 ? sl->hi[1] : sl->lo[1], y1 = k & 2 ? sl->hi[1] + 1 : sl->hi[1];
     int64_t x0 = k & 1 ? sl->hi[2] : sl->lo[2], x1 = k & 1 ? sl->hi[2] + 1 : sl->hi[2];
-    unsigned char *dst = (unsigned char *)(uintptr_t)sl->data;
-    const unsigned char *src = nb->data;
-    for (int64_t z = z0; z < z1; z++)
-        for (int64_t y = y0; y < y1; y++) {
-            unsigned char *d = dst + (size_t)((z - sl->lo[0]) * sl->st0 + (y - sl->lo[1]) * sl->st1 + (x0 - sl->lo[2])) * es;
-            const unsigned char *f =
-                src + (size_t)((z - nb->lo[0]) * nb->st0 + (y - nb->lo[1]) * nb->st1 + (x0 - nb->lo[2])) * es;
-            if (x1 - x0 == 1 && es == 4)
-                memcpy(d, f, 4);
-            else if (x1 - x0 == 1 && es == 2)
-                memcpy(d, f, 2);
-            else
-                memcpy(d, f, (size_t)(x1 - x0) * es);
-        }
+    unsigned char *d = (unsigned char *)(uintptr_t)sl->data +
+                       (size_t)((z0 - sl->lo[0]) * sl->st0 + (y0 - sl->lo[1]) * sl->st1 + (x0 - sl->lo[2])) * es;
+    const unsigned char *f =
+        (const unsigned char *)nb->data + (size_t)((z0 - nb->lo[0]) * nb->st0 + (y0 - nb->lo[1]) * nb->st1 + (x0 - nb->lo[2])) * es;
+    size_t row = (size_t)(x1 - x0) * es, ny = (size_t)(y1 - y0);
+    size_t d0 = (size_t)sl->st0 * es, d1 = (size_t)sl->st1 * es, f0 = (size_t)nb->st0 * es, f1 = (size_t)nb->st1 * es;
+    for (int64_t z = z0; z < z1; z++, d += d0, f += f0)
+        for (size_t y = 0; y < ny; y++)
+            put_row(d + y * d1, f + y * f1, row);
 }
 
 /* ---- sampling ----------------------------------------------------------- */
