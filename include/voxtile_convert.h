@@ -288,7 +288,8 @@ VT_API void vt_export_opts_init(vt_export_opts *opts);
  * Label arrays (one channel with a label index) are resampled by label
  * vote; other arrays with @ref vt_export_opts::order, then argmax when asked,
  * else written as channels (a 4-d file for several): float32 (float64
- * kept), integers rounded and clamped to their dtype. The header is @p like's source
+ * kept as the file's type; the resampling itself runs in float32),
+ * integers rounded and clamped to their dtype. The header is @p like's source
  * NIfTI header (shape and datatype changed, scaling cleared), else a NIfTI-1
  * header from its "source.affine".
  * @param pred   the prediction's store.
@@ -304,7 +305,8 @@ VT_API void vt_export_opts_init(vt_export_opts *opts);
  *         @p like's; argmax of integer channels, of one channel, or of fewer
  *         channels than @p like's "seg" has classes); VT_ENOTFOUND (no such array);
  *         VT_EFORMAT (@p like records no source grid); VT_ERANGE (a grid
- *         axis over 2^31 voxels, slices over 2^34); VT_ENOMEM; errors of vt_open(),
+ *         axis over 2^31 voxels, slices over 2^34; integer values beyond 2^24,
+ *         which float32 does not hold exactly); VT_ENOMEM; errors of vt_open(),
  *         vt_read() and writing. vt_errmsg(NULL) has the detail. Nothing is
  *         left at @p out on failure.
  */

@@ -370,6 +370,31 @@ class Export(unittest.TestCase):
             want = self.uncrop(resample(probs[c], self.extent(), kern), fill=1.0 if c == 0 else 0.0)
             np.testing.assert_allclose(got[c], want, atol=1e-5)
 
+    def test_integers_float32_cannot_hold_are_refused(self):
+        # the resampling runs in float32: int32 values beyond 2^24 would come back changed, so they are
+        # refused, naming the array; up to 2^24 they are exported
+        rng = np.random.default_rng(6)
+        for top, ok in ((1 << 24, True), ((1 << 24) + 3, False)):
+            vals = rng.integers(top - 1000, top + 1, (1,) + self.grid).astype(np.int32)
+            vals.flat[0] = top
+            name = path(f"i32_{top}.vxt")
+            w = voxtile.Writer(name)
+            w.write(w.add_array("pred", vals.shape, np.int32), (0, 0, 0, 0), vals)
+            w.finalize()
+            out = path(f"i32_{top}.nii")
+            if ok:
+                voxtile.export(name, out, like=self.store)
+                got = zyx(nib.load(out))
+                kern = ["nearest" if k == "nearest" else "linear" for k in self.kern]
+                want = self.uncrop(np.rint(resample(vals[0].astype(np.float64), self.extent(), kern)))
+                inside = self.uncrop(np.ones(self.extent(), bool), fill=False)
+                self.assertEqual(got.dtype, np.int32)
+                self.assertLessEqual(np.abs(got[inside] - want[inside]).max(), 2)  # float32 steps of 1-2 here
+            else:
+                with self.assertRaisesRegex(voxtile.InvalidArgument, "pred.*2\\^24"):
+                    voxtile.export(name, out, like=self.store)
+                self.assertFalse(os.path.exists(out))
+
     def test_image_and_labels_back_on_the_source_grid(self):
         out = path("img_back.nii.gz")
         run("export", self.store, "--array", "image", "--like", self.store, "-o", out, "-q")

@@ -461,6 +461,12 @@ static int job_open(job *j, const char *array)
         j->mode = MODE_LABELS;
         j->out_dt = j->pi.dtype;
     } else { /* values: float32 (float64 kept); integers stay integers, rounded */
+        /* the resampling runs in float32: integers beyond 2^24 would come back changed */
+        double big = fmax(fabs(j->pi.min), fabs(j->pi.max));
+        if (integral && big > 16777216.0)
+            return vt__fail_at(NULL, VT_ERANGE, j->pred_path, "array '%s' holds %s values up to %.17g: export "
+                               "resamples in float32, exact for integers up to 2^24 only", j->pi.name,
+                               vt_dtype_name(j->pi.dtype), big);
         j->mode = MODE_FLOAT;
         j->out_dt = j->pi.dtype == VT_F64 || integral ? j->pi.dtype : VT_F32;
         j->integral = integral;
