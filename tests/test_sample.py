@@ -17,7 +17,7 @@ tiles the taps reach.
 3. displacement fields against a reference that upsamples the field itself.
 4. the box path (crops, mirrors, axis permutations): same bits as the
    interpolating path (a zero field forces that path), and said so in stats.
-5. the AVX2 kernel against the scalar path (VOXTILE_SAMPLE_KERNEL=scalar),
+5. the AVX2 kernel against the scalar path (VOXTILE_SAMPLE_SCALAR),
    bit for bit, signed zeros and non-finite taps of weight 0 included, and
    that the kernel did run (stats); threads; sample_many against separate
    calls.
@@ -359,7 +359,8 @@ print(h.hexdigest(), sorted(lanes))
         want = {"scalar": 0, "": 8 if "avx2" in cpu_flags() else 0}
         out = {}
         for kernel in ("", "scalar"):
-            r = subprocess.run([sys.executable, "-c", code, path, HERE], env=dict(env, VOXTILE_SAMPLE_KERNEL=kernel),
+            extra = {"VOXTILE_SAMPLE_SCALAR": "1"} if kernel else {}
+            r = subprocess.run([sys.executable, "-c", code, path, HERE], env=dict(env, **extra),
                                check=True, capture_output=True, text=True).stdout.split(maxsplit=1)
             out[kernel] = r[0]
             # the calls that sampled tiles took the kernel asked for (0: the CPU has none, or a map far

@@ -157,8 +157,8 @@ struct sampler {
     uint32_t *free_chunks;  /* chunks given back, reused first */
     uint32_t nfree;
     uint64_t held, peak;    /* decoded-tile bytes */
-    vt_vec_row_fn *vec;     /* the vector kernel the piece runs through where it can (vg), or NULL */
-    int vec_lanes;          /* its lanes, the widest of the call's pieces (stats) */
+    int vec;                /* the piece runs through the AVX2 kernel where it can (vg) */
+    int vec_used;           /* some piece of the call did (stats) */
     vt_vec_group vg;        /* its template (row buffers set per thread) */
 };
 
@@ -1468,37 +1468,29 @@ static void scalar_range(const sampler *c, tstate *ts, const coords *k, rows *rw
     }
 }
 
-/* The vector kernel this build and CPU have, as its row function and lanes
- * (0: the scalar path only). VOXTILE_SAMPLE_KERNEL=scalar turns it off (the
- * tests compare the kernel's bits with the scalar path's). */
-static vt_vec_row_fn *vec_kernel(int *lanes)
+/* Whether this build and CPU have the AVX2 kernel; VOXTILE_SAMPLE_SCALAR
+ * turns it off (the tests compare the kernel's bits with the scalar path's). */
+static int have_avx2(void)
 {
-    *lanes = 0;
 #if defined(VT_HAVE_SAMPLE_AVX2)
-    static int best = -1;
-    if (best < 0) {
-        __builtin_cpu_init();
-        best = __builtin_cpu_supports("avx2") ? 8 : 0;
-    }
-    const char *e = getenv("VOXTILE_SAMPLE_KERNEL");
-    *lanes = e != NULL && strcmp(e, "scalar") == 0 ? 0 : best;
-    if (*lanes == 8)
-        return vt__sample_row_avx2;
+    static int known = -1;
+    if (known < 0)
+        known = __builtin_cpu_supports("avx2") ? 1 : 0;
+    return known && getenv("VOXTILE_SAMPLE_SCALAR") == NULL;
+#else
+    return 0;
 #endif
-    return NULL;
 }
 
-/* Can the piece run through a vector kernel? When every array is linear or
+/* Can the piece run through the AVX2 kernel? When every array is linear or
  * int16 labels, all sharing the first array's plan, with a dense table and
- * tiles whose shape is a power of two, and no field. The kernel still leaves
- * groups of 8 voxels to the scalar path wherever taps leave the array. */
+ * tiles whose shape is a power of two, and no field. The kernel still falls
+ * back, 8 voxels at a time, wherever taps leave the array. */
 static void vec_setup(sampler *c)
 {
-    c->vec = NULL;
-    int lanes;
-    vt_vec_row_fn *fn = vec_kernel(&lanes);
+    c->vec = 0;
     const target *t0 = &c->t[0];
-    if (fn == NULL || c->field || !t0->p.dense || c->nt > VT_VEC_MAX_ARRAYS)
+    if (!have_avx2() || c->field || !t0->p.dense || c->nt > VT_VEC_MAX_ARRAYS)
         return;
     for (int d = 0; d < 3; d++)
         if (t0->tshift[d] < 0 || t0->n[d] > (INT64_C(1) << 30) || t0->p.dn[d] > (INT64_C(1) << 30))
@@ -1529,8 +1521,8 @@ static void vec_setup(sampler *c)
         g->a[i].base = t->p.base;
     }
     g->narr = (int)c->nt;
-    c->vec = fn;
-    c->vec_lanes = lanes;
+    c->vec = 1;
+    c->vec_used = 1;
 }
 
 /* The label vote of voxel q of a label array, the scalar way. */
@@ -1559,7 +1551,7 @@ static void sample_block(const sampler *c, tstate *ts, rows *rw, vt_vec_group *v
             unsigned done = 0; /* groups of 8 the kernel did (it gives the floors of every full group) */
             uint32_t votes[VT_VEC_MAX_ARRAYS];
             if (c->vec)
-                done = c->vec(vg, z, y, o0[2], k.n, k.iz, k.iy, k.ix, k.fz, k.fy, k.fx, votes);
+                done = vt__sample_row_avx2(vg, z, y, o0[2], k.n, k.iz, k.iy, k.ix, k.fz, k.fy, k.fx, votes);
             if (!floors)
                 row_positions(c, z, y, o0[2], k.n, k.pz, k.py, k.px);
             for (int g0 = 0; floors && g0 < k.n; g0 += 8) { /* what the kernel left, the scalar way */
@@ -2334,7 +2326,7 @@ int vt_sample_many(const vt_sample_target *targets, size_t ntargets, const doubl
                     t[i].stats->tiles_needed = t[i].needed;
                     t[i].stats->tiles_decoded = t[i].decoded;
                     t[i].stats->peak_bytes = c->peak; /* decode memory of the whole call */
-                    t[i].stats->vector_lanes = c->vec_lanes;
+                    t[i].stats->vector_lanes = c->vec_used ? 8 : 0;
                 }
             arena_release(c);
             pthread_mutex_destroy(&c->mu);

@@ -1,4 +1,4 @@
-/* What the vector kernel of vt_sample (sample_avx2.c) needs to sample 8
+/* What the AVX2 kernel of vt_sample (sample_avx2.c) needs to sample 8
  * voxels of a row for a group of arrays that share one plan: the geometry of
  * the tiles, the table of planned tiles, and per array where its decoded
  * tiles are. Filled by sample.c for each block. */
@@ -36,8 +36,8 @@ typedef struct vt_vec_group {
  * voxel's taps are not all inside the array or not all in decoded tiles.
  * @p votes[a] gets the voxels (bit q) of label array a in the groups done
  * whose taps differ: the caller votes on them. */
-typedef unsigned vt_vec_row_fn(const vt_vec_group *g, int64_t k, int64_t j, int64_t i0, int n, int64_t *iz,
-                               int64_t *iy, int64_t *ix, double *fz, double *fy, double *fx, uint32_t *votes);
-VT_INTERNAL vt_vec_row_fn vt__sample_row_avx2;
+VT_INTERNAL unsigned vt__sample_row_avx2(const vt_vec_group *g, int64_t k, int64_t j, int64_t i0, int n,
+                                         int64_t *iz, int64_t *iy, int64_t *ix, double *fz, double *fy, double *fx,
+                                         uint32_t *votes);
 
 #endif
