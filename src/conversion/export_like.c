@@ -18,7 +18,6 @@
  * a coarser grid); the arithmetic is the same as in-plane first. */
 #include "convert.h"
 #include "half.h"
-#include "interp.h"
 #include "spacing.h"
 
 #include <math.h>
@@ -317,21 +316,9 @@ static void float_slice(job *j, uint64_t c, uint64_t oz)
 /* Labels of output slice oz by the label vote over the 8 linear taps. */
 static void label_slice(job *j, uint64_t oz)
 {
-    const vt_axis *az = &j->ax[0], *ay = &j->ax[1], *ax = &j->ax[2];
-    uint64_t Xi = j->grid[2];
-    const int32_t *z0 = (const int32_t *)window_slice(&j->win, 0, az->tap[2 * oz]);
-    const int32_t *z1 = (const int32_t *)window_slice(&j->win, 0, az->tap[2 * oz + 1]);
-    double fz = az->frac[oz];
-    for (uint64_t y = 0; y < ay->n_out; y++) {
-        uint64_t y0 = ay->tap[2 * y] * Xi, y1 = ay->tap[2 * y + 1] * Xi;
-        double fy = ay->frac[y];
-        for (uint64_t x = 0; x < ax->n_out; x++) {
-            uint64_t x0 = ax->tap[2 * x], x1 = ax->tap[2 * x + 1];
-            int32_t v[8] = {z0[y0 + x0], z0[y0 + x1], z0[y1 + x0], z0[y1 + x1],
-                            z1[y0 + x0], z1[y0 + x1], z1[y1 + x0], z1[y1 + x1]};
-            j->lab[y * ax->n_out + x] = vt__label_vote(v, fz, fy, ax->frac[x]);
-        }
-    }
+    const vt_axis *az = &j->ax[0];
+    vt__vote_plane(&j->ax[1], &j->ax[2], (const int32_t *)window_slice(&j->win, 0, az->tap[2 * oz]),
+                   (const int32_t *)window_slice(&j->win, 0, az->tap[2 * oz + 1]), az->frac[oz], j->lab);
 }
 
 /* Source slice z of channel c (c only matters for float channels) in the

@@ -178,15 +178,9 @@ static int emit_image(vt_respace *r, uint64_t oz)
     return r->emit(r->ctx, oz, o, NULL);
 }
 
-/* Labels: output slice oz from the two input slices in the ring. */
-static int emit_labels(vt_respace *r, uint64_t oz)
+void vt__vote_plane(const vt_axis *ay, const vt_axis *ax, const int32_t *z0, const int32_t *z1, double fz,
+                    int32_t *out)
 {
-    const axis *az = &r->ax[0], *ay = &r->ax[1], *ax = &r->ax[2];
-    uint64_t in_plane = ay->n_in * ax->n_in;
-    const int32_t *z0 = r->lring + slot(r, az->tap[2 * oz]) * in_plane;
-    const int32_t *z1 = r->lring + slot(r, az->tap[2 * oz + 1]) * in_plane;
-    double fz = az->frac[oz];
-    int32_t *o = r->outl;
     for (uint64_t y = 0; y < ay->n_out; y++) {
         uint64_t y0 = ay->tap[2 * y] * ax->n_in, y1 = ay->tap[2 * y + 1] * ax->n_in;
         double fy = ay->frac[y];
@@ -194,10 +188,19 @@ static int emit_labels(vt_respace *r, uint64_t oz)
             uint64_t x0 = ax->tap[2 * x], x1 = ax->tap[2 * x + 1];
             int32_t v[8] = {z0[y0 + x0], z0[y0 + x1], z0[y1 + x0], z0[y1 + x1],
                             z1[y0 + x0], z1[y0 + x1], z1[y1 + x0], z1[y1 + x1]};
-            o[y * ax->n_out + x] = vt__label_vote(v, fz, fy, ax->frac[x]);
+            out[y * ax->n_out + x] = vt__label_vote(v, fz, fy, ax->frac[x]);
         }
     }
-    return r->emit(r->ctx, oz, NULL, o);
+}
+
+/* Labels: output slice oz from the two input slices in the ring. */
+static int emit_labels(vt_respace *r, uint64_t oz)
+{
+    const axis *az = &r->ax[0];
+    uint64_t in_plane = r->ax[1].n_in * r->ax[2].n_in;
+    vt__vote_plane(&r->ax[1], &r->ax[2], r->lring + slot(r, az->tap[2 * oz]) * in_plane,
+                   r->lring + slot(r, az->tap[2 * oz + 1]) * in_plane, az->frac[oz], r->outl);
+    return r->emit(r->ctx, oz, NULL, r->outl);
 }
 
 /* Emit the output slices whose taps are all pushed (all of them when @p all). */

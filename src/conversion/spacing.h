@@ -24,6 +24,12 @@ typedef struct vt_axis {
 VT_INTERNAL int vt__axis_init(vt_axis *a, uint64_t n_in, uint64_t n_out, vt_kernel k, bool labels);
 VT_INTERNAL void vt__axis_free(vt_axis *a);
 
+/* Output slice of labels between input slices @p z0 and @p z1 (ay->n_in x
+ * ax->n_in int32 each, weight @p fz on z1): the label vote over each output
+ * voxel's 8 linear taps, into @p out (ay->n_out x ax->n_out). */
+VT_INTERNAL void vt__vote_plane(const vt_axis *ay, const vt_axis *ax, const int32_t *z0, const int32_t *z1, double fz,
+                                int32_t *out);
+
 typedef struct vt_respace vt_respace;
 
 /* Called for each output slice z (in order): @p f (images, out[1] x out[2]
