@@ -427,9 +427,9 @@ typedef struct vt_sample_stats {
                                  arrays of a vt_sample_many() together) */
     int box_read;           /**< nonzero: the map was a crop, mirror or axis permutation and went through
                                  vt_read() without interpolation */
-    int vector_lanes;       /**< voxels the vector kernel that sampled the rows it could took at a time:
-                                 8 (AVX2), or 0: the scalar code only (a CPU without AVX2, a displacement
-                                 field, a box read, labels that are not int16 tiles...) */
+    int vector_lanes;       /**< 8: the AVX2 kernel (8 voxels at a time) sampled the rows it could; 0: the
+                                 scalar code only (a CPU without AVX2, VOXTILE_SAMPLE_SCALAR set, a
+                                 displacement field, a box read, labels that are not int16 tiles...) */
 } vt_sample_stats;
 
 /** Options of vt_sample(); initialise with vt_sample_opts_init(). */

@@ -496,14 +496,14 @@ void vt_export_opts_init(vt_export_opts *o)
 int vt_export_like(const char *pred, const char *array, const char *like, const vt_export_opts *opts,
                    const char *out)
 {
-    if (pred != NULL && like == NULL && out != NULL) { /* the array as it is stored */
+    if (pred == NULL || out == NULL)
+        return vt__fail(NULL, VT_EINVAL, "vt_export_like: prediction and output must be given");
+    if (like == NULL) { /* the array as it is stored */
         if (opts && (opts->argmax || opts->order != VT_RESAMPLE_LINEAR))
             return vt__fail(NULL, VT_EINVAL, "vt_export_like: argmax and order map a prediction back to a case: "
                                              "they need the case's store");
         return vt__export_plain(pred, array, out, opts);
     }
-    if (pred == NULL || out == NULL)
-        return vt__fail(NULL, VT_EINVAL, "vt_export_like: prediction and output must be given");
     if (!vt__ends_with(out, ".nii.gz") && !vt__ends_with(out, ".nii"))
         return vt__fail_at(NULL, VT_EINVAL, out, "the output must end in .nii or .nii.gz");
     vt_export_opts def;
