@@ -195,8 +195,9 @@ def children(pid):
 
 def loader_run(store, workers, patches, smaps=True, prefetch=4):
     """PatchDataset(spatial=nnunet, batch 2) through a DataLoader: (patches/s after the first batch, peak
-    RssAnon, peak Pss_Anon, peak own anonymous, RssAnon growth after the first batch) of its workers; the
-    two from smaps are 0 without smaps."""
+    RssAnon, peak Pss_Anon, peak own anonymous, RssAnon growth after the first batch) of its workers, and
+    the main process's CPU time per batch in ms (all its threads: the loop, torch's queue feeder threads, and
+    this benchmark's 50 ms memory poller); the two from smaps are 0 without smaps."""
     ds = PatchDataset([store], PATCH, spatial=SpatialAugment.nnunet(PATCH), seed=3, length=patches,
                       batch_size=2, oversample_foreground=0.33)
     loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers, persistent_workers=False,
@@ -219,15 +220,16 @@ def loader_run(store, workers, patches, smaps=True, prefetch=4):
     for batch in loader:
         n += batch["image"].shape[0]
         if t0 is None:  # the first batch pays the workers' start
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             n = 0
             for c in children(os.getpid()):
                 first[c] = anon(c, pss=False)[0]
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     stop.set()
     th.join()
     grow = max((peak[c][0] - first.get(c, peak[c][0]) for c in peak), default=0.0)
-    return (n / dt,) + tuple(max((v[k] for v in peak.values()), default=0.0) for k in range(3)) + (grow,)
+    return ((n / dt,) + tuple(max((v[k] for v in peak.values()), default=0.0) for k in range(3)) +
+            (grow, 1e3 * cpu / max(n / 2, 1)))
 
 
 def solo(store, share, procs, patches):
@@ -259,9 +261,13 @@ def part3(args, store):
     each with the workers' smaps read every 0.5 s for the memory table (reading smaps stalls a worker a
     little, so the throughput rounds read only /proc/PID/status)."""
     runs = {k: [] for k in ("w1", "w2", "w2d", "p1", "p2")}
+    main_cpu = []  # the main process's CPU ms per batch, 2 workers
     for r in range(args.loader_rounds):
         for w in (1, 2):
-            runs[f"w{w}"].append(loader_run(store, w, args.loader_patches, smaps=False, prefetch=args.prefetch)[0])
+            row = loader_run(store, w, args.loader_patches, smaps=False, prefetch=args.prefetch)
+            runs[f"w{w}"].append(row[0])
+            if w == 2:
+                main_cpu.append(row[5])
         runs["w2d"].append(loader_run(store, 2, args.loader_patches, smaps=False, prefetch=2)[0])
         for p in (1, 2):
             runs[f"p{p}"].append(solo_run(store, p, args.loader_patches))
@@ -277,6 +283,11 @@ def part3(args, store):
           f"processes 1: {med['p1']:.1f}, 2: {med['p2']:.1f}")
     print(f"2 workers / 1 worker (median of the rounds' ratios): {loader:.2f}x (prefetch_factor 2: {loader_d:.2f}x); "
           f"the machine itself, 2 independent processes / 1: {alone:.2f}x")
+    # With as many workers as cores the main process's CPU comes out of the workers' two cores: the
+    # DataLoader can reach at most the machine's 2-process rate less that share.
+    share = statistics.median(main_cpu) * med["w2"] / 2 / 1e3  # cores the main process takes
+    print(f"main process with 2 workers: {statistics.median(main_cpu):.2f} ms CPU per batch, {100 * share:.1f} % of a "
+          f"core; the machine's ratio less that share: {alone * (1 - share / 2):.2f}x")
     print("\n| workers | patches/s | peak RssAnon | peak Pss_Anon | peak own anonymous | RssAnon growth after the "
           "first batch |")
     print("|---|---|---|---|---|---|")
