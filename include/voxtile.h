@@ -475,7 +475,7 @@ VT_API void vt_sample_opts_init(vt_sample_opts *opts);
  * values fit int32, no transform, and an integer output dtype that holds every
  * value of the array (its index's min and max) and the pad value.
  *
- * Work and memory: the output is sampled in blocks of 16^3 voxels; only the
+ * Work and memory: the output is sampled in blocks of 32^3 voxels; only the
  * tiles the blocks' voxels may reach are decoded, each once per call (per
  * leading index), converted once, and freed after the last block that needs
  * it -- memory for decoded tiles is about one slab of the source, never the

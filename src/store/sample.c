@@ -3,7 +3,9 @@
  * by nearest neighbour, trilinear interpolation or label vote, straight from
  * the tiles -- several arrays (an image and its labels) in one pass.
  *
- * The output is cut into blocks of up to 16^3 voxels, visited in C order.
+ * The output is cut into blocks of up to 32^3 voxels, visited in C order
+ * (32^3 rather than 16^3: fewer blocks to plan and tiles to look up, rotated
+ * pairs ~5-7 % faster, ~1 MiB more decoded tiles at peak).
  *
  * Planning (per array; once per call, or per piece of a very large call):
  * for each block, the tiles its voxels' taps may reach. The source positions
@@ -43,7 +45,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BLK 16                            /* block edge in output voxels */
+#define BLKZ 32 /* block edges in output voxels along z and y */
+#define BLKY 32
+#define BLK 32  /* block edge along x: a row sampled at once; its voxels are bits of a uint32 */
+_Static_assert(BLK <= 32, "a row's voxels are the bits of a uint32_t mask");
 #define CAND_MAX 512                      /* candidates above which a block is scanned */
 #define DENSE_MAX (UINT64_C(1) << 22)     /* largest dense tile table, entries */
 #define PIECE_BYTES (UINT64_C(256) << 20) /* decoded tiles a piece may plan */
@@ -345,11 +350,12 @@ static void box_bounds(const sampler *c, const int64_t *o0, const int64_t *o1, d
 /* Output voxels of block @p b of the current piece. */
 static void block_box(const sampler *c, uint64_t b, int64_t *o0, int64_t *o1)
 {
-    uint64_t nby = (c->size[1] + BLK - 1) / BLK, nbx = (c->size[2] + BLK - 1) / BLK;
+    static const int64_t edge[3] = {BLKZ, BLKY, BLK};
+    uint64_t nby = (c->size[1] + BLKY - 1) / BLKY, nbx = (c->size[2] + BLK - 1) / BLK;
     uint64_t bc[3] = {c->layer0 + b / (nby * nbx), b / nbx % nby, b % nbx};
     for (int d = 0; d < 3; d++) {
-        o0[d] = (int64_t)(bc[d] * BLK);
-        o1[d] = o0[d] + BLK < (int64_t)c->size[d] ? o0[d] + BLK : (int64_t)c->size[d];
+        o0[d] = (int64_t)bc[d] * edge[d];
+        o1[d] = o0[d] + edge[d] < (int64_t)c->size[d] ? o0[d] + edge[d] : (int64_t)c->size[d];
     }
 }
 
@@ -1870,7 +1876,7 @@ static int plan_all(sampler *c, uint64_t layer0, uint64_t layer1)
 {
     c->layer0 = layer0;
     c->layer1 = layer1;
-    uint64_t nby = (c->size[1] + BLK - 1) / BLK, nbx = (c->size[2] + BLK - 1) / BLK;
+    uint64_t nby = (c->size[1] + BLKY - 1) / BLKY, nbx = (c->size[2] + BLK - 1) / BLK;
     c->nblocks = (layer1 - layer0) * nby * nbx;
     for (size_t i = 0; i < c->nt; i++) {
         /* an array planned like an earlier one copies its plan, and shares its tile lookups
@@ -1896,7 +1902,7 @@ static int plan_all(sampler *c, uint64_t layer0, uint64_t layer1)
 /* Sample through the tiles: piece after piece, leading index after leading index. */
 static int sample_tiles(sampler *c)
 {
-    uint64_t layers = (c->size[0] + BLK - 1) / BLK;
+    uint64_t layers = (c->size[0] + BLKZ - 1) / BLKZ;
     uint64_t passes = 0;
     for (size_t i = 0; i < c->nt; i++)
         if (c->t[i].nlead > passes)
