@@ -30,13 +30,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         count *= n.shape[d];
     FZ_CHECK(count * n.fes == n.data_bytes, "shape does not give data_bytes");
 
-    /* VT_FUZZ_SKIP_KNOWN=1 steps around a bug already reported, so that a
-     * fuzzing campaign looks for others: vt__npy_source_open reads the
-     * parsed header after freeing it when it refuses a .npy that is not 3-d
-     * or 4-d (src/importers/io_npy.c; reproducer corpus/fuzz_npy/seed-i1_1d.npy). */
-    if (getenv("VT_FUZZ_SKIP_KNOWN") && n.ndim != 3 && n.ndim != 4)
-        return 0;
-
     /* the same bytes as a file, through the source interface */
     rc = fz_try_file(0, "in.npy", data, size, (unsigned)size);
     if (n.ndim == 3 || (n.ndim == 4 && !n.fortran)) /* narrowed: a value over 32 bits is refused */
