@@ -471,7 +471,9 @@ VT_API void vt_sample_opts_init(vt_sample_opts *opts);
  * source voxel (transformed) to float32, interpolates in float32 and rounds the
  * result to the output dtype (float32, float16, bfloat16 or float64: float16 as
  * numpy's astype of the float32 result). Nearest converts the chosen voxel as
- * vt_read() does, to any dtype. The label vote needs an integer array whose
+ * vt_read() does, to any dtype; from integer values without a transform to an
+ * integer dtype, that dtype must hold every value of the array (its index's
+ * min and max) and the pad value. The label vote needs an integer array whose
  * values fit int32, no transform, and an integer output dtype that holds every
  * value of the array (its index's min and max) and the pad value.
  *
@@ -500,7 +502,8 @@ VT_API void vt_sample_opts_init(vt_sample_opts *opts);
  * @return 0; VT_EINVAL (NULL pointer; fewer than 3 dimensions; a matrix entry or
  *         field value that is NaN or infinite; a bad interpolation, pad mode,
  *         dtype or field shape; an output dtype that cannot hold the labels or
- *         the pad value; a transform with the label vote; threads outside
+ *         the pad value, by the label vote or by nearest without a transform;
+ *         a transform with the label vote; threads outside
  *         0..256); VT_ERANGE (an extent of 0 or over the limits; a map that
  *         sends voxels beyond +-2^50; strides that overflow); VT_EUNSUPPORTED
  *         (the label vote on values outside int32); VT_ECORRUPT (a tile does

@@ -36,6 +36,7 @@ Run: PYTHONPATH=python /usr/bin/python3 tests/test_sample.py
 """
 import ast
 import atexit
+import math
 import os
 import shutil
 import subprocess
@@ -293,8 +294,10 @@ class TestBoxPath(unittest.TestCase):
         vol = (rng.normal(size=(2, 19, 22, 25)) * 100).astype(np.float32)
         vol[0, 3, 4, 5] = np.inf  # a weight-0 tap of infinity must not leak into its neighbours
         hu = rng.integers(-1000, 1000, size=(1, 19, 22, 25)).astype(np.int16)
+        lab = (ndi.zoom(rng.integers(0, 6, (4, 4, 5)), 5, order=0)[:19, :22, :25]).astype(np.uint8)[None]
         st = write_store(os.path.join(TMP, "box.vxt"), {"image": (vol, (1, 8, 8, 8), False),
-                                                        "hu": (hu, (1, 5, 8, 7), False)})
+                                                        "hu": (hu, (1, 5, 8, 7), False),
+                                                        "lab": (lab, (1, 8, 6, 8), True)})
         zero = np.zeros((3, 2, 2, 2), np.float32)
         size = (7, 9, 11)
         for trial in range(12):
@@ -304,7 +307,9 @@ class TestBoxPath(unittest.TestCase):
             m[:, 3] = rng.integers(-12, 30, 3)
             for name, kw in (("image", dict(dtype=np.float16, pad="reflect")),
                              ("hu", dict(dtype=np.float16, transform=(-200, 500, 0.01, 0.3))),
-                             ("hu", dict(dtype=np.float32, pad="edge")), ("hu", dict(order="nearest"))):
+                             ("hu", dict(dtype=np.float32, pad="edge")), ("hu", dict(order="nearest")),
+                             ("lab", dict(order="label", dtype=np.int16, pad_value=-1)),
+                             ("lab", dict(order="label", pad="reflect"))):
                 s1, s2 = {}, {}
                 fast = st[name].sample(m, size, stats=s1, **kw)
                 slow = st[name].sample(m, size, displacement=zero, stats=s2, **kw)
@@ -327,14 +332,15 @@ def cpu_flags():
 
 class TestPaths(unittest.TestCase):
     def test_avx2_and_scalar_give_the_same_bits(self):
-        # rows (a block is 16 wide) of 16 + 1, 16 + 16 + 8, 8 + 5 (a partial group) and 5 (scalar only) voxels
+        # rows (a block is 32 wide, groups of 8) of 8 + 8 + 1, 32 + 8, 32 + 8 + 5, 8 + 5 (a partial group)
+        # and 5 (scalar only) voxels
         code = r'''
 import hashlib, sys, numpy as np, voxtile
 sys.path.insert(0, sys.argv[2])
 from test_sample import random_map
 st = voxtile.open(sys.argv[1]); rng = np.random.default_rng(12); h = hashlib.sha256(); lanes = set()
 for trial in range(10):
-    for size in ((16, 24, 17), (5, 7, 40), (6, 9, 13), (3, 4, 5)):
+    for size in ((16, 24, 17), (5, 7, 40), (4, 6, 45), (6, 9, 13), (3, 4, 5)):
         m = random_map(rng, st["image"].shape[1:], size, far=trial == 9)
         for pad in ("constant", "edge", "reflect"):
             s = {}
@@ -399,10 +405,41 @@ class TestTiles(unittest.TestCase):
             self.assertLess(s["peak_bytes"], s["tiles_needed"] * chunk)
 
 
+class TestVerify(unittest.TestCase):
+    def test_a_corrupt_tile_is_an_error_not_data(self):
+        rng = np.random.default_rng(21)
+        vol = rng.normal(size=(1, 24, 24, 24)).astype(np.float32)
+        path = os.path.join(TMP, "verify.vxt")
+        write_store(path, {"image": (vol, (1, 8, 8, 8), False)}).close()
+        with voxtile.open(path) as st:
+            # tile (0, 1, 1, 1): the map below samples the middle of the volume, through it
+            tiles = [st["image"].tile(k) for k in range(st["image"].ntiles)]
+            t = next(t for t in tiles if tuple(t["coord"]) == (0, 1, 1, 1))
+        with open(path, "r+b") as f:  # flip bytes in the middle of its stored data
+            f.seek(t["offset"] + t["stored_size"] // 2)
+            b = f.read(4)
+            f.seek(t["offset"] + t["stored_size"] // 2)
+            f.write(bytes(x ^ 0x5A for x in b))
+        c = math.cos(0.3)
+        m = np.array([[1, 0, 0, 4.5], [0, c, -math.sin(0.3), 8.2], [0, math.sin(0.3), c, 3.7]])
+        with voxtile.open(path) as st:
+            for threads in (1, 2):
+                with self.assertRaises(voxtile.Error) as cm:
+                    st["image"].sample(m, (14, 12, 12), threads=threads)
+                self.assertIn("checksum", str(cm.exception))
+                with self.assertRaises(voxtile.Error) as cm:
+                    voxtile.sample_many([(st["image"], dict(dtype=np.float16))], m, (14, 12, 12), threads=threads)
+            # a map that stays away from that tile is served as usual
+            far = np.hstack([np.eye(3), np.array([[16.0], [16.0], [0.0]])])
+            np.testing.assert_array_equal(st["image"].sample(far, (8, 8, 8), order="nearest"),
+                                          vol[:, 16:24, 16:24, 0:8])
+
+
 class TestErrors(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         seg = (np.arange(4 * 5 * 6, dtype=np.int16).reshape(1, 4, 5, 6) * 3) % 300  # up to 297
+        cls.seg = seg
         cls.st = write_store(os.path.join(TMP, "err.vxt"), {
             "seg": (seg, (1, 4, 4, 4), True), "image": (seg.astype(np.float32), (1, 4, 4, 4), False),
             "flat": (np.zeros((5, 6), np.uint8), (5, 6), False)})
@@ -427,6 +464,11 @@ class TestErrors(unittest.TestCase):
             (lambda: seg.sample(ok, (2, 2, 2), order="label", dtype=np.int16, pad_value=1e6), "pad value"),
             (lambda: seg.sample(ok, (2, 2, 2), order="label", dtype=np.int16, pad_value=0.5), "pad value"),
             (lambda: seg.sample(ok, (2, 2, 2), order="label", transform=(0, 1, 1, 0)), "no intensity transform"),
+            # nearest keeps integer values as they are: no silent clipping of a label into a narrow dtype
+            (lambda: seg.sample(ok, (2, 2, 2), order="nearest", dtype=np.uint8), "cannot hold the values"),
+            (lambda: seg.sample(ok, (2, 2, 2), order="nearest", dtype=np.int8), "cannot hold the values"),
+            (lambda: seg.sample(ok, (2, 2, 2), order="nearest", pad_value=1e6), "pad value"),
+            (lambda: seg.sample(ok, (2, 2, 2), order="nearest", dtype=np.uint16, pad_value=-1), "pad value"),
             (lambda: flat.sample(ok, (2, 2, 2)), "at least 3"),
             (lambda: a.sample(ok, (2, 2, 2), order="cubic"), "order must be"),
             (lambda: a.sample(ok, (2, 2, 2), threads=999), "threads"),
@@ -436,6 +478,15 @@ class TestErrors(unittest.TestCase):
             with self.assertRaises(voxtile.Error, msg=text) as cm:
                 call()
             self.assertIn(text, str(cm.exception))
+        # what nearest may do: the stored dtype, a wider one, a float, or a transform (converted as read() does)
+        ident = ok.copy()
+        ident[:, 3] = (1, 2, 3)
+        want = np.asarray(self.seg)[:, 1:3, 2:4, 3:5]
+        for kw in (dict(), dict(dtype=np.int32, pad_value=-1), dict(dtype=np.float32),
+                   dict(dtype=np.uint8, transform=(0, 255, 1, 0))):
+            got = seg.sample(ident, (2, 2, 2), order="nearest", **kw)
+            ref = np.clip(want, 0, 255) if "transform" in kw else want
+            np.testing.assert_array_equal(got, ref.astype(got.dtype), err_msg=str(kw))
         # a failed call leaves the caller's buffer as it was outside the output
         out = np.full((1, 2, 2, 2), 5, np.float32)
         with self.assertRaises(voxtile.Error):
@@ -679,6 +730,34 @@ class TestPatchDatasetSpatial(unittest.TestCase):
                     np.testing.assert_array_equal(got[inside], ref.astype(np.float32).astype(np.float16)[inside])
         with self.assertRaises(ValueError):
             PatchDataset([self.path], (4, 4, 4), normalize=(0, 1, 0, 0))
+
+    def test_normalize_on_rotated_patches(self):
+        # each channel clipped and z-scored before interpolation: the trilinear interpolation (scipy, float64)
+        # of the normalised volume at the positions the same draw gives
+        from voxtile.augment import SpatialAugment
+        from voxtile.torch import PatchDataset
+        size = (10, 12, 14)
+        aug = SpatialAugment(size, p_rotation=1, p_scaling=1, p_mirror=0.5)
+        norm = [(-200.0, 600.0, 50.0, 250.0), (None, None, 1000.0, 100.0)]
+        ds = PatchDataset([self.path2], size, seed=4, length=6, dtype=torch.float32, spatial=aug,
+                          normalize=norm, oversample_foreground=0)
+        checked = 0
+        for i in range(len(ds)):
+            item = ds[i]
+            start = item["start"].tolist()
+            rng = np.random.default_rng([4, 0, i, 1])  # PatchDataset's draw for (seed, epoch 0, item i)
+            t = aug.draw(rng, [s + (p - 1) / 2 for s, p in zip(start, size)])
+            p = positions(np.asarray(t.matrix), size)
+            f = np.floor(p)
+            inside = np.all((f >= 0) & (f + 1 <= np.array(self.two.shape[1:]).reshape(3, 1, 1, 1) - 1), axis=0)
+            for c, (a, b, m, s_) in enumerate(norm):
+                v = (np.clip(self.two[c].astype(np.float64), -np.inf if a is None else a,
+                             np.inf if b is None else b) - m) / s_
+                ref = ndi.map_coordinates(v, p.reshape(3, -1), order=1).reshape(size)
+                got = item["image"][c].numpy()
+                np.testing.assert_allclose(got[inside], ref[inside], rtol=0, atol=2e-5 * np.abs(v).max())
+            checked += int(inside.sum())
+        self.assertGreater(checked, 1000)
 
 
 if __name__ == "__main__":

@@ -588,8 +588,9 @@ class Array:
              total trilinear weight of the 8 neighbours, ties to the smaller: the argmax of per-label
              one-hot interpolation, at any number of labels).
         dtype: linear: float32 (default), float16, "bfloat16" (uint16 bits) or float64; nearest: any (default
-             the stored dtype); label: an integer dtype holding every label and the pad value (default the
-             stored dtype).
+             the stored dtype; from stored integers without a transform, an integer dtype must hold every
+             value and the pad value); label: an integer dtype holding every label and the pad value (default
+             the stored dtype: pass e.g. np.int16 with pad_value=-1 for uint8 labels).
         pad, pad_value: how taps outside the array read ("constant", "edge", "reflect" as numpy).
         transform: (clip_lo, clip_hi, scale, offset) applied to each source voxel before interpolation; with
              scaling=True a floating output first gets the store's NIfTI scaling, as read() does.

@@ -4,7 +4,7 @@
     aug = SpatialAugment.nnunet((128, 128, 128))          # nnU-Net v2's trainer settings
     t = aug.draw(np.random.default_rng(0), centre=(60.0, 200.0, 310.0))
     image, seg = voxtile.sample_many([(st["image"], dict(dtype="float16")),
-                                      (st["seg"], dict(order="label", pad_value=-1))],
+                                      (st["seg"], dict(order="label", dtype="int16", pad_value=-1))],
                                      t.matrix, aug.patch_size, displacement=t.displacement)
 
 A drawn transform maps output voxel o (z, y, x) of the patch to the source position

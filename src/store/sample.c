@@ -2220,6 +2220,17 @@ static int target_init(sampler *c, target *t, const vt_sample_target *in)
             return vt__fail_at(t->st, VT_EINVAL, path, "vt_sample: pad value %.17g is not a %s", o->pad_value,
                                vt_dtype_name(t->dd));
     }
+    /* nearest of integer values (labels, as they are) into an integer dtype: every value and the pad value
+     * must survive, or a label would silently become another (297 clipped to 255 in uint8) */
+    if (t->interp == VT_INTERP_NEAREST && !vt__dtype_is_float(t->sd) && !vt__dtype_is_float(t->dd) &&
+        !o->transform && !t->transforms) {
+        if (a->min == a->min && (!vt__representable(t->dd, a->min) || !vt__representable(t->dd, a->max)))
+            return vt__fail_at(t->st, VT_EINVAL, path, "vt_sample: %s cannot hold the values of array '%s' "
+                               "(%.17g .. %.17g)", vt_dtype_name(t->dd), name, a->min, a->max);
+        if (o->pad == VT_PAD_CONSTANT && !vt__representable(t->dd, o->pad_value))
+            return vt__fail_at(t->st, VT_EINVAL, path, "vt_sample: pad value %.17g is not a %s", o->pad_value,
+                               vt_dtype_name(t->dd));
+    }
     t->src_size = vt_dtype_size(t->sd);
     t->out_size = vt_dtype_size(t->dd);
     t->xf = o->transform != 0;
