@@ -731,6 +731,36 @@ class TestPatchDatasetSpatial(unittest.TestCase):
         with self.assertRaises(ValueError):
             PatchDataset([self.path], (4, 4, 4), normalize=(0, 1, 0, 0))
 
+    def test_every_label_array_is_sampled(self):
+        # a second label array, an increasing relabelling of the first (so the same votes win, ties too)
+        from voxtile.augment import SpatialAugment
+        from voxtile.torch import PatchDataset
+        path = os.path.join(TMP, "ds3.vxt")
+        seg2 = (self.seg.astype(np.int16) * 2 + 1).astype(np.uint8)
+        write_store(path, {"image": (self.image, (1, 16, 16, 16), False), "seg": (self.seg, (1, 16, 16, 16), True),
+                           "organs": (seg2, (1, 8, 16, 16), True),
+                           "two": (np.concatenate([self.seg, self.seg]), (1, 16, 16, 16), True)}).close()
+        size = (24, 28, 20)
+        aug = SpatialAugment(size, p_rotation=1, p_scaling=1, p_elastic=0.3, elastic_magnitude=(0, 0.1))
+        for spatial in (None, aug):
+            for batch_size, workers in ((None, 0), (2, 0), (2, 2)):
+                ds = PatchDataset([path], size, arrays=("image", "seg", "organs"), spatial=spatial, seed=6,
+                                  length=8, batch_size=batch_size)
+                one = PatchDataset([path], size, spatial=spatial, seed=6, length=8, batch_size=batch_size)
+                loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers)
+                for got, ref in zip(loader, one):
+                    seg = got["seg"].numpy()
+                    self.assertEqual(seg.shape[-4], 2)
+                    np.testing.assert_array_equal(seg[..., 0:1, :, :, :], ref["seg"].numpy())  # as with one array
+                    first = seg[..., 0, :, :, :]
+                    np.testing.assert_array_equal(seg[..., 1, :, :, :], np.where(first >= 0, first * 2 + 1, -1))
+                    np.testing.assert_array_equal(got["image"].numpy(), ref["image"].numpy())
+                    self.assertGreater((first > 0).mean(), 0.05)
+        with self.assertRaisesRegex(ValueError, "each once"):
+            PatchDataset([path], size, arrays=("image", "seg", "seg"))
+        with self.assertRaisesRegex(voxtile.Error, "label array 'two' has shape"):
+            PatchDataset([path], size, arrays=("image", "two"), spatial=aug)[0]
+
     def test_normalize_on_rotated_patches(self):
         # each channel clipped and z-scored before interpolation: the trilinear interpolation (scipy, float64)
         # of the normalised volume at the positions the same draw gives

@@ -180,9 +180,10 @@ class PatchDataset(torch.utils.data.Dataset):
     worker keeps and fills again once the main process holds no tensor, view or numpy array over them:
     batches kept longer stay as they were, and cost the worker new buffers); otherwise each item:
     {"image": (C, z, y, x) tensor of `dtype`,
-    "seg": (1, z, y, x) int16 tensor (if arrays has a second name), "case": index into paths,
+    "seg": (L, z, y, x) int16 tensor, one channel per label array named after the image in `arrays`
+    (each (1, z, y, x) in the store; absent with arrays=("image",)), "case": index into paths,
     "start": (z, y, x) tensor}. A fraction `oversample_foreground` of the items is centred on a
-    random voxel of a random foreground label (a value != 0 of the label array, or one of `labels`),
+    random voxel of a random foreground label (a value != 0 of the first label array, or one of `labels`),
     found through the label index in the file: no label data is scanned. The others start uniformly
     in the volume. Patches may extend past the border: the image is padded with `pad`/`pad_value`
     (nnU-Net: constant 0), the label with `seg_pad_value` (nnU-Net: -1). A floating `dtype` gives the
@@ -191,8 +192,8 @@ class PatchDataset(torch.utils.data.Dataset):
 
     spatial: a voxtile.augment.SpatialAugment. Each patch is then drawn about its centre (a foreground voxel
     or a uniform position, as above) with a random rotation, scaling, mirroring or deformation, and sampled
-    straight from the tiles in one pass: the image trilinearly, the labels by label vote (the argmax of
-    one-hot trilinear interpolation, any number of labels). The draw depends only on (seed, epoch, i).
+    straight from the tiles in one pass: the image trilinearly, every label array by label vote (the argmax
+    of one-hot trilinear interpolation, any number of labels). The draw depends only on (seed, epoch, i).
     normalize: None, True, one (clip_lo, clip_hi, mean, std) for every channel, or one such tuple per
     channel: the image is clipped, then (x - mean) / std, in the same pass as the read (no normalised copy
     of the data anywhere); clip bounds may be None. E.g. nnU-Net's CT normalisation (foreground 0.5/99.5
@@ -210,6 +211,9 @@ class PatchDataset(torch.utils.data.Dataset):
         if len(self.patch_size) != 3 or min(self.patch_size) < 1:
             raise ValueError(f"patch_size must be (z, y, x) of sizes >= 1, not {patch_size}")
         self.arrays = tuple(arrays)
+        if not self.arrays or len(set(self.arrays)) != len(self.arrays):
+            raise ValueError(f"arrays must name the image and then any label arrays, each once, not {arrays}")
+        self._nseg = len(self.arrays) - 1  # label arrays: channels of "seg"
         self.oversample_foreground = float(oversample_foreground)
         self.dtype = dtype
         self.pad, self.pad_value, self.seg_pad_value = pad, pad_value, seg_pad_value
@@ -291,6 +295,14 @@ class PatchDataset(torch.utils.data.Dataset):
                      for s, p in zip(img.shape[1:], self.patch_size)]
         return case, st, img, start
 
+    def _label_channel(self, st, case, name):
+        """Label array `name`, (1, z, y, x): one channel of "seg"."""
+        a = st[name]
+        if a.ndim != 4 or a.shape[0] != 1:
+            raise voxtile.InvalidArgument(-7, f"{self.paths[case]}: label array '{name}' has shape {a.shape}: "
+                                              f"PatchDataset needs (1, z, y, x)")
+        return a
+
     def _transforms(self, case, img):
         """Per-channel (clip_lo, clip_hi, scale, offset) of the normalisation, or None."""
         if self.normalize is None:
@@ -317,7 +329,8 @@ class PatchDataset(torch.utils.data.Dataset):
         bf16 = self.dtype == torch.bfloat16
         dtype = "bfloat16" if bf16 else _TORCH_TO_NP[self.dtype]
         xforms = self._transforms(case, img)
-        seg = None
+        if self._nseg and seg_out is None:
+            seg_out = np.empty((self._nseg,) + self.patch_size, np.int16)
         if self.spatial is not None:
             # the same rng stream after the case and centre: a function of (seed, epoch, i)
             rng = np.random.default_rng([self.seed, int(self._epoch), int(i), 1])
@@ -325,11 +338,11 @@ class PatchDataset(torch.utils.data.Dataset):
             t = self.spatial.draw(rng, centre)
             targets = [(img, dict(dtype=dtype, pad=self.pad, pad_value=self.pad_value, out=image_out,
                                   channel_transforms=xforms))]
-            if len(self.arrays) > 1:
-                targets.append((st[self.arrays[1]], dict(order="label", dtype=np.int16, pad="constant",
-                                                         pad_value=self.seg_pad_value, out=seg_out)))
-            outs = voxtile.sample_many(targets, t.matrix, self.patch_size, displacement=t.displacement)
-            image, seg = outs[0], (outs[1] if len(outs) > 1 else None)
+            for k, name in enumerate(self.arrays[1:]):
+                targets.append((self._label_channel(st, case, name), dict(
+                    order="label", dtype=np.int16, pad="constant", pad_value=self.seg_pad_value,
+                    out=seg_out[k:k + 1])))
+            image = voxtile.sample_many(targets, t.matrix, self.patch_size, displacement=t.displacement)[0]
         else:
             box = ([0] + start, (img.shape[0],) + self.patch_size)
             if xforms is None or all(x == xforms[0] for x in xforms):
@@ -341,9 +354,11 @@ class PatchDataset(torch.utils.data.Dataset):
                 for c, x in enumerate(xforms):
                     img.read([c] + start, (1,) + self.patch_size, dtype=dtype, pad=self.pad,
                              pad_value=self.pad_value, out=image[c:c + 1], transform=x)
-            if len(self.arrays) > 1:
-                seg = st[self.arrays[1]].read([0] + start, (1,) + self.patch_size, dtype=np.int16, pad="constant",
-                                              pad_value=self.seg_pad_value, out=seg_out)
+            for k, name in enumerate(self.arrays[1:]):
+                self._label_channel(st, case, name).read([0] + start, (1,) + self.patch_size, dtype=np.int16,
+                                                         pad="constant", pad_value=self.seg_pad_value,
+                                                         out=seg_out[k:k + 1])
+        seg = seg_out
         self._served += 1
         if self.release_every and self._served % self.release_every == 0:
             for s in self._stores.values():  # keep the resident size flat
@@ -369,17 +384,17 @@ class PatchDataset(torch.utils.data.Dataset):
         c = first_img.shape[0]
         # in a worker, the batch is made in shared memory (handing it to the main process copies nothing),
         # in buffers the worker fills again once the main process is done with them (_BufferPool)
-        img_shape, seg_shape = (b, c) + self.patch_size, (b, 1) + self.patch_size
+        img_shape, seg_shape = (b, c) + self.patch_size, (b, self._nseg) + self.patch_size
         in_worker = torch.utils.data.get_worker_info() is not None
         if in_worker:
             if self._pool is None or self._pool.pid != os.getpid():
                 self._pool = _BufferPool()
-            parts = [(img_shape, self.dtype)] + ([(seg_shape, torch.int16)] if len(self.arrays) > 1 else [])
+            parts = [(img_shape, self.dtype)] + ([(seg_shape, torch.int16)] if self._nseg else [])
             got = self._pool.take(parts)
             (timg, fill_img), (tseg, fill_seg) = got[0], (got[1] if len(got) > 1 else (None, None))
         else:
             timg = fill_img = _batch_tensor(img_shape, self.dtype, False)
-            tseg = fill_seg = _batch_tensor(seg_shape, torch.int16, False) if len(self.arrays) > 1 else None
+            tseg = fill_seg = _batch_tensor(seg_shape, torch.int16, False) if self._nseg else None
         images = (fill_img.view(torch.int16) if self.dtype == torch.bfloat16 else fill_img).numpy()
         segs = None if fill_seg is None else fill_seg.numpy()
         cases, starts = [], []
