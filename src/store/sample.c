@@ -2211,23 +2211,19 @@ static int target_init(sampler *c, target *t, const vt_sample_target *in)
         if (a->min == a->min && (a->min < -2147483648.0 || a->max > 2147483647.0))
             return vt__fail_at(t->st, VT_EUNSUPPORTED, path, "array '%s': labels %.17g .. %.17g do not fit int32",
                                name, a->min, a->max);
-        if (a->min == a->min && (!vt__representable(t->dd, a->min) || !vt__representable(t->dd, a->max)))
-            return vt__fail_at(t->st, VT_EINVAL, path, "vt_sample: %s cannot hold the labels of array '%s' "
-                               "(%.17g .. %.17g)", vt_dtype_name(t->dd), name, a->min, a->max);
-        if (o->pad == VT_PAD_CONSTANT &&
-            (!vt__representable(t->dd, o->pad_value) || o->pad_value != floor(o->pad_value) ||
-             o->pad_value < -2147483648.0 || o->pad_value > 2147483647.0))
-            return vt__fail_at(t->st, VT_EINVAL, path, "vt_sample: pad value %.17g is not a %s", o->pad_value,
-                               vt_dtype_name(t->dd));
     }
-    /* nearest of integer values (labels, as they are) into an integer dtype: every value and the pad value
-     * must survive, or a label would silently become another (297 clipped to 255 in uint8) */
-    if (t->interp == VT_INTERP_NEAREST && !vt__dtype_is_float(t->sd) && !vt__dtype_is_float(t->dd) &&
-        !o->transform && !t->transforms) {
+    /* the label vote, and nearest of integers into an integer dtype without a transform, write the stored
+     * values as they are: the dtype must hold every one and the pad value, or a label would silently become
+     * another (297 clipped to 255 in uint8); the vote also takes the pad value as an int32 label */
+    int label = t->interp == VT_INTERP_LABEL;
+    if (label || (t->interp == VT_INTERP_NEAREST && !vt__dtype_is_float(t->sd) && !vt__dtype_is_float(t->dd) &&
+                  !o->transform && !t->transforms)) {
         if (a->min == a->min && (!vt__representable(t->dd, a->min) || !vt__representable(t->dd, a->max)))
-            return vt__fail_at(t->st, VT_EINVAL, path, "vt_sample: %s cannot hold the values of array '%s' "
-                               "(%.17g .. %.17g)", vt_dtype_name(t->dd), name, a->min, a->max);
-        if (o->pad == VT_PAD_CONSTANT && !vt__representable(t->dd, o->pad_value))
+            return vt__fail_at(t->st, VT_EINVAL, path, "vt_sample: %s cannot hold the %s of array '%s' "
+                               "(%.17g .. %.17g)", vt_dtype_name(t->dd), label ? "labels" : "values", name,
+                               a->min, a->max);
+        if (o->pad == VT_PAD_CONSTANT && (!vt__representable(t->dd, o->pad_value) ||
+                                          (label && (o->pad_value < -2147483648.0 || o->pad_value > 2147483647.0))))
             return vt__fail_at(t->st, VT_EINVAL, path, "vt_sample: pad value %.17g is not a %s", o->pad_value,
                                vt_dtype_name(t->dd));
     }
