@@ -257,6 +257,11 @@ class PatchDataset(torch.utils.data.Dataset):
                 st.close()
                 raise voxtile.NotFound(-8, f"{self.paths[case]}: no array {missing[0]!r} (PatchDataset reads "
                                            f"arrays={self.arrays}; pass arrays=('image',) for stores without labels)")
+            wrong = [st[a] for a in self.arrays[1:] if st[a].ndim != 4 or st[a].shape[0] != 1]
+            if wrong:  # each label array is one channel of "seg"
+                st.close()
+                raise voxtile.InvalidArgument(-7, f"{self.paths[case]}: label array '{wrong[0].name}' has shape "
+                                                  f"{wrong[0].shape}: PatchDataset needs (1, z, y, x)")
             self._stores[case] = st
         return st
 
@@ -295,14 +300,6 @@ class PatchDataset(torch.utils.data.Dataset):
                      for s, p in zip(img.shape[1:], self.patch_size)]
         return case, st, img, start
 
-    def _label_channel(self, st, case, name):
-        """Label array `name`, (1, z, y, x): one channel of "seg"."""
-        a = st[name]
-        if a.ndim != 4 or a.shape[0] != 1:
-            raise voxtile.InvalidArgument(-7, f"{self.paths[case]}: label array '{name}' has shape {a.shape}: "
-                                              f"PatchDataset needs (1, z, y, x)")
-        return a
-
     def _transforms(self, case, img):
         """Per-channel (clip_lo, clip_hi, scale, offset) of the normalisation, or None."""
         if self.normalize is None:
@@ -339,7 +336,7 @@ class PatchDataset(torch.utils.data.Dataset):
             targets = [(img, dict(dtype=dtype, pad=self.pad, pad_value=self.pad_value, out=image_out,
                                   channel_transforms=xforms))]
             for k, name in enumerate(self.arrays[1:]):
-                targets.append((self._label_channel(st, case, name), dict(
+                targets.append((st[name], dict(
                     order="label", dtype=np.int16, pad="constant", pad_value=self.seg_pad_value,
                     out=seg_out[k:k + 1])))
             image = voxtile.sample_many(targets, t.matrix, self.patch_size, displacement=t.displacement)[0]
@@ -355,9 +352,8 @@ class PatchDataset(torch.utils.data.Dataset):
                     img.read([c] + start, (1,) + self.patch_size, dtype=dtype, pad=self.pad,
                              pad_value=self.pad_value, out=image[c:c + 1], transform=x)
             for k, name in enumerate(self.arrays[1:]):
-                self._label_channel(st, case, name).read([0] + start, (1,) + self.patch_size, dtype=np.int16,
-                                                         pad="constant", pad_value=self.seg_pad_value,
-                                                         out=seg_out[k:k + 1])
+                st[name].read([0] + start, (1,) + self.patch_size, dtype=np.int16, pad="constant",
+                              pad_value=self.seg_pad_value, out=seg_out[k:k + 1])
         seg = seg_out
         self._served += 1
         if self.release_every and self._served % self.release_every == 0:
